@@ -1,0 +1,142 @@
+"""Request bodies to events, for ``logship receive``: every encoding logship can send.
+
+JSON (an array, one object, or newline-separated values, as Fluent Bit
+takes them), NDJSON and msgpack (an array, one map, or concatenated maps),
+each optionally gzipped. Anything else raises :class:`BadRequest` with a
+short reason meant for the client.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import msgpack
+
+JSON_TYPES = frozenset({"application/json"})
+NDJSON_TYPES = frozenset({"application/x-ndjson"})
+MSGPACK_TYPES = frozenset({"application/msgpack", "application/x-msgpack"})
+
+#: Decompressed size past which a body is refused: a gzip bomb must not take the machine.
+MAX_DECODED_BYTES = 512 * 1024 * 1024
+
+
+class BadRequest(Exception):
+    """The body cannot be accepted; ``str(error)`` is the reason sent back."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def media_type(content_type: str | None) -> str:
+    """``"Application/JSON; charset=utf-8"`` -> ``"application/json"``."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def decompress(body: bytes, content_encoding: str | None) -> bytes:
+    """Undo ``Content-Encoding`` (none, ``identity`` or ``gzip``)."""
+    coding = (content_encoding or "").strip().lower()
+    if coding in ("", "identity"):
+        return body
+    if coding in ("gzip", "x-gzip"):
+        return gunzip(body)
+    raise BadRequest(f"unsupported Content-Encoding {content_encoding!r}")
+
+
+def gunzip(data: bytes, limit: int = MAX_DECODED_BYTES) -> bytes:
+    """Decompress one or more concatenated gzip members, refusing more than ``limit`` bytes."""
+    out: list[bytes] = []
+    total = 0
+    while data:
+        d = zlib.decompressobj(31)
+        try:
+            chunk = d.decompress(data, limit - total + 1)
+        except zlib.error as e:
+            raise BadRequest(f"malformed gzip body: {e}") from None
+        total += len(chunk)
+        out.append(chunk)
+        if total > limit or d.unconsumed_tail:
+            raise BadRequest("decompressed body too large", 413)
+        if not d.eof:
+            raise BadRequest("malformed gzip body: truncated")
+        data = d.unused_data
+    return b"".join(out)
+
+
+def decode(body: bytes, content_type: str | None, content_encoding: str | None) -> list[Any]:
+    """Return the events of a request body; raise :class:`BadRequest` when there are none.
+
+    Every item is a ``dict``. An empty array is accepted and gives no events;
+    an empty body is not.
+    """
+    kind = media_type(content_type)
+    if not kind:
+        raise BadRequest("missing Content-Type")
+    if kind not in JSON_TYPES and kind not in NDJSON_TYPES and kind not in MSGPACK_TYPES:
+        raise BadRequest(f"unsupported Content-Type {kind!r}")
+    if not body:
+        raise BadRequest("no payload found")
+    data = decompress(body, content_encoding)
+    if not data.strip():
+        raise BadRequest("no payload found")
+    if kind in MSGPACK_TYPES:
+        return _objects(_msgpack_values(data))
+    if kind in JSON_TYPES:
+        try:
+            return _objects([json.loads(data)])
+        except json.JSONDecodeError as e:
+            if not e.msg.startswith("Extra data"):
+                raise BadRequest(f"malformed JSON body: {e}") from None
+        except (UnicodeDecodeError, RecursionError) as e:
+            raise BadRequest(f"malformed JSON body: {e!r}") from None
+    # NDJSON, and newline-separated JSON sent as application/json.
+    return _objects(_ndjson_values(data))
+
+
+def _ndjson_values(data: bytes) -> list[Any]:
+    values = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if line.strip():
+            try:
+                values.append(json.loads(line))
+            except (ValueError, RecursionError) as e:
+                raise BadRequest(f"malformed JSON on line {number}: {e}") from None
+    return values
+
+
+def _msgpack_values(data: bytes) -> list[Any]:
+    try:
+        return [msgpack.unpackb(data, raw=False, strict_map_key=False)]
+    except msgpack.ExtraData:
+        pass  # concatenated values: take them one by one below
+    except Exception as e:
+        raise BadRequest(f"malformed msgpack body: {e}") from None
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data))
+    unpacker.feed(data)
+    try:
+        values = list(unpacker)
+    except Exception as e:
+        raise BadRequest(f"malformed msgpack body: {e}") from None
+    if unpacker.tell() != len(data):
+        raise BadRequest("malformed msgpack body: truncated")
+    return values
+
+
+def _objects(values: Iterable[Any]) -> list[Any]:
+    """Flatten top-level values (objects, or arrays of objects) into a list of events."""
+    events: list[Any] = []
+    for value in values:
+        if isinstance(value, dict):
+            events.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                if not isinstance(item, dict):
+                    # Fluent Bit drops these silently; a development receiver says so.
+                    raise BadRequest(f"an event must be an object, not {type(item).__name__}")
+            events.extend(value)
+        else:
+            raise BadRequest(f"an event must be an object, not {type(value).__name__}")
+    return events

@@ -1,0 +1,491 @@
+"""``logship receive``: a local HTTP receiver for development, demos, tests and benchmarks.
+
+It takes every encoding logship sends (JSON, NDJSON, msgpack, gzipped or
+not) on any path, answers like Fluent Bit's ``http`` input (``201``, empty
+body), counts events and duplicates (by ``uuid``), and can print events or
+append them to an NDJSON file. ``GET /_logship/stats`` returns the counts,
+so a process that did not start the receiver can follow its progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import http.server
+import json
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import IO, Any, TextIO
+
+from logship.cli.bodies import BadRequest, decode
+
+STATS_PATH = "/_logship/stats"
+DEFAULT_PORT = 9880
+#: Wire bytes of one request body; Fluent Bit's own default limit is 4 MiB.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+COUNT_NAMES = ("events", "unique", "duplicates", "requests", "bad_requests", "bytes")
+
+# stop() never waits longer than this for the server's threads.
+_JOIN_TIMEOUT = 5.0
+# How often serve_forever checks for shutdown: the bound on how long stop() waits for it.
+_POLL_INTERVAL = 0.05
+
+
+def echo_line(event: dict[str, Any]) -> str:
+    """One readable line: ``TIMESTAMP LEVEL LOGGER: MESSAGE``, `` [exception]`` if it has one."""
+    message = str(event.get("message", "")).replace("\r", "\\r").replace("\n", "\\n")
+    line = (
+        f"{event.get('timestamp', '-')} {event.get('level', '-')} "
+        f"{event.get('logger', '-')}: {message}"
+    )
+    return line + " [exception]" if "exception" in event else line
+
+
+def _json_default(value: Any) -> Any:
+    # msgpack can carry what JSON cannot (bytes, ext types, timestamps).
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
+def _ndjson_line(event: dict[str, Any]) -> str:
+    try:
+        return json.dumps(event, ensure_ascii=False, default=_json_default) + "\n"
+    except (TypeError, ValueError):  # msgpack map keys JSON cannot take
+        event = {str(k): v for k, v in event.items()}
+        return json.dumps(event, ensure_ascii=False, default=_json_default) + "\n"
+
+
+class Receiver:
+    """An HTTP receiver serving on a background thread; see the module docstring.
+
+    ``keep_events=False`` stops :meth:`events` from holding every event in
+    memory (the command line uses it); counting and duplicate detection
+    still work.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        output: str | None = None,
+        echo: TextIO | None = None,
+        keep_events: bool = True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.token = token
+        self.output = output
+        self.echo = echo
+        self.keep_events = keep_events
+        self._cond = threading.Condition()
+        self._counts = dict.fromkeys(COUNT_NAMES, 0)
+        self._events: list[dict[str, Any]] = []
+        self._keys: list[str] = []
+        self._seen: set[Any] = set()
+        self._out: IO[str] | None = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- life ----------------------------------------------------------------
+
+    def start(self) -> Receiver:
+        """Bind and serve on a daemon thread; return self. ``OSError`` if the port is taken."""
+        if self._server is not None:
+            raise RuntimeError("logship receive: already started")
+        if self.output:
+            self._out = open(self.output, "a", encoding="utf-8")  # noqa: SIM115 (closed by stop)
+        try:
+            server = _Server(self.host, self.port, self)
+        except BaseException:
+            self._close_output()
+            raise
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": _POLL_INTERVAL},
+            name="logship-receive",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every connection and the output file. Idempotent, bounded."""
+        server, self._server = self._server, None
+        thread, self._thread = self._thread, None
+        if server is None:
+            return
+        deadline = time.monotonic() + _JOIN_TIMEOUT
+        if thread is not None and thread.is_alive():
+            server.shutdown()  # returns within _POLL_INTERVAL
+        handlers = server.close_connections()
+        server.server_close()
+        for t in [thread, *handlers]:
+            if t is not None:
+                t.join(max(0.0, deadline - time.monotonic()))
+        self._close_output()
+
+    def _close_output(self) -> None:
+        with self._cond:
+            out, self._out = self._out, None
+        if out is not None:
+            out.close()
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` of the running receiver (the real port when ``port=0``)."""
+        if self._server is None:
+            raise RuntimeError("logship receive: not started")
+        host, port = self._server.server_address[:2]
+        host = str(host)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def endpoint(self, path: str = "/app") -> str:
+        """The URL of ``path`` on this receiver, e.g. for ``ShipHandler(url=...)``."""
+        return self.url + path
+
+    # -- what arrived ----------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """``events``, ``unique``, ``duplicates``, ``requests``, ``bad_requests``, ``bytes``.
+
+        ``requests`` counts accepted requests, ``bad_requests`` refused ones
+        (400, 401, 413); ``bytes`` is the accepted bodies' size on the wire.
+        """
+        with self._cond:
+            return dict(self._counts)
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event received, in arrival order (a new list; the events are shared)."""
+        with self._cond:
+            return list(self._events)
+
+    def idempotency_keys(self) -> list[str]:
+        """The ``Idempotency-Key`` of each accepted request, in order (``""`` when absent)."""
+        with self._cond:
+            return list(self._keys)
+
+    def wait_for(self, unique: int, timeout: float) -> bool:
+        """Wait until at least ``unique`` distinct events arrived; False at the timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._counts["unique"] >= unique, timeout)
+
+    # -- called by the request handler ----------------------------------------
+
+    def accept(self, events: list[dict[str, Any]], key: str, wire_bytes: int) -> None:
+        """Store, write and echo the events of one accepted request."""
+        # Formatting outside the lock keeps other requests' time under it short.
+        stored = "".join(map(_ndjson_line, events)) if self._out is not None else ""
+        echoed = "".join(echo_line(e) + "\n" for e in events) if self.echo is not None else ""
+        with self._cond:
+            if self._out is not None:
+                # Written before counting: once the counts show an event, the file has it.
+                self._out.write(stored)
+                self._out.flush()
+            if self.echo is not None and echoed:
+                try:
+                    self.echo.write(echoed)
+                    self.echo.flush()
+                except (OSError, ValueError):
+                    self.echo = None  # the reader went away (a closed pipe); keep receiving
+            duplicates = 0
+            seen = self._seen
+            for event in events:
+                uuid = event.get("uuid")
+                if uuid is None:
+                    continue
+                if not isinstance(uuid, str):
+                    uuid = repr(uuid)  # unhashable or odd values still dedupe
+                if uuid in seen:
+                    duplicates += 1
+                else:
+                    seen.add(uuid)
+            c = self._counts
+            c["events"] += len(events)
+            c["unique"] += len(events) - duplicates
+            c["duplicates"] += duplicates
+            c["requests"] += 1
+            c["bytes"] += wire_bytes
+            if self.keep_events:
+                self._events.extend(events)
+            self._keys.append(key)
+            self._cond.notify_all()
+
+    def refuse(self) -> None:
+        """Count one refused request."""
+        with self._cond:
+            self._counts["bad_requests"] += 1
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """Tracks its connections, so that stop() can end keep-alive ones at once."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, receiver: Receiver) -> None:
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        self.receiver = receiver
+        self._conns: dict[socket.socket, threading.Thread] = {}
+        self._conns_lock = threading.Lock()
+        self._closing = False
+        super().__init__((host, port), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks DNS for the host's FQDN, which can take
+        # seconds on a machine with broken resolution; nothing here needs it.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def track(self, conn: socket.socket) -> None:
+        with self._conns_lock:
+            self._conns[conn] = threading.current_thread()
+            closing = self._closing
+        if closing:
+            _shutdown(conn)
+
+    def untrack(self, conn: socket.socket) -> None:
+        with self._conns_lock:
+            self._conns.pop(conn, None)
+
+    def close_connections(self) -> list[threading.Thread]:
+        """Shut every open connection down; return the threads serving them."""
+        with self._conns_lock:
+            self._closing = True
+            conns = dict(self._conns)
+        for conn in conns:
+            _shutdown(conn)
+        return list(conns.values())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-request is normal; anything else is a bug worth seeing.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+def _shutdown(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by the client
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as logship's requests.Session expects
+    server_version = "logship-receive"
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        self.server.untrack(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request on stderr would drown the echoed events
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] == STATS_PATH:
+            body = json.dumps(self.server.receiver.counts()).encode("ascii")
+            self._reply(200, body, "application/json")
+        else:
+            self._reply(404, b"not found\n")
+
+    def do_POST(self) -> None:
+        receiver = self.server.receiver
+        try:
+            body = self._read_body()
+        except BadRequest as e:
+            self.close_connection = True  # the request's framing is lost
+            receiver.refuse()
+            self._reply(e.status, f"{e}\n".encode())
+            return
+        if receiver.token is not None and not self._authorized(receiver.token):
+            receiver.refuse()
+            self._reply(401, b"missing or wrong bearer token\n", www_authenticate="Bearer")
+            return
+        try:
+            events = decode(body, self.headers["Content-Type"], self.headers["Content-Encoding"])
+        except BadRequest as e:
+            receiver.refuse()
+            self._reply(e.status, f"{e}\n".encode())
+            return
+        try:
+            receiver.accept(events, self.headers.get("Idempotency-Key", ""), len(body))
+        except OSError as e:  # the --output file could not be written: let the client retry
+            self._reply(503, f"cannot write the output file: {e}\n".encode())
+            return
+        self._reply(201, b"")
+
+    def _authorized(self, token: str) -> bool:
+        scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(given.strip().encode(), token.encode())
+
+    def _read_body(self) -> bytes:
+        coding = self.headers.get("Transfer-Encoding")
+        if coding is not None:
+            if coding.strip().lower() != "chunked":
+                raise BadRequest(f"unsupported Transfer-Encoding {coding!r}")
+            return _read_chunked(self.rfile, MAX_BODY_BYTES)
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""  # HTTP/1.1: no length and no chunking means no body
+        try:
+            n = int(length)
+            if n < 0:
+                raise ValueError(length)
+        except ValueError:
+            raise BadRequest("malformed Content-Length") from None
+        if n > MAX_BODY_BYTES:
+            raise BadRequest("request body too large", 413)
+        body = self.rfile.read(n)
+        if len(body) < n:
+            raise BadRequest("truncated request body")
+        return body
+
+    def _reply(
+        self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8", **extra: str
+    ) -> None:
+        self.send_response(status)
+        if body:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in extra.items():
+            self.send_header(name.replace("_", "-").title(), value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+
+def _read_chunked(rfile: IO[bytes], limit: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        line = rfile.readline(1024)
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise BadRequest("malformed chunked body") from None
+        if size == 0:
+            while rfile.readline(8192).strip():
+                pass  # trailers: not needed
+            return b"".join(parts)
+        total += size
+        if total > limit:
+            raise BadRequest("request body too large", 413)
+        chunk = rfile.read(size)
+        if len(chunk) < size:
+            raise BadRequest("truncated request body")
+        parts.append(chunk)
+        rfile.readline(8)  # the CRLF after each chunk
+
+
+# -- command line ---------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (0-65535)")
+    return port
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``logship receive`` on the main parser's subparsers."""
+    p = subparsers.add_parser(
+        "receive",
+        help="run a local receiver that takes and shows logship's events",
+        description="Receive logship events over HTTP (JSON, NDJSON, msgpack; gzip or not), "
+        f"print them and count duplicates. GET {STATS_PATH} returns the counts.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}, Fluent Bit's; 0 picks a free one)",
+    )
+    p.add_argument("--output", metavar="FILE", help="append every event to FILE as NDJSON")
+    p.add_argument("--token", metavar="T", help="require 'Authorization: Bearer T'")
+    p.add_argument("--quiet", action="store_true", help="do not print events")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM, then print the counts; return the exit status."""
+    receiver = Receiver(
+        args.host,
+        args.port,
+        token=args.token,
+        output=args.output,
+        echo=None if args.quiet else sys.stdout,
+        keep_events=False,  # a long run must not hold every event in memory
+    )
+    stop = threading.Event()
+    restore = _on_signals(stop)
+    try:
+        try:
+            receiver.start()
+        except OSError as e:
+            print(
+                f"logship receive: cannot listen on {args.host}:{args.port}: {e.strerror or e}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"logship receive: listening on {receiver.url}", flush=True)
+        # A bounded wait, because on Windows an unbounded one cannot be interrupted.
+        while not stop.wait(1.0):
+            pass
+    finally:
+        receiver.stop()
+        restore()
+    c = receiver.counts()
+    print(
+        f"received {c['events']} events ({c['unique']} unique, {c['duplicates']} duplicates) "
+        f"in {c['requests']} requests, {c['bad_requests']} bad",
+        flush=True,
+    )
+    return 0
+
+
+def _on_signals(stop: threading.Event) -> Callable[[], None]:
+    """Make SIGINT and SIGTERM set ``stop``; return a function that undoes it."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signal handlers can only be set from the main thread
+    signals = [signal.SIGINT, signal.SIGTERM]
+    previous = {sig: signal.signal(sig, lambda _sig, _frame: stop.set()) for sig in signals}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore

@@ -1,0 +1,80 @@
+"""Process life: which threads are logship's, and what a forked child resets.
+
+``WORKER_THREADS`` holds the thread idents of every live logship worker
+thread; ``ShipHandler.handle`` refuses records emitted on them, so the
+libraries the worker uses (urllib3, requests, filelock) can log freely
+without a record ever looping back into a ShipHandler.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from logship.pure import uuid7
+
+
+class _ForkAware(Protocol):
+    def _reset_after_fork(self) -> None: ...
+
+
+WORKER_THREADS: set[int] = set()
+_handlers: weakref.WeakSet[Any] = weakref.WeakSet()
+_uwsgi_warned = False
+
+
+def track(handler: _ForkAware) -> None:
+    """Reset ``handler`` in every forked child."""
+    _handlers.add(handler)
+
+
+def _after_fork_in_child() -> None:
+    # The parent's worker threads do not exist here; their idents may be reused.
+    WORKER_THREADS.clear()
+    uuid7.reset_after_fork()
+    for handler in list(_handlers):
+        try:
+            handler._reset_after_fork()
+        except Exception:
+            pass  # a fork must never fail because of logging
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def start_worker_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    """Start a daemon thread whose records are never shipped.
+
+    Daemon, because non-daemon threads are joined before ``atexit`` runs
+    ``logging.shutdown``, which is what closes the handler. Raises
+    ``RuntimeError`` when threads can no longer start (interpreter shutdown).
+    """
+
+    def main() -> None:
+        ident = threading.get_ident()
+        WORKER_THREADS.add(ident)
+        try:
+            target()
+        finally:
+            WORKER_THREADS.discard(ident)
+
+    thread = threading.Thread(target=main, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def uwsgi_without_threads() -> bool:
+    """True under uWSGI when ``enable-threads`` is off: the worker would never run."""
+    global _uwsgi_warned
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is None or _uwsgi_warned:
+        return False
+    opt = getattr(uwsgi, "opt", {}) or {}
+    enabled = opt.get("enable-threads") or opt.get(b"enable-threads")
+    _uwsgi_warned = True
+    return not enabled

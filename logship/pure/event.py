@@ -1,0 +1,142 @@
+"""The event schema: one log record in, one flat mapping out.
+
+Runs on the worker. The caller's thread has already resolved the parts that
+could change after the log call (the message, the traceback text); everything
+else is read from the record here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from logship.pure.options import CORE_FIELDS
+from logship.pure.uuid7 import uuid7
+
+# Attributes every LogRecord has; anything else on a record came from
+# `extra=` (or from a filter) and becomes a top-level event field.
+STANDARD_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",  # Python 3.12+
+}
+
+#: Prefix under which an `extra=` key that collides with a core field is kept.
+COLLISION_PREFIX = "extra_"
+
+_MAX_DEPTH = 32
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a placeholder when ``__repr__`` itself fails."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def jsonable(value: Any, int_bits: int = 0, _depth: int = 0) -> Any:
+    """Return ``value`` with everything JSON (or msgpack) cannot carry replaced by its repr.
+
+    ``int_bits`` bounds integers (64 for msgpack); 0 leaves them unbounded.
+    Cycles and absurd nesting stop at a fixed depth instead of recursing forever.
+    """
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        if int_bits and not (-(1 << (int_bits - 1)) <= value < (1 << int_bits)):
+            return str(value)
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else safe_repr(value)
+    if _depth >= _MAX_DEPTH:
+        return safe_repr(value) if not isinstance(value, (dict, list, tuple)) else "<too deep>"
+    if isinstance(value, Mapping):
+        out = {}
+        try:
+            items = list(value.items())
+        except Exception:
+            return safe_repr(value)
+        for k, v in items:
+            key = k if isinstance(k, str) else safe_repr(k)
+            out[key] = jsonable(v, int_bits, _depth + 1)
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v, int_bits, _depth + 1) for v in value]
+    return safe_repr(value)
+
+
+class EventBuilder:
+    """Turns records into events; holds the per-process facts every event carries."""
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        self.fields = dict(fields)
+        self.hostname = socket.gethostname()
+        self.kernel_version = platform.release()
+        self._second = -1
+        self._prefix = ""
+
+    def timestamp(self, created: float) -> tuple[str, int]:
+        """Return the RFC 3339 UTC text with microseconds, and the Unix milliseconds."""
+        micros = int(created * 1_000_000)
+        second, frac = divmod(micros, 1_000_000)
+        if second != self._second:
+            # Events cluster within a second; format the date part once per second.
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{frac:06d}Z", micros // 1000
+
+    def build(
+        self,
+        record: logging.LogRecord,
+        message: str,
+        exception: str | None,
+        stack: str | None,
+    ) -> dict[str, Any]:
+        """Return the event for ``record``; core fields first, never overwritten."""
+        stamp, unix_ms = self.timestamp(record.created)
+        event: dict[str, Any] = {
+            "timestamp": stamp,
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+            "hostname": self.hostname,
+            "uuid": uuid7(unix_ms),
+            "kernel_version": self.kernel_version,
+            "pid": record.process,
+            "thread": record.threadName,
+            "module": record.module,
+            "func": record.funcName,
+            "line": record.lineno,
+        }
+        if exception is not None:
+            event["exception"] = exception
+        if stack is not None:
+            event["stack"] = stack
+        if self.fields:
+            event.update(self.fields)
+        for key, value in record.__dict__.items():
+            if key not in STANDARD_RECORD_ATTRS:
+                if key in CORE_FIELDS:
+                    key = COLLISION_PREFIX + key
+                event[key] = value
+        return event
+
+    def fallback(self, message: str, error: BaseException) -> dict[str, Any]:
+        """A minimal event for a record :meth:`build` could not read."""
+        stamp, unix_ms = self.timestamp(time.time())
+        return {
+            "timestamp": stamp,
+            "level": "ERROR",
+            "logger": "logship",
+            "message": message,
+            "hostname": self.hostname,
+            "uuid": uuid7(unix_ms),
+            "kernel_version": self.kernel_version,
+            "build_error": safe_repr(error),
+        }

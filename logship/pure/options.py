@@ -1,0 +1,239 @@
+"""Validated handler options: the one place that knows every option's rules.
+
+Pure: no threads, no network. Reading ``token_file`` and checking that TLS
+files exist is the only I/O, and it happens once, at construction, so that a
+wrong setting fails loudly in the application's configuration step.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENCODINGS = ("json", "ndjson", "msgpack")
+OVERFLOW_POLICIES = ("spill", "drop_oldest", "drop_newest", "block")
+
+#: Names an event always carries; ``fields`` and ``extra=`` never replace them.
+CORE_FIELDS = frozenset(
+    {
+        "timestamp",
+        "level",
+        "logger",
+        "message",
+        "hostname",
+        "uuid",
+        "kernel_version",
+        "pid",
+        "thread",
+        "module",
+        "func",
+        "line",
+        "exception",
+        "stack",
+    }
+)
+
+# Headers logship sets itself: a user value would corrupt the request framing
+# or the dedupe contract, so they are refused rather than silently replaced.
+_RESERVED_HEADERS = frozenset(
+    {"content-type", "content-encoding", "content-length", "idempotency-key", "host"}
+)
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Options:
+    """Every setting of a :class:`~logship.ShipHandler`, checked and filled."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+    token_file: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    encoding: str = "json"
+    compress: bool = True
+    batch_max_records: int = 1000
+    batch_max_bytes: int = MiB
+    flush_interval: float = 1.0
+    capacity: int = 10_000
+    capacity_bytes: int = 16 * MiB
+    overflow: str = "spill"
+    spill: bool = True
+    spill_dir: str | None = None
+    spill_max_bytes: int = 256 * MiB
+    verify: bool = True
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    timeout: float = 10.0
+    retry_max_backoff: float = 60.0
+    shutdown_timeout: float = 5.0
+
+
+def _check_type(name: str, value: Any, kinds: tuple[type, ...], label: str) -> None:
+    # bool is an int subclass; `capacity=True` is a mistake, not a size of 1.
+    if isinstance(value, bool) and bool not in kinds:
+        raise TypeError(f"logship: option {name!r} must be {label}, not bool")
+    if not isinstance(value, kinds):
+        raise TypeError(f"logship: option {name!r} must be {label}, not {type(value).__name__}")
+
+
+def _positive_int(name: str, value: Any) -> int:
+    _check_type(name, value, (int,), "an int")
+    if value <= 0:
+        raise ValueError(f"logship: option {name!r} must be positive, got {value}")
+    return int(value)
+
+
+def _positive_float(name: str, value: Any) -> float:
+    _check_type(name, value, (int, float), "a number of seconds")
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"logship: option {name!r} must be a positive number, got {value}")
+    return float(value)
+
+
+def _optional_str(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    _check_type(name, value, (str,), "a string")
+    if not value:
+        raise ValueError(f"logship: option {name!r} must not be empty")
+    return str(value)
+
+
+def _existing_file(name: str, value: Any) -> str | None:
+    path = _optional_str(name, value)
+    if path is not None and not os.path.isfile(path):
+        raise ValueError(f"logship: option {name!r} names {path!r}, which is not a readable file")
+    return path
+
+
+def check_url(url: Any, name: str = "url") -> str:
+    """Return ``url`` if it is an absolute http(s) URL, else raise naming ``name``."""
+    if url is None:
+        raise ValueError(f"logship: option {name!r} is required (or set LOGSHIP_URL)")
+    _check_type(name, url, (str,), "a string")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"logship: option {name!r} must start with http:// or https://: {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"logship: option {name!r} has no host name: {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ValueError(f"logship: option {name!r} has an invalid port: {url!r}") from None
+    return str(url)
+
+
+def read_token_file(path: str) -> str:
+    """Return the token stored in ``path``, stripped of surrounding white space."""
+    with open(path, encoding="utf-8") as f:
+        return f.read().strip()
+
+
+def build_options(kwargs: dict[str, Any], environ: Mapping[str, str] | None = None) -> Options:
+    """Validate keyword options, fill gaps from ``LOGSHIP_*`` variables, and freeze them.
+
+    Raises ``TypeError`` or ``ValueError`` naming the offending option.
+    """
+    env = os.environ if environ is None else environ
+    known = set(Options.__dataclass_fields__)
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TypeError(f"logship: unknown option(s): {', '.join(unknown)}")
+
+    # An explicit argument always wins over the environment; only unset ones are filled.
+    if kwargs.get("url") is None:
+        kwargs["url"] = env.get("LOGSHIP_URL") or None
+    if kwargs.get("token") is None and kwargs.get("token_file") is None:
+        kwargs["token"] = env.get("LOGSHIP_TOKEN") or None
+        if kwargs["token"] is None:
+            kwargs["token_file"] = env.get("LOGSHIP_TOKEN_FILE") or None
+    if kwargs.get("spill_dir") is None:
+        kwargs["spill_dir"] = env.get("LOGSHIP_SPILL_DIR") or None
+
+    o: dict[str, Any] = {"url": check_url(kwargs.pop("url"))}
+
+    token = _optional_str("token", kwargs.pop("token", None))
+    token_file = _existing_file("token_file", kwargs.pop("token_file", None))
+    if token is not None and token_file is not None:
+        raise ValueError("logship: give either option 'token' or 'token_file', not both")
+    if token_file is not None:
+        try:
+            token_from_file = read_token_file(token_file)
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"logship: option 'token_file' cannot be read: {e}") from None
+        if not token_from_file:
+            raise ValueError(f"logship: option 'token_file' names an empty file: {token_file!r}")
+    o["token"], o["token_file"] = token, token_file
+
+    headers = kwargs.pop("headers", None) or {}
+    _check_type("headers", headers, (Mapping,), "a mapping of header names to values")
+    for k, v in headers.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"logship: option 'headers' must map str to str, got {k!r}: {v!r}")
+        if k.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"logship: option 'headers' may not set {k!r}; logship sets it")
+        if k.lower() == "authorization" and (token or token_file):
+            raise ValueError("logship: option 'headers' sets Authorization and a token is given")
+    o["headers"] = dict(headers)
+
+    fields_ = kwargs.pop("fields", None) or {}
+    _check_type("fields", fields_, (Mapping,), "a mapping of field names to values")
+    for k in fields_:
+        if not isinstance(k, str):
+            raise TypeError(f"logship: option 'fields' keys must be strings, got {k!r}")
+        if k in CORE_FIELDS:
+            raise ValueError(f"logship: option 'fields' may not set the core event field {k!r}")
+    o["fields"] = dict(fields_)
+
+    encoding = kwargs.pop("encoding", "json")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"logship: option 'encoding' must be one of {ENCODINGS}, got {encoding!r}")
+    o["encoding"] = encoding
+
+    overflow = kwargs.pop("overflow", "spill")
+    if overflow not in OVERFLOW_POLICIES:
+        raise ValueError(
+            f"logship: option 'overflow' must be one of {OVERFLOW_POLICIES}, got {overflow!r}"
+        )
+    o["overflow"] = overflow
+
+    for name in ("compress", "spill", "verify"):
+        if name in kwargs:
+            _check_type(name, kwargs[name], (bool,), "True or False")
+            o[name] = kwargs.pop(name)
+
+    for name in (
+        "batch_max_records",
+        "batch_max_bytes",
+        "capacity",
+        "capacity_bytes",
+        "spill_max_bytes",
+    ):
+        if name in kwargs:
+            o[name] = _positive_int(name, kwargs.pop(name))
+
+    for name in ("flush_interval", "timeout", "retry_max_backoff", "shutdown_timeout"):
+        if name in kwargs:
+            o[name] = _positive_float(name, kwargs.pop(name))
+
+    o["spill_dir"] = _optional_str("spill_dir", kwargs.pop("spill_dir", None))
+    o["ca_file"] = _existing_file("ca_file", kwargs.pop("ca_file", None))
+    o["client_cert"] = _existing_file("client_cert", kwargs.pop("client_cert", None))
+    o["client_key"] = _existing_file("client_key", kwargs.pop("client_key", None))
+    if o["client_key"] and not o["client_cert"]:
+        raise ValueError("logship: option 'client_key' needs 'client_cert' as well")
+    if o["ca_file"] and o.get("verify") is False:
+        raise ValueError("logship: option 'ca_file' is given but 'verify' is False")
+
+    leftover = sorted(kwargs)
+    if leftover:  # pragma: no cover - every known name is consumed above
+        raise TypeError(f"logship: unhandled option(s): {', '.join(leftover)}")
+    return Options(**o)

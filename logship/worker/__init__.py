@@ -1,0 +1,79 @@
+"""Everything that runs on logship's worker threads.
+
+:class:`Worker` owns two daemon threads: the *pump* (ring to batches,
+``worker.pump``) and the *sender* (HTTP, ``worker.sender``). The pump never
+waits on the network, so the ring keeps draining while a request hangs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from logship.lifecycle import start_worker_thread
+from logship.pure.encoding import Encoding
+from logship.pure.options import Options
+from logship.worker.diagnostics import Warner
+from logship.worker.pipeline import Pipeline
+from logship.worker.pump import Pump
+from logship.worker.sender import Sender
+from logship.worker.transport import Transport
+
+__all__ = ["Worker"]
+
+# How long close() still waits for the threads to notice a stop after its
+# deadline; they only ever block in bounded waits, except a hung request.
+_JOIN_GRACE = 0.05
+
+
+class Worker:
+    """The pump and sender threads of one handler in one process."""
+
+    def __init__(self, opts: Options, pipeline: Pipeline, warner: Warner) -> None:
+        self.opts = opts
+        self.pipeline = pipeline
+        self.warner = warner
+        encoding = Encoding(opts.encoding)
+        self.transport = Transport(opts, encoding.content_type)
+        self.pump = Pump(opts, pipeline, encoding, warner)
+        self.sender = Sender(opts, pipeline, self.transport, encoding, warner)
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start both threads; ``RuntimeError`` at interpreter shutdown."""
+        self.threads.append(start_worker_thread(self.pump.run, "logship-pump"))
+        self.threads.append(start_worker_thread(self.sender.run, "logship-sender"))
+
+    def flush(self, deadline: float) -> bool:
+        """Wait until everything emitted so far is resolved, or ``deadline``."""
+        with self.pipeline.ring.lock:
+            target = self.pipeline.ring.emitted - 1
+        return self.pipeline.wait_for(target, deadline)
+
+    def close(self, deadline: float) -> bool:
+        """Deliver what can be delivered by ``deadline``, then stop; True if nothing was left."""
+        pipeline = self.pipeline
+        pipeline.ring.close()
+        with pipeline.lock:
+            pipeline.draining = True
+            pipeline.changed.notify_all()
+        done = self.flush(deadline)
+        with pipeline.lock:
+            pipeline.stopping = True
+            pipeline.changed.notify_all()
+        self.sender.stop_event.set()
+        pipeline.ring.wake.set()
+        for t in self.threads:
+            t.join(max(0.0, min(_JOIN_GRACE, deadline - time.monotonic())))
+        if not done:
+            lost = pipeline.abandon()
+            if lost:
+                self.warner.warn(
+                    "close-lost",
+                    "logship: closed with %d events undelivered to %s (dropped, counted)",
+                    lost,
+                    self.opts.url,
+                )
+        if not any(t.is_alive() for t in self.threads):
+            self.transport.close()
+        return done

@@ -1,0 +1,166 @@
+"""The sender thread: delivers sealed batches, one request at a time, by SPEC section 4.
+
+Each batch keeps its Idempotency-Key across every retry. Waits between
+retries are on an event that ``close`` sets, never ``time.sleep``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from logship.pure.encoding import Encoding
+from logship.pure.options import Options
+from logship.pure.retry import Backoff, Verdict, classify, hold_hint, parse_retry_after
+from logship.worker.diagnostics import Warner
+from logship.worker.pipeline import Batch, Pipeline
+from logship.worker.pump import make_batches
+from logship.worker.spill import default_spill_dir, write_dead_letter
+from logship.worker.transport import Answer, Transport
+
+# While closing, no single back-off may eat the whole shutdown budget: a blip
+# at exit should still get a second try.
+_DRAINING_MAX_WAIT = 0.5
+
+_KIND_HINTS = {
+    "tls": "the TLS handshake failed: check the certificate, ca_file and verify",
+    "dns": "the host name does not resolve: check the URL's host and DNS",
+    "refused": "the connection was refused: is the aggregator listening on that port?",
+    "timeout": "the request timed out: the aggregator is slow or unreachable",
+    "connection": "the connection failed",
+}
+
+
+class Sender:
+    """Takes batches from the pipeline and delivers them (thread target: :meth:`run`)."""
+
+    def __init__(
+        self,
+        opts: Options,
+        pipeline: Pipeline,
+        transport: Transport,
+        encoding: Encoding,
+        warner: Warner,
+    ) -> None:
+        self.opts = opts
+        self.pipeline = pipeline
+        self.transport = transport
+        self.encoding = encoding
+        self.warner = warner
+        self.backoff = Backoff(ceiling=opts.retry_max_backoff)
+        #: Set by close once its deadline passes; interrupts any back-off wait.
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Loop until stopped; never raises."""
+        while not self.pipeline.stopping:
+            batch = self.pipeline.next_ready(0.5)
+            if batch is None:
+                continue
+            try:
+                self.deliver(batch)
+            except Exception as e:  # a bug must cost this batch, not the worker
+                self.pipeline.resolve(batch, "dropped")
+                self.warner.warn("sender-error", "logship: internal error sending a batch: %r", e)
+
+    def deliver(self, batch: Batch) -> None:
+        """Send ``batch`` (and its halves, after a 413) until each is resolved or we stop."""
+        todo = deque([batch])
+        attempt = 0
+        while todo and not self.stop_event.is_set():
+            b = todo[0]
+            answer = self.transport.post(b.body, b.key, self.opts.compress)
+            verdict = Verdict.RETRY if answer.status is None else classify(answer.status)
+            if verdict is Verdict.DELIVERED:
+                self.pipeline.resolve(b, "shipped", success=True)
+                todo.popleft()
+                attempt = 0
+            elif verdict is Verdict.SPLIT and len(b) > 1:
+                halves = self._split(b)
+                todo.popleft()
+                if self.pipeline.replace(b, halves):
+                    todo.extendleft(reversed(halves))
+            elif verdict is Verdict.SPLIT or verdict is Verdict.REJECT:
+                self._reject(b, answer)
+                todo.popleft()
+            elif verdict is Verdict.HOLD:
+                self._note_error(answer)
+                assert answer.status is not None
+                self.warner.warn(
+                    f"hold-{answer.status}",
+                    "logship: %s answered %d; %s. Events are kept and retried every %.0f s.",
+                    self.opts.url,
+                    answer.status,
+                    hold_hint(answer.status, answer.location),
+                    self.opts.retry_max_backoff,
+                )
+                self._wait(self.opts.retry_max_backoff)
+            else:
+                self._note_error(answer)
+                self.pipeline.count("retries")
+                self._warn_transient(answer)
+                self._wait(self.backoff.after(attempt, parse_retry_after(answer.retry_after)))
+                attempt += 1
+
+    def _split(self, batch: Batch) -> list[Batch]:
+        mid = len(batch.events) // 2
+        halves: list[Batch] = []
+        for part in (batch.events[:mid], batch.events[mid:]):
+            halves += make_batches(
+                part, self.encoding, self.opts.compress, self.opts.batch_max_bytes
+            )
+        # Derived keys: a retried split of the same batch is recognisably the same.
+        for i, h in enumerate(halves):
+            h.key = f"{batch.key}.{i}"
+        return halves
+
+    def _wait(self, seconds: float) -> None:
+        if self.pipeline.draining:
+            seconds = min(seconds, _DRAINING_MAX_WAIT)
+        self.stop_event.wait(seconds)
+
+    def _note_error(self, answer: Answer) -> None:
+        text = answer.error if answer.status is None else f"HTTP {answer.status}"
+        with self.pipeline.lock:
+            self.pipeline.last_error = text
+
+    def _warn_transient(self, answer: Answer) -> None:
+        if answer.status is None:
+            kind = answer.kind or "connection"
+            self.warner.warn(
+                f"conn-{kind}",
+                "logship: cannot deliver to %s: %s (%s). Retrying with back-off.",
+                self.opts.url,
+                _KIND_HINTS.get(kind, "the connection failed"),
+                answer.error,
+            )
+        else:
+            self.warner.warn(
+                f"status-{answer.status}",
+                "logship: %s answered %d; retrying with back-off.",
+                self.opts.url,
+                answer.status,
+            )
+
+    def _reject(self, batch: Batch, answer: Answer) -> None:
+        status = answer.status or 0
+        reason = answer.body or answer.error or ""
+        if not self.pipeline.resolve(batch, "rejected"):
+            return
+        where = "not written"
+        try:
+            folder = self.opts.spill_dir or default_spill_dir(self.opts.url)
+            where = write_dead_letter(
+                folder, self.opts.url, batch.key, batch.events, status, reason
+            )
+        except Exception as e:  # the events are counted as rejected either way
+            where = f"not written ({e!r})"
+        self.warner.warn(
+            f"reject-{status}",
+            "logship: %s rejected a batch of %d events with %d (%s); dead-letter file: %s",
+            self.opts.url,
+            len(batch.events),
+            status,
+            reason[:200],
+            where,
+        )

@@ -1,0 +1,139 @@
+"""HTTP: the only module that imports ``requests``. Runs on the sender thread.
+
+One :class:`requests.Session` per handler process keeps connections alive.
+Every failure is turned into an :class:`Answer`; nothing raises out of
+:meth:`Transport.post`.
+"""
+
+from __future__ import annotations
+
+# requests imports these lazily on its first request. Importing them here, on
+# the application's thread when the handler is built, means a fork can never
+# land while the worker holds their import lock (which would hang the child).
+import encodings.idna  # noqa: F401
+import netrc  # noqa: F401
+import os
+from dataclasses import dataclass
+
+import requests
+import requests.adapters
+
+from logship.pure.options import Options, read_token_file
+
+USER_AGENT = "logship"
+_MAX_ANSWER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What happened to one request: a status, or an error with no status."""
+
+    status: int | None
+    retry_after: str | None = None
+    location: str | None = None
+    body: str = ""
+    error: str | None = None  # set when no HTTP answer came back
+    kind: str | None = None  # "tls", "dns", "refused", "timeout", "connection"
+
+
+def _error_kind(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "tls"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timeout"
+    if (
+        "Name or service not known" in text
+        or "NameResolutionError" in text
+        or ("getaddrinfo failed" in text or "Temporary failure in name resolution" in text)
+    ):
+        return "dns"
+    if "Connection refused" in text or "ConnectionRefusedError" in text:
+        return "refused"
+    return "connection"
+
+
+class Transport:
+    """POSTs request bodies to the configured endpoint."""
+
+    def __init__(self, opts: Options, content_type: str) -> None:
+        self.url = opts.url
+        self.timeout = opts.timeout
+        self._token = opts.token
+        self._token_file = opts.token_file
+        self._token_mtime: float | None = None
+        self.session = requests.Session()
+        # A redirect answered to a POST would become a GET elsewhere; the
+        # sender reports it instead (see pure.retry.classify).
+        self.session.max_redirects = 0
+        self.session.verify = opts.ca_file if opts.ca_file else opts.verify
+        if opts.client_cert:
+            self.session.cert = (
+                (opts.client_cert, opts.client_key) if opts.client_key else opts.client_cert
+            )
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.headers = {
+            "User-Agent": USER_AGENT,
+            "Content-Type": content_type,
+            **opts.headers,
+        }
+
+    def _authorization(self) -> str | None:
+        if self._token_file:
+            # Re-read a rotated secret; a stat per request is cheap next to the request.
+            try:
+                mtime = os.stat(self._token_file).st_mtime
+                if mtime != self._token_mtime:
+                    self._token = read_token_file(self._token_file)
+                    self._token_mtime = mtime
+            except (OSError, UnicodeDecodeError):
+                pass  # keep the last token that worked
+        return f"Bearer {self._token}" if self._token else None
+
+    def post(self, body: bytes, key: str, gzipped: bool) -> Answer:
+        """Send one body; return the answer or the failure, never raise."""
+        headers = dict(self.headers)
+        headers["Idempotency-Key"] = key
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        auth = self._authorization()
+        if auth:
+            headers["Authorization"] = auth
+        try:
+            resp = self.session.post(
+                self.url,
+                data=body,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+        except Exception as e:  # every failure to get an answer is retried, none raised
+            return Answer(None, error=f"{type(e).__name__}: {e}", kind=_error_kind(e))
+        try:
+            # Read a bounded amount: a server answering nonsense must not be
+            # able to make the worker hold an endless body in memory.
+            raw = resp.raw.read(_MAX_ANSWER_BYTES, decode_content=True) or b""
+            text = raw[:500].decode("utf-8", "replace") if resp.status_code >= 300 else ""
+            if resp.raw.read(1):
+                resp.close()  # more than we will read: drop this connection
+            else:
+                resp.raw.release_conn()  # fully read: keep the connection alive
+        except Exception:
+            text = ""
+            resp.close()
+        return Answer(
+            resp.status_code,
+            retry_after=resp.headers.get("Retry-After"),
+            location=resp.headers.get("Location"),
+            body=text,
+        )
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        try:
+            self.session.close()
+        except Exception:
+            pass

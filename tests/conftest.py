@@ -1,0 +1,114 @@
+"""Shared fixtures: a fault-injecting collector, handlers that are always closed,
+logging's global state restored after each test, and a check for leaked threads."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import logship  # noqa: E402
+from faultserver import FaultServer  # noqa: E402
+
+# Small timings keep the suite fast; the behaviour under test is the same.
+FAST = {
+    "flush_interval": 0.05,
+    "retry_max_backoff": 0.2,
+    "shutdown_timeout": 3.0,
+    "timeout": 5.0,
+}
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Give each test logging's global state back as it found it."""
+    root = logging.getLogger()
+    saved_root = (root.level, list(root.handlers))
+    saved = {
+        name: (lg.level, list(lg.handlers), lg.propagate, lg.disabled)
+        for name, lg in logging.Logger.manager.loggerDict.items()
+        if isinstance(lg, logging.Logger)
+    }
+    saved_disable = logging.root.manager.disable
+    yield
+    root.setLevel(saved_root[0])
+    root.handlers[:] = saved_root[1]
+    for name, lg in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(lg, logging.Logger):
+            continue
+        if name in saved:
+            lg.level, handlers, lg.propagate, lg.disabled = saved[name]
+            lg.handlers[:] = handlers
+        else:
+            lg.handlers[:] = []
+            lg.setLevel(logging.NOTSET)
+            lg.propagate = True
+            lg.disabled = False
+    logging.disable(saved_disable)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves logship worker threads running."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    deadline = time.monotonic() + 10
+    while True:
+        leaked = [
+            t
+            for t in threading.enumerate()
+            if t.ident not in before and t.name.startswith("logship-") and t.is_alive()
+        ]
+        if not leaked or time.monotonic() > deadline:
+            break
+        leaked[0].join(0.05)
+    assert not leaked, f"logship threads still running after the test: {leaked}"
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    """A collector on 127.0.0.1 answering 201 unless scripted otherwise."""
+    srv = FaultServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def make_handler() -> Iterator[Callable[..., logship.ShipHandler]]:
+    """Build ShipHandlers with fast timings; every one is closed after the test."""
+    made: list[logship.ShipHandler] = []
+
+    def make(url: str, **options: Any) -> logship.ShipHandler:
+        opts = {**FAST, "spill": False, **options}
+        h = logship.ShipHandler(url=url, **opts)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def attach(handler: logging.Handler, name: str = "app", level: int = logging.DEBUG) -> logging.Logger:
+    """A logger that sends only to ``handler``."""
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+    return logger
+
+
+def check_identity(stats: dict[str, Any]) -> None:
+    """SPEC section 2: every event is in exactly one bucket."""
+    assert (
+        stats["emitted"] + stats["adopted"]
+        == stats["shipped"] + stats["dropped"] + stats["rejected"] + stats["pending"]
+    ), stats

@@ -1,0 +1,232 @@
+"""A small HTTP collector on 127.0.0.1 that can be told to misbehave.
+
+Each request takes the next action from a script (or the default action):
+answer a status (with headers and a body), close the connection without an
+answer, or stall until released. It can also refuse bodies over a size with
+413, and go down and come back up on the same port.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+
+@dataclass
+class Action:
+    """What the server does with one request."""
+
+    kind: str = "status"  # "status", "close", "stall"
+    status: int = 201
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+def status(code: int, body: bytes = b"", **headers: str) -> Action:
+    """Answer ``code`` with ``headers`` (underscores in names become dashes)."""
+    return Action("status", code, {k.replace("_", "-"): v for k, v in headers.items()}, body)
+
+
+CLOSE = Action("close")
+STALL = Action("stall")
+
+
+@dataclass
+class Request:
+    """One request as the server saw it."""
+
+    path: str
+    headers: dict[str, str]
+    wire: bytes
+    events: list[dict[str, Any]]
+    answered: int | None
+    arrived: float = 0.0  # time.monotonic() when the body had been read
+
+
+def decode_events(content_type: str, encoding: str | None, body: bytes) -> list[dict[str, Any]]:
+    """Decode a logship request body back into events."""
+    if encoding == "gzip":
+        body = gzip.decompress(body)
+    if content_type.startswith("application/msgpack"):
+        data = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    elif content_type.startswith("application/x-ndjson"):
+        data = [json.loads(line) for line in body.splitlines() if line.strip()]
+    else:
+        data = json.loads(body)
+    return data if isinstance(data, list) else [data]
+
+
+class FaultServer:
+    """A scriptable collector. Use as a context manager or call start/stop."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.ssl_context = ssl_context
+        self.script: deque[Action] = deque()
+        self.default = status(201)
+        self.max_body: int | None = None  # wire bytes over this get 413
+        self.requests: list[Request] = []
+        self.connections = 0
+        self.arrivals = 0  # requests whose body was read, answered or not yet
+        self.cond = threading.Condition()
+        self.release = threading.Event()  # set to free stalled requests
+        self.port = 0
+        self._httpd: http.server.ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- control -------------------------------------------------------------
+
+    def start(self) -> FaultServer:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with server.cond:
+                    server.connections += 1
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                server._handle(self)
+
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler, False)
+        httpd.daemon_threads = True
+        httpd.allow_reuse_address = True
+        httpd.server_bind()
+        httpd.server_activate()
+        if self.ssl_context is not None:
+            httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self.release.clear()
+        self._thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening (the port is kept for :meth:`start`), freeing stalled requests."""
+        self.release.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    down = stop
+
+    def up(self) -> FaultServer:
+        """Listen again on the same port."""
+        return self.start()
+
+    def __enter__(self) -> FaultServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context else "http"
+
+    def url(self, path: str = "/app") -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+    def then(self, *actions: Action) -> FaultServer:
+        """Queue actions for the next requests, in order."""
+        with self.cond:
+            self.script.extend(actions)
+        return self
+
+    # -- observation ---------------------------------------------------------
+
+    def events(self) -> list[dict[str, Any]]:
+        """Events of every request answered 2xx, in arrival order."""
+        with self.cond:
+            return [
+                e for r in self.requests if r.answered and 200 <= r.answered < 300 for e in r.events
+            ]
+
+    def uuids(self) -> set[str]:
+        return {e["uuid"] for e in self.events()}
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> bool:
+        """Wait until ``predicate(self)`` is true, or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.cond.wait(min(remaining, 0.05))
+            return True
+
+    def wait_for_uuids(self, n: int, timeout: float = 10.0) -> bool:
+        return self.wait_for(lambda s: len(s._uuids_locked()) >= n, timeout)
+
+    def wait_for_requests(self, n: int, timeout: float = 10.0) -> bool:
+        return self.wait_for(lambda s: len(s.requests) >= n, timeout)
+
+    def _uuids_locked(self) -> set[str]:
+        return {
+            e["uuid"]
+            for r in self.requests
+            if r.answered and 200 <= r.answered < 300
+            for e in r.events
+        }
+
+    # -- serving -------------------------------------------------------------
+
+    def _handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        wire = h.rfile.read(length)
+        arrived = time.monotonic()
+        headers = {k: v for k, v in h.headers.items()}
+        with self.cond:
+            self.arrivals += 1
+            self.cond.notify_all()
+            action = self.script.popleft() if self.script else self.default
+        if self.max_body is not None and len(wire) > self.max_body:
+            action = status(413, b"Request Entity Too Large")
+        try:
+            events = decode_events(
+                headers.get("Content-Type", ""), headers.get("Content-Encoding"), wire
+            )
+        except Exception:
+            events = []
+        answered: int | None = action.status if action.kind == "status" else None
+        if action.kind == "stall":
+            self.release.wait(60)
+        self._record(Request(h.path, headers, wire, events, answered, arrived))
+        if action.kind != "status":
+            h.close_connection = True
+            try:
+                h.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        h.send_response(action.status)
+        for k, v in action.headers.items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(len(action.body)))
+        h.end_headers()
+        h.wfile.write(action.body)
+
+    def _record(self, request: Request) -> None:
+        with self.cond:
+            self.requests.append(request)
+            self.cond.notify_all()
