@@ -24,6 +24,7 @@ from logship.ring import Ring
 from logship.worker import Worker
 from logship.worker.diagnostics import Warner
 from logship.worker.pipeline import Pipeline
+from logship.worker.spillfolder import default_spill_dir, has_spilled
 
 _get_ident = threading.get_ident
 _LogRecord = logging.LogRecord
@@ -81,7 +82,12 @@ class ShipHandler(logging.Handler):
         self._closed = False
         self._exit_deadline: float | None = None
         self._flush_returned = 0.0
+        self._spill_dir = (opts.spill_dir or default_spill_dir(opts.url)) if opts.spill else None
         lifecycle.track(self)
+        if self._spill_dir and has_spilled(self._spill_dir):
+            # Events spilled by an earlier run: replay them now, even if this
+            # process never logs anything.
+            self._start()
 
     def _new_state(self) -> None:
         # Everything with a lock or a thread is made anew here, so that a
@@ -172,13 +178,13 @@ class ShipHandler(logging.Handler):
                 return
             if self._pid != os.getpid():  # forked without the at-fork hook (rare)
                 self._new_state()
-            worker = Worker(self.options, self._pipeline, self._warner)
+            worker = Worker(self.options, self._pipeline, self._warner, self._spill_dir)
             try:
                 worker.start()
             except RuntimeError:
                 # Python 3.12+ refuses new threads during interpreter shutdown.
-                # The event stays in the ring; close() accounts for it.
-                return
+                # The event stays in the ring; close() spills it from its own thread.
+                pass
             self._worker = worker
             if lifecycle.uwsgi_without_threads():
                 self._warner.warn(
@@ -226,13 +232,6 @@ class ShipHandler(logging.Handler):
                 self._worker.close(deadline)
             else:
                 self._ring.close()
-                lost = self._pipeline.abandon()
-                if lost:
-                    self._warner.warn(
-                        "close-lost",
-                        "logship: closed with %d events that no worker could send (dropped)",
-                        lost,
-                    )
         finally:
             super().close()
 

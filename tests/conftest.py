@@ -4,8 +4,6 @@ logging's global state restored after each test, and a check for leaked threads.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,10 +11,9 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
+import logship
 
-import logship  # noqa: E402
-from faultserver import FaultServer  # noqa: E402
+from faultserver import FaultServer
 
 # Small timings keep the suite fast; the behaviour under test is the same.
 FAST = {
@@ -97,7 +94,9 @@ def make_handler() -> Iterator[Callable[..., logship.ShipHandler]]:
         h.close()
 
 
-def attach(handler: logging.Handler, name: str = "app", level: int = logging.DEBUG) -> logging.Logger:
+def attach(
+    handler: logging.Handler, name: str = "app", level: int = logging.DEBUG
+) -> logging.Logger:
     """A logger that sends only to ``handler``."""
     logger = logging.getLogger(name)
     logger.handlers[:] = [handler]

@@ -10,12 +10,8 @@ so a process that did not start the receiver can follow its progress.
 from __future__ import annotations
 
 import argparse
-import hmac
-import http.server
 import json
 import signal
-import socket
-import socketserver
 import sys
 import threading
 import time
@@ -23,12 +19,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Any, TextIO
 
-from logship.cli.bodies import BadRequest, decode
+from logship.cli.httpd import STATS_PATH, Server
 
-STATS_PATH = "/_logship/stats"
 DEFAULT_PORT = 9880
-#: Wire bytes of one request body; Fluent Bit's own default limit is 4 MiB.
-MAX_BODY_BYTES = 64 * 1024 * 1024
 COUNT_NAMES = ("events", "unique", "duplicates", "requests", "bad_requests", "bytes")
 
 # stop() never waits longer than this for the server's threads.
@@ -92,7 +85,7 @@ class Receiver:
         self._keys: list[str] = []
         self._seen: set[Any] = set()
         self._out: IO[str] | None = None
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- life ----------------------------------------------------------------
@@ -104,7 +97,7 @@ class Receiver:
         if self.output:
             self._out = open(self.output, "a", encoding="utf-8")  # noqa: SIM115 (closed by stop)
         try:
-            server = _Server(self.host, self.port, self)
+            server = Server(self.host, self.port, self)
         except BaseException:
             self._close_output()
             raise
@@ -237,183 +230,14 @@ class Receiver:
             self._counts["bad_requests"] += 1
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    """Tracks its connections, so that stop() can end keep-alive ones at once."""
-
-    daemon_threads = True
-
-    def __init__(self, host: str, port: int, receiver: Receiver) -> None:
-        if ":" in host:
-            self.address_family = socket.AF_INET6
-        self.receiver = receiver
-        self._conns: dict[socket.socket, threading.Thread] = {}
-        self._conns_lock = threading.Lock()
-        self._closing = False
-        super().__init__((host, port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind asks DNS for the host's FQDN, which can take
-        # seconds on a machine with broken resolution; nothing here needs it.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def track(self, conn: socket.socket) -> None:
-        with self._conns_lock:
-            self._conns[conn] = threading.current_thread()
-            closing = self._closing
-        if closing:
-            _shutdown(conn)
-
-    def untrack(self, conn: socket.socket) -> None:
-        with self._conns_lock:
-            self._conns.pop(conn, None)
-
-    def close_connections(self) -> list[threading.Thread]:
-        """Shut every open connection down; return the threads serving them."""
-        with self._conns_lock:
-            self._closing = True
-            conns = dict(self._conns)
-        for conn in conns:
-            _shutdown(conn)
-        return list(conns.values())
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up mid-request is normal; anything else is a bug worth seeing.
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-
-def _shutdown(conn: socket.socket) -> None:
-    try:
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed by the client
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as logship's requests.Session expects
-    server_version = "logship-receive"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        self.server.untrack(self.connection)
-        super().finish()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # one line per request on stderr would drown the echoed events
-
-    def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] == STATS_PATH:
-            body = json.dumps(self.server.receiver.counts()).encode("ascii")
-            self._reply(200, body, "application/json")
-        else:
-            self._reply(404, b"not found\n")
-
-    def do_POST(self) -> None:
-        receiver = self.server.receiver
-        try:
-            body = self._read_body()
-        except BadRequest as e:
-            self.close_connection = True  # the request's framing is lost
-            receiver.refuse()
-            self._reply(e.status, f"{e}\n".encode())
-            return
-        if receiver.token is not None and not self._authorized(receiver.token):
-            receiver.refuse()
-            self._reply(401, b"missing or wrong bearer token\n", www_authenticate="Bearer")
-            return
-        try:
-            events = decode(body, self.headers["Content-Type"], self.headers["Content-Encoding"])
-        except BadRequest as e:
-            receiver.refuse()
-            self._reply(e.status, f"{e}\n".encode())
-            return
-        try:
-            receiver.accept(events, self.headers.get("Idempotency-Key", ""), len(body))
-        except OSError as e:  # the --output file could not be written: let the client retry
-            self._reply(503, f"cannot write the output file: {e}\n".encode())
-            return
-        self._reply(201, b"")
-
-    def _authorized(self, token: str) -> bool:
-        scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(given.strip().encode(), token.encode())
-
-    def _read_body(self) -> bytes:
-        coding = self.headers.get("Transfer-Encoding")
-        if coding is not None:
-            if coding.strip().lower() != "chunked":
-                raise BadRequest(f"unsupported Transfer-Encoding {coding!r}")
-            return _read_chunked(self.rfile, MAX_BODY_BYTES)
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""  # HTTP/1.1: no length and no chunking means no body
-        try:
-            n = int(length)
-            if n < 0:
-                raise ValueError(length)
-        except ValueError:
-            raise BadRequest("malformed Content-Length") from None
-        if n > MAX_BODY_BYTES:
-            raise BadRequest("request body too large", 413)
-        body = self.rfile.read(n)
-        if len(body) < n:
-            raise BadRequest("truncated request body")
-        return body
-
-    def _reply(
-        self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8", **extra: str
-    ) -> None:
-        self.send_response(status)
-        if body:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in extra.items():
-            self.send_header(name.replace("_", "-").title(), value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if body:
-            self.wfile.write(body)
-
-
-def _read_chunked(rfile: IO[bytes], limit: int) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        line = rfile.readline(1024)
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise BadRequest("malformed chunked body") from None
-        if size == 0:
-            while rfile.readline(8192).strip():
-                pass  # trailers: not needed
-            return b"".join(parts)
-        total += size
-        if total > limit:
-            raise BadRequest("request body too large", 413)
-        chunk = rfile.read(size)
-        if len(chunk) < size:
-            raise BadRequest("truncated request body")
-        parts.append(chunk)
-        rfile.readline(8)  # the CRLF after each chunk
-
-
 # -- command line ---------------------------------------------------------------
 
 
 def _port(text: str) -> int:
-    port = int(text)
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text} is not a port number (0-65535)")
     return port
@@ -456,10 +280,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             receiver.start()
         except OSError as e:
-            print(
-                f"logship receive: cannot listen on {args.host}:{args.port}: {e.strerror or e}",
-                file=sys.stderr,
-            )
+            if args.output and e.filename == args.output:
+                what = f"cannot open {args.output}"
+            else:
+                what = f"cannot listen on {args.host}:{args.port}"
+            print(f"logship receive: {what}: {e.strerror or e}", file=sys.stderr)
             return 1
         print(f"logship receive: listening on {receiver.url}", flush=True)
         # A bounded wait, because on Windows an unbounded one cannot be interrupted.

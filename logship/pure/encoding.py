@@ -93,3 +93,8 @@ def gzip_compress(body: bytes) -> bytes:
     """Return ``body`` as a gzip member (RFC 1952), as ``Content-Encoding: gzip`` wants."""
     c = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
     return c.compress(body) + c.flush()
+
+
+def gzip_decompress(body: bytes) -> bytes:
+    """Undo :func:`gzip_compress`."""
+    return zlib.decompress(body, 31)

@@ -1,8 +1,9 @@
 """Everything that runs on logship's worker threads.
 
-:class:`Worker` owns two daemon threads: the *pump* (ring to batches,
-``worker.pump``) and the *sender* (HTTP, ``worker.sender``). The pump never
-waits on the network, so the ring keeps draining while a request hangs.
+:class:`Worker` owns two daemon threads: the *pump* (ring to batches, spill
+and replay: ``worker.pump``) and the *sender* (HTTP: ``worker.sender``). The
+pump never waits on the network, so the ring keeps draining while a request
+hangs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from logship.worker.diagnostics import Warner
 from logship.worker.pipeline import Pipeline
 from logship.worker.pump import Pump
 from logship.worker.sender import Sender
+from logship.worker.spillstore import SpillStore
 from logship.worker.transport import Transport
 
 __all__ = ["Worker"]
@@ -26,16 +28,28 @@ __all__ = ["Worker"]
 _JOIN_GRACE = 0.05
 
 
+def spill_reserve(shutdown_timeout: float) -> float:
+    """The part of the shutdown budget kept for writing what is left to disk."""
+    return min(0.5, 0.2 * shutdown_timeout)
+
+
 class Worker:
     """The pump and sender threads of one handler in one process."""
 
-    def __init__(self, opts: Options, pipeline: Pipeline, warner: Warner) -> None:
+    def __init__(
+        self, opts: Options, pipeline: Pipeline, warner: Warner, spill_dir: str | None
+    ) -> None:
         self.opts = opts
         self.pipeline = pipeline
         self.warner = warner
         encoding = Encoding(opts.encoding)
+        store = (
+            SpillStore(spill_dir, opts.url, opts.spill_max_bytes, pipeline)
+            if opts.spill and spill_dir
+            else None
+        )
         self.transport = Transport(opts, encoding.content_type)
-        self.pump = Pump(opts, pipeline, encoding, warner)
+        self.pump = Pump(opts, pipeline, encoding, warner, store)
         self.sender = Sender(opts, pipeline, self.transport, encoding, warner)
         self.threads: list[threading.Thread] = []
 
@@ -51,29 +65,40 @@ class Worker:
         return self.pipeline.wait_for(target, deadline)
 
     def close(self, deadline: float) -> bool:
-        """Deliver what can be delivered by ``deadline``, then stop; True if nothing was left."""
+        """Deliver what can be delivered by ``deadline``, spill the rest, stop.
+
+        True when nothing was left undelivered.
+        """
         pipeline = self.pipeline
         pipeline.ring.close()
         with pipeline.lock:
             pipeline.draining = True
             pipeline.changed.notify_all()
-        done = self.flush(deadline)
+        running = bool(self.threads) and self.threads[0].is_alive()
+        done = running and self.flush(deadline - spill_reserve(self.opts.shutdown_timeout))
+        # No new requests from here: what is not delivered goes to disk.
+        self.sender.stop_event.set()
+        if running:
+            self.pump.final_requested = True
+            pipeline.ring.wake.set()
+            self.pump.final_done.wait(max(0.0, deadline - time.monotonic()))
+        else:
+            self.pump.final()  # no worker thread could start: spill from here
         with pipeline.lock:
             pipeline.stopping = True
             pipeline.changed.notify_all()
-        self.sender.stop_event.set()
         pipeline.ring.wake.set()
         for t in self.threads:
             t.join(max(0.0, min(_JOIN_GRACE, deadline - time.monotonic())))
-        if not done:
-            lost = pipeline.abandon()
-            if lost:
-                self.warner.warn(
-                    "close-lost",
-                    "logship: closed with %d events undelivered to %s (dropped, counted)",
-                    lost,
-                    self.opts.url,
-                )
+        lost = pipeline.abandon()
+        if lost:
+            self.warner.warn(
+                "close-lost",
+                "logship: closed with %d events neither delivered to %s nor spilled "
+                "(dropped, counted)",
+                lost,
+                self.opts.url,
+            )
         if not any(t.is_alive() for t in self.threads):
             self.transport.close()
-        return done
+        return done and not lost

@@ -1,9 +1,12 @@
 """State the two worker threads share: batches in flight, counters, the flush watermark.
 
-The pump thread turns ring items into sealed batches and queues them here;
-the sender thread takes them, delivers them and resolves them. Every batch
-not yet resolved is *outstanding* and remembers the lowest sequence number
-it holds, so ``flush`` can tell when everything emitted before it is done.
+The pump thread turns ring items into sealed batches and queues them here
+(or spills them); the sender thread takes them, delivers them and resolves
+them. Every batch of this handler not yet resolved is *outstanding* and
+remembers the lowest sequence number it holds, so ``flush`` can tell when
+everything emitted before it is done; a spilled batch stays outstanding
+until it is replayed. Batches adopted from another process's spill are
+outstanding too, but never hold a flush back.
 
 Lock order, everywhere: ``Pipeline.lock`` before ``Ring.lock``.
 """
@@ -31,6 +34,9 @@ COUNTERS = (
     "adopted",
 )
 
+#: The "lowest sequence number" of an adopted batch: it never holds a flush back.
+ADOPTED_SEQ = 1 << 62
+
 _batch_ids = itertools.count(1)
 
 
@@ -40,18 +46,34 @@ def new_key() -> str:
 
 
 @dataclass(eq=False)
-class Batch:
-    """A sealed group of events sent as one request, under one Idempotency-Key."""
+class Origin:
+    """Where a replayed batch lies on disk; acknowledged once all its parts resolve."""
 
-    events: list[dict[str, Any]]
-    low_seq: int
+    file_id: str
+    offset: int
+    parts: int = 1  # a 413 split makes more parts of the same frame
+
+
+@dataclass(eq=False)
+class Batch:
+    """A sealed group of events sent as one request, under one Idempotency-Key.
+
+    Only the encoded (and maybe compressed) body is kept: the events are
+    decoded again in the rare cases that need them (a 413 split, a dead letter).
+    """
+
+    body: bytes
+    count: int
+    encoding: str
+    gzipped: bool
     key: str = field(default_factory=new_key)
     id: int = field(default_factory=lambda: next(_batch_ids))
-    body: bytes = b""  # encoded and, when enabled, compressed
     raw_size: int = 0  # encoded bytes before compression
+    origin: Origin | None = None  # set when read back from the spill
+    on_disk: bool = False  # a copy was spilled (at close) while it was in flight
 
     def __len__(self) -> int:
-        return len(self.events)
+        return self.count
 
 
 class Pipeline:
@@ -65,11 +87,15 @@ class Pipeline:
         self.ready: deque[Batch] = deque()
         self.max_ready = max_ready
         self.outstanding: dict[int, int] = {}  # batch id -> lowest seq it holds
-        self.in_memory = 0  # events taken from the ring and not resolved
+        self.in_memory = 0  # events taken from the ring, neither resolved nor spilled
         self.counters = dict.fromkeys(COUNTERS, 0)
+        self.acks: deque[Origin] = deque()  # replayed frames to acknowledge on disk
+        self.in_flight: Batch | None = None  # the batch the sender is sending
         self.flush_target = -1  # highest seq a flush waits for
         self.draining = False  # closing: send everything now, ignore flush_interval
         self.stopping = False  # stop the threads at the next chance
+        self.healthy: bool | None = None  # the last request's outcome; None before any
+        self.spill_bytes = 0
         self.last_success: float | None = None
         self.last_error: str | None = None
 
@@ -88,18 +114,61 @@ class Pipeline:
                 self.in_memory += len(items)
             return items
 
-    def queue(self, batches: list[Batch], open_id: int) -> None:
-        """Hand sealed batches (made from the open batch ``open_id``) to the sender."""
+    def register(self, batches: list[Batch], open_id: int) -> None:
+        """Sealed ``batches`` replace the open batch ``open_id`` in the outstanding set."""
         with self.lock:
             low = self.outstanding.pop(open_id, None)
             for b in batches:
-                self.outstanding[b.id] = low if low is not None else b.low_seq
-                self.ready.append(b)
+                self.outstanding[b.id] = low if low is not None else ADOPTED_SEQ
+
+    def enqueue(self, batch: Batch) -> None:
+        """Hand a batch to the sender."""
+        with self.lock:
+            self.ready.append(batch)
             self.changed.notify_all()
 
     def has_room(self) -> bool:
         """Whether the sender can take another batch without the pump waiting."""
         return len(self.ready) < self.max_ready
+
+    def spilled(self, batch: Batch) -> None:
+        """``batch`` was written to disk: it leaves memory but stays outstanding."""
+        with self.lock:
+            if batch.id in self.outstanding and not batch.on_disk:
+                batch.on_disk = True
+                self.in_memory -= batch.count
+                self.counters["spilled"] += batch.count
+
+    def adopt(self, batch: Batch) -> None:
+        """Take over a batch spilled by another handler or process."""
+        with self.lock:
+            self.counters["adopted"] += batch.count
+            self.outstanding[batch.id] = ADOPTED_SEQ
+
+    def adopt_and_drop(self, n: int) -> None:
+        """Another owner's spilled events deleted for the size cap: adopted, then dropped."""
+        with self.lock:
+            self.counters["adopted"] += n
+            self.counters["dropped"] += n
+
+    def lose_spilled(self, frames: list[tuple[int, int]]) -> None:
+        """This handler's spilled batches ``(id, events)`` deleted for the size cap."""
+        with self.lock:
+            for bid, n in frames:
+                if self.outstanding.pop(bid, None) is not None:
+                    self.counters["dropped"] += n
+            self.changed.notify_all()
+
+    def is_outstanding(self, batch_id: int) -> bool:
+        with self.lock:
+            return batch_id in self.outstanding
+
+    def pop_acks(self) -> list[Origin]:
+        """Replayed frames delivered since the last call."""
+        with self.lock:
+            acks = list(self.acks)
+            self.acks.clear()
+            return acks
 
     # -- sender side ---------------------------------------------------------
 
@@ -111,6 +180,7 @@ class Pipeline:
             if self.stopping or not self.ready:
                 return None
             batch = self.ready.popleft()
+            self.in_flight = batch
         self.ring.wake.set()  # room for the pump
         return batch
 
@@ -125,24 +195,43 @@ class Pipeline:
                 return False
             for b in new:
                 self.outstanding[b.id] = low
+            if old.origin is not None:
+                old.origin.parts += len(new) - 1
             return True
 
-    def resolve(self, batch: Batch, counter: str, success: bool = False) -> bool:
+    def resolve(self, batch: Batch, counter: str) -> bool:
         """Mark ``batch`` finished, adding its events to ``counter``.
 
         Returns False, counting nothing, when the batch was resolved already;
         a request that outlived ``close`` must not count its events twice.
         """
         with self.lock:
+            if self.in_flight is batch:
+                self.in_flight = None
             if self.outstanding.pop(batch.id, None) is None:
                 return False
-            n = len(batch.events)
+            n = batch.count
             self.counters[counter] += n
-            self.in_memory -= n
-            if success:
+            if batch.origin is not None:
+                if counter == "shipped":
+                    self.counters["replayed"] += n
+                batch.origin.parts -= 1
+                if batch.origin.parts == 0:
+                    self.acks.append(batch.origin)
+                    self.ring.wake.set()
+            elif not batch.on_disk:
+                self.in_memory -= n
+            if counter == "shipped":
                 self.last_success = time.time()
+                self.healthy = True
             self.changed.notify_all()
             return True
+
+    def failed(self, error: str) -> None:
+        """A request got no 2xx: note it for ``stats()`` and pause replay."""
+        with self.lock:
+            self.last_error = error
+            self.healthy = False
 
     def count(self, counter: str, n: int = 1) -> None:
         """Add ``n`` to a counter that does not move events between states."""
@@ -180,6 +269,7 @@ class Pipeline:
         """Give up on every event still in memory, counting them as dropped.
 
         Used by ``close`` once its deadline has passed; returns how many.
+        Spilled events stay pending: they are on disk for the next process.
         """
         with self.lock, self.ring.lock:
             n = self.in_memory + len(self.ring.items)
@@ -198,7 +288,7 @@ class Pipeline:
             ring = self.ring.snapshot()
             c = dict(self.counters)
             last_success, last_error = self.last_success, self.last_error
-            in_memory = self.in_memory
+            in_memory, spill_bytes = self.in_memory, self.spill_bytes
         dropped = c["dropped"] + ring["ring_dropped"]
         out: dict[str, Any] = {
             "emitted": ring["emitted"],
@@ -212,7 +302,7 @@ class Pipeline:
             "corrupt": c["corrupt"],
             "truncated": ring["truncated"],
             "queued": ring["ring_len"] + in_memory,
-            "spill_bytes": 0,
+            "spill_bytes": spill_bytes,
             "last_success": last_success,
             "last_error": last_error,
         }

@@ -1,24 +1,30 @@
-"""The pump thread: ring items in, sealed and compressed batches out.
+"""The pump thread: ring items in; sealed batches out, to the sender or the spill.
 
 It builds each event (schema, uuid, timestamp) as it takes items from the
 ring, and seals the open batch when ``batch_max_records`` or
 ``batch_max_bytes`` is reached, when ``flush_interval`` has passed since its
 first event, or at once while a flush or close waits on it. It never touches
-the network, so it stays free to drain the ring while the sender waits on a
-slow endpoint.
+the network, so it stays free to drain the ring while the sender waits.
+
+When the sender has no room and the ring is half full, it moves the oldest
+events to the spill instead of letting the ring overflow (``overflow="spill"``).
+When the sender has room and the endpoint answers, it replays spilled
+batches, alternating with new ones so that neither starves.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from typing import Any
 
-from logship.pure.encoding import Encoding, gzip_compress
+from logship.pure.encoding import Encoding, gzip_compress, gzip_decompress
 from logship.pure.event import EventBuilder
 from logship.pure.options import Options
 from logship.worker.diagnostics import Warner
 from logship.worker.pipeline import Batch, Pipeline
+from logship.worker.spillstore import SpillStore
 
 # A rough per-event overhead of the encoded core fields, used to seal a batch
 # before encoding it; the exact size is checked after encoding.
@@ -28,16 +34,11 @@ _open_ids = itertools.count(-1, -1)  # negative: never equal to a sealed batch's
 
 
 def make_batches(
-    events: list[dict[str, Any]],
-    encoding: Encoding,
-    compress: bool,
-    max_bytes: int,
-    key: str | None = None,
+    events: list[dict[str, Any]], encoding: Encoding, compress: bool, max_bytes: int
 ) -> list[Batch]:
     """Encode ``events`` into one batch, or halves of it until each fits ``max_bytes``.
 
-    An event that alone exceeds ``max_bytes`` is sent alone. ``key`` keeps a
-    known Idempotency-Key when the events stay one batch.
+    An event that alone exceeds ``max_bytes`` is sent alone.
     """
     raw = encoding.encode(events)
     if len(raw) > max_bytes and len(events) > 1:
@@ -45,66 +46,103 @@ def make_batches(
         return make_batches(events[:mid], encoding, compress, max_bytes) + make_batches(
             events[mid:], encoding, compress, max_bytes
         )
-    batch = Batch(events=events, low_seq=0, body=gzip_compress(raw) if compress else raw)
-    batch.raw_size = len(raw)
-    if key is not None:
-        batch.key = key
-    return [batch]
+    body = gzip_compress(raw) if compress else raw
+    return [Batch(body, len(events), encoding.name, compress, raw_size=len(raw))]
+
+
+def decode_batch(batch: Batch) -> list[dict[str, Any]]:
+    """The events of a sealed batch, decoded from its body."""
+    raw = gzip_decompress(batch.body) if batch.gzipped else batch.body
+    return Encoding(batch.encoding).decode(raw)
 
 
 class Pump:
     """Drains the ring into batches for the sender (thread target: :meth:`run`)."""
 
     def __init__(
-        self, opts: Options, pipeline: Pipeline, encoding: Encoding, warner: Warner
+        self,
+        opts: Options,
+        pipeline: Pipeline,
+        encoding: Encoding,
+        warner: Warner,
+        store: SpillStore | None,
     ) -> None:
         self.opts = opts
         self.pipeline = pipeline
         self.ring = pipeline.ring
         self.encoding = encoding
         self.warner = warner
+        self.store = store
         self.builder = EventBuilder(opts.fields)
+        self.spill_overflow = store is not None and opts.overflow == "spill"
+        self.high_water = max(1, opts.capacity // 2)
         self._events: list[dict[str, Any]] = []
         self._estimate = 0
         self._opened_at = 0.0
         self._open_id = next(_open_ids)
+        self._replay_turn = True
+        # Set when a batch is due but the sender has no room: then only the
+        # sender (taking a batch sets ring.wake) or new events can help, and
+        # waiting on the open batch's age would spin.
+        self._sender_full = False
+        self._disk_broken_until = 0.0
+        #: Set by close: spill what is left in memory, release the files, and stop.
+        self.final_requested = False
+        self.final_done = threading.Event()
 
     def run(self) -> None:
         """Loop until the pipeline stops; never raises."""
         interval = self.opts.flush_interval
-        while not self.pipeline.stopping:
-            if self._events:
+        while not self.pipeline.stopping and not self.final_done.is_set():
+            if self._events and not self._sender_full:
                 timeout = max(0.0, self._opened_at + interval - time.monotonic())
             else:
                 timeout = interval
             self.ring.wake.wait(timeout)
             self.ring.wake.clear()
             try:
-                self.cycle()
+                if self.final_requested:
+                    self.final()
+                else:
+                    self.cycle()
             except Exception as e:  # a bug here must cost a batch, not the worker
                 self._lose_open_batch(e)
 
     def cycle(self) -> None:
-        """Take what the ring holds and seal every batch that is due."""
+        """Take what the ring holds; send, spill or replay every batch that is due."""
         opts, pipeline = self.opts, self.pipeline
-        while not pipeline.stopping:
+        self._apply_acks()
+        self._sender_full = False
+        while not pipeline.stopping and not self.final_requested:
             if len(self._events) < opts.batch_max_records and self._estimate < opts.batch_max_bytes:
                 self._fill(opts.batch_max_records - len(self._events))
-            if not self._events:
-                return
             full = (
                 len(self._events) >= opts.batch_max_records
                 or self._estimate >= opts.batch_max_bytes
             )
-            aged = time.monotonic() - self._opened_at >= opts.flush_interval
             with pipeline.lock:
                 # A waiting flush or close wants the open batch as soon as the
                 # ring is drained into it, not after flush_interval.
                 wanted = pipeline.flush_wanted()
                 room = pipeline.has_room()
-            if not (full or aged or wanted) or not room:
-                return  # keep filling; or the sender is behind and the rest waits in the ring
-            self._seal()
+            aged = time.monotonic() - self._opened_at >= opts.flush_interval
+            due = bool(self._events) and (full or aged or wanted)
+            if room:
+                if self._replay_turn or not due:
+                    self._replay_turn = False
+                    if self._replay_one():
+                        continue
+                if due:
+                    self._replay_turn = True
+                    for b in self._seal():
+                        pipeline.enqueue(b)
+                    continue
+                return
+            if self.spill_overflow and self._events and len(self.ring.items) >= self.high_water:
+                self._spill(self._seal())
+                continue
+            self._sender_full = due
+            return  # the sender is behind: the rest waits in the ring
 
     def _fill(self, limit: int) -> None:
         items = self.pipeline.take(limit, self._open_id)
@@ -123,16 +161,117 @@ class Pump:
             estimate += size + _EVENT_OVERHEAD
         self._estimate += estimate
 
-    def _seal(self) -> None:
+    def _seal(self) -> list[Batch]:
         events, self._events, self._estimate = self._events, [], 0
         open_id, self._open_id = self._open_id, next(_open_ids)
+        if not events:
+            return []
         batches = make_batches(events, self.encoding, self.opts.compress, self.opts.batch_max_bytes)
-        self.pipeline.queue(batches, open_id)
+        self.pipeline.register(batches, open_id)
+        return batches
+
+    # -- the spill ---------------------------------------------------------------
+
+    def _spill(self, batches: list[Batch]) -> None:
+        """Write batches to disk; a batch the disk cannot take is dropped and counted."""
+        for b in batches:
+            if self._write(b):
+                self.pipeline.spilled(b)
+            else:
+                self.pipeline.resolve(b, "dropped")
+        self._note_usage()
+
+    def _write(self, batch: Batch) -> bool:
+        store = self.store
+        if store is None or time.monotonic() < self._disk_broken_until:
+            return False
+        try:
+            if store.write(batch):
+                return True
+            self.warner.warn(
+                "spill-full",
+                "logship: the spill folder %s is at spill_max_bytes (%d); dropping events "
+                "(counted). Raise spill_max_bytes or fix the endpoint.",
+                store.folder,
+                store.max_bytes,
+            )
+        except OSError as e:
+            # Full, read-only or vanished disk: try again in a while, drop meanwhile.
+            self._disk_broken_until = time.monotonic() + 5.0
+            self.warner.warn(
+                "spill-error",
+                "logship: cannot write the spill folder %s (%s); events that do not fit "
+                "in memory are dropped (counted) until it is writable.",
+                store.folder,
+                e,
+            )
+        return False
+
+    def _replay_one(self) -> bool:
+        """Queue one spilled batch when the endpoint is taking them; True if one was queued."""
+        store = self.store
+        if store is None or self.pipeline.healthy is False or not store.backlog():
+            return False
+        try:
+            batch = store.next_batch()
+        except OSError as e:
+            self.warner.warn("replay-error", "logship: cannot read the spill folder: %s", e)
+            return False
+        if batch is None:
+            return False
+        if batch.encoding != self.encoding.name or batch.gzipped != self.opts.compress:
+            # Spilled under other settings: the transport speaks only ours.
+            raw = self.encoding.encode(decode_batch(batch))
+            batch.body = gzip_compress(raw) if self.opts.compress else raw
+            batch.encoding, batch.gzipped = self.encoding.name, self.opts.compress
+        self.pipeline.enqueue(batch)
+        return True
+
+    def _apply_acks(self) -> None:
+        acks = self.pipeline.pop_acks()
+        if self.store is None or not acks:
+            return
+        for origin in acks:
+            self.store.ack(origin)
+        self._note_usage()
+
+    def _note_usage(self) -> None:
+        if self.store is not None:
+            usage = self.store.usage()
+            with self.pipeline.lock:
+                self.pipeline.spill_bytes = usage
+
+    def final(self) -> None:
+        """At close, after delivery had its chance: spill what memory holds, release files.
+
+        Runs on the pump thread, or on the closing thread when no worker
+        thread could start (interpreter shutdown).
+        """
+        try:
+            self._apply_acks()
+            if self.store is not None:
+                while True:
+                    self._fill(self.opts.batch_max_records)
+                    if not self._events:
+                        break
+                    self._spill(self._seal())
+                with self.pipeline.lock:
+                    leftovers = list(self.pipeline.ready)
+                    self.pipeline.ready.clear()
+                    in_flight = self.pipeline.in_flight
+                if in_flight is not None:
+                    leftovers.append(in_flight)
+                # Batches read from the spill are still there; the rest is written now.
+                self._spill([b for b in leftovers if b.origin is None and not b.on_disk])
+                self.store.release()
+                self._note_usage()
+        finally:
+            self.final_done.set()
 
     def _lose_open_batch(self, error: Exception) -> None:
         events, self._events, self._estimate = self._events, [], 0
         open_id, self._open_id = self._open_id, next(_open_ids)
-        lost = Batch(events=events, low_seq=0, id=open_id)
+        lost = Batch(b"", len(events), self.encoding.name, False, id=open_id)
         self.pipeline.resolve(lost, "dropped")
         self.warner.warn(
             "pump-error",

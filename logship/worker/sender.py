@@ -14,8 +14,8 @@ from logship.pure.options import Options
 from logship.pure.retry import Backoff, Verdict, classify, hold_hint, parse_retry_after
 from logship.worker.diagnostics import Warner
 from logship.worker.pipeline import Batch, Pipeline
-from logship.worker.pump import make_batches
-from logship.worker.spill import default_spill_dir, write_dead_letter
+from logship.worker.pump import decode_batch, make_batches
+from logship.worker.spillfolder import default_spill_dir, write_dead_letter
 from logship.worker.transport import Answer, Transport
 
 # While closing, no single back-off may eat the whole shutdown budget: a blip
@@ -53,7 +53,7 @@ class Sender:
 
     def run(self) -> None:
         """Loop until stopped; never raises."""
-        while not self.pipeline.stopping:
+        while not self.pipeline.stopping and not self.stop_event.is_set():
             batch = self.pipeline.next_ready(0.5)
             if batch is None:
                 continue
@@ -69,10 +69,11 @@ class Sender:
         attempt = 0
         while todo and not self.stop_event.is_set():
             b = todo[0]
-            answer = self.transport.post(b.body, b.key, self.opts.compress)
+            self.pipeline.in_flight = b
+            answer = self.transport.post(b.body, b.key, b.gzipped)
             verdict = Verdict.RETRY if answer.status is None else classify(answer.status)
             if verdict is Verdict.DELIVERED:
-                self.pipeline.resolve(b, "shipped", success=True)
+                self.pipeline.resolve(b, "shipped")
                 todo.popleft()
                 attempt = 0
             elif verdict is Verdict.SPLIT and len(b) > 1:
@@ -103,15 +104,17 @@ class Sender:
                 attempt += 1
 
     def _split(self, batch: Batch) -> list[Batch]:
-        mid = len(batch.events) // 2
+        events = decode_batch(batch)
+        mid = len(events) // 2
         halves: list[Batch] = []
-        for part in (batch.events[:mid], batch.events[mid:]):
+        for part in (events[:mid], events[mid:]):
             halves += make_batches(
                 part, self.encoding, self.opts.compress, self.opts.batch_max_bytes
             )
         # Derived keys: a retried split of the same batch is recognisably the same.
         for i, h in enumerate(halves):
             h.key = f"{batch.key}.{i}"
+            h.origin = batch.origin
         return halves
 
     def _wait(self, seconds: float) -> None:
@@ -120,9 +123,7 @@ class Sender:
         self.stop_event.wait(seconds)
 
     def _note_error(self, answer: Answer) -> None:
-        text = answer.error if answer.status is None else f"HTTP {answer.status}"
-        with self.pipeline.lock:
-            self.pipeline.last_error = text
+        self.pipeline.failed(f"HTTP {answer.status}" if answer.status else answer.error or "")
 
     def _warn_transient(self, answer: Answer) -> None:
         if answer.status is None:
@@ -150,16 +151,15 @@ class Sender:
         where = "not written"
         try:
             folder = self.opts.spill_dir or default_spill_dir(self.opts.url)
-            where = write_dead_letter(
-                folder, self.opts.url, batch.key, batch.events, status, reason
-            )
+            events = decode_batch(batch)
+            where = write_dead_letter(folder, self.opts.url, batch.key, events, status, reason)
         except Exception as e:  # the events are counted as rejected either way
             where = f"not written ({e!r})"
         self.warner.warn(
             f"reject-{status}",
             "logship: %s rejected a batch of %d events with %d (%s); dead-letter file: %s",
             self.opts.url,
-            len(batch.events),
+            batch.count,
             status,
             reason[:200],
             where,

@@ -1,0 +1,220 @@
+"""The HTTP side of ``logship receive``: a threading server and its request handler.
+
+The server speaks HTTP/1.1 with keep-alive, one thread per connection, and
+tracks its connections so that stopping it ends idle keep-alive ones at
+once. What to do with a request's events is the :class:`Sink`'s business.
+"""
+
+from __future__ import annotations
+
+import hmac
+import http.server
+import io
+import json
+import socket
+import socketserver
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from logship.cli.bodies import BadRequest, decode
+
+STATS_PATH = "/_logship/stats"
+#: Wire bytes of one request body; Fluent Bit's own default limit is 4 MiB.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_TEXT = "text/plain; charset=utf-8"
+
+
+class Sink(Protocol):
+    """Where the server's requests go (a :class:`~logship.cli.receive.Receiver`)."""
+
+    token: str | None
+
+    def counts(self) -> dict[str, int]:
+        """The counters served at ``STATS_PATH``."""
+        ...
+
+    def accept(self, events: list[dict[str, Any]], key: str, wire_bytes: int) -> None:
+        """Take the events of one accepted request; ``OSError`` if they cannot be stored."""
+        ...
+
+    def refuse(self) -> None:
+        """Count one refused request."""
+        ...
+
+
+class Server(http.server.ThreadingHTTPServer):
+    """Tracks its connections, so that stop() can end keep-alive ones at once."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, sink: Sink) -> None:
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        self.sink = sink
+        self._conns: dict[socket.socket, threading.Thread] = {}
+        self._conns_lock = threading.Lock()
+        self._closing = False
+        super().__init__((host, port), Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks DNS for the host's FQDN, which can take
+        # seconds on a machine with broken resolution; nothing here needs it.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def track(self, conn: socket.socket) -> None:
+        """Remember a new connection (shut at once if the server is closing)."""
+        with self._conns_lock:
+            self._conns[conn] = threading.current_thread()
+            closing = self._closing
+        if closing:
+            _shutdown(conn)
+
+    def untrack(self, conn: socket.socket) -> None:
+        """Forget a connection whose handler is done."""
+        with self._conns_lock:
+            self._conns.pop(conn, None)
+
+    def close_connections(self) -> list[threading.Thread]:
+        """Shut every open connection down; return the threads serving them."""
+        with self._conns_lock:
+            self._closing = True
+            conns = dict(self._conns)
+        for conn in conns:
+            _shutdown(conn)
+        return list(conns.values())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-request is normal; anything else is a bug worth seeing.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+def _shutdown(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by the client
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """One connection: POST on any path takes events, GET ``STATS_PATH`` returns counts."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as logship's requests.Session expects
+    server_version = "logship-receive"
+    disable_nagle_algorithm = True
+    server: Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        self.server.untrack(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request on stderr would drown the echoed events
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] == STATS_PATH:
+            body = json.dumps(self.server.sink.counts()).encode("ascii")
+            self._reply(200, body, ctype="application/json")
+        else:
+            self._reply(404, b"not found\n")
+
+    def do_POST(self) -> None:
+        sink = self.server.sink
+        try:
+            body = self._read_body()
+        except BadRequest as e:
+            self.close_connection = True  # the request's framing is lost
+            sink.refuse()
+            self._reply(e.status, f"{e}\n".encode())
+            return
+        if sink.token is not None and not self._authorized(sink.token):
+            sink.refuse()
+            self._reply(401, b"missing or wrong bearer token\n", [("WWW-Authenticate", "Bearer")])
+            return
+        try:
+            events = decode(body, self.headers["Content-Type"], self.headers["Content-Encoding"])
+        except BadRequest as e:
+            sink.refuse()
+            self._reply(e.status, f"{e}\n".encode())
+            return
+        try:
+            sink.accept(events, self.headers.get("Idempotency-Key", ""), len(body))
+        except OSError as e:  # the --output file could not be written: let the client retry
+            self._reply(503, f"cannot write the output file: {e}\n".encode())
+            return
+        self._reply(201, b"")
+
+    def _authorized(self, token: str) -> bool:
+        scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(given.strip().encode(), token.encode())
+
+    def _read_body(self) -> bytes:
+        coding = self.headers.get("Transfer-Encoding")
+        if coding is not None:
+            if coding.strip().lower() != "chunked":
+                raise BadRequest(f"unsupported Transfer-Encoding {coding!r}")
+            return _read_chunked(self.rfile, MAX_BODY_BYTES)
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""  # HTTP/1.1: no length and no chunking means no body
+        try:
+            n = int(length)
+            if n < 0:
+                raise ValueError(length)
+        except ValueError:
+            raise BadRequest("malformed Content-Length") from None
+        if n > MAX_BODY_BYTES:
+            raise BadRequest("request body too large", 413)
+        body = self.rfile.read(n)
+        if len(body) < n:
+            raise BadRequest("truncated request body")
+        return body
+
+    def _reply(
+        self, status: int, body: bytes, headers: Sequence[tuple[str, str]] = (), ctype: str = _TEXT
+    ) -> None:
+        self.send_response(status)
+        if body:
+            self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+
+def _read_chunked(rfile: io.BufferedIOBase, limit: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        line = rfile.readline(1024)
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise BadRequest("malformed chunked body") from None
+        if size == 0:
+            while rfile.readline(8192).strip():
+                pass  # trailers: not needed
+            return b"".join(parts)
+        total += size
+        if total > limit:
+            raise BadRequest("request body too large", 413)
+        chunk = rfile.read(size)
+        if len(chunk) < size:
+            raise BadRequest("truncated request body")
+        parts.append(chunk)
+        rfile.readline(8)  # the CRLF after each chunk

@@ -1,0 +1,263 @@
+"""The spill folder's layout: file names, owners, liveness, listing, dead letters.
+
+This module and ``spillstore`` are the only ones that touch spill files and
+``filelock``. Nothing here runs at import time; ``platformdirs`` is asked
+lazily.
+
+A spill file is named ``STATE-ID-OWNER.lship``:
+
+- ``ID`` is its creation time in nanoseconds plus random hex: names sort
+  oldest first and never collide.
+- ``OWNER`` names the handler that holds it: ``HOST.PID.START.TOKEN`` (a
+  hash of the host name, the process id, the process start time, and a
+  random token per handler), so a reused pid is never mistaken for the
+  process that wrote the file.
+- ``STATE`` is ``o`` (owned: written, or sealed and kept for replay, by its
+  owner), ``c`` (claimed for replay by its owner), or ``r`` (released: its
+  owner closed; anyone may claim it).
+
+A live owner's files are its own. A dead owner's (by pid and start time),
+and released files, are adopted by whichever handler claims them first;
+claims are renames made while holding the folder's ``filelock``, so no
+spilled batch is ever sent by two processes at once, and no file is ever
+written by two processes (only the owner appends, and only to its ``o`` file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import secrets
+import socket
+import time
+import urllib.parse
+from typing import Any
+
+from logship.pure.frames import FILE_HEADER, encode_frame
+
+SUFFIX = ".lship"
+ACK_SUFFIX = ".ack"
+DEAD_LETTER_NAME = "dead-letter.lship"
+LOCK_NAME = "spill.lock"
+LOCK_TIMEOUT = 2.0
+#: A file of another host's owner is treated as abandoned after this long untouched.
+FOREIGN_STALE_AFTER = 3600.0
+
+_NAME = re.compile(r"^([ocr])-([0-9a-f]+)-([0-9a-f]+\.\d+\.\d+\.[0-9a-f]+)\.lship$")
+
+
+def endpoint_slug(url: str) -> str:
+    """A folder name for an endpoint: readable, and unique through a short hash."""
+    parts = urllib.parse.urlsplit(url)
+    readable = f"{parts.hostname or 'host'}_{parts.port or ''}{parts.path}"
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", readable).strip("_")[:60]
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:10]
+    return f"{readable}-{digest}"
+
+
+def cache_root() -> str:
+    """``platformdirs.user_cache_dir("logship")``, asked only when needed."""
+    import platformdirs
+
+    return str(platformdirs.user_cache_dir("logship"))
+
+
+def default_spill_dir(url: str) -> str:
+    """The per-endpoint default folder under the user's cache directory."""
+    return os.path.join(cache_root(), endpoint_slug(url))
+
+
+def ensure_dir(path: str) -> str:
+    """Create ``path`` (and parents) with mode 0700 if missing; return it."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    try:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o700)
+    except OSError:
+        pass
+    return path
+
+
+def folder_lock(folder: str) -> Any:
+    """The folder-wide lock that every claim, rename and deletion holds."""
+    import filelock
+
+    return filelock.FileLock(os.path.join(folder, LOCK_NAME), timeout=LOCK_TIMEOUT, mode=0o600)
+
+
+# -- owners -------------------------------------------------------------------
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _start_time(pid: int) -> int:
+    """The process's start time in clock ticks since boot (Linux), else 0."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        # The command name may hold spaces and parentheses; fields follow the last ')'.
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def new_owner() -> str:
+    """A fresh owner id for one handler in this process."""
+    pid = os.getpid()
+    return f"{_HOST}.{pid}.{_start_time(pid)}.{secrets.token_hex(4)}"
+
+
+def owner_alive(owner: str, live_tokens: set[str], mtime: float) -> bool:
+    """Whether the handler ``owner`` may still be using its files.
+
+    ``live_tokens`` are the owners of this process's open handlers: a closed
+    handler's files in a live process are free to adopt.
+    """
+    try:
+        host, pid_text, start_text, _token = owner.split(".")
+        pid, start = int(pid_text), int(start_text)
+    except ValueError:
+        return False
+    if host != _HOST:
+        return time.time() - mtime < FOREIGN_STALE_AFTER
+    if pid == os.getpid():
+        return owner in live_tokens
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    actual = _start_time(pid)
+    return not (start and actual and actual != start)
+
+
+# -- listing ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SpillFile:
+    """One spill file as seen in a listing."""
+
+    path: str
+    state: str
+    id: str
+    owner: str
+    size: int
+    mtime: float
+
+    def renamed(self, folder: str, state: str, owner: str) -> str:
+        """The path this file would have in ``state`` under ``owner``."""
+        return os.path.join(folder, f"{state}-{self.id}-{owner}{SUFFIX}")
+
+    @property
+    def ack_path(self) -> str:
+        return os.path.join(os.path.dirname(self.path), self.id + ACK_SUFFIX)
+
+
+def new_file_name(folder: str, owner: str) -> tuple[str, str]:
+    """A path and id for a new ``o`` file of ``owner``."""
+    file_id = f"{time.time_ns():020x}{secrets.token_hex(3)}"
+    return os.path.join(folder, f"o-{file_id}-{owner}{SUFFIX}"), file_id
+
+
+def list_files(folder: str) -> list[SpillFile]:
+    """Spill files in ``folder``, oldest first; a missing folder has none."""
+    out = []
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for entry in entries:
+        m = _NAME.match(entry.name)
+        if not m:
+            continue
+        try:
+            st = entry.stat()
+        except FileNotFoundError:
+            continue  # claimed or deleted meanwhile
+        out.append(SpillFile(entry.path, m[1], m[2], m[3], st.st_size, st.st_mtime))
+    out.sort(key=lambda f: f.id)
+    return out
+
+
+def folder_bytes(folder: str) -> int:
+    """Bytes of spill and ack files in ``folder``."""
+    total = 0
+    try:
+        for entry in os.scandir(folder):
+            if entry.name.endswith((SUFFIX, ACK_SUFFIX)) and entry.name != DEAD_LETTER_NAME:
+                try:
+                    total += entry.stat().st_size
+                except FileNotFoundError:
+                    pass
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    return total
+
+
+def has_spilled(folder: str) -> bool:
+    """Whether ``folder`` holds any spill file (cheap: one directory listing)."""
+    try:
+        return any(_NAME.match(name) for name in os.listdir(folder))
+    except OSError:
+        return False
+
+
+def read_acks(path: str) -> set[int]:
+    """Frame offsets already delivered, from an ack file (missing: none)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return set()
+    usable = len(data) - len(data) % 8
+    return {int.from_bytes(data[i : i + 8], "big") for i in range(0, usable, 8)}
+
+
+def append_ack(path: str, offset: int) -> None:
+    """Record that the frame at ``offset`` was delivered."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, offset.to_bytes(8, "big"))
+    finally:
+        os.close(fd)
+
+
+def remove_quietly(*paths: str) -> None:
+    """Delete files that may already be gone."""
+    for p in paths:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+
+
+# -- dead letters -------------------------------------------------------------
+
+
+def write_dead_letter(
+    folder: str, url: str, key: str, events: list[dict[str, Any]], status: int, reason: str
+) -> str:
+    """Record a batch the server rejected for good; return the file's path.
+
+    Appends happen under the folder lock, so processes sharing the folder
+    never interleave their frames.
+    """
+    ensure_dir(folder)
+    path = os.path.join(folder, DEAD_LETTER_NAME)
+    payload = {"key": key, "events": events, "status": status, "reason": reason}
+    payload.update(time=time.time(), url=url)
+    with folder_lock(folder):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            data = encode_frame(payload)
+            if os.fstat(fd).st_size == 0:
+                header = {"kind": "dead-letter", "url": url, "created": time.time()}
+                data = FILE_HEADER + encode_frame(header) + data
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    return path

@@ -1,0 +1,307 @@
+"""One handler's spill: append its overflow, claim and replay what is spilled.
+
+Used only from the pump thread (and, when no worker thread could start, from
+the thread that closes the handler), so it needs no lock of its own; the
+folder-wide ``filelock`` guards what other processes can see.
+
+A frame holds one sealed batch exactly as it would be sent: its
+Idempotency-Key, its event count, its encoding, and its body (compressed
+when ``compress`` is on). Spilling costs no re-encoding and a replay sends
+the same bytes under the same key. A frame delivered from a claimed file is
+recorded in the file's ``ID.ack`` side file, so a file taken over half-sent
+resumes where it stopped; the file goes once every frame is acknowledged.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from logship.pure.frames import FILE_HEADER, MAGIC, VERSION, encode_frame, iter_frames
+from logship.worker import spillfolder as sf
+from logship.worker.pipeline import Batch, Origin, Pipeline
+
+MiB = 1024 * 1024
+#: Owners of this process's open handlers (see ``spillfolder.owner_alive``).
+LIVE_OWNERS: set[str] = set()
+# How often to look again for files to adopt once a look found none.
+_RESCAN_INTERVAL = 2.0
+
+
+@dataclass
+class _Active:
+    path: str
+    id: str
+    fd: int
+    size: int
+    frames: list[tuple[int, int]] = field(default_factory=list)  # (batch id, events)
+
+
+@dataclass
+class _Claim:
+    path: str
+    id: str
+    own: bool  # written by this handler: its batches are still outstanding here
+    frames: Iterator[tuple[int, Any]]
+    acked: set[int]
+    in_flight: set[int] = field(default_factory=set)
+    exhausted: bool = False
+
+
+class SpillStore:
+    """Spill files of one handler in one folder."""
+
+    def __init__(self, folder: str, url: str, max_bytes: int, pipeline: Pipeline) -> None:
+        self.folder = folder
+        self.url = url
+        self.max_bytes = max_bytes
+        self.segment_max = max(16 * 1024, min(4 * MiB, max_bytes // 8))
+        self.pipeline = pipeline
+        self.owner = sf.new_owner()
+        LIVE_OWNERS.add(self.owner)
+        self._active: _Active | None = None
+        self._own_frames: dict[str, list[tuple[int, int]]] = {}  # sealed own file id -> frames
+        self._claims: dict[str, _Claim] = {}
+        self._current: _Claim | None = None
+        self._next_scan = 0.0  # monotonic time of the next look for files to claim
+
+    # -- writing ---------------------------------------------------------------
+
+    def write(self, batch: Batch) -> bool:
+        """Append ``batch``; False (nothing written) when the cap leaves no room.
+
+        Raises ``OSError`` for a disk that is full, read-only or gone.
+        """
+        frame = encode_frame(
+            {
+                "key": batch.key,
+                "bid": batch.id,
+                "n": batch.count,
+                "enc": batch.encoding,
+                "gz": batch.gzipped,
+                "body": batch.body,
+            }
+        )
+        if len(frame) + len(FILE_HEADER) + 512 > self.max_bytes or not self._make_room(len(frame)):
+            return False
+        active = self._active or self._open()
+        os.write(active.fd, frame)
+        active.size += len(frame)
+        active.frames.append((batch.id, batch.count))
+        if active.size >= self.segment_max:
+            self.seal()
+        self._next_scan = 0.0
+        return True
+
+    def _open(self) -> _Active:
+        sf.ensure_dir(self.folder)
+        path, file_id = sf.new_file_name(self.folder, self.owner)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        header = {
+            "kind": "spill",
+            "url": self.url,
+            "owner": self.owner,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "created": time.time(),
+        }
+        data = FILE_HEADER + encode_frame(header)
+        os.write(fd, data)
+        self._active = _Active(path, file_id, fd, len(data))
+        return self._active
+
+    def seal(self) -> None:
+        """Close the file being written; it stays this handler's, ready for replay."""
+        active, self._active = self._active, None
+        if active is None:
+            return
+        try:
+            os.fsync(active.fd)  # a sealed file should survive a power cut too
+        except OSError:
+            pass
+        os.close(active.fd)
+        self._own_frames[active.id] = active.frames
+
+    def _make_room(self, need: int) -> bool:
+        """Delete the oldest deletable files until ``need`` more bytes fit the cap."""
+        used = sf.folder_bytes(self.folder)
+        if used + need <= self.max_bytes:
+            return True
+        with sf.folder_lock(sf.ensure_dir(self.folder)):
+            for f in sf.list_files(self.folder):
+                if used + need <= self.max_bytes:
+                    break
+                if self._active and f.id == self._active.id:
+                    continue
+                if f.id in self._claims or not self._may_take(f):
+                    continue
+                self._drop_file(f)
+                used -= f.size
+            if used + need > self.max_bytes and self._active and self._active.frames:
+                # Only our own open file is left to give up: its events are the oldest we hold.
+                active = self._active
+                self.seal()
+                for f in sf.list_files(self.folder):
+                    if f.id == active.id:
+                        self._drop_file(f)
+                        used -= f.size
+        return used + need <= self.max_bytes
+
+    def _drop_file(self, f: sf.SpillFile) -> None:
+        """Delete a spill file for the cap, counting its undelivered events as dropped."""
+        own = self._own_frames.pop(f.id, None)
+        if own is not None:
+            self.pipeline.lose_spilled(own)
+        else:
+            n = sum(p.get("n", 0) for _o, p in self._frames_of(f.path, sf.read_acks(f.ack_path)))
+            self.pipeline.adopt_and_drop(n)
+        sf.remove_quietly(f.path, f.ack_path)
+
+    # -- claiming and replay ---------------------------------------------------
+
+    def _may_take(self, f: sf.SpillFile) -> bool:
+        if f.owner == self.owner:
+            return f.state == "o" and not (self._active and f.id == self._active.id)
+        if f.state == "r":
+            return True
+        return not sf.owner_alive(f.owner, LIVE_OWNERS, f.mtime)
+
+    def backlog(self) -> bool:
+        """Whether a replay might find something (cheap; rescans now and then)."""
+        if self._current is not None or self._own_frames:
+            return True
+        return time.monotonic() >= self._next_scan
+
+    def next_batch(self) -> Batch | None:
+        """The next spilled batch to send, claiming a file when needed; None when none."""
+        while True:
+            claim = self._current or self._claim_next()
+            if claim is None:
+                return None
+            for offset, payload in claim.frames:
+                if payload is None:
+                    self.pipeline.count("corrupt")
+                    continue
+                batch = self._batch_of(claim, offset, payload)
+                if batch is not None:
+                    claim.in_flight.add(offset)
+                    return batch
+            claim.exhausted = True
+            self._current = None
+            self._finish_if_done(claim)
+
+    def _claim_next(self) -> _Claim | None:
+        if time.monotonic() < self._next_scan and not self._own_frames:
+            return None
+        if self._active and not self._own_frames and self.pipeline.healthy:
+            self.seal()  # the endpoint is back: our open file is next in line
+        chosen: sf.SpillFile | None = None
+        if not sf.has_spilled(self.folder):  # one listing, no lock, no folder created
+            self._next_scan = time.monotonic() + _RESCAN_INTERVAL
+            return None
+        try:
+            with sf.folder_lock(sf.ensure_dir(self.folder)):
+                for f in sf.list_files(self.folder):
+                    if f.id not in self._claims and self._may_take(f):
+                        chosen = f
+                        break
+                if chosen is None:
+                    self._next_scan = time.monotonic() + _RESCAN_INTERVAL
+                    return None
+                path = chosen.renamed(self.folder, "c", self.owner)
+                os.rename(chosen.path, path)
+        except OSError:
+            self._next_scan = time.monotonic() + _RESCAN_INTERVAL
+            raise
+        own = self._own_frames.pop(chosen.id, None) is not None
+        acked = sf.read_acks(chosen.ack_path)
+        claim = _Claim(path, chosen.id, own, self._frames_of(path, acked), acked)
+        self._claims[chosen.id] = claim
+        self._current = claim
+        return claim
+
+    def _frames_of(self, path: str, acked: set[int]) -> Iterator[tuple[int, Any]]:
+        """Frames of a spill file not yet acknowledged; damaged stretches as ``(offset, None)``."""
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return
+        if len(data) < len(FILE_HEADER) or data[:4] != MAGIC or data[4] != VERSION:
+            yield 0, None  # not a file this version can read: count it once
+            return
+        first = True
+        for offset, payload in iter_frames(data):
+            if first and payload is not None and payload.get("kind") == "spill":
+                first = False
+                continue  # the file's header
+            first = False
+            if offset in acked:
+                continue
+            if payload is not None and not isinstance(payload.get("body"), bytes):
+                payload = None  # a checksummed frame of the wrong shape is damage too
+            yield offset, payload
+
+    def _batch_of(self, claim: _Claim, offset: int, payload: dict[str, Any]) -> Batch | None:
+        n = int(payload.get("n", 0))
+        batch = Batch(
+            body=payload["body"],
+            count=n,
+            encoding=str(payload.get("enc", "json")),
+            gzipped=bool(payload.get("gz", False)),
+            key=str(payload.get("key") or ""),
+        )
+        bid = payload.get("bid")
+        batch.origin = Origin(claim.id, offset)
+        if not (claim.own and isinstance(bid, int) and self.pipeline.is_outstanding(bid)):
+            self.pipeline.adopt(batch)
+        else:
+            batch.id = bid
+        if not batch.key:
+            return None
+        return batch
+
+    def ack(self, origin: Origin) -> None:
+        """A replayed frame was delivered (or rejected for good): it leaves the disk."""
+        claim = self._claims.get(origin.file_id)
+        if claim is None:
+            return
+        claim.in_flight.discard(origin.offset)
+        claim.acked.add(origin.offset)
+        try:
+            sf.append_ack(os.path.join(self.folder, claim.id + sf.ACK_SUFFIX), origin.offset)
+        except OSError:
+            pass  # the frame may be sent again later: at least once, never lost
+        self._finish_if_done(claim)
+
+    def _finish_if_done(self, claim: _Claim) -> None:
+        if claim.exhausted and not claim.in_flight:
+            del self._claims[claim.id]
+            sf.remove_quietly(claim.path, os.path.join(self.folder, claim.id + sf.ACK_SUFFIX))
+
+    # -- the end -----------------------------------------------------------------
+
+    def release(self) -> None:
+        """Seal, and hand every file of this handler to whoever comes next."""
+        LIVE_OWNERS.discard(self.owner)
+        if not (self._active or self._own_frames or self._claims):
+            return  # nothing of ours is on disk
+        self.seal()
+        try:
+            with sf.folder_lock(sf.ensure_dir(self.folder)):
+                for f in sf.list_files(self.folder):
+                    if f.owner == self.owner:
+                        os.rename(f.path, f.renamed(self.folder, "r", self.owner))
+        except OSError:
+            pass  # our owner id is dead once we exit: the files get adopted all the same
+        self._claims.clear()
+        self._current = None
+        self._own_frames.clear()
+
+    def usage(self) -> int:
+        """Bytes the spill folder holds now."""
+        return sf.folder_bytes(self.folder)

@@ -1,0 +1,544 @@
+"""``logship receive``: the Receiver class over real sockets, and the command in a subprocess."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import io
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+
+import logship
+from logship.cli import main
+from logship.cli.receive import Receiver, echo_line
+
+from conftest import attach
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+
+
+def make_events(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [
+        {
+            "timestamp": f"2026-11-24T10:00:00.{i:06d}Z",
+            "level": "INFO",
+            "logger": "test",
+            "message": f"event {i}",
+            "uuid": f"uuid-{i}",
+        }
+        for i in range(start, start + n)
+    ]
+
+
+def connect(url: str) -> http.client.HTTPConnection:
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname and parts.port
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+
+
+def request(
+    url: str,
+    method: str = "POST",
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes, http.client.HTTPMessage]:
+    """One request on a fresh connection; return status, body and headers."""
+    parts = urllib.parse.urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn = connect(url)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read(), resp.headers
+    finally:
+        conn.close()
+
+
+def post(
+    url: str,
+    body: bytes,
+    content_type: str | None = "application/json",
+    encoding: str | None = None,
+    **headers: str,
+) -> tuple[int, bytes]:
+    h = {k.replace("_", "-"): v for k, v in headers.items()}
+    if content_type is not None:
+        h["Content-Type"] = content_type
+    if encoding is not None:
+        h["Content-Encoding"] = encoding
+    status, data, _ = request(url, body=body, headers=h)
+    return status, data
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r
+
+
+# -- every encoding ---------------------------------------------------------------
+
+EVENTS = make_events(3)
+
+
+def _ndjson(events: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(e) + "\n" for e in events).encode()
+
+
+FORMS = {
+    "json-array": ("application/json", json.dumps(EVENTS).encode(), EVENTS),
+    "json-object": ("application/json", json.dumps(EVENTS[0]).encode(), EVENTS[:1]),
+    "json-lines": ("application/json", _ndjson(EVENTS), EVENTS),
+    "json-charset": ("application/json; charset=utf-8", json.dumps(EVENTS).encode(), EVENTS),
+    "ndjson": ("application/x-ndjson", _ndjson(EVENTS), EVENTS),
+    "ndjson-crlf-blank": (
+        "application/x-ndjson",
+        b"\r\n".join(json.dumps(e).encode() for e in EVENTS) + b"\r\n\r\n",
+        EVENTS,
+    ),
+    "msgpack-array": ("application/msgpack", msgpack.packb(EVENTS), EVENTS),
+    "x-msgpack-array": ("application/x-msgpack", msgpack.packb(EVENTS), EVENTS),
+    "msgpack-map": ("application/msgpack", msgpack.packb(EVENTS[0]), EVENTS[:1]),
+    "msgpack-concatenated": (
+        "application/msgpack",
+        b"".join(msgpack.packb(e) for e in EVENTS),
+        EVENTS,
+    ),
+}
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_decodes_every_encoding(receiver: Receiver, form: str, gzipped: bool) -> None:
+    content_type, body, expected = FORMS[form]
+    wire = gzip.compress(body) if gzipped else body
+    status, data, headers = request(
+        receiver.endpoint("/app"),
+        body=wire,
+        headers={
+            "Content-Type": content_type,
+            **({"Content-Encoding": "gzip"} if gzipped else {}),
+        },
+    )
+    assert (status, data, headers["Content-Length"]) == (201, b"", "0")
+    assert receiver.events() == expected
+    n = len(expected)
+    assert receiver.counts() == {
+        "events": n,
+        "unique": n,
+        "duplicates": 0,
+        "requests": 1,
+        "bad_requests": 0,
+        "bytes": len(wire),
+    }
+
+
+def test_concatenated_gzip_members(receiver: Receiver) -> None:
+    body = gzip.compress(_ndjson(EVENTS[:2])) + gzip.compress(_ndjson(EVENTS[2:]))
+    assert post(receiver.url, body, "application/x-ndjson", "gzip") == (201, b"")
+    assert receiver.events() == EVENTS
+
+
+def test_chunked_body(receiver: Receiver) -> None:
+    conn = connect(receiver.url)
+    try:
+        body = json.dumps(EVENTS).encode()
+        conn.request(
+            "POST",
+            "/chunked",
+            body=iter([body[:10], body[10:]]),
+            headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+            encode_chunked=True,
+        )
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (201, b"")
+    finally:
+        conn.close()
+    assert receiver.events() == EVENTS
+
+
+@pytest.mark.parametrize("encoding", ["json", "ndjson", "msgpack"])
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_shiphandler_delivers_to_it(
+    receiver: Receiver, make_handler: Any, encoding: str, compress: bool
+) -> None:
+    handler = make_handler(receiver.endpoint("/app"), encoding=encoding, compress=compress)
+    log = attach(handler, "app.receive")
+    for i in range(20):
+        log.info("line %d\nsecond line", i, extra={"i": i})
+    try:
+        int("not a number")
+    except ValueError:
+        log.exception("it failed")
+    assert handler.flush(10)
+    assert receiver.wait_for(21, 10)
+    events = receiver.events()
+    assert [e["message"] for e in events[:20]] == [f"line {i}\nsecond line" for i in range(20)]
+    assert [e["i"] for e in events[:20]] == list(range(20))
+    assert "ValueError: invalid literal" in events[20]["exception"]
+    counts = receiver.counts()
+    assert counts["unique"] == 21 and counts["bad_requests"] == 0
+    keys = receiver.idempotency_keys()
+    assert len(keys) == counts["requests"] and all(keys)
+
+
+# -- refusals ---------------------------------------------------------------------
+
+_MAP = msgpack.packb(EVENTS[0])
+
+BAD = {
+    "malformed-json": (b'{"a": ', "application/json", None, "malformed JSON"),
+    "json-scalar": (b"42", "application/json", None, "must be an object"),
+    "json-string-item": (b'["x"]', "application/json", None, "must be an object"),
+    "json-mixed-items": (b'[{"a": 1}, 2]', "application/json", None, "must be an object"),
+    "json-bad-utf8": (b'{"a": "\xff"}', "application/json", None, "malformed JSON"),
+    "ndjson-bad-line": (b'{"a": 1}\n{nope\n', "application/x-ndjson", None, "line 2"),
+    "ndjson-scalar-line": (b'{"a": 1}\n7\n', "application/x-ndjson", None, "must be an object"),
+    "msgpack-garbage": (b"\xc1", "application/msgpack", None, "malformed msgpack"),
+    "msgpack-truncated": (_MAP + _MAP[:-1], "application/msgpack", None, "malformed msgpack"),
+    "msgpack-scalar": (msgpack.packb(7), "application/msgpack", None, "must be an object"),
+    "text-plain": (b'{"a": 1}', "text/plain", None, "Content-Type"),
+    "form": (b"a=1", "application/x-www-form-urlencoded", None, "Content-Type"),
+    "no-content-type": (b'{"a": 1}', None, None, "missing Content-Type"),
+    "empty": (b"", "application/json", None, "no payload"),
+    "blank": (b" \n ", "application/x-ndjson", None, "no payload"),
+    "empty-gzip": (gzip.compress(b""), "application/json", "gzip", "no payload"),
+    "deflate": (b'{"a": 1}', "application/json", "deflate", "Content-Encoding"),
+    "zstd": (b'{"a": 1}', "application/json", "zstd", "Content-Encoding"),
+    "not-gzip": (b'{"a": 1}', "application/json", "gzip", "malformed gzip"),
+    "truncated-gzip": (gzip.compress(b'{"a": 1}')[:-6], "application/json", "gzip", "gzip"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_refuses_bad_requests(receiver: Receiver, case: str) -> None:
+    body, content_type, encoding, reason = BAD[case]
+    status, data, headers = request(
+        receiver.url,
+        body=body,
+        headers={
+            **({"Content-Type": content_type} if content_type else {}),
+            **({"Content-Encoding": encoding} if encoding else {}),
+        },
+    )
+    assert status == 400
+    assert headers["Content-Type"].startswith("text/plain")
+    assert reason in data.decode()
+    assert receiver.events() == []
+    assert receiver.idempotency_keys() == []
+    assert receiver.counts() == dict(
+        events=0, unique=0, duplicates=0, requests=0, bad_requests=1, bytes=0
+    )
+
+
+def test_a_bad_request_keeps_the_connection(receiver: Receiver) -> None:
+    conn = connect(receiver.url)
+    try:
+        answers = []
+        for body in (b"{oops", json.dumps(EVENTS).encode()):
+            conn.request("POST", "/app", body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            answers.append(resp.status)
+            sock = conn.sock
+        assert answers == [400, 201]
+        assert sock is conn.sock  # same connection: keep-alive survived the 400
+    finally:
+        conn.close()
+    assert receiver.counts()["bad_requests"] == 1 and receiver.counts()["unique"] == 3
+
+
+def test_too_large_a_body_is_refused_without_reading_it(receiver: Receiver) -> None:
+    conn = connect(receiver.url)
+    try:
+        conn.putrequest("POST", "/app")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(10**12))
+        conn.endheaders()
+        resp = conn.getresponse()
+        assert resp.status == 413 and resp.headers["Connection"] == "close"
+        resp.read()
+    finally:
+        conn.close()
+    assert receiver.counts()["bad_requests"] == 1
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong", "Basic c2VjcmV0", "Bearer", "Bearer secret-and-more"],
+)
+def test_token_is_required(authorization: str | None) -> None:
+    with Receiver(token="secret") as r:
+        headers = {"Authorization": authorization} if authorization else {}
+        body = json.dumps(EVENTS).encode()
+        status, data, answer = request(
+            r.url, body=body, headers={"Content-Type": "application/json", **headers}
+        )
+        assert status == 401 and answer["WWW-Authenticate"] == "Bearer"
+        assert b"token" in data
+        assert post(r.url, body, Authorization="Bearer secret") == (201, b"")
+        assert post(r.url, body, Authorization="bearer secret") == (201, b"")
+        counts = r.counts()
+    assert counts["bad_requests"] == 1 and counts["requests"] == 2 and counts["unique"] == 3
+
+
+# -- counts and what is kept ------------------------------------------------------
+
+
+def test_stats_endpoint(receiver: Receiver) -> None:
+    assert post(receiver.url, json.dumps(EVENTS).encode())[0] == 201
+    assert post(receiver.url, b"[1]")[0] == 400
+    status, data, headers = request(receiver.url + "/_logship/stats?x=1", method="GET")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(data) == receiver.counts()
+    assert json.loads(data)["bad_requests"] == 1 and json.loads(data)["events"] == 3
+    assert request(receiver.url + "/elsewhere", method="GET")[0] == 404
+
+
+def test_duplicates_are_counted_by_uuid(receiver: Receiver) -> None:
+    batch = json.dumps(EVENTS).encode()
+    no_uuid = json.dumps([{"message": "anonymous"}]).encode()
+    for body in (batch, batch, no_uuid, no_uuid, json.dumps(make_events(2, 2)).encode()):
+        assert post(receiver.url, body)[0] == 201
+    assert receiver.counts() == {
+        "events": 10,
+        "unique": 6,  # uuid-0..3 and the two anonymous events
+        "duplicates": 4,  # uuid-0..2 again, and uuid-2 a third time
+        "requests": 5,
+        "bad_requests": 0,
+        "bytes": 2 * len(batch) + 2 * len(no_uuid) + len(json.dumps(make_events(2, 2))),
+    }
+    assert len(receiver.events()) == 10
+
+
+def test_idempotency_keys_in_order(receiver: Receiver) -> None:
+    body = json.dumps(EVENTS).encode()
+    post(receiver.url, body, Idempotency_Key="k1")
+    post(receiver.url, b"nope", Idempotency_Key="k-bad")
+    post(receiver.url, body)
+    post(receiver.url, body, Idempotency_Key="k1")
+    assert receiver.idempotency_keys() == ["k1", "", "k1"]
+
+
+def test_output_appends_ndjson(tmp_path: Any) -> None:
+    out = tmp_path / "events.ndjson"
+    out.write_text('{"earlier": true}\n')
+    packed = {"message": "from msgpack", "raw": b"\x00bytes", "uuid": "m-1"}
+    with Receiver(output=str(out)) as r:
+        assert post(r.url, json.dumps(EVENTS).encode())[0] == 201
+        # The file is flushed per request: readable while the receiver runs.
+        assert len(out.read_text().splitlines()) == 4
+        assert post(r.url, msgpack.packb(packed), "application/msgpack")[0] == 201
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0] == {"earlier": True}
+    assert lines[1:4] == EVENTS
+    assert lines[4] == {"message": "from msgpack", "raw": "\x00bytes", "uuid": "m-1"}
+
+
+def test_echo_prints_one_line_per_event(receiver: Receiver) -> None:
+    echo = io.StringIO()
+    events = [
+        {"timestamp": "T1", "level": "INFO", "logger": "app", "message": "hello"},
+        {
+            "timestamp": "T2",
+            "level": "ERROR",
+            "logger": "app.db",
+            "message": "two\nlines",
+            "exception": "Traceback ...",
+        },
+        {"message": "bare"},
+    ]
+    with Receiver(echo=echo) as r:
+        assert post(r.url, json.dumps(events).encode())[0] == 201
+    assert echo.getvalue().splitlines() == [
+        "T1 INFO app: hello",
+        "T2 ERROR app.db: two\\nlines [exception]",
+        "- - -: bare",
+    ]
+    assert echo_line(events[1]).endswith(" [exception]")
+
+
+def test_keep_events_false_still_counts() -> None:
+    with Receiver(keep_events=False) as r:
+        post(r.url, json.dumps(EVENTS).encode())
+        post(r.url, json.dumps(EVENTS).encode())
+        assert r.events() == [] and r.counts()["duplicates"] == 3
+
+
+# -- life ---------------------------------------------------------------------------
+
+
+def test_wait_for(receiver: Receiver) -> None:
+    started = time.monotonic()
+    assert not receiver.wait_for(1, 0.05)
+    assert time.monotonic() - started < 5
+    poster = threading.Thread(target=post, args=(receiver.url, json.dumps(EVENTS).encode()))
+    poster.start()
+    try:
+        assert receiver.wait_for(3, 10)
+    finally:
+        poster.join(10)
+    assert receiver.wait_for(0, 0)
+
+
+def test_url_and_endpoint(receiver: Receiver) -> None:
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", receiver.url)
+    assert receiver.endpoint() == receiver.url + "/app"
+    assert receiver.endpoint("/x/y") == receiver.url + "/x/y"
+    with pytest.raises(RuntimeError):
+        _ = Receiver().url
+
+
+def test_stop_ends_keepalive_connections_and_is_idempotent() -> None:
+    r = Receiver().start()
+    url = r.url
+    conn = connect(url)
+    try:
+        conn.request("POST", "/", body=b"{}", headers={"Content-Type": "application/json"})
+        assert conn.getresponse().read() == b""
+        started = time.monotonic()
+        r.stop()  # the idle keep-alive connection must not hold it up
+        assert time.monotonic() - started < 3
+        r.stop()
+    finally:
+        conn.close()
+    with pytest.raises(OSError):
+        connect(url).connect()
+    Receiver().stop()  # never started: nothing to do
+
+
+def test_port_in_use_is_an_oserror() -> None:
+    with Receiver() as first:
+        port = int(first.url.rsplit(":", 1)[1])
+        with pytest.raises(OSError):
+            Receiver(port=port).start()
+
+
+# -- the command ----------------------------------------------------------------------
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0
+    assert logship.__version__ in capsys.readouterr().out
+
+
+def test_usage_errors() -> None:
+    assert main([]) == 2
+    for argv in (["nope"], ["receive", "--port", "x"], ["receive", "--port", "70000"]):
+        with pytest.raises(SystemExit) as exit:
+            main(argv)
+        assert exit.value.code == 2
+
+
+def test_command_reports_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
+    with Receiver() as busy:
+        port = busy.url.rsplit(":", 1)[1]
+        assert main(["receive", "--port", port, "--quiet"]) == 1
+    assert "cannot listen" in capsys.readouterr().err
+
+
+class Command:
+    """``python -m logship receive`` in a subprocess, its stdout read line by line."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "logship", "receive", "--port", "0", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def line(self, timeout: float = 15) -> str:
+        return self.lines.get(timeout=timeout)
+
+    def finish(self, sig: int, timeout: float = 20) -> tuple[int, list[str], str]:
+        """Send ``sig``; return the exit status, the remaining lines and stderr."""
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout)
+        self.reader.join(timeout)
+        assert self.proc.stderr is not None
+        err = self.proc.stderr.read()
+        self.close()
+        rest = []
+        while not self.lines.empty():
+            rest.append(self.lines.get_nowait())
+        return rc, rest, err
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.reader.join(10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@posix_only
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_command_echoes_then_summarises_on_signal(sig: int) -> None:
+    cmd = Command()
+    try:
+        first = cmd.line()
+        match = re.fullmatch(r"logship receive: listening on (http://127\.0\.0\.1:\d+)\n", first)
+        assert match, first
+        url = match.group(1)
+        events = [*EVENTS, {**EVENTS[0], "exception": "Traceback"}]
+        assert post(url + "/app", json.dumps(events).encode()) == (201, b"")
+        assert post(url + "/app", b"bad")[0] == 400
+        assert cmd.line() == "2026-11-24T10:00:00.000000Z INFO test: event 0\n"
+        assert cmd.line() == "2026-11-24T10:00:00.000001Z INFO test: event 1\n"
+        assert cmd.line() == "2026-11-24T10:00:00.000002Z INFO test: event 2\n"
+        assert cmd.line() == "2026-11-24T10:00:00.000000Z INFO test: event 0 [exception]\n"
+        rc, rest, err = cmd.finish(sig)
+    finally:
+        cmd.close()
+    assert rc == 0, err
+    assert rest == ["received 4 events (3 unique, 1 duplicates) in 1 requests, 1 bad\n"]
+    assert err == ""
+
+
+@posix_only
+def test_command_quiet_output_and_token(tmp_path: Any) -> None:
+    out = tmp_path / "events.ndjson"
+    cmd = Command("--quiet", "--token", "s3cret", "--output", str(out))
+    try:
+        url = cmd.line().rsplit(" ", 1)[1].strip()
+        body = json.dumps(EVENTS).encode()
+        assert post(url, body)[0] == 401
+        assert post(url, body, "application/json", "identity", Authorization="Bearer s3cret") == (
+            201,
+            b"",
+        )
+        _, data, _ = request(url + "/_logship/stats", method="GET")
+        assert json.loads(data)["unique"] == 3
+        assert [json.loads(line) for line in out.read_text().splitlines()] == EVENTS
+        rc, rest, err = cmd.finish(signal.SIGTERM)
+    finally:
+        cmd.close()
+    assert rc == 0, err
+    assert rest == ["received 3 events (3 unique, 0 duplicates) in 1 requests, 1 bad\n"]
