@@ -21,7 +21,7 @@ from logship import lifecycle
 from logship.lifecycle import WORKER_THREADS
 from logship.pure.options import Options, build_options
 from logship.ring import Ring
-from logship.worker import Worker
+from logship.worker import Worker, spill_reserve
 from logship.worker.diagnostics import Warner
 from logship.worker.pipeline import Pipeline
 from logship.worker.spillfolder import default_spill_dir, has_spilled
@@ -202,9 +202,13 @@ class ShipHandler(logging.Handler):
         (``logging.shutdown`` calls ``flush()`` with no argument).
         """
         now = time.monotonic()
-        deadline = now + (self.options.shutdown_timeout if timeout is None else max(0.0, timeout))
         if timeout is None:
-            self._exit_deadline = deadline
+            # logging.shutdown calls flush() then close() with one budget: stop
+            # delivering early enough that close() can still spill the rest.
+            self._exit_deadline = now + self.options.shutdown_timeout
+            deadline = self._exit_deadline - spill_reserve(self.options.shutdown_timeout)
+        else:
+            deadline = now + max(0.0, timeout)
         try:
             worker = self._worker
             if worker is None:

@@ -11,9 +11,9 @@ import argparse
 import sys
 
 import logship
-from logship.cli import demo, receive
+from logship.cli import demo, receive, spill
 
-COMMANDS = (receive, demo)
+COMMANDS = (receive, demo, spill)
 
 
 def build_parser() -> argparse.ArgumentParser:

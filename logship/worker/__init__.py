@@ -57,6 +57,7 @@ class Worker:
         """Start both threads; ``RuntimeError`` at interpreter shutdown."""
         self.threads.append(start_worker_thread(self.pump.run, "logship-pump"))
         self.threads.append(start_worker_thread(self.sender.run, "logship-sender"))
+        self.pipeline.ring.wake.set()  # look at the spill now, not a flush_interval from now
 
     def flush(self, deadline: float) -> bool:
         """Wait until everything emitted so far is resolved, or ``deadline``."""

@@ -33,9 +33,10 @@ import secrets
 import socket
 import time
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
-from logship.pure.frames import FILE_HEADER, encode_frame
+from logship.pure.frames import FILE_HEADER, MAGIC, VERSION, encode_frame, iter_frames, read_frames
 
 SUFFIX = ".lship"
 ACK_SUFFIX = ".ack"
@@ -233,6 +234,122 @@ def remove_quietly(*paths: str) -> None:
             os.unlink(p)
         except FileNotFoundError:
             pass
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def spill_frames(path: str, acked: set[int]) -> Iterator[tuple[int, Any]]:
+    """Undelivered frames of a spill file as ``(offset, payload)``; damage as ``(offset, None)``.
+
+    A file this version cannot read yields one ``(0, None)``; so does a
+    frame that passes its checksum but does not hold a batch.
+    """
+    data = _read(path)
+    if data is None:
+        return
+    if len(data) < len(FILE_HEADER) or data[:4] != MAGIC or data[4] != VERSION:
+        yield 0, None
+        return
+    first = True
+    for offset, payload in iter_frames(data):
+        if first and payload is not None and payload.get("kind") == "spill":
+            first = False
+            continue  # the file's header
+        first = False
+        if offset in acked:
+            continue
+        if payload is not None and not isinstance(payload.get("body"), bytes):
+            payload = None
+        yield offset, payload
+
+
+def file_header(path: str) -> dict[str, Any]:
+    """The header map of a spill or dead-letter file ({} when unreadable)."""
+    data = _read(path)
+    if not data:
+        return {}
+    for _offset, payload in iter_frames(data[: 64 * 1024]):
+        return payload if isinstance(payload, dict) else {}
+    return {}
+
+
+@dataclasses.dataclass
+class FolderSummary:
+    """What one spill folder holds, for ``logship spill status``."""
+
+    folder: str
+    url: str | None = None
+    files: int = 0
+    events: int = 0
+    bytes: int = 0
+    corrupt: int = 0
+    oldest: float | None = None  # Unix time of the oldest file
+    live_owners: set[int] = dataclasses.field(default_factory=set)  # pids still writing
+    live_files: int = 0
+    dead_letter_batches: int = 0
+    dead_letter_events: int = 0
+
+
+def summarize(folder: str, live_tokens: set[str]) -> FolderSummary:
+    """Count files, events and bytes in a spill folder (reads every file)."""
+    out = FolderSummary(folder)
+    for f in list_files(folder):
+        out.files += 1
+        out.bytes += f.size
+        out.oldest = f.mtime if out.oldest is None else min(out.oldest, f.mtime)
+        out.url = out.url or file_header(f.path).get("url")
+        if f.state != "r" and owner_alive(f.owner, live_tokens, f.mtime):
+            out.live_files += 1
+            out.live_owners.add(int(f.owner.split(".")[1]))
+        for _offset, payload in spill_frames(f.path, read_acks(f.ack_path)):
+            if payload is None:
+                out.corrupt += 1
+            else:
+                out.events += int(payload.get("n", 0))
+    dead = _read(os.path.join(folder, DEAD_LETTER_NAME))
+    if dead:
+        frames = read_frames(dead).frames[1:]  # after the header
+        out.dead_letter_batches = len(frames)
+        out.dead_letter_events = sum(len(p.get("events") or ()) for p in frames)
+        out.url = out.url or file_header(os.path.join(folder, DEAD_LETTER_NAME)).get("url")
+    return out
+
+
+def find_folders(path: str) -> list[str]:
+    """``path`` if it is a spill folder, else the spill folders directly under it."""
+
+    def is_spill_folder(p: str) -> bool:
+        return has_spilled(p) or os.path.exists(os.path.join(p, DEAD_LETTER_NAME))
+
+    if is_spill_folder(path):
+        return [path]
+    try:
+        subs = sorted(os.path.join(path, d) for d in os.listdir(path))
+    except OSError:
+        return []
+    return [p for p in subs if os.path.isdir(p) and is_spill_folder(p)]
+
+
+def purge(folder: str, live_tokens: set[str], dead_letters: bool) -> tuple[int, int]:
+    """Delete spill files no live handler is writing; returns (files deleted, files kept)."""
+    deleted = kept = 0
+    with folder_lock(folder):
+        for f in list_files(folder):
+            if f.state != "r" and owner_alive(f.owner, live_tokens, f.mtime):
+                kept += 1
+                continue
+            remove_quietly(f.path, f.ack_path)
+            deleted += 1
+        if dead_letters and os.path.exists(os.path.join(folder, DEAD_LETTER_NAME)):
+            remove_quietly(os.path.join(folder, DEAD_LETTER_NAME))
+            deleted += 1
+    return deleted, kept
 
 
 # -- dead letters -------------------------------------------------------------

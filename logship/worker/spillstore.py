@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from logship.pure.frames import FILE_HEADER, MAGIC, VERSION, encode_frame, iter_frames
+from logship.pure.frames import FILE_HEADER, encode_frame
 from logship.worker import spillfolder as sf
 from logship.worker.pipeline import Batch, Origin, Pipeline
 
@@ -157,7 +157,7 @@ class SpillStore:
         if own is not None:
             self.pipeline.lose_spilled(own)
         else:
-            n = sum(p.get("n", 0) for _o, p in self._frames_of(f.path, sf.read_acks(f.ack_path)))
+            n = sum(p.get("n", 0) for _o, p in sf.spill_frames(f.path, sf.read_acks(f.ack_path)))
             self.pipeline.adopt_and_drop(n)
         sf.remove_quietly(f.path, f.ack_path)
 
@@ -219,32 +219,10 @@ class SpillStore:
             raise
         own = self._own_frames.pop(chosen.id, None) is not None
         acked = sf.read_acks(chosen.ack_path)
-        claim = _Claim(path, chosen.id, own, self._frames_of(path, acked), acked)
+        claim = _Claim(path, chosen.id, own, sf.spill_frames(path, acked), acked)
         self._claims[chosen.id] = claim
         self._current = claim
         return claim
-
-    def _frames_of(self, path: str, acked: set[int]) -> Iterator[tuple[int, Any]]:
-        """Frames of a spill file not yet acknowledged; damaged stretches as ``(offset, None)``."""
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
-            return
-        if len(data) < len(FILE_HEADER) or data[:4] != MAGIC or data[4] != VERSION:
-            yield 0, None  # not a file this version can read: count it once
-            return
-        first = True
-        for offset, payload in iter_frames(data):
-            if first and payload is not None and payload.get("kind") == "spill":
-                first = False
-                continue  # the file's header
-            first = False
-            if offset in acked:
-                continue
-            if payload is not None and not isinstance(payload.get("body"), bytes):
-                payload = None  # a checksummed frame of the wrong shape is damage too
-            yield offset, payload
 
     def _batch_of(self, claim: _Claim, offset: int, payload: dict[str, Any]) -> Batch | None:
         n = int(payload.get("n", 0))

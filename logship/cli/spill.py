@@ -1,0 +1,168 @@
+"""``logship spill status|replay|purge``: inspect, send or clear what is spilled.
+
+``--dir`` names one spill folder, or a folder of them (the default is the
+cache folder that holds every endpoint's default spill folder). Files being
+written by a live handler are never replayed or deleted from here: that
+handler replays them itself when its endpoint answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Any
+
+import logship
+from logship.worker import spillfolder as sf
+
+_POLL = 0.1
+# Summaries here treat this process's own handlers as gone: the replaying
+# handler's claimed files still count as "left to send" until deleted.
+_OURS: set[str] = set()
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``spill`` and its three actions."""
+    p = subparsers.add_parser("spill", help="inspect, replay or purge spilled events")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, helptext in (
+        ("status", "show files, events, bytes and age per endpoint"),
+        ("replay", "send what is spilled, then exit non-zero if anything remains"),
+        ("purge", "delete what is spilled (asks first unless --yes)"),
+    ):
+        a = actions.add_parser(name, help=helptext)
+        a.add_argument("--dir", help="a spill folder, or a folder of them (default: the cache)")
+        a.set_defaults(run=run)
+    replay = actions.choices["replay"]
+    replay.add_argument("--url", help="send here instead of the endpoint the files record")
+    replay.add_argument(
+        "--timeout", type=float, default=30.0, help="give up after this long without progress"
+    )
+    purge = actions.choices["purge"]
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    purge.add_argument(
+        "--dead-letters", action="store_true", help="delete the dead-letter files too"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the chosen action; returns the exit status."""
+    root = args.dir or sf.cache_root()
+    folders = sf.find_folders(root)
+    if args.action == "status":
+        return status(folders, root)
+    if args.action == "replay":
+        return replay(folders, root, args.url, args.timeout)
+    return purge(folders, root, args.yes, args.dead_letters)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def status(folders: list[str], root: str) -> int:
+    """Print one block per spill folder; 0 always (it only reads)."""
+    if not folders:
+        print(f"nothing spilled under {root}")
+        return 0
+    now = time.time()
+    for folder in folders:
+        s = sf.summarize(folder, _OURS)
+        print(folder)
+        print(f"  endpoint      {s.url or 'unknown'}")
+        oldest = f", oldest {_age(now - s.oldest)} old" if s.oldest is not None else ""
+        print(f"  spilled       {s.events} events in {s.files} files, {s.bytes} bytes{oldest}")
+        if s.live_files:
+            pids = ", ".join(str(p) for p in sorted(s.live_owners))
+            print(f"  being written {s.live_files} files by live process(es) {pids}")
+        if s.corrupt:
+            print(f"  corrupt       {s.corrupt} damaged regions (skipped on replay)")
+        if s.dead_letter_batches:
+            print(
+                f"  dead letters  {s.dead_letter_events} events in {s.dead_letter_batches} "
+                f"rejected batches ({sf.DEAD_LETTER_NAME})"
+            )
+    return 0
+
+
+def _replay_folder(folder: str, url: str, timeout: float) -> int:
+    """Adopt and send one folder's files; returns the spill files left afterwards."""
+    handler = logship.ShipHandler(url=url, spill_dir=folder, shutdown_timeout=5.0)
+    try:
+        last_progress, last_shipped = time.monotonic(), -1
+        tty = sys.stdout.isatty()
+        last_line = ""
+        while True:
+            st = handler.stats()
+            remaining = sf.summarize(folder, _OURS)
+            line = (
+                f"  adopted {st['adopted']:>8}  replayed {st['replayed']:>8}  "
+                f"dropped {st['dropped']:>6}  on disk {remaining.events:>8}"
+            )
+            if tty:
+                print("\r" + line, end="", flush=True)
+            elif line != last_line:
+                print(line, flush=True)
+            last_line = line
+            adoptable = remaining.files - remaining.live_files
+            if not adoptable and st["pending"] == 0:
+                break
+            if st["shipped"] != last_shipped:
+                last_shipped, last_progress = st["shipped"], time.monotonic()
+            elif time.monotonic() - last_progress > timeout:
+                print(f"\n  no progress for {timeout:.0f} s: {st['last_error'] or 'no answer'}")
+                break
+            time.sleep(_POLL)
+    finally:
+        handler.close()
+    if tty:
+        print()
+    return sf.summarize(folder, _OURS).files
+
+
+def replay(folders: list[str], root: str, url: str | None, timeout: float) -> int:
+    """Replay every folder; 1 if any spill file remains, 2 if an endpoint is unknown."""
+    if not folders:
+        print(f"nothing spilled under {root}")
+        return 0
+    logging.getLogger("logship").setLevel(logging.WARNING)
+    left = 0
+    for folder in folders:
+        target = url or sf.summarize(folder, _OURS).url
+        if not target:
+            print(f"{folder}: no endpoint recorded; pass --url", file=sys.stderr)
+            return 2
+        print(f"{folder} -> {target}")
+        left += _replay_folder(folder, target, timeout)
+    if left:
+        print(f"{left} spill files remain (endpoint unreachable, or written by live processes)")
+        return 1
+    print("everything spilled was delivered")
+    return 0
+
+
+def purge(folders: list[str], root: str, yes: bool, dead_letters: bool) -> int:
+    """Delete spill files after confirmation; 1 when not confirmed."""
+    if not folders:
+        print(f"nothing spilled under {root}")
+        return 0
+    total = sum(sf.summarize(f, _OURS).events for f in folders)
+    if not yes:
+        prompt = f"Delete {total} spilled events in {len(folders)} folder(s) under {root}? [y/N] "
+        try:
+            answer = input(prompt) if sys.stdin and sys.stdin.isatty() else ""
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted (pass --yes to skip this question)")
+            return 1
+    for folder in folders:
+        deleted, kept = sf.purge(folder, _OURS, dead_letters)
+        kept_note = f", kept {kept} being written by live processes" if kept else ""
+        print(f"{folder}: deleted {deleted} files{kept_note}")
+    return 0
