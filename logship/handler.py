@@ -29,8 +29,8 @@ from logship.worker.spillfolder import default_spill_dir, has_spilled
 _get_ident = threading.get_ident
 _LogRecord = logging.LogRecord
 
-# Batches the sender may have waiting beyond the one in flight; with the
-# open batch this bounds memory at capacity + 3 batches of events.
+# Sealed batches between pump and sender, the one in flight included; with
+# the pump's open batch, memory holds at most capacity + 3 batches of events.
 _MAX_READY = 2
 
 # close() right after flush(None) (as logging.shutdown does) shares flush's
@@ -153,24 +153,29 @@ class ShipHandler(logging.Handler):
     def _truncate(
         self, message: str, exception: str | None, stack: str | None
     ) -> tuple[str, str | None, str | None, int]:
-        """Cut an event that could never fit the ring down to ``capacity_bytes`` characters."""
-        budget = self._max_event_chars
+        """Cut an event that could never fit the ring to at most ``capacity_bytes`` characters.
+
+        Each present part (message, traceback, stack) gets an equal share;
+        what a short part leaves unused goes to the parts after it.
+        """
         note = " …[truncated by logship]"
-        parts: list[str | None] = []
-        for text in (message, exception, stack):
+        texts = (message, exception, stack)
+        present = sum(t is not None for t in texts)
+        budget = self._max_event_chars
+        out: list[str | None] = []
+        for text in texts:
             if text is None:
-                parts.append(None)
+                out.append(None)
                 continue
-            keep = max(0, budget - len(note))
-            if len(text) > keep:
-                text = text[:keep] + note
-            budget = max(0, budget - len(text))
-            parts.append(text)
+            share = budget // present
+            present -= 1
+            if len(text) > share:
+                text = text[: share - len(note)] + note if share > len(note) else text[:share]
+            budget -= len(text)
+            out.append(text)
         with self._ring.lock:
             self._ring.truncated += 1
-        msg = parts[0] or ""
-        size = sum(len(p) for p in parts if p)
-        return msg, parts[1], parts[2], size
+        return out[0] or "", out[1], out[2], sum(len(t) for t in out if t)
 
     def _start(self) -> None:
         with self._start_lock:

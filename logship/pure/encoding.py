@@ -44,7 +44,29 @@ def _ndjson_body(events: Sequence[Event]) -> bytes:
     return ("\n".join(map(_json_encode, events)) + "\n").encode("utf-8")
 
 
+def has_nonstring_keys(value: Any, depth: int = 0) -> bool:
+    """Whether a container holds a mapping key msgpack would pass through as-is.
+
+    msgpack calls ``default`` for values only: a tuple key would become an
+    array key that no receiver can decode into a map.
+    """
+    if depth > 32:
+        return True
+    if isinstance(value, dict):
+        return any(
+            not isinstance(k, str) or has_nonstring_keys(v, depth + 1) for k, v in value.items()
+        )
+    if isinstance(value, (list, tuple)):
+        return any(has_nonstring_keys(v, depth + 1) for v in value)
+    return False
+
+
 def _msgpack_body(events: Sequence[Event]) -> bytes:
+    for event in events:
+        for value in event.values():
+            # Core fields are scalars; only extra= and fields= values can nest.
+            if isinstance(value, (dict, list, tuple)) and has_nonstring_keys(value):
+                raise TypeError("a mapping key is not a string")
     body: bytes = msgpack.packb(events, default=safe_repr, use_bin_type=True, datetime=False)
     return body
 

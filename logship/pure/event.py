@@ -63,7 +63,9 @@ def jsonable(value: Any, int_bits: int = 0, _depth: int = 0) -> Any:
         except Exception:
             return safe_repr(value)
         for k, v in items:
-            key = k if isinstance(k, str) else safe_repr(k)
+            key = (
+                k if isinstance(k, str) else str(k) if isinstance(k, (int, float)) else safe_repr(k)
+            )
             out[key] = jsonable(v, int_bits, _depth + 1)
         return out
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -28,6 +28,7 @@ from typing import Any
 
 import msgpack
 
+from logship.pure.encoding import has_nonstring_keys
 from logship.pure.event import jsonable, safe_repr
 
 MAGIC = b"LSHP"
@@ -42,6 +43,8 @@ MAX_FRAME = 256 * 1024 * 1024
 def encode_frame(payload: dict[str, Any]) -> bytes:
     """One frame holding ``payload`` as msgpack."""
     try:
+        if has_nonstring_keys(payload):
+            raise TypeError("a mapping key is not a string")
         data: bytes = msgpack.packb(payload, default=safe_repr, use_bin_type=True, datetime=False)
     except (TypeError, ValueError, OverflowError, RecursionError):
         data = msgpack.packb(jsonable(payload, 64), use_bin_type=True, datetime=False)

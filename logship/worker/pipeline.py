@@ -129,7 +129,7 @@ class Pipeline:
 
     def has_room(self) -> bool:
         """Whether the sender can take another batch without the pump waiting."""
-        return len(self.ready) < self.max_ready
+        return len(self.ready) + (self.in_flight is not None) < self.max_ready
 
     def spilled(self, batch: Batch) -> None:
         """``batch`` was written to disk: it leaves memory but stays outstanding."""
