@@ -38,6 +38,7 @@ class Ring:
         "drop_newest",
         "dropped",
         "emitted",
+        "half",
         "items",
         "limit",
         "lock",
@@ -58,6 +59,10 @@ class Ring:
         self.drop_newest = overflow == "drop_newest"
         self.block = overflow == "block"
         self.wake_at = max(1, min(wake_at, capacity))
+        # Half full is where the worker starts moving events to the spill when
+        # the sender cannot take them: it must hear of it then, not a
+        # flush_interval later, or the ring overflows meanwhile.
+        self.half = max(1, capacity // 2)
         self.lock = threading.Lock()
         self.not_full = threading.Condition(self.lock)
         #: Set to wake the worker: a batch's worth is waiting, or a caller blocks.
@@ -88,6 +93,7 @@ class Ring:
             items = self.items
             n = len(items)
             if n >= self.limit or self.chars + size > self.capacity_bytes:
+                self.wake.set()  # full: the worker must drain or spill now
                 if self.closed or not self._make_room(size):
                     self.dropped += 1
                     return
@@ -96,7 +102,8 @@ class Ring:
             self.chars += size
         finally:
             lock.release()
-        if n + 1 == self.wake_at:
+        n += 1
+        if n == self.wake_at or n == self.half:
             self.wake.set()
 
     def _make_room(self, size: int) -> bool:

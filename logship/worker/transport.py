@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import requests
 import requests.adapters
+import requests.auth
 
 from logship.pure.options import Options, read_token_file
 
@@ -51,6 +52,17 @@ def _error_kind(exc: BaseException) -> str:
     if "Connection refused" in text or "ConnectionRefusedError" in text:
         return "refused"
     return "connection"
+
+
+class _Bearer(requests.auth.AuthBase):
+    """Sets ``Authorization: Bearer …`` on a request."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = self.value
+        return r
 
 
 class Transport:
@@ -98,14 +110,15 @@ class Transport:
         headers["Idempotency-Key"] = key
         if gzipped:
             headers["Content-Encoding"] = "gzip"
-        auth = self._authorization()
-        if auth:
-            headers["Authorization"] = auth
+        bearer = self._authorization()
         try:
             resp = self.session.post(
                 self.url,
                 data=body,
                 headers=headers,
+                # As an auth object, not a header: requests would otherwise
+                # replace it with Basic auth from a matching ~/.netrc entry.
+                auth=_Bearer(bearer) if bearer else None,
                 timeout=self.timeout,
                 allow_redirects=False,
                 stream=True,
