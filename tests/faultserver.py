@@ -30,11 +30,19 @@ class Action:
     status: int = 201
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    delay: float = 0.0  # seconds to wait before answering (cut short by ``release``)
 
 
 def status(code: int, body: bytes = b"", **headers: str) -> Action:
     """Answer ``code`` with ``headers`` (underscores in names become dashes)."""
     return Action("status", code, {k.replace("_", "-"): v for k, v in headers.items()}, body)
+
+
+def delayed(seconds: float, code: int = 201, body: bytes = b"", **headers: str) -> Action:
+    """Like :func:`status`, but answer only after ``seconds`` (a slow collector)."""
+    action = status(code, body, **headers)
+    action.delay = seconds
+    return action
 
 
 CLOSE = Action("close")
@@ -76,6 +84,7 @@ class FaultServer:
         self.max_body: int | None = None  # wire bytes over this get 413
         self.requests: list[Request] = []
         self.connections = 0
+        self.open_connections = 0  # connections accepted and not yet closed
         self.arrivals = 0  # requests whose body was read, answered or not yet
         self.cond = threading.Condition()
         self.release = threading.Event()  # set to free stalled requests
@@ -95,6 +104,16 @@ class FaultServer:
                 super().setup()
                 with server.cond:
                     server.connections += 1
+                    server.open_connections += 1
+                    server.cond.notify_all()
+
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                finally:
+                    with server.cond:
+                        server.open_connections -= 1
+                        server.cond.notify_all()
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -211,6 +230,8 @@ class FaultServer:
         answered: int | None = action.status if action.kind == "status" else None
         if action.kind == "stall":
             self.release.wait(60)
+        elif action.delay:
+            self.release.wait(action.delay)
         self._record(Request(h.path, headers, wire, events, answered, arrived))
         if action.kind != "status":
             h.close_connection = True

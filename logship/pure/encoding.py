@@ -29,6 +29,7 @@ CONTENT_TYPES = {
 # CPU, and the worker shares the GIL with the application.
 GZIP_LEVEL = 1
 
+# UnicodeEncodeError is a ValueError: msgpack refuses lone surrogates.
 _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
 
 _json_encode = json.JSONEncoder(
@@ -82,7 +83,7 @@ class Encoding:
             "ndjson": _ndjson_body,
             "msgpack": _msgpack_body,
         }[name]
-        self._int_bits = 64 if name == "msgpack" else 0
+        self._strict = name == "msgpack"
 
     def encode(self, events: list[Event]) -> bytes:
         """Encode a batch; values that cannot be carried are replaced, never raised.
@@ -95,7 +96,7 @@ class Encoding:
         except _ENCODE_ERRORS:
             pass
         for i, event in enumerate(events):
-            events[i] = jsonable(event, self._int_bits)
+            events[i] = jsonable(event, self._strict)
         return self._encode(events)
 
     def decode(self, body: bytes) -> list[Event]:

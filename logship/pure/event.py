@@ -40,16 +40,28 @@ def safe_repr(value: object) -> str:
         return f"<unrepresentable {type(value).__name__}>"
 
 
-def jsonable(value: Any, int_bits: int = 0, _depth: int = 0) -> Any:
+def _utf8(text: str) -> str:
+    """``text``, with what UTF-8 cannot carry (lone surrogates) escaped."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def jsonable(value: Any, strict: bool = False, _depth: int = 0) -> Any:
     """Return ``value`` with everything JSON (or msgpack) cannot carry replaced by its repr.
 
-    ``int_bits`` bounds integers (64 for msgpack); 0 leaves them unbounded.
+    ``strict`` is for msgpack: integers must fit 64 bits and strings must be
+    valid UTF-8 (JSON escapes lone surrogates; msgpack cannot carry them).
     Cycles and absurd nesting stop at a fixed depth instead of recursing forever.
     """
-    if value is None or isinstance(value, (str, bool)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return _utf8(value) if strict else value
     if isinstance(value, int):
-        if int_bits and not (-(1 << (int_bits - 1)) <= value < (1 << int_bits)):
+        if strict and not (-(1 << 63) <= value < (1 << 64)):
             return str(value)
         return int(value)
     if isinstance(value, float):
@@ -63,13 +75,14 @@ def jsonable(value: Any, int_bits: int = 0, _depth: int = 0) -> Any:
         except Exception:
             return safe_repr(value)
         for k, v in items:
+            # int and float keys read as JSON would write them; others as their repr
             key = (
-                k if isinstance(k, str) else str(k) if isinstance(k, (int, float)) else safe_repr(k)
+                k if isinstance(k, str) else str(k) if isinstance(k, int | float) else safe_repr(k)
             )
-            out[key] = jsonable(v, int_bits, _depth + 1)
+            out[_utf8(key) if strict else key] = jsonable(v, strict, _depth + 1)
         return out
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v, int_bits, _depth + 1) for v in value]
+        return [jsonable(v, strict, _depth + 1) for v in value]
     return safe_repr(value)
 
 

@@ -47,7 +47,7 @@ def encode_frame(payload: dict[str, Any]) -> bytes:
             raise TypeError("a mapping key is not a string")
         data: bytes = msgpack.packb(payload, default=safe_repr, use_bin_type=True, datetime=False)
     except (TypeError, ValueError, OverflowError, RecursionError):
-        data = msgpack.packb(jsonable(payload, 64), use_bin_type=True, datetime=False)
+        data = msgpack.packb(jsonable(payload, strict=True), use_bin_type=True, datetime=False)
     return _FRAME.pack(len(data), zlib.crc32(data)) + data
 
 

@@ -100,6 +100,7 @@ class Worker:
                 lost,
                 self.opts.url,
             )
-        if not any(t.is_alive() for t in self.threads):
-            self.transport.close()
+        # Even with a request still running: its connection, returned to a
+        # closed pool later, is closed then instead of lingering.
+        self.transport.close()
         return done and not lost

@@ -166,7 +166,13 @@ class Pump:
         open_id, self._open_id = self._open_id, next(_open_ids)
         if not events:
             return []
-        batches = make_batches(events, self.encoding, self.opts.compress, self.opts.batch_max_bytes)
+        try:
+            batches = make_batches(
+                events, self.encoding, self.opts.compress, self.opts.batch_max_bytes
+            )
+        except Exception as e:  # encoding cleans values first; this is a bug, not data
+            self._drop(open_id, len(events), e)
+            return []
         self.pipeline.register(batches, open_id)
         return batches
 
@@ -271,11 +277,11 @@ class Pump:
     def _lose_open_batch(self, error: Exception) -> None:
         events, self._events, self._estimate = self._events, [], 0
         open_id, self._open_id = self._open_id, next(_open_ids)
-        lost = Batch(b"", len(events), self.encoding.name, False, id=open_id)
-        self.pipeline.resolve(lost, "dropped")
+        self._drop(open_id, len(events), error)
+
+    def _drop(self, open_id: int, n: int, error: Exception) -> None:
+        """Count the ``n`` events of open batch ``open_id`` as dropped, and say why."""
+        self.pipeline.resolve(Batch(b"", n, self.encoding.name, False, id=open_id), "dropped")
         self.warner.warn(
-            "pump-error",
-            "logship: internal error while batching; %d events dropped: %r",
-            len(events),
-            error,
+            "pump-error", "logship: internal error while batching; %d events dropped: %r", n, error
         )

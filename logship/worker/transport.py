@@ -78,7 +78,10 @@ class Transport:
         # A redirect answered to a POST would become a GET elsewhere; the
         # sender reports it instead (see pure.retry.classify).
         self.session.max_redirects = 0
-        self.session.verify = opts.ca_file if opts.ca_file else opts.verify
+        # Passed on every request too: a session-level value loses to
+        # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, a per-request one does not.
+        self.verify: bool | str = opts.ca_file if opts.ca_file else opts.verify
+        self.session.verify = self.verify
         if opts.client_cert:
             self.session.cert = (
                 (opts.client_cert, opts.client_key) if opts.client_key else opts.client_cert
@@ -122,6 +125,7 @@ class Transport:
                 timeout=self.timeout,
                 allow_redirects=False,
                 stream=True,
+                verify=self.verify,
             )
         except Exception as e:  # every failure to get an answer is retried, none raised
             return Answer(None, error=f"{type(e).__name__}: {e}", kind=_error_kind(e))

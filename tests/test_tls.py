@@ -1,0 +1,166 @@
+"""TLS (SPEC section 2: ``verify``, ``ca_file``, ``client_cert``, ``client_key``) against a
+real HTTPS collector on loopback, with a throw-away CA made by ``trustme``.
+
+A TLS failure is a delivery error: it is retried, never dropped, and reported
+in ``stats()["last_error"]``.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import trustme
+
+from conftest import attach, check_identity
+from faultserver import FaultServer
+
+# requests lets these environment variables replace the trust store; most tests
+# here are about logship's own options, so they run without them.
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in CA_BUNDLE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def ca_file(ca, tmp_path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def client_files(ca, tmp_path) -> tuple[str, str]:
+    leaf = ca.issue_cert("client.logship.test")
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    for i, blob in enumerate(leaf.cert_chain_pems):
+        blob.write_to_path(str(cert), append=i > 0)
+    leaf.private_key_pem.write_to_path(str(key))
+    return str(cert), str(key)
+
+
+def _server(ca: trustme.CA, require_client_cert: bool) -> FaultServer:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    if require_client_cert:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ca.configure_trust(ctx)
+    return FaultServer(ssl_context=ctx).start()
+
+
+@pytest.fixture
+def tls_server(ca) -> Iterator[FaultServer]:
+    srv = _server(ca, require_client_cert=False)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def mtls_server(ca) -> Iterator[FaultServer]:
+    srv = _server(ca, require_client_cert=True)
+    yield srv
+    srv.stop()
+
+
+def emit(handler, n: int) -> None:
+    log = attach(handler)
+    for i in range(n):
+        log.info("tls event %d", i)
+
+
+def assert_held_by_tls(handler, server: FaultServer, n: int) -> None:
+    """Nothing delivered, nothing lost: the events wait for a working handshake."""
+    assert wait_until(lambda: handler.stats()["retries"] >= 2)
+    stats = handler.stats()
+    assert stats["shipped"] == 0 and stats["dropped"] == 0 and stats["rejected"] == 0
+    assert stats["pending"] == n
+    check_identity(stats)
+    assert re.search(r"ssl|tls|certificate", stats["last_error"] or "", re.IGNORECASE), stats
+    assert server.uuids() == set()
+
+
+def test_url_is_https(tls_server):
+    assert tls_server.url().startswith("https://127.0.0.1:")
+
+
+def test_unknown_ca_is_not_trusted_by_default(tls_server, make_handler, clean_env):
+    h = make_handler(tls_server.url(), shutdown_timeout=0.5)  # verify=True, no ca_file
+    emit(h, 5)
+    assert_held_by_tls(h, tls_server, 5)
+    assert tls_server.requests == []  # no request got through the handshake
+    assert h.flush(0.2) is False
+
+
+def test_ca_file_is_trusted(tls_server, make_handler, ca_file, clean_env):
+    h = make_handler(tls_server.url(), ca_file=ca_file)
+    emit(h, 20)
+    assert h.flush(5)
+    assert len(tls_server.uuids()) == 20
+    stats = h.stats()
+    assert stats["shipped"] == 20 and stats["retries"] == 0
+    check_identity(stats)
+
+
+@pytest.mark.parametrize("variable", CA_BUNDLE_VARIABLES)
+def test_ca_file_wins_over_the_ca_bundle_environment(
+    tls_server, make_handler, ca_file, tmp_path, monkeypatch, variable
+):
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    for name in CA_BUNDLE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, str(other))
+    h = make_handler(tls_server.url(), ca_file=ca_file, shutdown_timeout=0.5)
+    emit(h, 5)
+    assert h.flush(1)
+    assert len(tls_server.uuids()) == 5
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_verify_false_delivers_without_a_ca(tls_server, make_handler, clean_env):
+    h = make_handler(tls_server.url(), verify=False)
+    emit(h, 5)
+    assert h.flush(5)
+    assert len(tls_server.uuids()) == 5
+
+
+def test_mutual_tls_with_a_client_certificate(
+    mtls_server, make_handler, ca_file, client_files, clean_env
+):
+    cert, key = client_files
+    h = make_handler(mtls_server.url(), ca_file=ca_file, client_cert=cert, client_key=key)
+    emit(h, 10)
+    assert h.flush(5)
+    assert len(mtls_server.uuids()) == 10
+    stats = h.stats()
+    assert stats["shipped"] == 10
+    check_identity(stats)
+
+
+def test_mutual_tls_without_a_client_certificate_is_refused(
+    mtls_server, make_handler, ca_file, clean_env
+):
+    h = make_handler(mtls_server.url(), ca_file=ca_file, shutdown_timeout=0.5)
+    emit(h, 5)
+    assert_held_by_tls(h, mtls_server, 5)
