@@ -12,11 +12,11 @@ import math
 import platform
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from logship.pure.options import CORE_FIELDS
-from logship.pure.uuid7 import uuid7
+from logship.pure.uuid7 import uuid7, uuid7_many
 
 # Attributes every LogRecord has; anything else on a record came from
 # `extra=` (or from a filter) and becomes a top-level event field.
@@ -106,22 +106,42 @@ class EventBuilder:
             self._second = second
         return f"{self._prefix}.{frac:06d}Z", micros // 1000
 
+    def build_many(self, items: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        """Events for ring items ``(seq, size, record, message, exception, stack)``.
+
+        The uuids of a batch are made under one lock. A record that cannot be
+        read still yields an event (:meth:`fallback`), never an exception.
+        """
+        stamps = [self.timestamp(item[2].created) for item in items]
+        uuids = uuid7_many([ms for _stamp, ms in stamps])
+        events = []
+        for item, (stamp, _ms), uid in zip(items, stamps, uuids, strict=True):
+            try:
+                events.append(self.build(item[2], item[3], item[4], item[5], stamp, uid))
+            except Exception as e:  # a hostile record attribute must not lose the event
+                events.append(self.fallback(item[3], e))
+        return events
+
     def build(
         self,
         record: logging.LogRecord,
         message: str,
         exception: str | None,
         stack: str | None,
+        stamp: str | None = None,
+        uid: str | None = None,
     ) -> dict[str, Any]:
         """Return the event for ``record``; core fields first, never overwritten."""
-        stamp, unix_ms = self.timestamp(record.created)
+        if stamp is None or uid is None:
+            stamp, unix_ms = self.timestamp(record.created)
+            uid = uuid7(unix_ms)
         event: dict[str, Any] = {
             "timestamp": stamp,
             "level": record.levelname,
             "logger": record.name,
             "message": message,
             "hostname": self.hostname,
-            "uuid": uuid7(unix_ms),
+            "uuid": uid,
             "kernel_version": self.kernel_version,
             "pid": record.process,
             "thread": record.threadName,

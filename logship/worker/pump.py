@@ -150,16 +150,8 @@ class Pump:
             return
         if not self._events:
             self._opened_at = time.monotonic()
-        build = self.builder.build
-        append = self._events.append
-        estimate = 0
-        for _seq, size, record, message, exception, stack in items:
-            try:
-                append(build(record, message, exception, stack))
-            except Exception as e:  # a hostile record attribute must not lose the event
-                append(self.builder.fallback(message, e))
-            estimate += size + _EVENT_OVERHEAD
-        self._estimate += estimate
+        self._events += self.builder.build_many(items)
+        self._estimate += sum(item[1] for item in items) + _EVENT_OVERHEAD * len(items)
 
     def _seal(self) -> list[Batch]:
         events, self._events, self._estimate = self._events, [], 0
