@@ -121,13 +121,21 @@ class FaultServer:
             def do_POST(self) -> None:
                 server._handle(self)
 
-        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler, False)
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that drops a connection or refuses our certificate
+
+        httpd = Server(("127.0.0.1", self.port), Handler, False)
         httpd.daemon_threads = True
         httpd.allow_reuse_address = True
         httpd.server_bind()
         httpd.server_activate()
         if self.ssl_context is not None:
-            httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
+            # The handshake happens in the handler's thread, where a failed one
+            # closes the connection; done in accept() it could leak the socket.
+            httpd.socket = self.ssl_context.wrap_socket(
+                httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.port = httpd.server_address[1]
         self._httpd = httpd
         self.release.clear()

@@ -372,9 +372,10 @@ def test_redirect_is_held_not_followed(server, make_handler, diagnostics, code):
     stats = h.stats()
     assert stats["shipped"] == 0 and stats["dropped"] == 0 and stats["rejected"] == 0
     assert stats["pending"] == 3
+    assert stats["last_error_kind"] == f"http-{code}", stats["last_error"]  # held, not a failure
     check_identity(stats)
     warnings = diagnostics.warnings()
-    assert len(warnings) == 1 and "redirect" in warnings[0], warnings
+    assert len(warnings) == 1 and "redirects to" in warnings[0], warnings
 
     server.default = status(201)
     assert h.flush(5)

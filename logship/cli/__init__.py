@@ -11,9 +11,9 @@ import argparse
 import sys
 
 import logship
-from logship.cli import demo, receive, spill
+from logship.cli import check, demo, receive, spill
 
-COMMANDS = (receive, demo, spill)
+COMMANDS = (receive, check, demo, spill)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from typing import Any
 
 ENCODINGS = ("json", "ndjson", "msgpack")
 OVERFLOW_POLICIES = ("spill", "drop_oldest", "drop_newest", "block")
+TLS_MIN_VERSIONS = ("1.2", "1.3")
 
 #: Names an event always carries; ``fields`` and ``extra=`` never replace them.
 CORE_FIELDS = frozenset(
@@ -69,6 +70,7 @@ class Options:
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    tls_min_version: str = "1.2"
     timeout: float = 10.0
     retry_max_backoff: float = 60.0
     shutdown_timeout: float = 5.0
@@ -204,6 +206,13 @@ def build_options(kwargs: dict[str, Any], environ: Mapping[str, str] | None = No
             f"logship: option 'overflow' must be one of {OVERFLOW_POLICIES}, got {overflow!r}"
         )
     o["overflow"] = overflow
+
+    tls_min = kwargs.pop("tls_min_version", "1.2")
+    if tls_min not in TLS_MIN_VERSIONS:
+        raise ValueError(
+            f"logship: option 'tls_min_version' must be one of {TLS_MIN_VERSIONS}, got {tls_min!r}"
+        )
+    o["tls_min_version"] = tls_min
 
     for name in ("compress", "spill", "verify"):
         if name in kwargs:

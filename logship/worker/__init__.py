@@ -44,11 +44,11 @@ class Worker:
         self.warner = warner
         encoding = Encoding(opts.encoding)
         store = (
-            SpillStore(spill_dir, opts.url, opts.spill_max_bytes, pipeline)
+            SpillStore(spill_dir, opts.url, opts.spill_max_bytes, pipeline, warner)
             if opts.spill and spill_dir
             else None
         )
-        self.transport = Transport(opts, encoding.content_type)
+        self.transport = Transport(opts, encoding.content_type, warner)
         self.pump = Pump(opts, pipeline, encoding, warner, store)
         self.sender = Sender(opts, pipeline, self.transport, encoding, warner)
         self.threads: list[threading.Thread] = []

@@ -21,12 +21,12 @@ class Warner:
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def warn(self, key: str, message: str, *args: object) -> bool:
+    def warn(self, key: str, message: str, *args: object, interval: float | None = None) -> bool:
         """Log ``message`` unless ``key`` was said within the interval; True if logged."""
         now = time.monotonic()
         with self._lock:
             last = self._last.get(key)
-            if last is not None and now - last < self.interval:
+            if last is not None and now - last < (interval or self.interval):
                 return False
             self._last[key] = now
         try:

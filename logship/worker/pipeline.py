@@ -98,6 +98,8 @@ class Pipeline:
         self.spill_bytes = 0
         self.last_success: float | None = None
         self.last_error: str | None = None
+        self.last_error_kind: str | None = None  # e.g. "dns", "tls-expired", "http-401"
+        self.last_error_time: float | None = None
 
     # -- pump side -----------------------------------------------------------
 
@@ -227,10 +229,12 @@ class Pipeline:
             self.changed.notify_all()
             return True
 
-    def failed(self, error: str) -> None:
+    def failed(self, error: str, kind: str) -> None:
         """A request got no 2xx: note it for ``stats()`` and pause replay."""
         with self.lock:
             self.last_error = error
+            self.last_error_kind = kind
+            self.last_error_time = time.time()
             self.healthy = False
 
     def count(self, counter: str, n: int = 1) -> None:
@@ -288,6 +292,7 @@ class Pipeline:
             ring = self.ring.snapshot()
             c = dict(self.counters)
             last_success, last_error = self.last_success, self.last_error
+            last_kind, last_error_time = self.last_error_kind, self.last_error_time
             in_memory, spill_bytes = self.in_memory, self.spill_bytes
         dropped = c["dropped"] + ring["ring_dropped"]
         out: dict[str, Any] = {
@@ -305,6 +310,8 @@ class Pipeline:
             "spill_bytes": spill_bytes,
             "last_success": last_success,
             "last_error": last_error,
+            "last_error_kind": last_kind,
+            "last_error_time": last_error_time,
         }
         out["pending"] = out["emitted"] + out["adopted"] - out["shipped"] - dropped - c["rejected"]
         return out

@@ -86,6 +86,7 @@ class Pump:
         # waiting on the open batch's age would spin.
         self._sender_full = False
         self._disk_broken_until = 0.0
+        self._dropped_said = 0  # ring drops already reported in a warning
         #: Set by close: spill what is left in memory, release the files, and stop.
         self.final_requested = False
         self.final_done = threading.Event()
@@ -112,6 +113,7 @@ class Pump:
         """Take what the ring holds; send, spill or replay every batch that is due."""
         opts, pipeline = self.opts, self.pipeline
         self._apply_acks()
+        self._warn_overflow()
         self._sender_full = False
         while not pipeline.stopping and not self.final_requested:
             if len(self._events) < opts.batch_max_records and self._estimate < opts.batch_max_bytes:
@@ -143,6 +145,17 @@ class Pump:
                 continue
             self._sender_full = due
             return  # the sender is behind: the rest waits in the ring
+
+    def _warn_overflow(self) -> None:
+        dropped = self.ring.dropped
+        if dropped > self._dropped_said and self.warner.warn(
+            "overflow",
+            "logship: the ring was full: %d events dropped (counted in stats()['dropped']). "
+            "The endpoint or the disk cannot keep up; raise capacity, or use "
+            "overflow='spill' with spill=True.",
+            dropped - self._dropped_said,
+        ):
+            self._dropped_said = dropped
 
     def _fill(self, limit: int) -> None:
         items = self.pipeline.take(limit, self._open_id)
@@ -248,19 +261,21 @@ class Pump:
         try:
             self._apply_acks()
             if self.store is not None:
-                while True:
-                    self._fill(self.opts.batch_max_records)
-                    if not self._events:
-                        break
-                    self._spill(self._seal())
+                # Oldest first, so a replay keeps the order: the batch in
+                # flight, the waiting ones, the open batch, then the ring.
                 with self.pipeline.lock:
                     leftovers = list(self.pipeline.ready)
                     self.pipeline.ready.clear()
                     in_flight = self.pipeline.in_flight
                 if in_flight is not None:
-                    leftovers.append(in_flight)
+                    leftovers.insert(0, in_flight)
                 # Batches read from the spill are still there; the rest is written now.
                 self._spill([b for b in leftovers if b.origin is None and not b.on_disk])
+                while True:
+                    self._fill(self.opts.batch_max_records)
+                    if not self._events:
+                        break
+                    self._spill(self._seal())
                 self.store.release()
                 self._note_usage()
         finally:

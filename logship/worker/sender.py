@@ -18,17 +18,41 @@ from logship.worker.pump import decode_batch, make_batches
 from logship.worker.spillfolder import default_spill_dir, write_dead_letter
 from logship.worker.transport import Answer, Transport
 
+#: A server certificate closer than this to expiry draws a warning, once a day.
+CERT_WARN_DAYS = 14.0
+
 # While closing, no single back-off may eat the whole shutdown budget: a blip
 # at exit should still get a second try.
 _DRAINING_MAX_WAIT = 0.5
 
-_KIND_HINTS = {
-    "tls": "the TLS handshake failed: check the certificate, ca_file and verify",
+#: What to check, for each way a request can fail without an answer.
+KIND_HINTS = {
+    "tls-expired": "the server's certificate has expired or is not yet valid: renew it",
+    "tls-untrusted": "the server's certificate is not trusted: set ca_file to its CA bundle",
+    "tls-hostname": "the server's certificate does not name this host: check the URL's host",
+    "tls": "the TLS handshake failed: check the certificate, ca_file, client_cert and verify",
     "dns": "the host name does not resolve: check the URL's host and DNS",
     "refused": "the connection was refused: is the aggregator listening on that port?",
-    "timeout": "the request timed out: the aggregator is slow or unreachable",
-    "connection": "the connection failed",
+    "timeout": "the request timed out: the aggregator is slow or unreachable (see timeout)",
+    "connection": "the connection failed: check the network path to the aggregator",
 }
+
+#: What to check, for answers that are retried or rejected.
+STATUS_HINTS = {
+    408: "the aggregator timed out reading the request",
+    413: "a single event is larger than the server's body limit: raise the limit "
+    "(Fluent Bit: buffer_max_size) or log smaller events",
+    429: "the aggregator is rate-limiting this client",
+}
+
+
+def status_hint(status: int) -> str:
+    """What an HTTP status means for the operator."""
+    if status in STATUS_HINTS:
+        return STATUS_HINTS[status]
+    if status >= 500:
+        return "the aggregator is failing or overloaded"
+    return "the server refused this batch for good: see the dead-letter file"
 
 
 class Sender:
@@ -74,6 +98,7 @@ class Sender:
             verdict = Verdict.RETRY if answer.status is None else classify(answer.status)
             if verdict is Verdict.DELIVERED:
                 self.pipeline.resolve(b, "shipped")
+                self._check_certificate(answer)
                 todo.popleft()
                 attempt = 0
             elif verdict is Verdict.SPLIT and len(b) > 1:
@@ -122,8 +147,23 @@ class Sender:
             seconds = min(seconds, _DRAINING_MAX_WAIT)
         self.stop_event.wait(seconds)
 
+    def _check_certificate(self, answer: Answer) -> None:
+        days = answer.cert_days_left
+        if days is not None and days < CERT_WARN_DAYS:
+            self.warner.warn(
+                "cert-expiry",
+                "logship: the certificate of %s expires in %.1f days: renew it before "
+                "delivery stops.",
+                self.opts.url,
+                days,
+                interval=86400.0,
+            )
+
     def _note_error(self, answer: Answer) -> None:
-        self.pipeline.failed(f"HTTP {answer.status}" if answer.status else answer.error or "")
+        if answer.status is not None:
+            self.pipeline.failed(f"HTTP {answer.status}", f"http-{answer.status}")
+        else:
+            self.pipeline.failed(answer.error or "no answer", answer.kind or "connection")
 
     def _warn_transient(self, answer: Answer) -> None:
         if answer.status is None:
@@ -132,15 +172,16 @@ class Sender:
                 f"conn-{kind}",
                 "logship: cannot deliver to %s: %s (%s). Retrying with back-off.",
                 self.opts.url,
-                _KIND_HINTS.get(kind, "the connection failed"),
+                KIND_HINTS.get(kind, KIND_HINTS["connection"]),
                 answer.error,
             )
         else:
             self.warner.warn(
                 f"status-{answer.status}",
-                "logship: %s answered %d; retrying with back-off.",
+                "logship: %s answered %d: %s. Retrying with back-off.",
                 self.opts.url,
                 answer.status,
+                status_hint(answer.status),
             )
 
     def _reject(self, batch: Batch, answer: Answer) -> None:
@@ -157,10 +198,11 @@ class Sender:
             where = f"not written ({e!r})"
         self.warner.warn(
             f"reject-{status}",
-            "logship: %s rejected a batch of %d events with %d (%s); dead-letter file: %s",
+            "logship: %s rejected a batch of %d events with %d (%s): %s. Dead-letter file: %s",
             self.opts.url,
             batch.count,
             status,
             reason[:200],
+            status_hint(status),
             where,
         )

@@ -14,6 +14,7 @@ resumes where it stopped; the file goes once every frame is acknowledged.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import time
@@ -23,6 +24,7 @@ from typing import Any
 
 from logship.pure.frames import FILE_HEADER, encode_frame
 from logship.worker import spillfolder as sf
+from logship.worker.diagnostics import Warner
 from logship.worker.pipeline import Batch, Origin, Pipeline
 
 MiB = 1024 * 1024
@@ -52,11 +54,37 @@ class _Claim:
     exhausted: bool = False
 
 
+def _write_all(fd: int, data: bytes, size_before: int) -> None:
+    """Write ``data`` whole, or trim the file back to ``size_before`` and raise ``OSError``.
+
+    On a nearly full disk ``os.write`` may write only part of a frame; a torn
+    frame would count as spilled and then be skipped as corrupt.
+    """
+    try:
+        written = os.write(fd, data)
+    except OSError:
+        _trim(fd, size_before)
+        raise
+    if written != len(data):
+        _trim(fd, size_before)
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write to the spill)")
+
+
+def _trim(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass
+
+
 class SpillStore:
     """Spill files of one handler in one folder."""
 
-    def __init__(self, folder: str, url: str, max_bytes: int, pipeline: Pipeline) -> None:
+    def __init__(
+        self, folder: str, url: str, max_bytes: int, pipeline: Pipeline, warner: Warner
+    ) -> None:
         self.folder = folder
+        self.warner = warner
         self.url = url
         self.max_bytes = max_bytes
         self.segment_max = max(16 * 1024, min(4 * MiB, max_bytes // 8))
@@ -74,7 +102,10 @@ class SpillStore:
     def write(self, batch: Batch) -> bool:
         """Append ``batch``; False (nothing written) when the cap leaves no room.
 
-        Raises ``OSError`` for a disk that is full, read-only or gone.
+        The cap check and the append happen under the folder lock, so
+        processes sharing the folder cannot both take the last free bytes.
+        Raises ``OSError`` for a disk that is full, read-only or gone; then
+        nothing of the batch stays on disk.
         """
         frame = encode_frame(
             {
@@ -86,10 +117,15 @@ class SpillStore:
                 "body": batch.body,
             }
         )
-        if len(frame) + len(FILE_HEADER) + 512 > self.max_bytes or not self._make_room(len(frame)):
+        self._check_active()
+        header = b"" if self._active else self._header()
+        if len(frame) + len(header) > self.max_bytes:
             return False
-        active = self._active or self._open()
-        os.write(active.fd, frame)
+        with sf.folder_lock(sf.ensure_dir(self.folder)):
+            if not self._make_room(len(frame) + len(header)):
+                return False
+            active = self._active or self._open(header)
+            _write_all(active.fd, frame, active.size)
         active.size += len(frame)
         active.frames.append((batch.id, batch.count))
         if active.size >= self.segment_max:
@@ -97,10 +133,7 @@ class SpillStore:
         self._next_scan = 0.0
         return True
 
-    def _open(self) -> _Active:
-        sf.ensure_dir(self.folder)
-        path, file_id = sf.new_file_name(self.folder, self.owner)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+    def _header(self) -> bytes:
         header = {
             "kind": "spill",
             "url": self.url,
@@ -109,10 +142,48 @@ class SpillStore:
             "pid": os.getpid(),
             "created": time.time(),
         }
-        data = FILE_HEADER + encode_frame(header)
-        os.write(fd, data)
-        self._active = _Active(path, file_id, fd, len(data))
+        return FILE_HEADER + encode_frame(header)
+
+    def _open(self, header: bytes) -> _Active:
+        path, file_id = sf.new_file_name(self.folder, self.owner)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            _write_all(fd, header, 0)
+        except OSError:
+            os.close(fd)
+            sf.remove_quietly(path)
+            raise
+        self._active = _Active(path, file_id, fd, len(header))
         return self._active
+
+    def _check_active(self) -> None:
+        """Notice files deleted under us (a folder removed by hand, a cleaner)."""
+        gone: list[tuple[int, int]] = []
+        if self._active is not None:
+            try:
+                unlinked = os.fstat(self._active.fd).st_nlink == 0
+            except OSError:
+                unlinked = True
+            if unlinked:
+                active, self._active = self._active, None
+                gone += active.frames
+                try:
+                    os.close(active.fd)
+                except OSError:
+                    pass
+        if self._own_frames:
+            present = {f.id for f in sf.list_files(self.folder)}
+            for file_id in [i for i in self._own_frames if i not in present]:
+                gone += self._own_frames.pop(file_id)
+        if gone:
+            self.pipeline.lose_spilled(gone)
+            self.warner.warn(
+                "spill-vanished",
+                "logship: spill files in %s were deleted by something else; %d spilled "
+                "events are lost (counted in dropped). The folder is made again.",
+                self.folder,
+                sum(n for _bid, n in gone),
+            )
 
     def seal(self) -> None:
         """Close the file being written; it stays this handler's, ready for replay."""
@@ -127,28 +198,30 @@ class SpillStore:
         self._own_frames[active.id] = active.frames
 
     def _make_room(self, need: int) -> bool:
-        """Delete the oldest deletable files until ``need`` more bytes fit the cap."""
+        """Delete the oldest deletable files until ``need`` more bytes fit the cap.
+
+        Call with the folder lock held.
+        """
         used = sf.folder_bytes(self.folder)
         if used + need <= self.max_bytes:
             return True
-        with sf.folder_lock(sf.ensure_dir(self.folder)):
+        for f in sf.list_files(self.folder):
+            if used + need <= self.max_bytes:
+                break
+            if self._active and f.id == self._active.id:
+                continue
+            if f.id in self._claims or not self._may_take(f):
+                continue
+            self._drop_file(f)
+            used -= f.size
+        if used + need > self.max_bytes and self._active and self._active.frames:
+            # Only our own open file is left to give up: its events are older than the new ones.
+            active = self._active
+            self.seal()
             for f in sf.list_files(self.folder):
-                if used + need <= self.max_bytes:
-                    break
-                if self._active and f.id == self._active.id:
-                    continue
-                if f.id in self._claims or not self._may_take(f):
-                    continue
-                self._drop_file(f)
-                used -= f.size
-            if used + need > self.max_bytes and self._active and self._active.frames:
-                # Only our own open file is left to give up: its events are the oldest we hold.
-                active = self._active
-                self.seal()
-                for f in sf.list_files(self.folder):
-                    if f.id == active.id:
-                        self._drop_file(f)
-                        used -= f.size
+                if f.id == active.id:
+                    self._drop_file(f)
+                    used -= f.size
         return used + need <= self.max_bytes
 
     def _drop_file(self, f: sf.SpillFile) -> None:

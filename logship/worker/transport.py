@@ -13,13 +13,17 @@ from __future__ import annotations
 import encodings.idna  # noqa: F401
 import netrc  # noqa: F401
 import os
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 import requests.adapters
 import requests.auth
 
 from logship.pure.options import Options, read_token_file
+from logship.worker.connections import AddressBook, days_left, pool_classes, tls_context
+from logship.worker.diagnostics import Warner
 
 USER_AGENT = "logship"
 _MAX_ANSWER_BYTES = 64 * 1024
@@ -34,19 +38,40 @@ class Answer:
     location: str | None = None
     body: str = ""
     error: str | None = None  # set when no HTTP answer came back
-    kind: str | None = None  # "tls", "dns", "refused", "timeout", "connection"
+    cert_days_left: float | None = None  # of the server's certificate, checked now and then
+    kind: str | None = None  # see error_kind()
 
 
-def _error_kind(exc: BaseException) -> str:
+_TLS_KINDS = (
+    ("certificate has expired", "tls-expired"),
+    ("not yet valid", "tls-expired"),
+    ("hostname mismatch", "tls-hostname"),
+    ("ip address mismatch", "tls-hostname"),
+    ("doesn't match", "tls-hostname"),
+    ("unable to get local issuer", "tls-untrusted"),
+    ("self-signed certificate", "tls-untrusted"),
+    ("self signed certificate", "tls-untrusted"),
+    ("certificate verify failed", "tls-untrusted"),
+)
+
+
+def error_kind(exc: BaseException) -> str:
+    """A short name for why a request got no answer, for warnings and ``stats()``."""
     text = str(exc)
     if isinstance(exc, requests.exceptions.SSLError):
-        return "tls"
+        lowered = text.lower()
+        return next((kind for needle, kind in _TLS_KINDS if needle in lowered), "tls")
     if isinstance(exc, requests.exceptions.Timeout):
         return "timeout"
-    if (
-        "Name or service not known" in text
-        or "NameResolutionError" in text
-        or ("getaddrinfo failed" in text or "Temporary failure in name resolution" in text)
+    if any(
+        needle in text
+        for needle in (
+            "Name or service not known",
+            "NameResolutionError",
+            "getaddrinfo failed",
+            "Temporary failure in name resolution",
+            "No address associated",
+        )
     ):
         return "dns"
     if "Connection refused" in text or "ConnectionRefusedError" in text:
@@ -65,19 +90,33 @@ class _Bearer(requests.auth.AuthBase):
         return r
 
 
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with logship's TLS context and DNS-fallback connections."""
+
+    def __init__(self, book: AddressBook, context: Any) -> None:
+        self._book, self._context = book, context
+        super().__init__(pool_connections=1, pool_maxsize=2, max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = pool_classes(self._book)
+
+
+# The certificate's expiry is read after a success at most this often.
+_CERT_CHECK_INTERVAL = 3600.0
+
+
 class Transport:
     """POSTs request bodies to the configured endpoint."""
 
-    def __init__(self, opts: Options, content_type: str) -> None:
+    def __init__(self, opts: Options, content_type: str, warner: Warner) -> None:
         self.url = opts.url
         self.timeout = opts.timeout
         self._token = opts.token
         self._token_file = opts.token_file
         self._token_mtime: float | None = None
         self.session = requests.Session()
-        # A redirect answered to a POST would become a GET elsewhere; the
-        # sender reports it instead (see pure.retry.classify).
-        self.session.max_redirects = 0
         # Passed on every request too: a session-level value loses to
         # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, a per-request one does not.
         self.verify: bool | str = opts.ca_file if opts.ca_file else opts.verify
@@ -86,7 +125,10 @@ class Transport:
             self.session.cert = (
                 (opts.client_cert, opts.client_key) if opts.client_key else opts.client_cert
             )
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
+        self._book = AddressBook(self._on_dns_fallback)
+        self._warner = warner
+        self._next_cert_check = 0.0
+        adapter = _Adapter(self._book, tls_context(opts.tls_min_version, bool(opts.verify)))
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.headers = {
@@ -99,10 +141,16 @@ class Transport:
         if self._token_file:
             # Re-read a rotated secret; a stat per request is cheap next to the request.
             try:
-                mtime = os.stat(self._token_file).st_mtime
-                if mtime != self._token_mtime:
+                st = os.stat(self._token_file)
+                if st.st_mtime != self._token_mtime:
                     self._token = read_token_file(self._token_file)
-                    self._token_mtime = mtime
+                    self._token_mtime = st.st_mtime
+                    if st.st_mode & 0o004:
+                        self._warner.warn(
+                            "token-file-mode",
+                            "logship: the token file %s is readable by every user: chmod 600 it.",
+                            self._token_file,
+                        )
             except (OSError, UnicodeDecodeError):
                 pass  # keep the last token that worked
         return f"Bearer {self._token}" if self._token else None
@@ -123,12 +171,18 @@ class Transport:
                 # replace it with Basic auth from a matching ~/.netrc entry.
                 auth=_Bearer(bearer) if bearer else None,
                 timeout=self.timeout,
+                # A redirect answered to a POST would become a GET elsewhere; the
+                # sender holds the batch and says so (see pure.retry.classify).
                 allow_redirects=False,
                 stream=True,
                 verify=self.verify,
             )
         except Exception as e:  # every failure to get an answer is retried, none raised
-            return Answer(None, error=f"{type(e).__name__}: {e}", kind=_error_kind(e))
+            return Answer(None, error=f"{type(e).__name__}: {e}", kind=error_kind(e))
+        cert_days = None
+        if self.url.startswith("https") and time.monotonic() >= self._next_cert_check:
+            cert_days = days_left(resp)
+            self._next_cert_check = time.monotonic() + _CERT_CHECK_INTERVAL
         try:
             # Read a bounded amount: a server answering nonsense must not be
             # able to make the worker hold an endless body in memory.
@@ -146,6 +200,17 @@ class Transport:
             retry_after=resp.headers.get("Retry-After"),
             location=resp.headers.get("Location"),
             body=text,
+            cert_days_left=cert_days,
+        )
+
+    def _on_dns_fallback(self, host: str, addresses: list[str]) -> None:
+        self._warner.warn(
+            f"dns-fallback-{host}",
+            "logship: %s does not resolve; delivering to its last known addresses %s "
+            "(TLS still verifies %s). Check DNS.",
+            host,
+            ", ".join(addresses),
+            host,
         )
 
     def close(self) -> None:

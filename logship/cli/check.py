@@ -1,0 +1,268 @@
+"""``logship check URL``: is this endpoint ready to take logship's events, and if not, why.
+
+Five steps, in order, one line each with its time and verdict: DNS, TCP to
+every address, TLS (:mod:`logship.cli.tlsinfo`), a test POST of one event
+made and sent exactly as a handler would, and the clock skew against the
+server's ``Date`` header (both in :mod:`logship.cli.checkhttp`). A step whose
+prerequisite failed is skipped. Every WARN or FAIL line ends with the fix to
+try. Exit status: 0 when nothing failed, 1 when something did, 2 for a usage
+error. The token is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from logship.cli.checkhttp import check_clock, check_post
+from logship.cli.tlsinfo import Finding, check_tls
+from logship.pure.options import ENCODINGS, Options, build_options, read_token_file
+
+
+@dataclass
+class Step:
+    """One line of the report."""
+
+    name: str
+    verdict: str  # PASS, WARN, FAIL or SKIP
+    ms: float
+    detail: str
+    fix: str | None = None
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``check``."""
+    p = subparsers.add_parser(
+        "check",
+        help="check DNS, TCP, TLS, a test POST and clock skew against an endpoint",
+        description="Check that URL can take logship's events, and say what to fix.",
+    )
+    p.add_argument("url", metavar="URL", help="the endpoint, as given to ShipHandler(url=...)")
+    token = p.add_mutually_exclusive_group()
+    token.add_argument("--token", help="bearer token (default: LOGSHIP_TOKEN)")
+    token.add_argument("--token-file", help="file holding the token (default: LOGSHIP_TOKEN_FILE)")
+    p.add_argument("--ca-file", help="CA certificates to verify the server with (PEM)")
+    p.add_argument("--client-cert", help="client certificate for mutual TLS (PEM)")
+    p.add_argument("--client-key", help="the client certificate's private key (PEM)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per step (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.add_argument("--encoding", choices=ENCODINGS, default="json", help="default: json")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run every step and report; 0 when nothing failed, 1 when something did, 2 for bad options."""
+    try:
+        opts = build_options(
+            {
+                "url": args.url,
+                "token": args.token,
+                "token_file": args.token_file,
+                "ca_file": args.ca_file,
+                "client_cert": args.client_cert,
+                "client_key": args.client_key,
+                "timeout": args.timeout,
+                "encoding": args.encoding,
+                "spill": False,
+            }
+        )
+    except (TypeError, ValueError) as e:
+        print(f"logship check: error: {str(e).removeprefix('logship: ')}", file=sys.stderr)
+        return 2
+    secret = opts.token or (read_token_file(opts.token_file) if opts.token_file else None)
+
+    def hide(text: str) -> str:
+        return text.replace(secret, "[token]") if secret else text
+
+    url = hide(_display_url(opts.url))
+    steps: list[Step] = []
+    if not args.json:
+        print(f"logship check {url}", flush=True)
+    for step in run_checks(opts, token_source(args, opts)):
+        step.detail = hide(step.detail)
+        step.fix = hide(step.fix) if step.fix else None
+        steps.append(step)
+        if not args.json:
+            print(render(step), flush=True)
+    ok = not any(s.verdict == "FAIL" for s in steps)
+    if args.json:
+        print(json.dumps({"url": url, "ok": ok, "steps": [asdict(s) for s in steps]}, indent=2))
+    else:
+        print(summary(steps))
+    return 0 if ok else 1
+
+
+def render(step: Step) -> str:
+    """A step as one line of text."""
+    fix = f" -> fix: {step.fix}" if step.fix and step.verdict in ("WARN", "FAIL") else ""
+    return f"  {step.name.upper():<6} {step.verdict:<5} {step.ms:>8.1f} ms  {step.detail}{fix}"
+
+
+def summary(steps: list[Step]) -> str:
+    """The last line of the text report."""
+    failed = sum(s.verdict == "FAIL" for s in steps)
+    warned = sum(s.verdict == "WARN" for s in steps)
+    if failed:
+        return f"{failed} check(s) failed"
+    return "all checks passed" + (f", {warned} warning(s)" if warned else "")
+
+
+def token_source(args: argparse.Namespace, opts: Options) -> str | None:
+    """Where the token came from, for the report (never the token itself)."""
+    if args.token:
+        return "--token"
+    if args.token_file:
+        return "--token-file"
+    if opts.token:
+        return "LOGSHIP_TOKEN"
+    if opts.token_file:
+        return "LOGSHIP_TOKEN_FILE"
+    return None
+
+
+def _display_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _step(name: str, finding: Finding, started: float | None = None) -> Step:
+    ms = 0.0 if started is None else _ms(started)
+    return Step(name, finding.verdict, ms, finding.detail, finding.fix)
+
+
+def run_checks(opts: Options, token_from: str | None) -> Iterator[Step]:
+    """The five steps, each yielded as soon as it is done."""
+    parts = urllib.parse.urlsplit(opts.url)
+    host = parts.hostname or ""
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+
+    started = time.perf_counter()
+    addresses, finding = check_dns(host, port, opts.timeout)
+    yield _step("dns", finding, started)
+
+    started = time.perf_counter()
+    if addresses:
+        reachable, finding = check_tcp(addresses, opts.timeout)
+        yield _step("tcp", finding, started)
+    else:
+        reachable = []
+        yield _step("tcp", Finding("SKIP", "skipped: no address to connect to"))
+
+    started = time.perf_counter()
+    if not https:
+        yield _step("tls", Finding("SKIP", "plain http://: nothing to check, nothing encrypted"))
+        tls_ok = True
+    elif reachable:
+        family, sockaddr = reachable[0]
+        finding = check_tls(
+            host, family, sockaddr, opts.ca_file, opts.client_cert, opts.client_key, opts.timeout
+        )
+        yield _step("tls", finding, started)
+        tls_ok = finding.verdict != "FAIL"
+    else:
+        yield _step("tls", Finding("SKIP", "skipped: no TCP connection"))
+        tls_ok = False
+
+    if not (reachable and tls_ok):
+        yield _step("post", Finding("SKIP", "skipped: the connection steps failed"))
+        yield _step("clock", Finding("SKIP", "skipped: no answer from the server"))
+        return
+    started = time.perf_counter()
+    finding, date, midpoint = check_post(opts, token_from)
+    yield _step("post", finding, started)
+    started = time.perf_counter()
+    yield _step("clock", check_clock(date, midpoint), started)
+
+
+# -- DNS and TCP -----------------------------------------------------------------------
+
+_DNS_FIX = "the host name does not resolve: check the URL's host and your DNS"
+
+
+def check_dns(host: str, port: int, timeout: float) -> tuple[list[Any], Finding]:
+    """Resolve ``host``; return ``(family, sockaddr)`` pairs, in the resolver's order."""
+    box: list[Any] = []
+
+    def resolve() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as e:
+            box.append(e)
+
+    # getaddrinfo has no timeout of its own; a thread gives it one.
+    worker = threading.Thread(target=resolve, name="check-dns", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not box:
+        return [], Finding("FAIL", f"no answer from DNS for {host} in {timeout:g} s", _DNS_FIX)
+    if isinstance(box[0], BaseException):
+        return [], Finding("FAIL", f"{host} does not resolve: {box[0]}", _DNS_FIX)
+    found: list[Any] = []
+    for family, _type, _proto, _name, sockaddr in box[0]:
+        if (family, sockaddr) not in found:
+            found.append((family, sockaddr))
+    shown = ", ".join(str(sockaddr[0]) for _f, sockaddr in found)
+    if any(host == str(sockaddr[0]) for _f, sockaddr in found):
+        return found, Finding("PASS", f"{host} is an address: nothing to resolve")
+    return found, Finding("PASS", f"{host} -> {shown}")
+
+
+def _where(sockaddr: Any) -> str:
+    address, port = sockaddr[0], sockaddr[1]
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def check_tcp(addresses: list[Any], timeout: float) -> tuple[list[Any], Finding]:
+    """Connect to each address; return the ones that answered."""
+    reachable: list[Any] = []
+    results, fixes = [], []
+    for family, sockaddr in addresses:
+        started = time.perf_counter()
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout)
+                s.connect(sockaddr)
+        except ConnectionRefusedError:
+            results.append(f"{_where(sockaddr)} refused")
+            fixes.append(
+                f"nothing listens on {_where(sockaddr)}: check the URL's port and that the "
+                "aggregator is running"
+            )
+        except TimeoutError:
+            results.append(f"{_where(sockaddr)} timed out after {timeout:g} s")
+            fixes.append(
+                f"no answer from {_where(sockaddr)}: a firewall may drop the traffic, or the "
+                "host is down: check firewalls and security groups for this port"
+            )
+        except OSError as e:
+            results.append(f"{_where(sockaddr)} failed: {e.strerror or e}")
+            fixes.append(f"{_where(sockaddr)} is unreachable: check the route, VPN or address")
+        else:
+            reachable.append((family, sockaddr))
+            results.append(f"{_where(sockaddr)} connected in {_ms(started)} ms")
+    detail = "; ".join(results)
+    if not reachable:
+        return [], Finding("FAIL", detail, "; ".join(dict.fromkeys(fixes)))
+    if fixes:
+        fix = (
+            "clients fall back to the next address, slowly: make the aggregator listen on "
+            "every address the name resolves to, or remove the others from DNS"
+        )
+        return reachable, Finding("WARN", detail, fix)
+    return reachable, Finding("PASS", detail)

@@ -1,0 +1,175 @@
+"""The HTTP steps of ``logship check``: a test POST, and the clock skew it reveals.
+
+The event is made, encoded, compressed and sent by logship's own code
+(:class:`~logship.pure.event.EventBuilder`, :mod:`logship.pure.encoding`,
+:class:`~logship.worker.transport.Transport`), so the answer is the one a
+handler would get. What the answer means follows :mod:`logship.pure.retry`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import logging
+import socket
+import time
+from typing import Any
+
+from logship.cli.tlsinfo import Finding, handshake_fix
+from logship.pure import retry
+from logship.pure.encoding import Encoding, gzip_compress
+from logship.pure.event import EventBuilder
+from logship.pure.options import Options
+from logship.worker.diagnostics import Warner
+from logship.worker.pipeline import new_key
+from logship.worker.transport import Answer, Transport
+
+#: Clock skew past which the clock step warns, in seconds.
+MAX_SKEW = 5.0
+
+#: What :func:`check_post` gives :func:`check_clock` when no HTTP answer came.
+NO_ANSWER = "(no answer)"
+
+
+def sample_event() -> dict[str, Any]:
+    """One event, made by logship's own builder as the handler makes it."""
+    record = logging.LogRecord(
+        "logship.check",
+        logging.INFO,
+        __file__,
+        0,
+        "logship check: a test event from %s; safe to ignore",
+        (socket.gethostname(),),
+        None,
+        func="check_post",
+    )
+    record.logship_check = True  # a field to find (or filter) these by
+    return EventBuilder({}).build(record, record.getMessage(), None, None)
+
+
+def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | None, float]:
+    """POST one event; return the finding, the server's ``Date`` and when it was made."""
+    encoding = Encoding(opts.encoding)
+    event = sample_event()
+    body = gzip_compress(encoding.encode([event]))
+    transport = Transport(opts, encoding.content_type, Warner(3600.0))
+    seen: dict[str, Any] = {}
+
+    def capture(response: Any, *args: Any, **kwargs: Any) -> None:
+        seen["date"] = response.headers.get("Date")
+        seen["reason"] = response.reason or ""
+        seen["status"] = response.status_code
+        seen["location"] = response.headers.get("Location")
+        seen["at"] = time.time()
+
+    transport.session.hooks["response"].append(capture)
+    sent = time.time()
+    try:
+        answer = transport.post(body, new_key(), gzipped=True)
+    finally:
+        transport.close()
+    midpoint = (sent + seen.get("at", sent)) / 2
+    auth = f"with the token from {token_from}" if token_from else "without a token"
+    what = f"1 event, {encoding.name}, gzip, {len(body)} bytes, {auth}"
+    if answer.status is None and "status" in seen:
+        # requests raises TooManyRedirects for a redirect even when told not to
+        # follow it (with max_redirects 0); the answer itself is what matters here.
+        answer = dataclasses.replace(
+            answer, status=seen["status"], location=seen["location"], error=None
+        )
+    if answer.status is None:
+        return _no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, midpoint
+    status = f"{answer.status} {seen.get('reason', '')}".rstrip()
+    finding = _judge(answer.status, answer, status, what, opts, token_from, event["uuid"])
+    return finding, seen.get("date"), midpoint
+
+
+def _judge(
+    code: int, answer: Answer, status: str, what: str, opts: Options, token: str | None, uid: str
+) -> Finding:
+    verdict = retry.classify(code)
+    reason = answer.body.strip()
+    said = f": the server says {reason[:300]!r}" if reason else ""
+    if verdict is retry.Verdict.DELIVERED:
+        return Finding("PASS", f"{status}: the test event was taken ({what}; uuid {uid})")
+    if code == 401:
+        fix = (
+            "check the token (--token/--token-file; handler options token, token_file)"
+            if token
+            else "the endpoint wants a token: pass --token or --token-file"
+        )
+        return Finding("FAIL", f"{status}: authentication was refused ({what})", fix)
+    if code == 403:
+        return Finding("FAIL", f"{status}: access is forbidden ({what})", retry.hold_hint(403))
+    if verdict is retry.Verdict.HOLD:  # 404 and redirects
+        return Finding("FAIL", f"{status} ({what})", retry.hold_hint(code, answer.location))
+    if code == 413:
+        fix = (
+            "a proxy's or the aggregator's body limit refuses even one small event: raise it "
+            "(Fluent Bit buffer_max_size, nginx client_max_body_size)"
+        )
+        return Finding("FAIL", f"{status}: the body is too large for the server ({what})", fix)
+    if code in (408, 429):
+        fix = "the aggregator is overloaded; logship retries with back-off, but add capacity"
+        return Finding("WARN", f"{status}: asked to retry later ({what})", fix)
+    if code >= 500:
+        fix = "the aggregator is failing: check its logs (a 502, 503 or 504 may be a proxy's)"
+        return Finding("FAIL", f"{status}{said} ({what})", fix)
+    if opts.encoding != "json" and (code == 415 or "content-type" in reason.lower()):
+        fix = f"this aggregator does not take {opts.encoding}: use --encoding json (the default)"
+    else:
+        fix = "the aggregator refused the event as sent: see its reason; the handler would "
+        fix += "reject such batches to a dead-letter file"
+    return Finding("FAIL", f"{status}{said or ': no reason given'} ({what})", fix)
+
+
+def _no_answer(kind: str | None, error: str, opts: Options, what: str) -> Finding:
+    https = opts.url.startswith("https:")
+    if kind == "timeout":
+        fix = f"no answer in {opts.timeout:g} s: check the aggregator's health, or raise --timeout"
+    elif (kind and kind.startswith("tls")) or (https and "SSL" in error):
+        # The handshake itself passed (or this step would not run): with TLS 1.3 a
+        # server checks the client's certificate after it, and hangs up.
+        fix = handshake_fix(error, opts.client_cert)
+        if fix.startswith("check the server"):
+            fix = _CLIENT_CERT_HINT if not opts.client_cert else fix
+    else:
+        fix = (
+            "the server hung up without answering: check that the aggregator is up and not "
+            "overloaded (Fluent Bit resets connections when its buffer is full), and any "
+            "proxy set in HTTPS_PROXY/HTTP_PROXY"
+        )
+        if not https:
+            fix += "; if this port speaks TLS, use https://"
+    return Finding("FAIL", f"no answer: {error} ({what})", fix)
+
+
+_CLIENT_CERT_HINT = (
+    "the server ended the TLS session after the handshake: it may require a client "
+    "certificate (mutual TLS): pass --client-cert and --client-key"
+)
+
+
+def check_clock(date: str | None, local: float) -> Finding:
+    """Compare the server's ``Date`` header with this host's clock at the request."""
+    if date == NO_ANSWER:
+        return Finding("SKIP", "no HTTP answer to read the server's Date header from")
+    if not date:
+        return Finding("SKIP", "the server sent no Date header")
+    try:
+        server = email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return Finding("SKIP", f"the server's Date header is unreadable: {date!r}")
+    # Date has whole seconds: the server's clock was somewhere in [server, server + 1).
+    skew = local - (server + 0.5)
+    if abs(skew) <= 1.0:
+        return Finding("PASS", f"this host's clock is within 1 s of the server's ({date})")
+    side = "ahead of" if skew > 0 else "behind"
+    detail = f"this host's clock is {abs(skew):.1f} s {side} the server's ({date})"
+    if abs(skew) <= MAX_SKEW:
+        return Finding("PASS", detail)
+    fix = (
+        "skew breaks TLS and event correlation: check NTP on this host and on the server "
+        "(timedatectl, chronyc tracking)"
+    )
+    return Finding("WARN", detail, fix)

@@ -1,0 +1,131 @@
+"""Connection-level behaviour under ``requests``: DNS fallback and the TLS context.
+
+Runs on the sender thread. Only ``transport`` uses this module.
+
+When the endpoint's name stops resolving after it once worked (a DNS outage
+is a common way for a log pipeline to go quiet), connections go to the last
+addresses that worked for that host and port. The TLS layer still sees and
+verifies the original host name: only the address connected to changes.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.exceptions
+from urllib3.util.ssl_ import create_urllib3_context
+
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+class AddressBook:
+    """The last addresses that accepted a connection, per (host, port)."""
+
+    def __init__(self, on_fallback: Callable[[str, list[str]], None]) -> None:
+        self._good: dict[tuple[str, int], list[str]] = {}
+        self._lock = threading.Lock()
+        self.on_fallback = on_fallback
+
+    def remember(self, host: str, port: int, address: str) -> None:
+        with self._lock:
+            known = self._good.setdefault((host, port), [])
+            if address in known:
+                known.remove(address)
+            known.insert(0, address)
+            del known[4:]
+
+    def recall(self, host: str, port: int) -> list[str]:
+        with self._lock:
+            return list(self._good.get((host, port), ()))
+
+
+class _FallbackMixin:
+    """``_new_conn`` that remembers good addresses and uses them when DNS fails."""
+
+    book: AddressBook
+    _dns_host: str
+    port: int
+    timeout: Any
+    source_address: Any
+    socket_options: Any
+
+    def _new_conn(self) -> socket.socket:
+        try:
+            sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        except urllib3.exceptions.NameResolutionError:
+            addresses = self.book.recall(self._dns_host, self.port)
+            if not addresses:
+                raise
+            sock = self._connect_any(addresses)
+            self.book.on_fallback(self._dns_host, addresses)
+            return sock
+        try:
+            self.book.remember(self._dns_host, self.port, sock.getpeername()[0])
+        except OSError:
+            pass
+        return sock
+
+    def _connect_any(self, addresses: list[str]) -> socket.socket:
+        error: OSError | None = None
+        for address in addresses:
+            try:
+                return urllib3.util.connection.create_connection(
+                    (address, self.port),
+                    self.timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
+            except OSError as e:
+                error = e
+        raise urllib3.exceptions.NewConnectionError(
+            self,  # type: ignore[arg-type]  # always mixed into an HTTPConnection
+            f"Failed to connect to the last known addresses {addresses}: {error}",
+        )
+
+
+def pool_classes(book: AddressBook) -> dict[str, type]:
+    """Connection pool classes for http and https whose connections use ``book``."""
+
+    class HTTPConnection(_FallbackMixin, urllib3.connection.HTTPConnection):
+        pass
+
+    class HTTPSConnection(_FallbackMixin, urllib3.connection.HTTPSConnection):
+        pass
+
+    HTTPConnection.book = book
+    HTTPSConnection.book = book
+
+    class HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+        ConnectionCls = HTTPConnection
+
+    class HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+        ConnectionCls = HTTPSConnection
+
+    return {"http": HTTPPool, "https": HTTPSPool}
+
+
+def tls_context(min_version: str, verify: bool) -> ssl.SSLContext:
+    """The TLS context for every connection: at least ``min_version``."""
+    return create_urllib3_context(
+        ssl_minimum_version=TLS_VERSIONS[min_version],
+        cert_reqs=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE,
+    )
+
+
+def days_left(response: Any) -> float | None:
+    """Days until the peer certificate of a verified HTTPS response expires."""
+    try:
+        sock = response.raw.connection.sock
+        cert = sock.getpeercert() if sock is not None else None
+    except (AttributeError, ValueError, OSError):
+        return None
+    if not cert or "notAfter" not in cert:
+        return None
+    return (ssl.cert_time_to_seconds(cert["notAfter"]) - time.time()) / 86400.0

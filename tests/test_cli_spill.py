@@ -1,0 +1,265 @@
+"""``logship spill status|replay|purge`` (SPEC section 7), run as ``python -m logship``.
+
+The spill folders are made by real handlers (an endpoint that is down, then
+``close()``), and every command runs in a real subprocess with a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import logship
+from logship.worker import spillfolder as sf
+
+from conftest import FAST, attach
+from faultserver import FaultServer, status
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Any:
+    """``python -m logship spill ARGS`` with stdin not a TTY; the completed process."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "logship", "spill", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def spill(server: FaultServer, folder: str, n: int, tag: str = "ev", batch: int = 10) -> None:
+    """Leave ``n`` events spilled in ``folder`` for ``server``'s URL (down meanwhile)."""
+    server.down()
+    h = logship.ShipHandler(
+        url=server.url(),
+        spill_dir=folder,
+        batch_max_records=batch,
+        **{**FAST, "shutdown_timeout": 0.5},
+    )
+    log = attach(h, f"spill-{tag}", logging.INFO)
+    for i in range(n):
+        log.info("%s %d", tag, i)
+    h.close()
+    server.up()
+    assert h.stats()["spilled"] == n, h.stats()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:
+    """Poll ``predicate`` until it is true; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
+        pause.wait(0.005)
+
+
+def reject_one(server: FaultServer, make_handler: Callable[..., Any], folder: str) -> None:
+    """Have a batch rejected for good, so that it lands in the folder's dead-letter file."""
+    server.default = status(422, b"no such stream")
+    h = make_handler(server.url(), spill=True, spill_dir=folder)
+    attach(h, "rejected").info("rejected 0")
+    wait_until(lambda: h.stats()["rejected"] == 1, what="the rejection")
+    h.close()
+    assert os.path.exists(os.path.join(folder, sf.DEAD_LETTER_NAME))
+
+
+def live_writer(server: FaultServer, make_handler: Callable[..., Any], folder: str) -> Any:
+    """An open handler of this process with events spilled in its own file."""
+    server.default = status(503)
+    h = make_handler(
+        server.url(),
+        spill=True,
+        spill_dir=folder,
+        capacity=100,
+        batch_max_records=5,
+        shutdown_timeout=0.5,
+    )
+    log = attach(h, "live")
+    for i in range(0, 300, 10):
+        for j in range(i, i + 10):
+            log.info("live %d", j)
+        # Before the next chunk, at most half the ring and the 4 batches it may hold
+        # in memory: the ring (100) never overflows, and the worker must spill.
+        wait_until(lambda: h.stats()["queued"] <= 50 + 4 * 5, what="the worker to catch up")
+    assert h.stats()["spilled"] > 0 and h.stats()["dropped"] == 0, h.stats()
+    assert any(f.state == "o" for f in sf.list_files(folder))
+    return h
+
+
+def events_on_disk(folder: str) -> int:
+    return sf.summarize(folder, set()).events
+
+
+def numbers(server: FaultServer, tag: str) -> list[int]:
+    out = []
+    for e in server.events():
+        t, _, n = e["message"].partition(" ")
+        if t == tag:
+            out.append(int(n))
+    return out
+
+
+def test_status_shows_events_files_bytes_and_endpoint(server, tmp_path):
+    root = tmp_path / "cache"
+    one, two = str(root / "one"), str(root / "two")
+    spill(server, one, 40)
+    spill(server, two, 7)
+    files = sf.list_files(one)
+
+    r = cli("status", "--dir", one)
+    assert r.returncode == 0, r.stderr
+    size = sum(f.size for f in files)
+    assert one in r.stdout
+    assert f"endpoint      {server.url()}" in r.stdout
+    assert f"spilled       40 events in {len(files)} files, {size} bytes" in r.stdout
+    # A folder of spill folders: one block each.
+    r = cli("status", "--dir", str(root))
+    assert r.returncode == 0, r.stderr
+    assert one in r.stdout and two in r.stdout
+    assert "40 events" in r.stdout and "7 events" in r.stdout
+    # Reading changes nothing.
+    assert events_on_disk(one) == 40 and sf.list_files(one) == files
+
+
+def test_status_reports_damage_dead_letters_and_live_writers(server, make_handler, tmp_path):
+    folder = str(tmp_path / "spill")
+    # (In this order: a handler that starts replays released files, and a
+    # failing one stops replaying after its first failure.)
+    reject_one(server, make_handler, folder)
+    live_writer(server, make_handler, folder)
+    spill(server, folder, 30)
+    (f,) = [f for f in sf.list_files(folder) if f.state == "r"]
+    with open(f.path, "r+b") as fh:  # a flipped byte in the middle of the file
+        fh.seek(f.size // 2)
+        byte = fh.read(1)
+        fh.seek(f.size // 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+    r = cli("status", "--dir", folder)
+    assert r.returncode == 0, r.stderr
+    assert "corrupt       1 damaged regions" in r.stdout
+    assert "dead letters  1 events in 1 rejected batches" in r.stdout
+    assert f"by live process(es) {os.getpid()}" in r.stdout
+
+
+def test_replay_delivers_everything_and_exits_0(server, tmp_path):
+    folder = str(tmp_path / "spill")
+    spill(server, folder, 55, batch=10)
+    r = cli("replay", "--dir", folder)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "everything spilled was delivered" in r.stdout
+    assert sorted(numbers(server, "ev")) == list(range(55))
+    assert len(server.uuids()) == 55
+    assert not sf.has_spilled(folder)
+
+
+def test_replay_sends_to_another_url_when_asked(server, tmp_path):
+    folder = str(tmp_path / "spill")
+    spill(server, folder, 12)
+    other = FaultServer().start()
+    try:
+        r = cli("replay", "--dir", folder, "--url", other.url("/elsewhere"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert sorted(numbers(other, "ev")) == list(range(12))
+        assert {q.path for q in other.requests} == {"/elsewhere"}
+        assert server.requests == []
+    finally:
+        other.stop()
+
+
+def test_replay_exits_1_and_keeps_everything_when_the_endpoint_is_down(server, tmp_path):
+    folder = str(tmp_path / "spill")
+    spill(server, folder, 30)
+    server.down()
+    t0 = time.monotonic()
+    r = cli("replay", "--dir", folder, "--timeout", "1")
+    took = time.monotonic() - t0
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "remain" in r.stdout
+    assert took < 10, f"replay took {took:.1f} s with --timeout 1"
+    # Nothing was lost: the files are back, free for the next attempt.
+    assert events_on_disk(folder) == 30
+    assert {f.state for f in sf.list_files(folder)} == {"r"}
+    server.up()
+    r = cli("replay", "--dir", folder)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(numbers(server, "ev")) == list(range(30))
+
+
+def test_purge_asks_first_and_deletes_nothing_without_a_yes(server, tmp_path):
+    folder = str(tmp_path / "spill")
+    spill(server, folder, 25)
+    before = sorted(os.listdir(folder))
+    r = cli("purge", "--dir", folder)  # stdin is not a TTY: no answer is a no
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "nothing deleted" in r.stdout
+    assert sorted(os.listdir(folder)) == before and events_on_disk(folder) == 25
+
+
+def test_purge_with_yes_deletes_but_keeps_dead_letters_and_live_writers_files(
+    server, make_handler, tmp_path
+):
+    folder = str(tmp_path / "spill")
+    # (In this order: a handler that starts replays released files, and a
+    # failing one stops replaying after its first failure.)
+    reject_one(server, make_handler, folder)
+    live = live_writer(server, make_handler, folder)
+    own = {f.path for f in sf.list_files(folder)}
+    spill(server, folder, 25)
+    released = {f.path for f in sf.list_files(folder)} - own
+    assert released and own
+
+    r = cli("purge", "--dir", folder, "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "deleted" in r.stdout and "kept" in r.stdout
+    left = {f.path for f in sf.list_files(folder)}
+    assert not (left & released), "the released files are deleted"
+    assert own <= left, "a live writer's files are not"
+    assert os.path.exists(os.path.join(folder, sf.DEAD_LETTER_NAME))
+
+    live.close()
+    r = cli("purge", "--dir", folder, "--yes", "--dead-letters")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sf.list_files(folder) == []
+    assert not os.path.exists(os.path.join(folder, sf.DEAD_LETTER_NAME))
+
+
+def test_commands_default_to_the_user_cache_dir(server, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOGSHIP_", "XDG_"))}
+    env["HOME"] = str(home)
+    r = cli("status", env=dict(env))
+    assert r.returncode == 0, r.stderr
+    assert "nothing spilled" in r.stdout and str(home / ".cache" / "logship") in r.stdout
+
+    folder = str(home / ".cache" / "logship" / sf.endpoint_slug(server.url()))
+    spill(server, folder, 9)
+    r = cli("status", env=dict(env))
+    assert r.returncode == 0, r.stderr
+    assert folder in r.stdout and "9 events" in r.stdout
+    r = cli("replay", env=dict(env))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(numbers(server, "ev")) == list(range(9))
+
+
+@pytest.mark.parametrize("action", ["status", "replay", "purge"])
+def test_an_empty_folder_has_nothing_to_do(action, tmp_path):
+    r = cli(action, "--dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "nothing spilled" in r.stdout
