@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from typing import Any
 
 import logship
+from logship.pure.sealing import Sealer, parse_key
 from logship.worker import spillfolder as sf
 
 _POLL = 0.1
 # Summaries here treat this process's own handlers as gone: the replaying
 # handler's claimed files still count as "left to send" until deleted.
 _OURS: set[str] = set()
+
+
+def _sealer() -> Sealer | None:
+    """The key of ``LOGSHIP_SPILL_KEY``, to read encrypted spill files."""
+    key = os.environ.get("LOGSHIP_SPILL_KEY")
+    return Sealer(parse_key(key)) if key else None
 
 
 def add_parser(subparsers: Any) -> None:
@@ -71,8 +79,9 @@ def status(folders: list[str], root: str) -> int:
         print(f"nothing spilled under {root}")
         return 0
     now = time.time()
+    sealer = _sealer()
     for folder in folders:
-        s = sf.summarize(folder, _OURS)
+        s = sf.summarize(folder, _OURS, sealer)
         print(folder)
         print(f"  endpoint      {s.url or 'unknown'}")
         oldest = f", oldest {_age(now - s.oldest)} old" if s.oldest is not None else ""
@@ -80,6 +89,11 @@ def status(folders: list[str], root: str) -> int:
         if s.live_files:
             pids = ", ".join(str(p) for p in sorted(s.live_owners))
             print(f"  being written {s.live_files} files by live process(es) {pids}")
+        if s.locked_files:
+            print(
+                f"  encrypted     {s.locked_files} files under a key not given "
+                "(set LOGSHIP_SPILL_KEY to count their events)"
+            )
         if s.corrupt:
             print(f"  corrupt       {s.corrupt} damaged regions (skipped on replay)")
         if s.dead_letter_batches:

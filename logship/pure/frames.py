@@ -30,6 +30,7 @@ import msgpack
 
 from logship.pure.encoding import has_nonstring_keys
 from logship.pure.event import jsonable, safe_repr
+from logship.pure.sealing import Sealer, WrongKey
 
 MAGIC = b"LSHP"
 VERSION = 1
@@ -38,17 +39,39 @@ _FRAME = struct.Struct(">II")
 FRAME_OVERHEAD = _FRAME.size
 #: No single frame is larger than this; a length beyond it marks damage.
 MAX_FRAME = 256 * 1024 * 1024
+#: The one key of an encrypted frame's map (see ``pure.sealing``).
+SEALED = "sealed"
 
 
-def encode_frame(payload: dict[str, Any]) -> bytes:
-    """One frame holding ``payload`` as msgpack."""
+def encode_frame(payload: dict[str, Any], sealer: Sealer | None = None) -> bytes:
+    """One frame holding ``payload`` as msgpack; with ``sealer``, as ``{"sealed": ...}``."""
     try:
         if has_nonstring_keys(payload):
             raise TypeError("a mapping key is not a string")
         data: bytes = msgpack.packb(payload, default=safe_repr, use_bin_type=True, datetime=False)
     except (TypeError, ValueError, OverflowError, RecursionError):
         data = msgpack.packb(jsonable(payload, strict=True), use_bin_type=True, datetime=False)
+    if sealer is not None:
+        data = msgpack.packb({SEALED: sealer.seal(data)}, use_bin_type=True)
     return _FRAME.pack(len(data), zlib.crc32(data)) + data
+
+
+def open_payload(payload: dict[str, Any], sealer: Sealer | None) -> dict[str, Any]:
+    """The payload of a frame, opened when it is sealed.
+
+    Raises ``WrongKey`` for a sealed frame that ``sealer`` cannot open (or
+    when there is no sealer), and ``ValueError`` for a sealed frame whose
+    plaintext is not a map.
+    """
+    blob = payload.get(SEALED)
+    if blob is None:
+        return payload
+    if sealer is None or not isinstance(blob, bytes):
+        raise WrongKey
+    inner = msgpack.unpackb(sealer.open(blob), raw=False, strict_map_key=False)
+    if not isinstance(inner, dict):
+        raise ValueError("a sealed frame that does not hold a map")
+    return inner
 
 
 @dataclass

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from logship.pure.sealing import Sealer, parse_key
+
 ENCODINGS = ("json", "ndjson", "msgpack")
 OVERFLOW_POLICIES = ("spill", "drop_oldest", "drop_newest", "block")
 TLS_MIN_VERSIONS = ("1.2", "1.3")
@@ -70,6 +72,7 @@ class Options:
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    spill_key: str | None = field(default=None, repr=False)
     tls_min_version: str = "1.2"
     timeout: float = 10.0
     retry_max_backoff: float = 60.0
@@ -159,6 +162,8 @@ def build_options(kwargs: dict[str, Any], environ: Mapping[str, str] | None = No
             kwargs["token_file"] = env.get("LOGSHIP_TOKEN_FILE") or None
     if kwargs.get("spill_dir") is None:
         kwargs["spill_dir"] = env.get("LOGSHIP_SPILL_DIR") or None
+    if kwargs.get("spill_key") is None:
+        kwargs["spill_key"] = env.get("LOGSHIP_SPILL_KEY") or None
 
     o: dict[str, Any] = {"url": check_url(kwargs.pop("url"))}
 
@@ -234,6 +239,9 @@ def build_options(kwargs: dict[str, Any], environ: Mapping[str, str] | None = No
             o[name] = _positive_float(name, kwargs.pop(name))
 
     o["spill_dir"] = _optional_str("spill_dir", kwargs.pop("spill_dir", None))
+    o["spill_key"] = _optional_str("spill_key", kwargs.pop("spill_key", None))
+    if o["spill_key"] is not None:
+        Sealer(parse_key(o["spill_key"]))  # a bad key or a missing extra fails now
     o["ca_file"] = _existing_file("ca_file", kwargs.pop("ca_file", None))
     o["client_cert"] = _existing_file("client_cert", kwargs.pop("client_cert", None))
     o["client_key"] = _existing_file("client_key", kwargs.pop("client_key", None))

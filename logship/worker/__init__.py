@@ -14,6 +14,7 @@ import time
 from logship.lifecycle import start_worker_thread
 from logship.pure.encoding import Encoding
 from logship.pure.options import Options
+from logship.pure.sealing import Sealer, parse_key
 from logship.worker.diagnostics import Warner
 from logship.worker.pipeline import Pipeline
 from logship.worker.pump import Pump
@@ -43,14 +44,15 @@ class Worker:
         self.pipeline = pipeline
         self.warner = warner
         encoding = Encoding(opts.encoding)
+        sealer = Sealer(parse_key(opts.spill_key)) if opts.spill_key else None
         store = (
-            SpillStore(spill_dir, opts.url, opts.spill_max_bytes, pipeline, warner)
+            SpillStore(spill_dir, opts.url, opts.spill_max_bytes, pipeline, warner, sealer)
             if opts.spill and spill_dir
             else None
         )
         self.transport = Transport(opts, encoding.content_type, warner)
         self.pump = Pump(opts, pipeline, encoding, warner, store)
-        self.sender = Sender(opts, pipeline, self.transport, encoding, warner)
+        self.sender = Sender(opts, pipeline, self.transport, encoding, warner, sealer)
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:

@@ -12,6 +12,7 @@ from collections import deque
 from logship.pure.encoding import Encoding
 from logship.pure.options import Options
 from logship.pure.retry import Backoff, Verdict, classify, hold_hint, parse_retry_after
+from logship.pure.sealing import Sealer
 from logship.worker.diagnostics import Warner
 from logship.worker.pipeline import Batch, Pipeline
 from logship.worker.pump import decode_batch, make_batches
@@ -65,8 +66,10 @@ class Sender:
         transport: Transport,
         encoding: Encoding,
         warner: Warner,
+        sealer: Sealer | None = None,
     ) -> None:
         self.opts = opts
+        self.sealer = sealer
         self.pipeline = pipeline
         self.transport = transport
         self.encoding = encoding
@@ -187,15 +190,19 @@ class Sender:
     def _reject(self, batch: Batch, answer: Answer) -> None:
         status = answer.status or 0
         reason = answer.body or answer.error or ""
-        if not self.pipeline.resolve(batch, "rejected"):
-            return
+        if not self.pipeline.is_outstanding(batch.id):
+            return  # close took it over
         where = "not written"
         try:
             folder = self.opts.spill_dir or default_spill_dir(self.opts.url)
             events = decode_batch(batch)
-            where = write_dead_letter(folder, self.opts.url, batch.key, events, status, reason)
+            where = write_dead_letter(
+                folder, self.opts.url, batch.key, events, status, reason, self.sealer
+            )
         except Exception as e:  # the events are counted as rejected either way
             where = f"not written ({e!r})"
+        # Resolved only now: once flush() says done, the dead letter is on disk.
+        self.pipeline.resolve(batch, "rejected")
         self.warner.warn(
             f"reject-{status}",
             "logship: %s rejected a batch of %d events with %d (%s): %s. Dead-letter file: %s",

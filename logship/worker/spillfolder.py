@@ -36,7 +36,18 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
-from logship.pure.frames import FILE_HEADER, MAGIC, VERSION, encode_frame, iter_frames, read_frames
+import msgpack
+
+from logship.pure.frames import (
+    FILE_HEADER,
+    MAGIC,
+    VERSION,
+    encode_frame,
+    iter_frames,
+    open_payload,
+    read_frames,
+)
+from logship.pure.sealing import Sealer, WrongKey
 
 SUFFIX = ".lship"
 ACK_SUFFIX = ".ack"
@@ -244,11 +255,27 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def spill_frames(path: str, acked: set[int]) -> Iterator[tuple[int, Any]]:
+def key_problem(header: dict[str, Any], sealer: Sealer | None) -> str | None:
+    """Why frames under ``header`` cannot be read with ``sealer`` (None when they can)."""
+    key_id = header.get("key_id")
+    if key_id is None:
+        return None
+    if sealer is None:
+        return f"it is encrypted (key id {key_id}): set spill_key or LOGSHIP_SPILL_KEY"
+    if sealer.key_id != key_id:
+        return f"it was encrypted with another spill_key (key id {key_id}, ours {sealer.key_id})"
+    return None
+
+
+def spill_frames(
+    path: str, acked: set[int], sealer: Sealer | None = None
+) -> Iterator[tuple[int, Any]]:
     """Undelivered frames of a spill file as ``(offset, payload)``; damage as ``(offset, None)``.
 
     A file this version cannot read yields one ``(0, None)``; so does a
-    frame that passes its checksum but does not hold a batch.
+    frame that passes its checksum but does not hold a batch, and a sealed
+    frame that does not open with the file's own key (tampering). Check
+    :func:`key_problem` first: a file under another key yields only damage.
     """
     data = _read(path)
     if data is None:
@@ -264,6 +291,11 @@ def spill_frames(path: str, acked: set[int]) -> Iterator[tuple[int, Any]]:
         first = False
         if offset in acked:
             continue
+        if payload is not None:
+            try:
+                payload = open_payload(payload, sealer)
+            except (WrongKey, ValueError, msgpack.UnpackException):
+                payload = None
         if payload is not None and not isinstance(payload.get("body"), bytes):
             payload = None
         yield offset, payload
@@ -292,22 +324,27 @@ class FolderSummary:
     oldest: float | None = None  # Unix time of the oldest file
     live_owners: set[int] = dataclasses.field(default_factory=set)  # pids still writing
     live_files: int = 0
+    locked_files: int = 0  # encrypted under a key we do not have
     dead_letter_batches: int = 0
     dead_letter_events: int = 0
 
 
-def summarize(folder: str, live_tokens: set[str]) -> FolderSummary:
+def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) -> FolderSummary:
     """Count files, events and bytes in a spill folder (reads every file)."""
     out = FolderSummary(folder)
     for f in list_files(folder):
         out.files += 1
         out.bytes += f.size
         out.oldest = f.mtime if out.oldest is None else min(out.oldest, f.mtime)
-        out.url = out.url or file_header(f.path).get("url")
+        header = file_header(f.path)
+        out.url = out.url or header.get("url")
         if f.state != "r" and owner_alive(f.owner, live_tokens, f.mtime):
             out.live_files += 1
             out.live_owners.add(int(f.owner.split(".")[1]))
-        for _offset, payload in spill_frames(f.path, read_acks(f.ack_path)):
+        if key_problem(header, sealer):
+            out.locked_files += 1
+            continue
+        for _offset, payload in spill_frames(f.path, read_acks(f.ack_path), sealer):
             if payload is None:
                 out.corrupt += 1
             else:
@@ -316,7 +353,11 @@ def summarize(folder: str, live_tokens: set[str]) -> FolderSummary:
     if dead:
         frames = read_frames(dead).frames[1:]  # after the header
         out.dead_letter_batches = len(frames)
-        out.dead_letter_events = sum(len(p.get("events") or ()) for p in frames)
+        for p in frames:
+            try:
+                out.dead_letter_events += len(open_payload(p, sealer).get("events") or ())
+            except (WrongKey, ValueError, msgpack.UnpackException):
+                pass  # encrypted under a key we do not have: counted as a batch only
         out.url = out.url or file_header(os.path.join(folder, DEAD_LETTER_NAME)).get("url")
     return out
 
@@ -356,7 +397,13 @@ def purge(folder: str, live_tokens: set[str], dead_letters: bool) -> tuple[int, 
 
 
 def write_dead_letter(
-    folder: str, url: str, key: str, events: list[dict[str, Any]], status: int, reason: str
+    folder: str,
+    url: str,
+    key: str,
+    events: list[dict[str, Any]],
+    status: int,
+    reason: str,
+    sealer: Sealer | None = None,
 ) -> str:
     """Record a batch the server rejected for good; return the file's path.
 
@@ -370,9 +417,11 @@ def write_dead_letter(
     with folder_lock(folder):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            data = encode_frame(payload)
+            data = encode_frame(payload, sealer)
             if os.fstat(fd).st_size == 0:
                 header = {"kind": "dead-letter", "url": url, "created": time.time()}
+                if sealer is not None:
+                    header["key_id"] = sealer.key_id
                 data = FILE_HEADER + encode_frame(header) + data
             os.write(fd, data)
         finally:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logship.pure.frames import FILE_HEADER, encode_frame
+from logship.pure.sealing import Sealer
 from logship.worker import spillfolder as sf
 from logship.worker.diagnostics import Warner
 from logship.worker.pipeline import Batch, Origin, Pipeline
@@ -81,10 +82,18 @@ class SpillStore:
     """Spill files of one handler in one folder."""
 
     def __init__(
-        self, folder: str, url: str, max_bytes: int, pipeline: Pipeline, warner: Warner
+        self,
+        folder: str,
+        url: str,
+        max_bytes: int,
+        pipeline: Pipeline,
+        warner: Warner,
+        sealer: Sealer | None = None,
     ) -> None:
         self.folder = folder
         self.warner = warner
+        self.sealer = sealer
+        self._locked: set[str] = set()  # ids of files under a key we do not have
         self.url = url
         self.max_bytes = max_bytes
         self.segment_max = max(16 * 1024, min(4 * MiB, max_bytes // 8))
@@ -115,7 +124,8 @@ class SpillStore:
                 "enc": batch.encoding,
                 "gz": batch.gzipped,
                 "body": batch.body,
-            }
+            },
+            self.sealer,
         )
         self._check_active()
         header = b"" if self._active else self._header()
@@ -142,6 +152,8 @@ class SpillStore:
             "pid": os.getpid(),
             "created": time.time(),
         }
+        if self.sealer is not None:
+            header["key_id"] = self.sealer.key_id
         return FILE_HEADER + encode_frame(header)
 
     def _open(self, header: bytes) -> _Active:
@@ -210,7 +222,7 @@ class SpillStore:
                 break
             if self._active and f.id == self._active.id:
                 continue
-            if f.id in self._claims or not self._may_take(f):
+            if f.id in self._claims or not self._may_take(f) or not self._readable(f):
                 continue
             self._drop_file(f)
             used -= f.size
@@ -235,6 +247,22 @@ class SpillStore:
         sf.remove_quietly(f.path, f.ack_path)
 
     # -- claiming and replay ---------------------------------------------------
+
+    def _readable(self, f: sf.SpillFile) -> bool:
+        """False for a file encrypted under a key we do not have: it is left alone, said once."""
+        if f.id in self._locked:
+            return False
+        problem = sf.key_problem(sf.file_header(f.path), self.sealer)
+        if problem is None:
+            return True
+        self._locked.add(f.id)
+        self.warner.warn(
+            f"spill-key-{f.id}",
+            "logship: cannot replay %s: %s. It is left in place, not counted as corrupt.",
+            f.path,
+            problem,
+        )
+        return False
 
     def _may_take(self, f: sf.SpillFile) -> bool:
         if f.owner == self.owner:
@@ -279,7 +307,7 @@ class SpillStore:
         try:
             with sf.folder_lock(sf.ensure_dir(self.folder)):
                 for f in sf.list_files(self.folder):
-                    if f.id not in self._claims and self._may_take(f):
+                    if f.id not in self._claims and self._may_take(f) and self._readable(f):
                         chosen = f
                         break
                 if chosen is None:
@@ -292,7 +320,7 @@ class SpillStore:
             raise
         own = self._own_frames.pop(chosen.id, None) is not None
         acked = sf.read_acks(chosen.ack_path)
-        claim = _Claim(path, chosen.id, own, sf.spill_frames(path, acked), acked)
+        claim = _Claim(path, chosen.id, own, sf.spill_frames(path, acked, self.sealer), acked)
         self._claims[chosen.id] = claim
         self._current = claim
         return claim
