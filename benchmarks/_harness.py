@@ -1,0 +1,111 @@
+"""The parent's side: run a case in a fresh subprocess, and start a receiver.
+
+Each case runs as ``sys.executable benchmarks/<case>.py ...`` with a hard
+timeout and prints one JSON object as its last stdout line. The receiver is
+``python -m logship receive --port 0 --quiet`` in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+_RECEIVER_PREFIX = "logship receive: listening on "
+_RECEIVER_START_TIMEOUT = 15.0
+
+
+def run_case(script: str, args: list[str], timeout: float) -> dict[str, Any]:
+    """Run ``benchmarks/<script>`` in a fresh interpreter and return its JSON result.
+
+    A case that fails, times out or prints no result yields
+    ``{"error": ...}`` (with the tail of its stderr) instead of raising, so
+    one broken case does not cost the others.
+    """
+    cmd = [sys.executable, os.path.join(HERE, script), *args]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired as e:
+        return {"error": f"timed out after {timeout:.0f} s", "stderr": _tail(e.stderr)}
+    wall = time.perf_counter() - t0
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"error": f"exit status {proc.returncode}", "stderr": _tail(proc.stderr)}
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return {"error": "no JSON result", "stderr": _tail(proc.stderr)}
+    result["wall_s"] = wall
+    return result
+
+
+def _tail(text: str | bytes | None, lines: int = 15) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return "\n".join((text or "").splitlines()[-lines:])
+
+
+RECEIVER = [sys.executable, "-m", "logship", "receive", "--port", "0", "--quiet"]
+
+
+@contextmanager
+def receiver() -> Iterator[str]:
+    """Start a fresh receiver process; yield the URL to ship to; stop it after.
+
+    Raises ``RuntimeError``, with the tail of its stderr, when it does not start.
+    """
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            RECEIVER,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            first = _first_line(proc, _RECEIVER_START_TIMEOUT)
+            if not first.startswith(_RECEIVER_PREFIX):
+                errors.seek(0)
+                raise RuntimeError(
+                    f"the receiver did not start (first line {first!r}):\n{_tail(errors.read())}"
+                )
+            yield first[len(_RECEIVER_PREFIX) :].strip().rstrip("/") + "/bench"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """Read the first stdout line of ``proc`` within ``timeout``, then keep draining the rest."""
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = proc.stdout
+    assert stdout is not None
+
+    def pump() -> None:
+        for line in stdout:
+            if lines.empty():
+                lines.put(line)
+        lines.put("")  # EOF: the receiver exited
+
+    threading.Thread(target=pump, name="receiver-stdout", daemon=True).start()
+    try:
+        return lines.get(timeout=timeout).rstrip("\n")
+    except queue.Empty:
+        return ""

@@ -1,0 +1,82 @@
+"""Case 2: end-to-end throughput, from the first log call to the last event counted.
+
+Logs ``--events`` events as fast as the loop goes, then polls the
+receiver's ``/_logship/stats`` until every event the handler did not drop
+has been counted there (or a deadline passes). Reports delivered events per second,
+the process's CPU time per event (all threads: the loop and logship's
+workers; the polling itself is left out), peak RSS and lost events. With
+``--handler null`` it measures the same loop with a NullHandler.
+
+    python benchmarks/throughput.py --handler null|ship [--url URL] [--overflow block]
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+
+from _common import (
+    bench_handler,
+    bench_logger,
+    case_parser,
+    emit_result,
+    handler_stats,
+    log_events,
+    peak_rss_bytes,
+    receiver_stats,
+    wait_for_receiver,
+)
+
+
+def main() -> None:
+    """Run the case and print its result."""
+    parser = case_parser(__doc__)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--deadline", type=float, default=60.0, help="seconds to wait for delivery")
+    args = parser.parse_args()
+    with bench_handler(args) as handler:
+        logger = bench_logger(handler)
+        live = args.handler == "ship"
+        base = receiver_stats(args.url)["unique"] if live else 0
+        gc.collect()
+        peak_before = peak_rss_bytes()
+        cpu0, main0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
+        log_events(logger, 0, args.events)
+        t_loop, main_cpu = time.perf_counter(), time.thread_time() - main0
+        if live:
+            waited = wait_for_receiver(handler, args.url, base, args.events, t_loop + args.deadline)
+        else:
+            waited = {
+                "done_at": t_loop,
+                "unique": args.events,
+                "poll_cpu_s": 0.0,
+                "timed_out": False,
+            }
+        cpu = time.process_time() - cpu0 - waited["poll_cpu_s"]
+        elapsed = waited["done_at"] - t0
+        n = args.events
+        result = {
+            "case": "throughput",
+            "handler": args.handler,
+            "overflow": args.overflow or ("default" if live else None),
+            "events": n,
+            "elapsed_s": elapsed,
+            # Delivered events only: an event the handler dropped does not count.
+            "events_per_s": waited["unique"] / elapsed,
+            "loop_s": t_loop - t0,
+            "loop_events_per_s": n / (t_loop - t0),
+            "cpu_us_per_event": cpu / n * 1e6,
+            "main_thread_cpu_us_per_event": main_cpu / n * 1e6,
+            "received_unique": waited["unique"],
+            "lost": n - waited["unique"],
+            "timed_out": waited["timed_out"],
+            "peak_rss_mib": peak_rss_bytes() / 2**20,
+            "peak_rss_growth_mib": (peak_rss_bytes() - peak_before) / 2**20,
+            "stats": handler_stats(handler),
+            "receiver": receiver_stats(args.url) if live else None,
+        }
+    emit_result(result)
+
+
+if __name__ == "__main__":
+    main()
