@@ -34,6 +34,7 @@ from typing import Any
 from _harness import HERE, receiver, run_case
 from _report import Table, median_of
 from _tables import TABLES
+from redact import redact_table
 
 RESULTS_DIR = os.path.join(HERE, "results")
 #: Events/s of the paced spill cases: steady, and well within what the worker
@@ -93,6 +94,15 @@ CASES = (
         ("--handler", "ship"),
         live=True,
         replays="spill/down-paced",
+    ),
+    Case("redact/null", "redact.py", ("--handler", "null")),
+    Case("redact/ship", "redact.py", ("--handler", "ship"), live=True),
+    Case("redact/ship+redact", "redact.py", ("--handler", "ship", "--redact"), live=True),
+    Case(
+        "redact/ship+redact-secret",
+        "redact.py",
+        ("--handler", "ship", "--redact", "--secret"),
+        live=True,
     ),
 )
 
@@ -202,7 +212,9 @@ def main() -> None:
     done = max((len(e["runs"]) for e in results.values()), default=0)
     info = meta(done, time.perf_counter() - t0)
     tables = [
-        make(results) for prefix, make in TABLES if any(k.startswith(prefix) for k in results)
+        make(results)
+        for prefix, make in (*TABLES, ("redact/", redact_table))
+        if any(k.startswith(prefix) for k in results)
     ]
     print()
     print("\n\n".join(t.text() for t in tables))

@@ -1,10 +1,11 @@
 """``ShipHandler``: the part of logship that runs on the application's threads.
 
-``emit`` resolves what could change after the log call (the message and the
-traceback text) and puts one tuple in the ring. Everything else (the event,
-its uuid, encoding, compression, HTTP) happens on the worker threads, which
-start on the first record, not in ``__init__``: ``dictConfig`` builds
-handlers while holding logging's module lock and may throw them away.
+``emit`` resolves what could change after the log call (the message, the
+traceback text, the fields bound with ``logship.bind``/``logship.context``)
+and puts one tuple in the ring. Everything else (the event, its uuid,
+encoding, compression, HTTP) happens on the worker threads, which start on
+the first record, not in ``__init__``: ``dictConfig`` builds handlers while
+holding logging's module lock and may throw them away.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import traceback
 from typing import Any
 
 from logship import lifecycle
+from logship.context import get_context
 from logship.lifecycle import WORKER_THREADS
 from logship.pure.options import Options, build_options
 from logship.ring import Ring
@@ -27,6 +29,7 @@ from logship.worker.pipeline import Pipeline
 from logship.worker.spillfolder import default_spill_dir, has_spilled
 
 _get_ident = threading.get_ident
+_yield_gil = time.sleep  # sleep(0) releases the GIL and takes it back
 _LogRecord = logging.LogRecord
 
 # Sealed batches between pump and sender, the one in flight included; with
@@ -94,7 +97,12 @@ class ShipHandler(logging.Handler):
         # forked child never inherits a lock some parent thread was holding.
         o = self.options
         self._warner = Warner(interval=max(60.0, o.retry_max_backoff))
-        self._ring = Ring(o.capacity, o.capacity_bytes, o.overflow, wake_at=o.batch_max_records)
+        # Under overload with the spill on, callers yield the GIL to the worker
+        # (see Ring.put): it spills a burst instead of the ring dropping it.
+        pace = o.overflow == "spill" and o.spill
+        self._ring = Ring(
+            o.capacity, o.capacity_bytes, o.overflow, wake_at=o.batch_max_records, pace=pace
+        )
         self._pipeline = Pipeline(self._ring, _MAX_READY)
         self._worker: Worker | None = None
         self._pid = os.getpid()
@@ -143,7 +151,10 @@ class ShipHandler(logging.Handler):
                 message, exception, stack, size = self._truncate(message, exception, stack)
             if self._worker is None:
                 self._start()
-            self._ring.put(record, message, exception, stack, size)
+            # get_context(): the fields bound with logship.bind/context in this
+            # thread or task (None when none are), one C call; merged on the worker.
+            if self._ring.put(record, message, exception, stack, size, get_context()):
+                _yield_gil(0)
         except Exception:
             # Nothing may escape into the application's log call; count it.
             with self._ring.lock:

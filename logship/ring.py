@@ -5,10 +5,11 @@ uncontended lock, a deque append and two counters. It never touches the
 network or the disk, and it waits only under ``overflow="block"``, which the
 user chose. The worker's side (:meth:`Ring.take`) removes items in bulk.
 
-An item is a tuple ``(seq, size, record, message, exception, stack)``:
-``seq`` numbers events in the order they were emitted (flush uses it as a
-watermark) and ``size`` is the characters counted against
-``capacity_bytes``.
+An item is a tuple ``(seq, size, record, message, exception, stack,
+context)``: ``seq`` numbers events in the order they were emitted (flush
+uses it as a watermark), ``size`` is the characters counted against
+``capacity_bytes``, and ``context`` is the immutable mapping bound with
+``logship.bind``/``logship.context`` at the call (``None`` when nothing is).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
-Item = tuple[int, int, logging.LogRecord, str, "str | None", "str | None"]
+Item = tuple[
+    int, int, logging.LogRecord, str, "str | None", "str | None", "Mapping[str, Any] | None"
+]
 
 # How long a blocked caller sleeps between checks that the handler is still
 # open; it is woken earlier whenever the worker takes items.
@@ -43,12 +47,15 @@ class Ring:
         "limit",
         "lock",
         "not_full",
+        "pace",
         "truncated",
         "wake",
         "wake_at",
     )
 
-    def __init__(self, capacity: int, capacity_bytes: int, overflow: str, wake_at: int) -> None:
+    def __init__(
+        self, capacity: int, capacity_bytes: int, overflow: str, wake_at: int, pace: bool = False
+    ) -> None:
         self.capacity = capacity
         #: ``capacity`` while open, 0 once closed: one comparison on the fast
         #: path covers both "full" and "closed".
@@ -63,6 +70,8 @@ class Ring:
         # the sender cannot take them: it must hear of it then, not a
         # flush_interval later, or the ring overflows meanwhile.
         self.half = max(1, capacity // 2)
+        #: Ask callers to yield the GIL while the ring is over half full (see put).
+        self.pace = pace
         self.lock = threading.Lock()
         self.not_full = threading.Condition(self.lock)
         #: Set to wake the worker: a batch's worth is waiting, or a caller blocks.
@@ -82,8 +91,16 @@ class Ring:
         exception: str | None,
         stack: str | None,
         size: int,
-    ) -> None:
-        """Append one event, applying the overflow policy; never raises."""
+        context: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Append one event, applying the overflow policy; never raises.
+
+        Returns True when the caller should yield the GIL once: the ring is
+        over half full and ``pace`` is on. A thread logging in a tight loop
+        holds the GIL for whole switch intervals, and the worker, starved,
+        could neither send nor spill; yielding lets it take its share, so a
+        burst is spilled instead of dropped.
+        """
         # acquire/release rather than `with`: half the cost on the hot path.
         lock = self.lock
         lock.acquire()
@@ -93,18 +110,20 @@ class Ring:
             items = self.items
             n = len(items)
             if n >= self.limit or self.chars + size > self.capacity_bytes:
-                self.wake.set()  # full: the worker must drain or spill now
+                if not self.wake.is_set():  # set() costs 20x more than asking
+                    self.wake.set()  # full: the worker must drain or spill now
                 if self.closed or not self._make_room(size):
                     self.dropped += 1
-                    return
+                    return self.pace and not self.closed
                 n = len(items)
-            items.append((seq, size, record, message, exception, stack))
+            items.append((seq, size, record, message, exception, stack, context))
             self.chars += size
         finally:
             lock.release()
         n += 1
         if n == self.wake_at or n == self.half:
             self.wake.set()
+        return self.pace and n >= self.half
 
     def _make_room(self, size: int) -> bool:
         """Called with the lock held and the ring full; True when ``size`` now fits."""

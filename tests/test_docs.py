@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import pathlib
 import re
 
@@ -39,3 +41,94 @@ def test_every_stats_key_is_documented():
 def test_readme_shows_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+
+
+# -- the configuration and redaction references: names and defaults --------------------------
+
+MiB = 1024 * 1024
+
+
+def table_rows(doc: str, header: str) -> list[tuple[list[str], str]]:
+    """``(names, default)`` of each row of the Markdown table whose header row is ``header``."""
+    lines = doc.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows.append((re.findall(r"`(\w+)`", cells[0]), cells[1]))
+    return rows
+
+
+def documented_default(cell: str) -> object:
+    """The value a default cell names: `LOGSHIP_*` and "none" are None; sizes and seconds."""
+    if cell.startswith("`LOGSHIP_") or cell == "none":
+        return None
+    if cell.startswith("`"):
+        return ast.literal_eval(cell.split("`")[1])
+    number = re.fullmatch(r"([\d.,]+)( MiB| s)?", cell)
+    assert number, f"cannot read the default {cell!r}"
+    value = float(number[1].replace(",", ""))
+    if number[2] == " MiB":
+        return int(value * MiB)
+    return value if number[2] == " s" else int(value)
+
+
+def code_default(f: dataclasses.Field[object]) -> object:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory() or None  # an empty mapping reads "none"
+    return None if f.default is dataclasses.MISSING else f.default  # url: LOGSHIP_URL
+
+
+def test_documented_defaults_are_the_codes() -> None:
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    fields = {f.name: f for f in dataclasses.fields(Options)}
+    checked = set()
+    for names, cell in table_rows(doc, "| option | default |"):
+        for name in names:
+            if name in fields:
+                expected = code_default(fields[name])
+                assert documented_default(cell) == expected, f"{name}: {cell!r} != {expected!r}"
+                checked.add(name)
+    assert checked == set(fields)
+
+
+def test_redaction_options_are_documented_with_their_defaults() -> None:
+    doc = (ROOT / "docs" / "redaction.md").read_text()
+    params = {
+        name: p.default
+        for name, p in inspect.signature(logship.RedactFilter).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    rows = {names[0]: cell for names, cell in table_rows(doc, "| option | default |")}
+    assert set(rows) == set(params)
+    for name, default in params.items():
+        documented = documented_default(rows[name])
+        assert documented == (default or None), f"{name}: {rows[name]!r} != {default!r}"
+
+
+# -- the site: every page in the nav, every link resolves ---------------------------------------
+
+
+def test_every_page_is_in_the_nav_and_every_entry_exists() -> None:
+    config = (ROOT / "mkdocs.yml").read_text()
+    nav = config.split("\nnav:\n", 1)[1]
+    entries = re.findall(r"^\s+- (?:[^:\n]+: )?([\w./-]+\.md)\s*$", nav, re.M)
+    pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    assert len(entries) == len(set(entries)), "a page is in the nav twice"
+    assert pages - set(entries) == set(), "pages missing from mkdocs.yml's nav"
+    assert set(entries) - pages == set(), "nav entries with no page"
+
+
+def test_relative_links_in_the_docs_resolve() -> None:
+    broken = []
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)  # code is not links
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = target.split("#")[0]
+            if not (page.parent / path).resolve().exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken

@@ -1,8 +1,14 @@
 """The event schema: one log record in, one flat mapping out.
 
 Runs on the worker. The caller's thread has already resolved the parts that
-could change after the log call (the message, the traceback text); everything
-else is read from the record here.
+could change after the log call (the message, the traceback text, the fields
+bound with ``logship.bind``/``logship.context``); everything else is read from
+the record here.
+
+A record whose ``msg`` is a dict and that has no ``args`` (structlog's
+``ProcessorFormatter.wrap_for_formatter``, or ``logger.info({...})``) is
+unpacked here, not on the caller: the dict's ``event`` is the message and its
+other keys become top-level fields (:func:`dict_message`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import math
 import platform
 import socket
 import time
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +37,14 @@ STANDARD_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), N
 COLLISION_PREFIX = "extra_"
 
 _MAX_DEPTH = 32
+
+#: Record attributes that structlog's ``ProcessorFormatter.wrap_for_formatter``
+#: adds through ``extra=`` (the stdlib logger and the method name): plumbing,
+#: not fields, on a record whose ``msg`` is structlog's event dict.
+STRUCTLOG_RECORD_ATTRS = frozenset({"_logger", "_name"})
+
+#: Keys ``ProcessorFormatter`` itself puts in an event dict; never fields.
+_STRUCTLOG_META_KEYS = frozenset({"_record", "_from_structlog"})
 
 
 def safe_repr(value: object) -> str:
@@ -86,6 +101,77 @@ def jsonable(value: Any, strict: bool = False, _depth: int = 0) -> Any:
     return safe_repr(value)
 
 
+def _text(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return safe_repr(value)
+
+
+def _render_exc_info(value: Any) -> str | None:
+    """The traceback text of an exception or an ``exc_info`` tuple; None for anything else.
+
+    ``True`` (structlog's "the exception being handled") cannot be resolved
+    here, on the worker, long after the ``except`` block: None.
+    """
+    if isinstance(value, BaseException):
+        ei: tuple[Any, ...] = (type(value), value, value.__traceback__)
+    elif isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], BaseException):
+        ei = value
+    else:
+        return None
+    return "".join(traceback.format_exception(*ei)).rstrip("\n")
+
+
+def dict_message(
+    msg: Mapping[Any, Any], exception: str | None, stack: str | None
+) -> tuple[dict[Any, Any], str, str | None, str | None]:
+    """Unpack a dict ``msg``: return its fields, the message, the exception and the stack.
+
+    The message is the dict's ``event`` (``str()`` of it; ``""`` when absent),
+    formatted with ``positional_args`` when structlog left them there. The
+    strings that structlog's ``format_exc_info`` and ``StackInfoRenderer``
+    put under ``exception`` and ``stack``, and an exception object or tuple
+    under ``exc_info``, fill the core ``exception`` and ``stack`` fields when
+    the record has none of its own (or has the same text). ``exc_info`` and
+    ``stack_info`` are structlog's requests for a traceback, not fields:
+    dropped, except a ``True`` that nothing answered on the caller's thread,
+    which stays as a sign that a traceback was asked for and lost (see
+    docs/structlog.md).
+    """
+    fields = {k: v for k, v in msg.items() if k not in _STRUCTLOG_META_KEYS}
+    event = fields.pop("event", None)
+    message = "" if event is None else event if isinstance(event, str) else _text(event)
+    if "positional_args" in fields and isinstance(event, str):
+        args = fields.pop("positional_args")
+        try:
+            # A lone mapping is the mapping to format with, as in logging.
+            if isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], Mapping):
+                args = args[0]
+            message = event % args
+        except Exception as e:
+            message = f"{event} % {safe_repr(args)} (logship: formatting failed: {e!r})"
+    # structlog's copy of the record's own traceback (log.exception() with
+    # format_exc_info) is the same text: ship it once.
+    rendered = fields.get("exception")
+    if isinstance(rendered, str) and (exception is None or rendered == exception):
+        exception = fields.pop("exception")
+    rendered = fields.get("stack")
+    if isinstance(rendered, str) and (stack is None or rendered == stack):
+        stack = fields.pop("stack")
+    if "exc_info" in fields:
+        flag = fields.pop("exc_info")
+        if exception is None:
+            exception = _render_exc_info(flag)
+            if exception is None and flag is True:
+                fields["exc_info"] = True
+    if "stack_info" in fields:
+        flag = fields.pop("stack_info")
+        if stack is None and flag is True:
+            fields["stack_info"] = True
+    return fields, message, exception, stack
+
+
 class EventBuilder:
     """Turns records into events; holds the per-process facts every event carries."""
 
@@ -107,7 +193,7 @@ class EventBuilder:
         return f"{self._prefix}.{frac:06d}Z", micros // 1000
 
     def build_many(self, items: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
-        """Events for ring items ``(seq, size, record, message, exception, stack)``.
+        """Events for ring items ``(seq, size, record, message, exception, stack, context)``.
 
         The uuids of a batch are made under one lock. A record that cannot be
         read still yields an event (:meth:`fallback`), never an exception.
@@ -117,7 +203,8 @@ class EventBuilder:
         events = []
         for item, (stamp, _ms), uid in zip(items, stamps, uuids, strict=True):
             try:
-                events.append(self.build(item[2], item[3], item[4], item[5], stamp, uid))
+                context = item[6] if len(item) > 6 else None
+                events.append(self.build(item[2], item[3], item[4], item[5], stamp, uid, context))
             except Exception as e:  # a hostile record attribute must not lose the event
                 events.append(self.fallback(item[3], e))
         return events
@@ -130,11 +217,21 @@ class EventBuilder:
         stack: str | None,
         stamp: str | None = None,
         uid: str | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Return the event for ``record``; core fields first, never overwritten."""
+        """Return the event for ``record``; core fields first, never overwritten.
+
+        Then, each overriding the one before: ``fields``, ``context`` (what
+        ``logship.bind``/``logship.context`` bound at the call), the keys of a
+        dict ``msg``, and the record's ``extra=`` attributes.
+        """
         if stamp is None or uid is None:
             stamp, unix_ms = self.timestamp(record.created)
             uid = uuid7(unix_ms)
+        msg = record.msg
+        payload: dict[Any, Any] | None = None
+        if isinstance(msg, dict) and not record.args:
+            payload, message, exception, stack = dict_message(msg, exception, stack)
         event: dict[str, Any] = {
             "timestamp": stamp,
             "level": record.levelname,
@@ -155,8 +252,23 @@ class EventBuilder:
             event["stack"] = stack
         if self.fields:
             event.update(self.fields)
+        if context:
+            event.update(context)  # bind() and context() refuse core field names
+        if payload is None:
+            for key, value in record.__dict__.items():
+                if key not in STANDARD_RECORD_ATTRS:
+                    if key in CORE_FIELDS:
+                        key = COLLISION_PREFIX + key
+                    event[key] = value
+            return event
+        for key, value in payload.items():
+            if not isinstance(key, str):
+                key = str(key) if isinstance(key, int | float) else safe_repr(key)
+            if key in CORE_FIELDS:
+                key = COLLISION_PREFIX + key
+            event[key] = value
         for key, value in record.__dict__.items():
-            if key not in STANDARD_RECORD_ATTRS:
+            if key not in STANDARD_RECORD_ATTRS and key not in STRUCTLOG_RECORD_ATTRS:
                 if key in CORE_FIELDS:
                     key = COLLISION_PREFIX + key
                 event[key] = value

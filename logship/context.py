@@ -1,0 +1,111 @@
+"""Per-request and per-task fields: :func:`context`, :func:`bind` and :func:`unbind`.
+
+The fields live in one :class:`contextvars.ContextVar` holding an immutable
+mapping (a new one for every change, never mutated), so each thread and each
+asyncio task sees its own: a task starts with a copy of its creator's
+context, a new thread starts with none. ``ShipHandler.emit`` captures the
+current mapping with one ``ContextVar.get()``; the worker merges it into the
+event after ``fields`` and before ``extra=``.
+
+>>> import logship
+>>> with logship.context(request_id="r-1"):
+...     dict(logship.context.current())
+{'request_id': 'r-1'}
+>>> dict(logship.context.current())
+{}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+from logship.pure.options import CORE_FIELDS
+
+__all__ = ["bind", "context", "unbind"]
+
+Fields = Mapping[str, Any]
+
+_EMPTY: Fields = MappingProxyType({})
+
+#: ``None`` while nothing is bound, so the worker has nothing to merge.
+CONTEXT: ContextVar[Fields | None] = ContextVar("logship_context", default=None)
+
+#: What ``ShipHandler.emit`` calls: one C-level call, no Python frame.
+get_context = CONTEXT.get
+
+
+def _checked(kv: dict[str, Any]) -> dict[str, Any]:
+    # Refused here, where the mistake is made, as `fields=` is at construction:
+    # an event's core fields are never replaced.
+    core = sorted(k for k in kv if k in CORE_FIELDS)
+    if core:
+        raise ValueError(f"logship: context may not set the core event field(s) {core}")
+    return kv
+
+
+def _merged(kv: dict[str, Any]) -> Fields:
+    current = CONTEXT.get()
+    return MappingProxyType({**current, **kv} if current else kv)
+
+
+def bind(**fields: Any) -> None:
+    """Add ``fields`` to every event logged from now on in this thread or asyncio task.
+
+    They stay until :func:`unbind`, or until the task ends. A thread that
+    serves one request after another keeps them across requests: there,
+    prefer ``with logship.context(...)``. Raises ``ValueError`` for a core
+    event field's name (``message``, ``level``, …).
+    """
+    if fields:
+        CONTEXT.set(_merged(_checked(fields)))
+
+
+def unbind(*keys: str) -> None:
+    """Remove ``keys`` from the fields bound in this thread or task; absent keys are ignored."""
+    current = CONTEXT.get()
+    if not current or not any(k in current for k in keys):
+        return
+    rest = {k: v for k, v in current.items() if k not in keys}
+    CONTEXT.set(MappingProxyType(rest) if rest else None)
+
+
+class context:  # lower case: used like a function, `with logship.context(...)`
+    """Add ``fields`` to the events logged inside a ``with`` block, then restore the previous ones.
+
+    ``with logship.context(request_id=rid): ...`` binds on entry and restores
+    what was bound before on exit, in this thread or asyncio task only.
+    Blocks nest; an inner block's value for a key wins until it exits. The
+    ``as`` target is the whole mapping in effect inside the block. Raises
+    ``ValueError`` for a core event field's name.
+    """
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = _checked(fields)
+        self._token: Token[Fields | None] | None = None
+
+    @staticmethod
+    def current() -> Fields:
+        """The fields bound in this thread or task now (a read-only mapping)."""
+        return CONTEXT.get() or _EMPTY
+
+    def __enter__(self) -> Fields:
+        if self._token is not None:
+            raise RuntimeError("logship: this context() block is already entered")
+        merged = _merged(dict(self._fields))
+        self._token = CONTEXT.set(merged)
+        return merged
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            CONTEXT.reset(token)
