@@ -111,3 +111,29 @@ def check_identity(stats: dict[str, Any]) -> None:
         stats["emitted"] + stats["adopted"]
         == stats["shipped"] + stats["dropped"] + stats["rejected"] + stats["pending"]
     ), stats
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.005)
+    return True
+
+
+def require_within(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Poll ``predicate`` until it is true; fail the test at the deadline."""
+    if not wait_until(predicate, timeout):
+        pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
+
+
+def require(condition: object, message: object = "") -> None:
+    """A precondition: fails the test, never counts as the failure an assertion checks.
+
+    (Tests marked ``xfail(raises=AssertionError)`` then fail only on the bug itself.)
+    """
+    if not condition:
+        pytest.fail(f"precondition failed: {message}")

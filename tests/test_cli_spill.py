@@ -10,7 +10,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 import logship
 from logship.worker import spillfolder as sf
 
-from conftest import FAST, attach
+from conftest import FAST, attach, require_within
 from faultserver import FaultServer, status
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,22 +57,12 @@ def spill(server: FaultServer, folder: str, n: int, tag: str = "ev", batch: int 
     assert h.stats()["spilled"] == n, h.stats()
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:
-    """Poll ``predicate`` until it is true; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
-        pause.wait(0.005)
-
-
 def reject_one(server: FaultServer, make_handler: Callable[..., Any], folder: str) -> None:
     """Have a batch rejected for good, so that it lands in the folder's dead-letter file."""
     server.default = status(422, b"no such stream")
     h = make_handler(server.url(), spill=True, spill_dir=folder)
     attach(h, "rejected").info("rejected 0")
-    wait_until(lambda: h.stats()["rejected"] == 1, what="the rejection")
+    require_within(lambda: h.stats()["rejected"] == 1, what="the rejection")
     h.close()
     assert os.path.exists(os.path.join(folder, sf.DEAD_LETTER_NAME))
 
@@ -95,7 +84,7 @@ def live_writer(server: FaultServer, make_handler: Callable[..., Any], folder: s
             log.info("live %d", j)
         # Before the next chunk, at most half the ring and the 4 batches it may hold
         # in memory: the ring (100) never overflows, and the worker must spill.
-        wait_until(lambda: h.stats()["queued"] <= 50 + 4 * 5, what="the worker to catch up")
+        require_within(lambda: h.stats()["queued"] <= 50 + 4 * 5, what="the worker to catch up")
     assert h.stats()["spilled"] > 0 and h.stats()["dropped"] == 0, h.stats()
     assert any(f.state == "o" for f in sf.list_files(folder))
     return h

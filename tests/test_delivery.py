@@ -13,25 +13,14 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from logship.pure.frames import read_frames
 
-from conftest import attach, check_identity
+from conftest import attach, check_identity, wait_until
 from faultserver import CLOSE, STALL, FaultServer, Request, delayed, status
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def header(request: Request, name: str) -> str | None:

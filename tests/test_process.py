@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from conftest import attach, check_identity
+from conftest import attach, check_identity, wait_until
 from faultserver import STALL, status
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,15 +150,6 @@ def collect(pid: int, fd: int, timeout: float) -> tuple[dict[str, Any], int]:
         os.close(fd)
     _, wstatus = os.waitpid(pid, 0)  # it has closed the pipe in os._exit
     return json.loads(data), os.waitstatus_to_exitcode(wstatus)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def logship_threads() -> list[threading.Thread]:

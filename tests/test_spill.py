@@ -32,29 +32,10 @@ import logship
 from logship.pure import frames as fr
 from logship.worker import spillfolder as sf
 
-from conftest import FAST, attach, check_identity
+from conftest import FAST, attach, check_identity, require, require_within
 from faultserver import STALL, FaultServer, status
 
 # -- helpers -------------------------------------------------------------------
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:
-    """Poll ``predicate`` until it is true; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
-        pause.wait(0.005)
-
-
-def require(condition: object, message: object = "") -> None:
-    """A precondition: fails the test, never counts as the failure an xfail expects.
-
-    (Those are marked ``raises=AssertionError``: only a plain ``assert`` is the bug.)
-    """
-    if not condition:
-        pytest.fail(f"precondition failed: {message}")
 
 
 def numbers(events: list[dict[str, Any]], tag: str) -> list[int]:
@@ -91,7 +72,7 @@ def log_paced(
         for i in range(c, min(c + chunk, stop)):
             log.info("%s %d%s", tag, i, extra(i))
         highest = max(highest, handler.stats()["queued"])
-        wait_until(
+        require_within(
             lambda: handler.stats()["queued"] <= queue_max, timeout, "the worker to catch up"
         )
     return highest
@@ -378,7 +359,7 @@ def test_a_damaged_spill_file_replays_its_good_frames_and_counts_the_rest(
         fh.write(damaged)
 
     h = make_handler(server.url(), **spill_opts(folder))  # replays what it finds, at start
-    wait_until(drained(h, folder), what="the damaged file to be replayed and removed")
+    require_within(drained(h, folder), what="the damaged file to be replayed and removed")
 
     expected = sorted(n for i in kept for n in spans[i][2])
     assert sorted(numbers(server.events(), "old")) == expected
@@ -386,7 +367,7 @@ def test_a_damaged_spill_file_replays_its_good_frames_and_counts_the_rest(
     assert st["corrupt"] == 1, st
     assert st["adopted"] == st["replayed"] == st["shipped"] == len(expected), st
     check_identity(st)
-    wait_until(lambda: spill_names(folder) == [], what="no file left")
+    require_within(lambda: spill_names(folder) == [], what="no file left")
     # Nothing broke: the handler still ships new events.
     attach(h).info("new 0")
     assert h.flush(5)
@@ -421,7 +402,7 @@ def test_a_replayed_batch_keeps_the_idempotency_key_of_its_first_attempts(
     failed = len(server.requests)
     server.default = status(201)
     h2 = make_handler(server.url(), **spill_opts(folder))
-    wait_until(drained(h2, folder), what="the replay")
+    require_within(drained(h2, folder), what="the replay")
     replays = server.requests[failed:]
     assert [(r.answered, r.headers["Idempotency-Key"]) for r in replays] == [(201, key)]
     assert numbers(replays[0].events, "ev") == [0, 1, 2, 3, 4]
@@ -448,14 +429,14 @@ def test_overflow_spills_while_the_endpoint_is_down_and_everything_arrives_once(
     assert st["spill_bytes"] > 0 and sf.list_files(folder)
     check_identity(st)
     # Every spilled event is in a frame on disk (once the worker is done appending).
-    wait_until(
+    require_within(
         lambda: sum(p["n"] for _, _, p in disk_frames(folder)) == h.stats()["spilled"],
         what="the frames on disk to hold every spilled event",
     )
     keys_on_disk = {p["key"] for _, _, p in disk_frames(folder)}
 
     server.up()
-    wait_until(drained(h, folder), 20, "delivery after the endpoint came back")
+    require_within(drained(h, folder), 20, "delivery after the endpoint came back")
 
     got = numbers(server.events(), "ev")
     assert len(got) == n and sorted(got) == list(range(n)), "every event exactly once"
@@ -466,8 +447,8 @@ def test_overflow_spills_while_the_endpoint_is_down_and_everything_arrives_once(
     check_identity(st)
     sent_keys = {r.headers["Idempotency-Key"] for r in server.requests if r.answered == 201}
     assert keys_on_disk <= sent_keys, "a spilled batch is replayed under its own key"
-    wait_until(lambda: spill_names(folder) == [], what="spill and ack files to be deleted")
-    wait_until(lambda: h.stats()["spill_bytes"] == 0, what="spill_bytes to drop to 0")
+    require_within(lambda: spill_names(folder) == [], what="spill and ack files to be deleted")
+    require_within(lambda: h.stats()["spill_bytes"] == 0, what="spill_bytes to drop to 0")
 
 
 def test_a_steady_rate_with_the_endpoint_down_spills_instead_of_dropping(
@@ -490,7 +471,7 @@ def test_a_steady_rate_with_the_endpoint_down_spills_instead_of_dropping(
     assert st["dropped"] == 0, st
     assert st["spilled"] >= 6000 - 1000 - 4 * 100, st
     server.up()
-    wait_until(drained(h, folder), 20, "delivery")
+    require_within(drained(h, folder), 20, "delivery")
     assert sorted(numbers(server.events(), "ev")) == list(range(6000))
 
 
@@ -520,7 +501,7 @@ def test_replay_shares_the_endpoint_fairly_with_new_events(slow_server, make_han
             log2.info("new %d", new)
             new += 1
         assert server.wait_for_requests(seen + 1, 5)
-    wait_until(drained(h2, folder), 20, "replay and delivery")
+    require_within(drained(h2, folder), 20, "replay and delivery")
 
     kinds = []
     for r in server.requests[before:]:
@@ -553,7 +534,7 @@ def test_a_replayed_batch_leaves_the_disk_only_after_a_2xx(server, make_handler,
     server.then(status(503), status(500), status(429), STALL)
     start = server.arrivals
     h2 = make_handler(server.url(), **spill_opts(folder, shutdown_timeout=0.5))
-    wait_until(lambda: server.arrivals >= start + 4, what="three failures and a hung request")
+    require_within(lambda: server.arrivals >= start + 4, what="three failures and a hung request")
     (f,) = sf.list_files(folder)
     assert f.state == "c", "claimed by the replaying handler, still on disk"
     assert sf.read_acks(f.ack_path) == set()
@@ -564,14 +545,14 @@ def test_a_replayed_batch_leaves_the_disk_only_after_a_2xx(server, make_handler,
     assert f.state == "r"
     assert h2.stats()["replayed"] == 0
     server.release.set()
-    wait_until(lambda: len(server.requests) >= start + 4, what="the hung request to end")
+    require_within(lambda: len(server.requests) >= start + 4, what="the hung request to end")
     server.release.clear()
     server.default = status(201)
     h3 = make_handler(server.url(), **spill_opts(folder))
-    wait_until(drained(h3, folder), what="the replay")
+    require_within(drained(h3, folder), what="the replay")
     assert h3.stats()["replayed"] == 10
     assert sorted(numbers(server.events(), "ev")) == list(range(10))
-    wait_until(lambda: spill_names(folder) == [], what="no file left")
+    require_within(lambda: spill_names(folder) == [], what="no file left")
 
 
 def test_batches_spilled_at_close_are_replayed_oldest_first(server, make_handler, tmp_path):
@@ -589,7 +570,7 @@ def test_batches_spilled_at_close_are_replayed_oldest_first(server, make_handler
     before = len(server.requests)
     server.default = status(201)
     h2 = make_handler(server.url(), **spill_opts(folder))
-    wait_until(drained(h2, folder), what="the replay")
+    require_within(drained(h2, folder), what="the replay")
     require(len(server.requests) - before == 3, "three batches, each sent once")
     order = numbers(server.events(), "ev")
     assert order == list(range(30)), order
@@ -621,7 +602,7 @@ def test_spill_max_bytes_is_never_exceeded_and_the_oldest_are_dropped_and_counte
     check_identity(st)
 
     server.up()
-    wait_until(drained(h, folder), 20, "delivery after the endpoint came back")
+    require_within(drained(h, folder), 20, "delivery after the endpoint came back")
     st = h.stats()
     got = numbers(server.events(), "ev")
     assert len(got) == len(set(got))
@@ -669,7 +650,9 @@ def test_spill_folder_is_0700_and_every_file_0600_whatever_the_umask(
         server.then(status(201), STALL)
         start = server.arrivals
         h2 = make_handler(server.url(), **spill_opts(folder))
-        wait_until(lambda: server.arrivals >= start + 2, what="a delivered frame and a hung one")
+        require_within(
+            lambda: server.arrivals >= start + 2, what="a delivered frame and a hung one"
+        )
         names = os.listdir(folder)
         assert {sf.DEAD_LETTER_NAME, sf.LOCK_NAME} <= set(names)
         assert any(n.endswith(sf.ACK_SUFFIX) for n in names)
@@ -680,7 +663,7 @@ def test_spill_folder_is_0700_and_every_file_0600_whatever_the_umask(
     finally:
         os.umask(old_umask)
         server.release.set()
-    wait_until(drained(h2, folder), what="the replay to finish")
+    require_within(drained(h2, folder), what="the replay to finish")
 
 
 # -- disks that fail ---------------------------------------------------------------
@@ -729,7 +712,7 @@ def test_a_read_only_disk_degrades_to_counted_drops_with_one_warning(server, mak
     assert len(warnings.about(folder)) == 1, warnings.messages
     assert "Read-only" in warnings.about(folder)[0]
     server.up()
-    wait_until(lambda: h.stats()["pending"] == 0, what="what memory held to be delivered")
+    require_within(lambda: h.stats()["pending"] == 0, what="what memory held to be delivered")
     st = h.stats()
     assert len(server.uuids()) + st["dropped"] == 1000
     check_identity(st)

@@ -28,7 +28,7 @@ import pytest
 from logship.pure import frames as fr
 from logship.worker import spillfolder as sf
 
-from conftest import check_identity
+from conftest import check_identity, require, require_within
 from faultserver import FaultServer, Request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,25 +55,6 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra)
     return env
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:
-    """Poll ``predicate`` until it is true; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
-        pause.wait(0.005)
-
-
-def require(condition: object, message: object = "") -> None:
-    """A precondition: fails the test, never counts as the failure an xfail expects.
-
-    (Those are marked ``raises=AssertionError``: only a plain ``assert`` is the bug.)
-    """
-    if not condition:
-        pytest.fail(f"precondition failed: {message}")
 
 
 class Child:
@@ -396,9 +377,9 @@ def test_kill_9_mid_stream_loses_at_most_what_was_in_memory(
     server.down()
     victim = spawn("stream", cfg(server.url(), folder, "ev", rate=20000))
     # Kill it once a good part of what it logged is on disk.
-    wait_until(lambda: sf.folder_bytes(folder) >= 40_000, 15, "the victim to spill 40 kB")
+    require_within(lambda: sf.folder_bytes(folder) >= 40_000, 15, "the victim to spill 40 kB")
     victim.kill9()
-    wait_until(victim.ended, 5, "the victim's last report")
+    require_within(victim.ended, 5, "the victim's last report")
     last = victim.last_emitted()  # every event up to this one was logged before the kill
     on_disk = events_on_disk(folder)
     assert last > 0 and on_disk > 0
@@ -430,16 +411,16 @@ def test_two_processes_share_one_folder_while_the_endpoint_flaps(tracking, spawn
     a = spawn("stream", cfg(server.url(), folder, "A", rate=3000, flush_timeout=0.5))
     b = spawn("stream", cfg(server.url(), folder, "B", rate=3000, drain=True, flush_timeout=20))
     both = {a.pid, b.pid}
-    wait_until(lambda: a.last_emitted() > 0 and b.last_emitted() > 0, 15, "both to log")
+    require_within(lambda: a.last_emitted() > 0 and b.last_emitted() > 0, 15, "both to log")
 
     checked = 0
     for cycle in range(3):
         server.down()
-        wait_until(lambda: both <= owner_pids(folder), 10, f"both to spill ({cycle})")
+        require_within(lambda: both <= owner_pids(folder), 10, f"both to spill ({cycle})")
         checked += assert_one_writer_per_file(folder)
         spilled = {f.id for f in sf.list_files(folder)}
         server.up()
-        wait_until(
+        require_within(
             lambda s=spilled: not s & {f.id for f in sf.list_files(folder)},
             10,
             f"both to replay their files ({cycle})",
@@ -447,7 +428,7 @@ def test_two_processes_share_one_folder_while_the_endpoint_flaps(tracking, spawn
 
     # A exits while the endpoint is down: what it holds is spilled and released.
     server.down()
-    wait_until(lambda: both <= owner_pids(folder), 10, "both to spill")
+    require_within(lambda: both <= owner_pids(folder), 10, "both to spill")
     checked += assert_one_writer_per_file(folder)
     assert checked >= 8
     a.send("stop")
@@ -548,8 +529,8 @@ def test_a_dead_processs_files_are_adopted_and_a_live_ones_are_not(
     assert {f.state for f in sf.list_files(folder)} == {"o"}
 
     h = make_handler(server.url("/app"), spill=True, spill_dir=folder)
-    wait_until(lambda: events_on_disk(folder, dead.pid) == 0, 10, "the dead process's files")
-    wait_until(lambda: len(numbers(server.requests, "D")) >= dead_on_disk, 10, "D's events")
+    require_within(lambda: events_on_disk(folder, dead.pid) == 0, 10, "the dead process's files")
+    require_within(lambda: len(numbers(server.requests, "D")) >= dead_on_disk, 10, "D's events")
     assert sorted(set(numbers(server.requests, "D"))) == sorted(numbers(server.requests, "D"))
     assert len(numbers(server.requests, "D")) == dead_on_disk
     # The live process's files were passed over (they are older: every scan saw them first).
@@ -563,8 +544,8 @@ def test_a_dead_processs_files_are_adopted_and_a_live_ones_are_not(
     with sf.folder_lock(folder):
         live.kill9()
         live_on_disk = events_on_disk(folder, live.pid)
-    wait_until(lambda: events_on_disk(folder) == 0, 10, "the dead live process's files")
-    wait_until(lambda: h.stats()["pending"] == 0, 10, "delivery")
+    require_within(lambda: events_on_disk(folder) == 0, 10, "the dead live process's files")
+    require_within(lambda: h.stats()["pending"] == 0, 10, "delivery")
     assert len(set(numbers(server.requests, "L"))) == live_on_disk
     st = h.stats()
     assert st["adopted"] == st["replayed"] == dead_on_disk + live_on_disk, st
@@ -609,7 +590,7 @@ def test_the_folder_lock_guards_every_claim(server, spawn, make_handler, tmp_pat
     warnings = collect_logship_warnings()
     h = make_handler(server.url(), spill=True, spill_dir=folder)
     # The replay cannot claim the file while another process holds the lock.
-    wait_until(
+    require_within(
         lambda: any("spill folder" in m for m in warnings),
         sf.LOCK_TIMEOUT + 5,
         "the claim to give up on the lock",
@@ -618,7 +599,7 @@ def test_the_folder_lock_guards_every_claim(server, spawn, make_handler, tmp_pat
     assert server.requests == [] and h.stats()["adopted"] == 0
     holder.send("release")
     holder.line("released")
-    wait_until(lambda: h.stats()["replayed"] == 100, 10, "the replay once the lock is free")
+    require_within(lambda: h.stats()["replayed"] == 100, 10, "the replay once the lock is free")
     assert sorted(numbers(server.requests, "ev")) == list(range(100))
 
 

@@ -9,27 +9,17 @@ from __future__ import annotations
 
 import re
 import ssl
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import trustme
 
-from conftest import attach, check_identity
+from conftest import attach, check_identity, wait_until
 from faultserver import FaultServer
 
 # requests lets these environment variables replace the trust store; most tests
 # here are about logship's own options, so they run without them.
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 @pytest.fixture(scope="module")
