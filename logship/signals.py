@@ -91,6 +91,11 @@ def install_signal_handlers(signals: int | Iterable[int] = (signal.SIGTERM,)) ->
     - A repeated signal once exit handlers run is ignored, so it cannot cut
       delivery short; ``SIGKILL`` remains the hard stop.
 
+    Python runs the handler in the main thread, between two bytecodes or
+    when a blocking call there is interrupted: a signal that lands just as
+    the main thread enters a call that blocks with no timeout can wait until
+    that call returns, so a main loop should wait with a timeout.
+
     Must be called from the main thread (Python runs signal handlers only
     there): ``RuntimeError`` otherwise. ``ValueError`` or ``TypeError`` for
     something that is not a catchable signal.

@@ -1,0 +1,1 @@
+"""A minimal Django project whose logging is configured only by ``settings.LOGGING``."""

@@ -1,0 +1,202 @@
+"""gunicorn: every worker ships, nothing deadlocks, nothing is sent twice.
+
+See docs/frameworks/gunicorn.md.
+
+Real gunicorn in a subprocess, serving examples/gunicorn_app with its
+gunicorn.conf.py (loaded by a test config that only changes the bind
+address, the worker count, ``preload_app`` and a few handler timings). Each
+request logs one event with a unique id; after SIGTERM to the master every
+id must have arrived exactly once, from the worker that answered it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from procs import REPO, Proc, child_env
+
+from logship.cli.receive import Receiver
+
+from conftest import check_identity
+from faultserver import FaultServer
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gunicorn needs POSIX")
+
+EXAMPLE = os.path.join(REPO, "examples", "gunicorn_app")
+N = 48  # requests at least; more are sent until every worker has answered some
+
+CONF = """\
+import runpy
+
+globals().update(
+    (k, v) for k, v in runpy.run_path({example!r}).items() if not k.startswith("__")
+)
+bind = "127.0.0.1:0"
+workers = {workers}
+preload_app = {preload}
+logconfig_dict["handlers"]["ship"].update({ship!r})
+"""
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r
+
+
+class Gunicorn:
+    """gunicorn serving the example app, in a session of its own."""
+
+    def __init__(self, tmp: Path, url: str, *, workers: int, preload: bool, **ship: Any) -> None:
+        self.workers = workers
+        self.spill = tmp / "spill"
+        conf = tmp / "gunicorn_test.conf.py"
+        example = os.path.join(EXAMPLE, "gunicorn.conf.py")
+        conf.write_text(CONF.format(example=example, workers=workers, preload=preload, ship=ship))
+        env = child_env(
+            LOGSHIP_URL=url,
+            LOGSHIP_SPILL_DIR=str(self.spill),  # one folder for the master and every worker
+            XDG_RUNTIME_DIR=str(tmp),  # where gunicorn 25+ puts its control socket
+        )
+        self.proc = Proc(
+            [sys.executable, "-m", "gunicorn", "-c", str(conf), "--chdir", EXAMPLE, "app:app"],
+            env=env,
+            new_session=True,
+        )
+        self.port = int(self.proc.wait_for(r"Listening at: http://127\.0\.0\.1:(\d+)")[1])
+
+    def get(self, path: str, request_id: str) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path, headers={"X-Request-ID": request_id})
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode()
+        finally:
+            conn.close()
+
+    def load(self, minimum: int) -> dict[str, int]:
+        """Send requests, 8 at a time, until ``minimum`` are answered and every worker answered.
+
+        Returns the pid of the worker that answered each request id.
+        """
+        answered: dict[str, int] = {}
+        with ThreadPoolExecutor(8) as pool:
+            while len(answered) < minimum or len(set(answered.values())) < self.workers:
+                if len(answered) >= 50 * minimum:
+                    pytest.fail(f"only workers {set(answered.values())} ever answered")
+                ids = [f"req-{len(answered) + i}" for i in range(16)]
+                for rid, (status, body) in zip(
+                    ids, pool.map(lambda r: self.get("/hello", r), ids), strict=True
+                ):
+                    assert status == 200, body
+                    m = re.fullmatch(rf"{rid} handled by worker (\d+)\n", body)
+                    assert m, body
+                    answered[rid] = int(m[1])
+        return answered
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM to the master; it must stop its workers and exit 0 within ``timeout``."""
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout) == 0, self.proc.describe()
+
+
+def check_exactly_once(events: list[dict[str, Any]], answered: dict[str, int], master: int) -> None:
+    uuids = Counter(e["uuid"] for e in events)
+    assert max(uuids.values()) == 1, [u for u, n in uuids.items() if n > 1]
+
+    handled = [e for e in events if e["logger"] == "example.gunicorn" and "request_id" in e]
+    ids = Counter(e["request_id"] for e in handled)
+    assert ids == Counter(answered.keys())  # each exactly once
+    assert {
+        e["request_id"]: e["pid"] for e in handled
+    } == answered  # sent by the worker that answered
+    workers = set(answered.values())
+    assert len(workers) >= 2 and master not in workers
+
+    access = [
+        e for e in events if e["logger"] == "gunicorn.access" and "GET /hello " in e["message"]
+    ]
+    assert len(access) == len(answered)
+    messages = Counter(e["message"] for e in events if e["logger"] == "gunicorn.error")
+    # Each worker and the master logged on their way out, and that was shipped too.
+    for pid in workers:
+        assert messages[f"Worker exiting (pid: {pid})"] == 1, messages
+    assert messages["Shutting down: Master"] == 1, messages
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["sync", "sync-preload"])
+def test_every_worker_ships_every_event_once(
+    tmp_path: Path, receiver: Receiver, preload: bool
+) -> None:
+    g = Gunicorn(tmp_path, receiver.endpoint("/gunicorn"), workers=2, preload=preload)
+    with g.proc:
+        answered = g.load(N)
+        assert g.get("/boom", "req-boom")[0] == 500
+        g.stop()
+    events = receiver.events()
+    assert receiver.counts()["duplicates"] == 0
+    check_exactly_once(events, answered, g.proc.pid)
+
+    loaded = [e for e in events if e["message"] == "app loaded"]
+    if preload:  # once, in the master, before the fork: the workers must not send it again
+        assert [e["pid"] for e in loaded] == [g.proc.pid]
+    else:  # once in each worker
+        assert {e["pid"] for e in loaded} >= set(answered.values())
+        assert len(loaded) == len({e["pid"] for e in loaded})
+
+    (error,) = [e for e in events if e["message"] == "Error handling request GET /boom"]
+    assert error["level"] == "ERROR"
+    assert error["exception"].endswith("RuntimeError: the payment service is down")
+
+
+def test_with_the_endpoint_down_the_workers_spill_to_one_folder(
+    tmp_path: Path, server: FaultServer, make_handler: Any
+) -> None:
+    """Every process spills into the shared folder at exit; a later process delivers it all once."""
+    url = server.url("/gunicorn")
+    server.down()
+    ship = {"shutdown_timeout": 1.0, "retry_max_backoff": 0.2, "timeout": 2.0}
+    g = Gunicorn(tmp_path, url, workers=2, preload=True, **ship)
+    with g.proc:
+        answered = g.load(N)  # logging never makes a request wait, endpoint down or not
+        g.stop()
+    assert any(g.spill.glob("*.lship")), "nothing was spilled"
+
+    server.up()
+    handler = make_handler(url, spill=True, spill_dir=str(g.spill))
+    done = server.wait_for(
+        lambda s: (
+            any(e["message"] == "Shutting down: Master" for e in s.events())
+            and sum(e["logger"] == "example.gunicorn" for e in s.events()) > len(answered)
+        ),
+        20,
+    )
+    assert done, handler.stats()
+    check_exactly_once(server.events(), answered, g.proc.pid)
+    # The server records a request before it answers: the handler counts it a moment later.
+    assert wait_until(lambda: handler.stats()["pending"] == 0, 10), handler.stats()
+    stats = handler.stats()
+    check_identity(stats)
+    assert stats["adopted"] == stats["shipped"] == len(server.events()), stats
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.01)
+    return True
