@@ -1,45 +1,39 @@
 # Every target builds its own virtual environment when it is missing, so a
-# fresh checkout needs nothing but a Python 3.10+ interpreter.
+# fresh checkout needs nothing but a Python 3.10+ interpreter. Each extra
+# (test, bench, docs) is installed by the first target that needs it.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
-DOCS_STAMP := $(VENV)/.installed-docs
 
 .PHONY: demo test lint typecheck bench docs clean
+.PRECIOUS: $(VENV)/.installed-%
 
-$(STAMP): setup.cfg pyproject.toml
+$(VENV)/.installed-%: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[$*]'
+	touch $@
 
-demo: $(STAMP)
+demo: $(VENV)/.installed-test
 	$(BIN)/logship demo
 
-lint: $(STAMP)
+lint: $(VENV)/.installed-test
 	$(BIN)/ruff check logship tests benchmarks examples
 	$(BIN)/ruff format --check logship tests benchmarks examples
 
-typecheck: $(STAMP)
+typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run.py
 
 # The documentation site (mkdocs.yml): docs/ built into site/. Not part of
 # `make test`; --strict fails the build on a broken link or a page missing
 # from the nav.
-$(DOCS_STAMP): setup.cfg pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[docs]'
-	touch $(DOCS_STAMP)
-
-docs: $(DOCS_STAMP)
+docs: $(VENV)/.installed-docs
 	$(BIN)/mkdocs build --strict --clean --site-dir site
 
 clean:
