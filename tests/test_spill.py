@@ -731,7 +731,10 @@ def test_a_spill_folder_that_vanishes_is_recreated_or_its_loss_counted(
     log = attach(h)
     log_paced(log, h, "ev", 0, 500, chunk=10, queue_max=50 + 40)
     require(h.stats()["spilled"] > 300, h.stats())
-    shutil.rmtree(folder)  # the folder vanishes mid-run
+    # The folder vanishes mid-run, at once (an rmtree alone could race the
+    # worker creating a file in it), then its files are deleted.
+    os.rename(folder, folder + ".gone")
+    shutil.rmtree(folder + ".gone")
     log_paced(log, h, "ev", 500, 1000, chunk=10, queue_max=50 + 40)  # no exception
     server.up()
     # Whatever was spilled after the folder vanished is delivered, or counted as lost;

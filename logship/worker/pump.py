@@ -221,8 +221,17 @@ class Pump:
     def _replay_one(self) -> bool:
         """Queue one spilled batch when the endpoint is taking them; True if one was queued."""
         store = self.store
-        if store is None or self.pipeline.healthy is False or not store.backlog():
+        if store is None or not store.backlog():
             return False
+        pipeline = self.pipeline
+        with pipeline.lock:
+            # After a failure, replay waits for the next 2xx. But when nothing
+            # else is in flight, nothing would ever find out that the endpoint
+            # is back: then one spilled batch goes out as the probe (the
+            # sender retries it with back-off, so there is only ever one).
+            probing = pipeline.in_flight is not None or bool(pipeline.ready)
+            if pipeline.healthy is False and probing:
+                return False
         try:
             batch = store.next_batch()
         except OSError as e:

@@ -127,7 +127,7 @@ class SpillStore:
             },
             self.sealer,
         )
-        self._check_active()
+        self._check_vanished()
         header = b"" if self._active else self._header()
         if len(frame) + len(header) > self.max_bytes:
             return False
@@ -168,7 +168,7 @@ class SpillStore:
         self._active = _Active(path, file_id, fd, len(header))
         return self._active
 
-    def _check_active(self) -> None:
+    def _check_vanished(self) -> None:
         """Notice files deleted under us (a folder removed by hand, a cleaner)."""
         gone: list[tuple[int, int]] = []
         if self._active is not None:
@@ -296,6 +296,7 @@ class SpillStore:
             self._finish_if_done(claim)
 
     def _claim_next(self) -> _Claim | None:
+        self._check_vanished()  # our sealed files may be gone before we replay them
         if time.monotonic() < self._next_scan and not self._own_frames:
             return None
         if self._active and not self._own_frames and self.pipeline.healthy:
