@@ -210,7 +210,7 @@ class Pump:
             # Full, read-only or vanished disk: try again in a while, drop meanwhile.
             self._disk_broken_until = time.monotonic() + 5.0
             self.warner.warn(
-                "spill-error",
+                "spill-disk",
                 "logship: cannot write the spill folder %s (%s); events that do not fit "
                 "in memory are dropped (counted) until it is writable.",
                 store.folder,

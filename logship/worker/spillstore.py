@@ -190,7 +190,7 @@ class SpillStore:
         if gone:
             self.pipeline.lose_spilled(gone)
             self.warner.warn(
-                "spill-vanished",
+                "spill-disk",
                 "logship: spill files in %s were deleted by something else; %d spilled "
                 "events are lost (counted in dropped). The folder is made again.",
                 self.folder,
