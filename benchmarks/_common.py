@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import psutil
+from peers import BY_KIND, PEER_KINDS
 
 if TYPE_CHECKING:
     import logship
@@ -34,17 +35,31 @@ STATS_PATH = "/_logship/stats"
 _POLL_INTERVAL = 0.01
 
 #: Handler kinds a case accepts: a NullHandler floor, a ShipHandler to a
-#: live receiver (``--url``), or a ShipHandler to a port where nothing listens.
-HANDLER_KINDS = ("null", "ship", "down")
+#: live receiver (``--url``), a ShipHandler to a port where nothing listens,
+#: or one of the peers of ``peers.py`` to a live ``peer_receivers.py``.
+HANDLER_KINDS = ("null", "ship", "down", *PEER_KINDS)
+#: The kinds that ship to a live receiver at ``--url``.
+LIVE_KINDS = ("ship", *PEER_KINDS)
+#: Temporary folders this process made; an abandoned process removes them itself.
+_TEMPORARY: list[str] = []
+#: A peer has no stats() to say it is done: it is taken as done once nothing
+#: has arrived for the longest it holds an event plus this many seconds.
+SETTLE_MARGIN = 2.0
 
 
 def case_parser(description: str | None) -> argparse.ArgumentParser:
     """The options every case takes: the handler kind, its URL and overflow."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--handler", choices=HANDLER_KINDS, required=True)
-    parser.add_argument("--url", help="the live receiver (with --handler ship)")
+    parser.add_argument("--url", help="the live receiver (with --handler ship or a peer)")
     parser.add_argument("--overflow", help="ShipHandler overflow policy (default: its own)")
     return parser
+
+
+def settle_quiet(kind: str) -> float | None:
+    """How long nothing must arrive before a peer counts as done; None for a ShipHandler."""
+    peer = BY_KIND.get(kind)
+    return None if peer is None else peer.holds_s + SETTLE_MARGIN
 
 
 def dead_endpoint() -> tuple[socket.socket, str]:
@@ -58,43 +73,69 @@ def dead_endpoint() -> tuple[socket.socket, str]:
     return sock, f"http://127.0.0.1:{sock.getsockname()[1]}/bench"
 
 
-@contextmanager
-def bench_handler(
+Closer = Callable[[], None]
+
+
+def make_handler(
     args: argparse.Namespace, spill_dir: str | None = None, **options: Any
-) -> Iterator[logging.Handler]:
-    """The handler that ``--handler`` asks for, closed (and its spill folder removed) after.
+) -> tuple[logging.Handler, Closer]:
+    """The handler that ``--handler`` asks for, and what closes it and cleans up after it.
 
     A ShipHandler gets a private, temporary ``spill_dir`` so that nothing a
     run leaves behind is replayed by the next one, unless ``spill_dir`` names
     a folder, which is then the caller's to keep or remove; every other
     option is its default unless ``--overflow`` or ``options`` say otherwise.
+    A peer is built by ``peers.py`` with the temporary folder as the current
+    one, so that whatever it writes (logzio's backups) stays out of the
+    repository; closing it delivers what it holds, as its documentation says.
     """
     if args.handler == "null":
-        yield logging.NullHandler()
-        return
-    import logship  # only ShipHandler cases pay for the import
-
-    dead: socket.socket | None = None
-    if args.handler == "down":
-        dead, url = dead_endpoint()
-        # Nothing can be delivered; do not spend the default 5 s trying at close().
-        options.setdefault("shutdown_timeout", 0.5)
-    elif args.url:
-        url = args.url
-    else:
-        raise SystemExit("--handler ship needs --url")
-    if args.overflow:
-        options["overflow"] = args.overflow
+        return logging.NullHandler(), lambda: None
     folder = spill_dir or tempfile.mkdtemp(prefix="logship-bench-")
-    handler = logship.ShipHandler(url=url, spill_dir=folder, **options)
+    cleanup: list[Closer] = []
+    if not spill_dir:
+        _TEMPORARY.append(folder)
+        cleanup.append(lambda: shutil.rmtree(folder, ignore_errors=True))
+    if args.handler in BY_KIND:
+        if not args.url:
+            raise SystemExit(f"--handler {args.handler} needs --url")
+        os.chdir(folder)
+        handler, close = BY_KIND[args.handler].build(args.url)
+    else:
+        import logship  # only ShipHandler cases pay for the import
+
+        if args.handler == "down":
+            dead, url = dead_endpoint()
+            cleanup.append(dead.close)
+            # Nothing can be delivered; do not spend the default 5 s trying at close().
+            options.setdefault("shutdown_timeout", 0.5)
+        elif args.url:
+            url = args.url
+        else:
+            raise SystemExit("--handler ship needs --url")
+        if args.overflow:
+            options["overflow"] = args.overflow
+        ship = logship.ShipHandler(url=url, spill_dir=folder, **options)
+        handler, close = ship, ship.close
+
+    def close_all() -> None:
+        close()
+        for step in cleanup:
+            step()
+
+    return handler, close_all
+
+
+@contextmanager
+def bench_handler(
+    args: argparse.Namespace, spill_dir: str | None = None, **options: Any
+) -> Iterator[logging.Handler]:
+    """:func:`make_handler`'s handler, closed (and its temporary folder removed) after."""
+    handler, close = make_handler(args, spill_dir, **options)
     try:
         yield handler
     finally:
-        handler.close()
-        if spill_dir is None:
-            shutil.rmtree(folder, ignore_errors=True)
-        if dead is not None:
-            dead.close()
+        close()
 
 
 def bench_logger(handler: logging.Handler) -> logging.Logger:
@@ -180,30 +221,55 @@ def wait_for_receiver(
     events: int,
     deadline: float,
     until: Callable[[dict[str, Any]], bool] | None = None,
+    quiet: float | None = None,
 ) -> dict[str, Any]:
     """Poll the receiver until it counted every event the handler kept, or ``deadline``.
 
-    With ``until``, the handler's ``stats()`` must also satisfy it. Returns
-    when the poll saw the last event (``done_at``), the receiver's unique
-    count, and the CPU seconds the polling itself cost this thread.
+    With ``until``, the handler's ``stats()`` must also satisfy it. With
+    ``quiet`` (a peer, which has no ``stats()``), it also stops once the
+    count has not grown for that many seconds, and the events still missing
+    are taken as lost (``settled``). Returns when the poll saw the last event
+    (``done_at``), the receiver's unique count, and the CPU seconds the
+    polling itself cost this thread.
     """
     poll_cpu = 0.0
+    unique, grew_at = -1, time.perf_counter()
     while True:
         c0 = time.thread_time()
-        unique = receiver_stats(url)["unique"] - base
+        now_unique = receiver_stats(url)["unique"] - base
         stats = handler_stats(handler) or {}
         poll_cpu += time.thread_time() - c0
         t = time.perf_counter()
+        if now_unique != unique:
+            unique, grew_at = now_unique, t
         lost_by_handler = stats.get("dropped", 0) + stats.get("rejected", 0)
         done = unique >= events - lost_by_handler and (until is None or until(stats))
-        if done or t >= deadline:
+        settled = not done and quiet is not None and t - grew_at >= quiet
+        if done or settled or t >= deadline:
             return {
-                "done_at": t,
+                "done_at": grew_at if settled else t,
                 "unique": unique,
                 "poll_cpu_s": poll_cpu,
-                "timed_out": not done,
+                "timed_out": not (done or settled),
+                "settled": settled,
             }
         time.sleep(_POLL_INTERVAL)
+
+
+def paced(events: int, rate: float, chunk: int, step: Callable[[int, int], None]) -> float:
+    """Call ``step(start, count)`` for ``events`` in chunks, ``rate`` per second; return the start.
+
+    Each chunk starts when it is due, counted from the first (0: no pause),
+    so a late chunk is followed by shorter pauses, not a slower rate.
+    """
+    t0 = time.perf_counter()
+    for start in range(0, events, chunk):
+        if rate:
+            pause = t0 + start / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+        step(start, min(chunk, events - start))
+    return t0
 
 
 def folder_usage(folder: str) -> dict[str, Any]:
@@ -248,9 +314,20 @@ def latency_summary(samples_ns: Sequence[int]) -> dict[str, float]:
     }
 
 
-def emit_result(result: dict[str, Any]) -> None:
-    """Print the case's result as the last line of stdout, for ``run.py``."""
+def emit_result(result: dict[str, Any], abandon: bool = False) -> None:
+    """Print the case's result as one line of stdout, for ``run.py``.
+
+    With ``abandon`` the process then ends at once, closing nothing (but
+    removing the temporary folders it made): for a case that measured what
+    it needed and must not wait for a peer to deliver (or fail to deliver)
+    what it still holds.
+    """
     result.setdefault("pid", os.getpid())
     result.setdefault("python", sys.version.split()[0])
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
+    if abandon:
+        for folder in _TEMPORARY:
+            shutil.rmtree(folder, ignore_errors=True)
+        sys.stderr.flush()
+        os._exit(0)

@@ -1,8 +1,10 @@
 """The parent's side: run a case in a fresh subprocess, and start a receiver.
 
 Each case runs as ``sys.executable benchmarks/<case>.py ...`` with a hard
-timeout and prints one JSON object as its last stdout line. The receiver is
-``python -m logship receive --port 0 --quiet`` in its own process.
+timeout and prints one JSON object on its own stdout line, the last such line
+(a peer may print after it). The receiver is ``python -m logship receive
+--port 0 --quiet``, or ``benchmarks/peer_receivers.py`` for the comparison
+with the peers, in its own process.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,24 +33,60 @@ def run_case(script: str, args: list[str], timeout: float) -> dict[str, Any]:
 
     A case that fails, times out or prints no result yields
     ``{"error": ...}`` (with the tail of its stderr) instead of raising, so
-    one broken case does not cost the others.
+    one broken case does not cost the others; one that timed out after
+    printing its result keeps it as ``partial``. ``exited_at`` is when the
+    process was seen to end, or was killed (``time.monotonic()``, which
+    every process on the machine shares).
     """
     cmd = [sys.executable, os.path.join(HERE, script), *args]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired as e:
-        return {"error": f"timed out after {timeout:.0f} s", "stderr": _tail(e.stderr)}
-    wall = time.perf_counter() - t0
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
+        return {
+            "error": f"timed out after {timeout:.0f} s",
+            "exited_at": time.monotonic(),  # killed just now
+            "stderr": _tail(e.stderr),
+            "partial": _last_json(e.stdout),
+        }
+    exited_at, wall = time.monotonic(), time.perf_counter() - t0
+    result = _last_json(proc.stdout)
+    if proc.returncode != 0:
         return {"error": f"exit status {proc.returncode}", "stderr": _tail(proc.stderr)}
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except json.JSONDecodeError:
+    if result is None:
         return {"error": "no JSON result", "stderr": _tail(proc.stderr)}
     result["wall_s"] = wall
+    result["exited_at"] = exited_at
     return result
+
+
+def _last_json(text: str | bytes | None) -> dict[str, Any] | None:
+    """The last line of ``text`` that is a JSON object, if any."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    for line in reversed((text or "").splitlines()):
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+def missing(modules: Sequence[str]) -> str | None:
+    """Why ``modules`` do not import in a fresh interpreter (its error's last line), or None."""
+    code = "".join(f"import {m}\n" for m in modules)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
+    except subprocess.TimeoutExpired:
+        return "importing it timed out"
+    if proc.returncode == 0:
+        return None
+    return (_tail(proc.stderr, 1) or f"exit status {proc.returncode}").strip()
 
 
 def _tail(text: str | bytes | None, lines: int = 15) -> str:
@@ -57,18 +95,20 @@ def _tail(text: str | bytes | None, lines: int = 15) -> str:
     return "\n".join((text or "").splitlines()[-lines:])
 
 
-RECEIVER = [sys.executable, "-m", "logship", "receive", "--port", "0", "--quiet"]
+RECEIVER = (sys.executable, "-m", "logship", "receive", "--port", "0", "--quiet")
+#: The receiver of the comparison with the peers: every peer's wire, and outages.
+PEER_RECEIVER = (sys.executable, os.path.join(HERE, "peer_receivers.py"), "--port", "0")
 
 
 @contextmanager
-def receiver() -> Iterator[str]:
+def receiver(command: Sequence[str] = RECEIVER) -> Iterator[str]:
     """Start a fresh receiver process; yield the URL to ship to; stop it after.
 
     Raises ``RuntimeError``, with the tail of its stderr, when it does not start.
     """
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            RECEIVER,
+            list(command),
             stdout=subprocess.PIPE,
             stderr=errors,
             stdin=subprocess.DEVNULL,

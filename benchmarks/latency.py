@@ -4,17 +4,20 @@ Times each of ``--calls`` calls of ``logger.info("user %s did %s", i,
 "thing", extra={"request_id": i})`` with ``time.perf_counter_ns`` after
 ``--warmup`` untimed calls. With ``--exception-every K`` every K-th call is
 ``logger.exception(...)`` inside an ``except`` block instead; those calls are
-also summarised on their own.
+also summarised on their own. A peer of ``peers.py`` is abandoned once the
+calls are timed: what it still holds is not waited for.
 
-    python benchmarks/latency.py --handler null|ship|down [--url URL] [--exception-every 100]
+    python benchmarks/latency.py --handler null|ship|down|PEER [--url URL] [--exception-every 100]
 """
 
 from __future__ import annotations
 
 import gc
 import time
+from typing import Any
 
 from _common import (
+    PEER_KINDS,
     bench_handler,
     bench_logger,
     case_parser,
@@ -46,7 +49,7 @@ def main() -> None:
         samples, exc_samples = timed_calls(logger, args.warmup, args.calls, args.exception_every)
         loop_s = time.perf_counter() - t0
         delivered = flush_shipped(handler, _FLUSH_TIMEOUT) if args.handler == "ship" else None
-        result = {
+        result: dict[str, Any] = {
             "case": "latency",
             "handler": args.handler,
             "exception_every": args.exception_every,
@@ -58,7 +61,7 @@ def main() -> None:
             "flushed": delivered,
             "stats": handler_stats(handler),
         }
-    emit_result(result)
+        emit_result(result, abandon=args.handler in PEER_KINDS)
 
 
 if __name__ == "__main__":

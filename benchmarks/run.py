@@ -10,11 +10,24 @@ with the endpoint down, spill and replay, latency while spilling, and the
 spread over the repeats) with the targets next to the figures, and writes
 ``benchmarks/results/latest.json`` and ``benchmarks/results/latest.md``.
 
+Then the comparison with the peers (``peers.py``): the standard library's
+``QueueHandler`` around ``HTTPHandler``, python-logstash-async,
+fluent-logger, the OpenTelemetry SDK and logzio-python-handler, each at its
+defaults, in a fresh process, against ``peer_receivers.py`` in another:
+per-call latency and end to end (more rows of the tables above, by the same
+scripts), an outage, exit, and a sustained load, each set against the
+NullHandler floor (``_peer_tables``). A peer whose package does not import
+is reported as skipped. The comparison repeats ``--peer-repeat`` times, the
+sustained load (30 s per handler) once.
+
 A case may replay the spill folder that another leaves: in every repeat the
 other runs first, with a fresh ``--spill-dir``, and the replaying case gets
 that folder in a process of its own right after (``--only`` adds it).
 
-    .venv/bin/python benchmarks/run.py [--repeat 5] [--only latency,memory]
+Repeats stop when the next would end past ``--budget`` seconds, judged by
+how long its cases took the last time; the comparison's repeats go first.
+
+    .venv/bin/python benchmarks/run.py [--repeat 5] [--peer-repeat 2] [--only latency,memory]
 """
 
 from __future__ import annotations
@@ -28,12 +41,16 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from _harness import HERE, receiver, run_case
+from _common import receiver_stats
+from _harness import HERE, PEER_RECEIVER, RECEIVER, missing, receiver, run_case
+from _peer_tables import PEER_TABLES
 from _report import Table, median_of
 from _tables import TABLES
+from peers import PEERS
 from redact import redact_table
 
 RESULTS_DIR = os.path.join(HERE, "results")
@@ -54,18 +71,84 @@ class Case:
     #: The key of a case that runs just before this one, in every repeat, with
     #: ``--spill-dir`` a fresh folder that this one then gets (and removes).
     replays: str = ""
+    #: The receiver's command line (``_harness``), when ``live``.
+    receiver: tuple[str, ...] = RECEIVER
+    #: How many runs it gets: ``--repeat`` (""), ``--peer-repeat`` ("peers") or one ("once").
+    runs: str = ""
+    #: The peer it needs: skipped, with the reason, when that peer does not import.
+    peer: str = ""
+    #: Gets a fresh ``--spill-dir`` of its own, removed after the run.
+    folder: bool = False
+
+
+def comparison_cases() -> list[Case]:
+    """The comparison's own scenarios: outage, exit and sustained load, for every handler.
+
+    Each has a NullHandler floor (no receiver), a ShipHandler and every peer,
+    all against ``peer_receivers.py``.
+    """
+    scenarios = (
+        # (key prefix, script, timeout, runs, folder)
+        ("outage", "outage.py", 75.0, "peers", False),
+        ("exit", "shutdown.py", 30.0, "peers", True),
+        ("sustained", "sustained.py", 60.0, "once", False),
+    )
+    cases = []
+    for prefix, script, timeout, runs, folder in scenarios:
+        cases.append(
+            Case(f"{prefix}/null", script, ("--handler", "null"), timeout=timeout, runs=runs)
+        )
+        for kind in ("ship", *(p.kind for p in PEERS)):
+            cases.append(
+                Case(
+                    f"{prefix}/{kind}",
+                    script,
+                    ("--handler", kind),
+                    live=True,
+                    timeout=timeout,
+                    receiver=PEER_RECEIVER,
+                    runs=runs,
+                    peer="" if kind == "ship" else kind,
+                    folder=folder,
+                )
+            )
+    return cases
 
 
 CASES = (
     Case("latency/null", "latency.py", ("--handler", "null")),
     Case("latency/ship", "latency.py", ("--handler", "ship"), live=True),
     Case("latency/down", "latency.py", ("--handler", "down")),
+    *(
+        Case(
+            f"latency/{p.kind}",
+            "latency.py",
+            ("--handler", p.kind),
+            live=True,
+            receiver=PEER_RECEIVER,
+            runs="peers",
+            peer=p.kind,
+        )
+        for p in PEERS
+    ),
     Case("latency/null+exc", "latency.py", ("--handler", "null", "--exception-every", "100")),
     Case(
         "latency/ship+exc",
         "latency.py",
         ("--handler", "ship", "--exception-every", "100"),
         live=True,
+    ),
+    *(
+        Case(
+            f"latency/{p.kind}+exc",
+            "latency.py",
+            ("--handler", p.kind, "--exception-every", "100"),
+            live=True,
+            receiver=PEER_RECEIVER,
+            runs="peers",
+            peer=p.kind,
+        )
+        for p in PEERS
     ),
     Case("throughput/null", "throughput.py", ("--handler", "null")),
     Case(
@@ -81,6 +164,19 @@ CASES = (
         ("--handler", "ship", "--overflow", "block", "--deadline", "45"),
         live=True,
         timeout=75,
+    ),
+    *(
+        Case(
+            f"throughput/{p.kind}",
+            "throughput.py",
+            ("--handler", p.kind, "--deadline", "45"),
+            live=True,
+            timeout=75,
+            receiver=PEER_RECEIVER,
+            runs="peers",
+            peer=p.kind,
+        )
+        for p in PEERS
     ),
     Case("memory/null", "memory.py", ("--handler", "null")),
     Case("memory/down", "memory.py", ("--handler", "down")),
@@ -104,6 +200,7 @@ CASES = (
         ("--handler", "ship", "--redact", "--secret"),
         live=True,
     ),
+    *comparison_cases(),
 )
 
 
@@ -114,33 +211,63 @@ def select(prefixes: list[str]) -> list[Case]:
     return [c for c in CASES if c.key in chosen]
 
 
-def run_all(cases: list[Case], repeat: int, budget: float) -> dict[str, Any]:
-    """Run ``cases`` ``repeat`` times, interleaved; return each case's runs and their median.
+def runs_of(case: Case, repeat: int, peer_repeat: int) -> int:
+    """How many runs ``case`` gets."""
+    return {"": repeat, "peers": peer_repeat, "once": 1}[case.runs]
 
-    Repeats after the first are skipped once ``budget`` seconds have passed.
+
+def skipped_peers(cases: list[Case]) -> dict[str, str]:
+    """Each peer that ``cases`` need and that does not import, with the reason."""
+    needed = {c.peer for c in cases if c.peer}
+    reasons = {p.kind: missing(p.modules) for p in PEERS if p.kind in needed}
+    return {kind: reason for kind, reason in reasons.items() if reason}
+
+
+def run_all(
+    cases: list[Case], repeat: int, peer_repeat: int, budget: float, skipped: dict[str, str]
+) -> dict[str, Any]:
+    """Run ``cases``, interleaved, each its number of times; return each one's runs and median.
+
+    A repeat after the first that would end past ``budget`` seconds (judged
+    by how long its cases took the last time) is given up, first for the
+    comparison's cases, then whole. Cases whose peer is in ``skipped`` do not
+    run and carry the reason.
     """
     runs: dict[str, list[dict[str, Any]]] = {c.key: [] for c in cases}
+    took: dict[str, float] = {}  # seconds each case took the last time
     replayed = {c.replays for c in cases if c.replays}
+    cases = [c for c in cases if c.peer not in skipped]
     started = time.perf_counter()
-    total = len(cases) * repeat
+    planned = sum(runs_of(c, repeat, peer_repeat) for c in cases)
+    n = 0
     for r in range(repeat):
-        if r and time.perf_counter() - started > budget:
-            print(f"(time budget of {budget:.0f} s spent: {repeat - r} repeat(s) skipped)")
-            break
+        todo = [c for c in cases if r < runs_of(c, repeat, peer_repeat)]
+        if r:
+            left = budget - (time.perf_counter() - started)
+            cut = [c for c in todo if c.runs] if sum(took[c.key] for c in todo) > left else []
+            if cut:
+                todo = [c for c in todo if not c.runs]
+                cases = [c for c in cases if not c.runs]
+                planned -= sum(runs_of(c, repeat, peer_repeat) - r for c in cut)
+                print(f"(time budget of {budget:.0f} s: the comparison's runs {r + 1}+ skipped)")
+            if not todo or sum(took[c.key] for c in todo) > left:
+                print(f"(time budget of {budget:.0f} s spent: {repeat - r} repeat(s) skipped)")
+                break
         folders: dict[str, str] = {}  # spill folders left for the case that replays them
         try:
-            for i, case in enumerate(cases):
-                n = r * len(cases) + i + 1
-                print(f"[{n:>2}/{total}] {case.key:<22}", end=" ", flush=True)
+            for case in todo:
+                n += 1
+                print(f"[{n:>3}/{planned}] {case.key:<24}", end=" ", flush=True)
                 if case.key in replayed:
                     folders[case.key] = tempfile.mkdtemp(prefix="logship-bench-spill-")
                 folder = folders.get(case.key) or folders.get(case.replays)
                 t0 = time.perf_counter()
                 result = run_one(case, folder)
+                took[case.key] = time.perf_counter() - t0
                 status = (
                     "ok" if "error" not in result else "ERROR: " + result["error"].splitlines()[0]
                 )
-                print(f"{time.perf_counter() - t0:5.1f} s  {status}", flush=True)
+                print(f"{took[case.key]:5.1f} s  {status}", flush=True)
                 runs[case.key].append(result)
                 if case.replays in folders:
                     shutil.rmtree(folders.pop(case.replays), ignore_errors=True)
@@ -151,25 +278,41 @@ def run_all(cases: list[Case], repeat: int, budget: float) -> dict[str, Any]:
     for key, results in runs.items():
         good = [x for x in results if "error" not in x]
         out[key] = {"median": median_of(good) if good else None, "runs": results}
+    for case in CASES:
+        if case.key in out and case.peer in skipped:
+            out[case.key]["skipped"] = skipped[case.peer]
     return out
 
 
 def run_one(case: Case, spill_dir: str | None = None) -> dict[str, Any]:
     """Run one case once, with a fresh receiver of its own when it needs one.
 
-    ``spill_dir``, when given, is passed on as ``--spill-dir``.
+    ``spill_dir``, when given, is passed on as ``--spill-dir``; a case that
+    wants a folder of its own gets a fresh one. A live case's result (or
+    error) also gets the receiver's counts once the process has ended
+    (``receiver_after``).
     """
+    own = tempfile.mkdtemp(prefix="logship-bench-") if case.folder and not spill_dir else None
+    spill_dir = spill_dir or own
     args = [*case.args, "--spill-dir", spill_dir] if spill_dir else list(case.args)
-    if not case.live:
-        return run_case(case.script, args, case.timeout)
     try:
-        with receiver() as url:
-            return run_case(case.script, [*args, "--url", url], case.timeout)
+        if not case.live:
+            return run_case(case.script, args, case.timeout)
+        with receiver(case.receiver) as url:
+            result = run_case(case.script, [*args, "--url", url], case.timeout)
+            try:
+                result["receiver_after"] = receiver_stats(url)
+            except OSError as e:
+                result.setdefault("error", f"the receiver did not answer: {e}")
+            return result
     except RuntimeError as e:  # the receiver did not start
         return {"error": str(e)}
+    finally:
+        if own:
+            shutil.rmtree(own, ignore_errors=True)
 
 
-def meta(repeat: int, wall: float) -> dict[str, Any]:
+def meta(repeat: int, peer_repeat: int, wall: float) -> dict[str, Any]:
     """Where and how this run was made, to read its figures with."""
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -178,6 +321,7 @@ def meta(repeat: int, wall: float) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "loadavg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "repeat": repeat,
+        "peer_repeat": peer_repeat,
         "wall_s": round(wall, 1),
     }
 
@@ -193,29 +337,47 @@ def write_results(info: dict[str, Any], results: dict[str, Any], tables: list[Ta
         "",
         f"{info['date']}, Python {info['python']}, {info['cpus']} CPUs, {info['platform']}; "
         f"load average at the end {info['loadavg']}; median of {info['repeat']} interleaved "
-        "run(s) per case. Ratios are against a NullHandler measured in the same run.",
+        f"run(s) per case ({info['peer_repeat']} for the comparison with the peers, 1 for its "
+        "sustained load). Ratios are against a NullHandler measured in the same run. "
+        f"{info['wall_s']:.0f} s in all.",
     ]
     with open(os.path.join(RESULTS_DIR, "latest.md"), "w", encoding="utf-8") as f:
         f.write("\n\n".join(["\n".join(header), *(t.markdown() for t in tables)]) + "\n")
+
+
+def make_tables(
+    makers: Sequence[tuple[str, Callable[[dict[str, Any]], Table]]], results: dict[str, Any]
+) -> list[Table]:
+    """The tables whose case keys' prefix has results, left out when they have no row."""
+    tables = [
+        make(results) for prefix, make in makers if any(k.startswith(prefix) for k in results)
+    ]
+    return [t for t in tables if t.rows]
 
 
 def main() -> None:
     """Parse the command line, run the cases, print and write the reports."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per case (median reported)")
+    parser.add_argument(
+        "--peer-repeat", type=int, default=2, help="runs per case of the comparison with the peers"
+    )
     parser.add_argument("--only", default="", help="comma-separated case key prefixes")
-    parser.add_argument("--budget", type=float, default=110.0, help="seconds before repeats stop")
+    parser.add_argument("--budget", type=float, default=630.0, help="seconds for the whole run")
     args = parser.parse_args()
     cases = select([p for p in args.only.split(",") if p])
     t0 = time.perf_counter()
-    results = run_all(cases, max(1, args.repeat), args.budget)
+    skipped = skipped_peers(cases)
+    for kind, reason in skipped.items():
+        print(f"peer {kind} skipped: {reason}")
+    repeat, peer_repeat = max(1, args.repeat), max(1, min(args.repeat, args.peer_repeat))
+    results = run_all(cases, repeat, peer_repeat, args.budget, skipped)
     done = max((len(e["runs"]) for e in results.values()), default=0)
-    info = meta(done, time.perf_counter() - t0)
-    tables = [
-        make(results)
-        for prefix, make in (*TABLES, ("redact/", redact_table))
-        if any(k.startswith(prefix) for k in results)
-    ]
+    peers_done = max((len(results[c.key]["runs"]) for c in cases if c.runs == "peers"), default=0)
+    info = meta(done, peers_done, time.perf_counter() - t0)
+    own = make_tables((*TABLES, ("redact/", redact_table)), results)
+    peers = make_tables(PEER_TABLES, results)
+    tables = [*own, *peers]
     print()
     print("\n\n".join(t.text() for t in tables))
     for key, entry in results.items():
@@ -224,7 +386,7 @@ def main() -> None:
         ]
         for text in dict.fromkeys(errors):  # each distinct failure once
             print(f"\n{key} failed in {errors.count(text)} of {len(entry['runs'])} runs: {text}")
-    write_results(info, results, tables)
+    write_results(info, results, [*peers, *own])  # the comparison first, for the README
     print(f"\nwritten: {os.path.relpath(RESULTS_DIR)}/latest.json, latest.md ({info['wall_s']} s)")
 
 

@@ -37,6 +37,7 @@ from _common import (
     folder_usage,
     handler_stats,
     latency_summary,
+    paced,
     timed_calls,
 )
 
@@ -88,19 +89,15 @@ def paced_calls(
 ) -> tuple[list[int], float]:
     """Make ``events`` timed calls, ``rate`` per second (0: no pause); return them and the start.
 
-    Each chunk starts when it is due, counted from the first call, so a
-    late chunk is followed by shorter pauses, not a slower rate.
+    ``stats()`` is sampled after each chunk (see :func:`_common.paced`).
     """
     samples: list[int] = []
-    t0 = time.perf_counter()
-    for start in range(0, events, chunk):
-        if rate:
-            pause = t0 + start / rate - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-        samples += timed_calls(logger, start, min(chunk, events - start))[0]
+
+    def step(start: int, count: int) -> None:
+        samples.extend(timed_calls(logger, start, count)[0])
         watch.poll()
-    return samples, t0
+
+    return samples, paced(events, rate, chunk, step)
 
 
 def main() -> None:

@@ -5,9 +5,11 @@ receiver's ``/_logship/stats`` until every event the handler did not drop
 has been counted there (or a deadline passes). Reports delivered events per second,
 the process's CPU time per event (all threads: the loop and logship's
 workers; the polling itself is left out), peak RSS and lost events. With
-``--handler null`` it measures the same loop with a NullHandler.
+``--handler null`` it measures the same loop with a NullHandler. A peer of
+``peers.py``, which has no ``stats()``, is done when every event arrived or
+nothing has for the longest it holds one plus 2 s; it is then abandoned.
 
-    python benchmarks/throughput.py --handler null|ship [--url URL] [--overflow block]
+    python benchmarks/throughput.py --handler null|ship|PEER [--url URL] [--overflow block]
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import gc
 import time
 
 from _common import (
+    LIVE_KINDS,
+    PEER_KINDS,
     bench_handler,
     bench_logger,
     case_parser,
@@ -24,6 +28,7 @@ from _common import (
     log_events,
     peak_rss_bytes,
     receiver_stats,
+    settle_quiet,
     wait_for_receiver,
 )
 
@@ -36,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     with bench_handler(args) as handler:
         logger = bench_logger(handler)
-        live = args.handler == "ship"
+        live = args.handler in LIVE_KINDS
         base = receiver_stats(args.url)["unique"] if live else 0
         gc.collect()
         peak_before = peak_rss_bytes()
@@ -44,13 +49,21 @@ def main() -> None:
         log_events(logger, 0, args.events)
         t_loop, main_cpu = time.perf_counter(), time.thread_time() - main0
         if live:
-            waited = wait_for_receiver(handler, args.url, base, args.events, t_loop + args.deadline)
+            waited = wait_for_receiver(
+                handler,
+                args.url,
+                base,
+                args.events,
+                t_loop + args.deadline,
+                quiet=settle_quiet(args.handler),
+            )
         else:
             waited = {
                 "done_at": t_loop,
                 "unique": args.events,
                 "poll_cpu_s": 0.0,
                 "timed_out": False,
+                "settled": False,
             }
         cpu = time.process_time() - cpu0 - waited["poll_cpu_s"]
         elapsed = waited["done_at"] - t0
@@ -70,12 +83,13 @@ def main() -> None:
             "received_unique": waited["unique"],
             "lost": n - waited["unique"],
             "timed_out": waited["timed_out"],
+            "settled": waited["settled"],
             "peak_rss_mib": peak_rss_bytes() / 2**20,
             "peak_rss_growth_mib": (peak_rss_bytes() - peak_before) / 2**20,
             "stats": handler_stats(handler),
             "receiver": receiver_stats(args.url) if live else None,
         }
-    emit_result(result)
+        emit_result(result, abandon=args.handler in PEER_KINDS)
 
 
 if __name__ == "__main__":

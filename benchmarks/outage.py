@@ -1,0 +1,144 @@
+"""Comparison (c): the receiver answers 503 for 5 s while 20,000 events are logged, then recovers.
+
+Logs ``--warmup`` events, pauses, then asks ``peer_receivers.py`` for an
+outage of ``--outage`` seconds and logs ``--events`` events paced over it
+(``--rate`` per second, chunks of ``--chunk`` calls, each started when due),
+each call timed, the process's RSS read after every chunk, and goes on at
+that rate for ``--after`` seconds after the recovery, as an application
+would (fluent-logger sends what failed only with the next call). Then waits, up to
+``--deadline`` seconds after the recovery, until the receiver has counted
+every event: a ShipHandler until its ``stats()`` say nothing is pending, a
+peer until nothing has arrived for the longest it holds an event plus 2 s,
+plus ``--retrying`` seconds for its back-off. Then closes the handler, which
+delivers what it still holds (fluent-logger keeps what failed until the next
+call or its close), and reads the receiver's count again.
+
+Reports the calls' latency during the outage, events lost (logged, warm-up
+and after included, and never counted by the receiver, even after the close), those
+that arrived only at the close, duplicates, RSS over the
+outage (its growth in each half: memory that holds every event grows as
+much in the second half as in the first) and how long after the recovery
+the last event arrived. With ``--handler null`` it makes the same paced
+calls to a NullHandler, without a receiver: the floor.
+
+    python benchmarks/outage.py --handler null|ship|PEER [--url URL]
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from _common import (
+    LIVE_KINDS,
+    bench_handler,
+    bench_logger,
+    case_parser,
+    emit_result,
+    handler_stats,
+    latency_summary,
+    log_events,
+    paced,
+    receiver_stats,
+    rss_bytes,
+    settle_quiet,
+    timed_calls,
+    wait_for_receiver,
+)
+from peer_receivers import OUTAGE_PATH
+
+MiB = 2**20
+
+
+def start_outage(url: str, seconds: float) -> None:
+    """Make the ``peer_receivers.py`` serving ``url`` answer 503 for ``seconds``."""
+    parts = urllib.parse.urlsplit(url)
+    target = f"{parts.scheme}://{parts.netloc}{OUTAGE_PATH}?seconds={seconds}"
+    with urllib.request.urlopen(urllib.request.Request(target, b"", method="POST"), timeout=5):
+        pass
+
+
+def main() -> None:
+    """Run the case and print its result."""
+    parser = case_parser(__doc__)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--outage", type=float, default=5.0, help="seconds of 503")
+    parser.add_argument("--rate", type=float, default=0.0, help="events/s (default: over --outage)")
+    parser.add_argument("--chunk", type=int, default=100, help="calls between pauses")
+    parser.add_argument("--warmup", type=int, default=1_000)
+    parser.add_argument("--after", type=float, default=1.0, help="seconds of logging after it")
+    parser.add_argument("--deadline", type=float, default=30.0, help="seconds after the recovery")
+    parser.add_argument("--retrying", type=float, default=3.0, help="a peer: see above")
+    args = parser.parse_args()
+    live = args.handler in LIVE_KINDS
+    rate = args.rate or args.events / args.outage
+    with bench_handler(args) as handler:
+        logger = bench_logger(handler)
+        log_events(logger, 0, args.warmup)
+        time.sleep(0.5)  # let the warm-up go out before the outage
+        gc.collect()
+        samples: list[int] = []
+        rss = [(0, rss_bytes())]
+
+        def step(start: int, count: int) -> None:
+            samples.extend(timed_calls(logger, args.warmup + start, count)[0])
+            rss.append((start + count, rss_bytes()))
+
+        if live:
+            start_outage(args.url, args.outage)
+        t0 = paced(args.events, rate, args.chunk, step)
+        loop_s = time.perf_counter() - t0
+        recovered = t0 + args.outage
+        after, first = int(args.after * rate), args.warmup + args.events
+        paced(after, rate, args.chunk, lambda s, n: log_events(logger, first + s, first + s + n))
+        total = first + after
+        result: dict[str, Any] = {
+            "case": "outage",
+            "handler": args.handler,
+            "events": args.events,
+            "warmup": args.warmup,
+            "after": after,
+            "rate": rate,
+            "outage_s": args.outage,
+            "loop_s": loop_s,
+            "all": latency_summary(samples),
+            "rss_start_mib": rss[0][1] / MiB,
+            "rss_mid_mib": min(rss, key=lambda p: abs(p[0] - args.events / 2))[1] / MiB,
+            "rss_end_mib": rss[-1][1] / MiB,
+            "rss_peak_mib": max(r for _n, r in rss) / MiB,
+        }
+        result["rss_growth_mib"] = result["rss_end_mib"] - result["rss_start_mib"]
+        result["rss_growth_first_half_mib"] = result["rss_mid_mib"] - result["rss_start_mib"]
+        result["rss_growth_second_half_mib"] = result["rss_end_mib"] - result["rss_mid_mib"]
+        if live:
+            quiet = settle_quiet(args.handler)
+            if quiet is not None:
+                quiet += args.retrying
+            waited = wait_for_receiver(
+                handler, args.url, 0, total, recovered + args.deadline, quiet=quiet
+            )
+            result |= {
+                "received_unique": waited["unique"],
+                "recovered_after_s": waited["done_at"] - recovered,
+                "timed_out": waited["timed_out"],
+                "settled": waited["settled"],
+            }
+        result["stats"] = handler_stats(handler)
+        t_close = time.perf_counter()
+    result["close_s"] = time.perf_counter() - t_close
+    if live:
+        counts = receiver_stats(args.url)
+        result |= {
+            "lost": total - counts["unique"],
+            "at_close": counts["unique"] - result["received_unique"],
+            "duplicates": counts["duplicates"],
+            "refused": counts["outage_refused"],
+        }
+    emit_result(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The handlers logship is compared with, each built at its defaults for ``peer_receivers.py``.
+
+Each builder takes the receiver's URL and returns the handler to add to the
+logger and the function that closes it as its documentation says, delivering
+what it holds. Only what the peer cannot do without is set: where to send
+(and, for the standard library, ``method="POST"``; for fluent-logger, its
+structured ``FluentRecordFormatter``; for python-logstash-async, the HTTP
+transport and ``database_path=None``, its in-memory cache: its SQLite cache
+commits once per event). A peer's package is imported by its builder only,
+so that a peer that is not installed costs nothing but its own cases.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Closer = Callable[[], None]
+Builder = Callable[[str], "tuple[logging.Handler, Closer]"]
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A handler to compare with: its ``--handler`` name, its label, and how to build it."""
+
+    kind: str
+    label: str
+    #: Modules that must import for the peer to run; when one does not, it is skipped.
+    modules: tuple[str, ...]
+    build: Builder
+    #: The longest the peer holds an event before sending it, by its defaults: how
+    #: long to see nothing arrive before taking what did as all there is.
+    holds_s: float
+
+
+def _once(close: Closer) -> Closer:
+    """``close``, made safe to call twice (by the case, then at exit)."""
+    done: list[bool] = []
+
+    def once() -> None:
+        if not done:
+            done.append(True)
+            close()
+
+    return once
+
+
+def stdlib(url: str) -> tuple[logging.Handler, Closer]:
+    """``QueueHandler`` + ``QueueListener`` around ``HTTPHandler``, stopped at exit."""
+    import atexit
+    import queue
+    from logging.handlers import HTTPHandler, QueueHandler, QueueListener
+
+    parts = urllib.parse.urlsplit(url)
+    records: queue.Queue[logging.LogRecord] = queue.Queue(-1)
+    listener = QueueListener(records, HTTPHandler(parts.netloc, parts.path, method="POST"))
+    listener.start()
+    stop = _once(listener.stop)
+    atexit.register(stop)
+    return QueueHandler(records), stop
+
+
+def logstash(url: str) -> tuple[logging.Handler, Closer]:
+    """python-logstash-async's ``AsynchronousLogstashHandler`` with its HTTP transport."""
+    from logstash_async.handler import AsynchronousLogstashHandler
+
+    parts = urllib.parse.urlsplit(url)
+    handler = AsynchronousLogstashHandler(
+        parts.hostname,
+        parts.port,
+        database_path=None,
+        transport="logstash_async.transport.HttpTransport",
+        path=parts.path.lstrip("/"),
+    )
+    return handler, handler.close
+
+
+def fluent(url: str) -> tuple[logging.Handler, Closer]:
+    """fluent-logger's ``asynchandler.FluentHandler`` to the receiver's forward port."""
+    from _common import receiver_stats
+    from fluent import asynchandler
+    from fluent.handler import FluentRecordFormatter
+
+    port = receiver_stats(url)["forward_port"]
+    handler = asynchandler.FluentHandler(
+        "bench", host=urllib.parse.urlsplit(url).hostname, port=port
+    )
+    handler.setFormatter(FluentRecordFormatter())
+    return handler, handler.close
+
+
+def otel(url: str) -> tuple[logging.Handler, Closer]:
+    """opentelemetry-sdk's ``LoggingHandler`` → ``BatchLogRecordProcessor`` → OTLP/HTTP exporter."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    parts = urllib.parse.urlsplit(url)
+    exporter = OTLPLogExporter(endpoint=f"{parts.scheme}://{parts.netloc}/v1/logs")
+    provider = LoggerProvider()  # shuts itself down (delivering) at exit
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    with warnings.catch_warnings():  # "use opentelemetry-instrumentation-logging's instead"
+        warnings.simplefilter("ignore", DeprecationWarning)
+        handler = LoggingHandler(logger_provider=provider)
+    return handler, _once(provider.shutdown)
+
+
+def logzio(url: str) -> tuple[logging.Handler, Closer]:
+    """logzio-python-handler's ``LogzioHandler`` pointed at the receiver instead of Logz.io."""
+    from logzio.handler import LogzioHandler
+
+    parts = urllib.parse.urlsplit(url)
+    handler = LogzioHandler("bench-token", url=f"{parts.scheme}://{parts.netloc}")
+
+    def close() -> None:
+        handler.flush()
+        handler.close()
+
+    return handler, close
+
+
+PEERS = (
+    Peer(
+        "stdlib",
+        "stdlib QueueHandler → HTTPHandler",
+        ("logging.handlers",),
+        stdlib,
+        holds_s=0.0,
+    ),
+    Peer(
+        "logstash",
+        "python-logstash-async (HTTP)",
+        ("logstash_async.handler", "logstash_async.transport"),
+        logstash,
+        holds_s=10.0,  # QUEUED_EVENTS_FLUSH_INTERVAL
+    ),
+    Peer(
+        "fluent",
+        "fluent-logger asynchandler",
+        ("fluent.asynchandler", "fluent.handler"),
+        fluent,
+        holds_s=0.0,
+    ),
+    Peer(
+        "otel",
+        "OpenTelemetry SDK (OTLP/HTTP)",
+        (
+            "opentelemetry.sdk._logs",
+            "opentelemetry.exporter.otlp.proto.http._log_exporter",
+            "opentelemetry.proto.collector.logs.v1.logs_service_pb2",
+        ),
+        otel,
+        holds_s=1.0,  # the BatchLogRecordProcessor's schedule delay
+    ),
+    Peer(
+        "logzio",
+        "logzio-python-handler",
+        ("logzio.handler",),
+        logzio,
+        holds_s=3.0,  # logs_drain_timeout
+    ),
+)
+PEER_KINDS = tuple(p.kind for p in PEERS)
+BY_KIND = {p.kind: p for p in PEERS}

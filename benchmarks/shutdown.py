@@ -1,0 +1,46 @@
+"""Comparison (d): log 10,000 events, then let the interpreter exit normally.
+
+Builds the handler and never closes it: what each handler does at a normal
+exit (``logging.shutdown``, its own ``atexit`` hook, its non-daemon threads)
+is the subject. Logs ``--events`` events in a tight loop, prints its result
+with ``last_call_at`` (``time.monotonic()``, which the parent shares) and
+returns from ``main``. The parent (``run.py``) notes when the process ended
+(``exited_at``) and then reads how many events the receiver counted.
+
+With ``--handler null``, the same with a NullHandler: the time an
+interpreter takes to exit after these calls anyway.
+
+    python benchmarks/shutdown.py --handler null|ship|PEER [--url URL] [--spill-dir DIR]
+"""
+
+from __future__ import annotations
+
+import time
+
+from _common import bench_logger, case_parser, emit_result, log_events, make_handler
+
+
+def main() -> None:
+    """Run the case, print its result, and exit."""
+    parser = case_parser(__doc__)
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--spill-dir", help="the ShipHandler's spill folder, a peer's working one")
+    args = parser.parse_args()
+    handler, _close = make_handler(args, args.spill_dir)  # never called: exit does what it does
+    logger = bench_logger(handler)
+    t0 = time.perf_counter()
+    log_events(logger, 0, args.events)
+    last_call_at = time.monotonic()
+    emit_result(
+        {
+            "case": "shutdown",
+            "handler": args.handler,
+            "events": args.events,
+            "loop_s": time.perf_counter() - t0,
+            "last_call_at": last_call_at,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
