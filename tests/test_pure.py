@@ -45,12 +45,12 @@ def test_uuid7_embeds_the_given_millisecond():
 
 def test_uuid7_never_goes_backwards_when_the_clock_does():
     ms = now_ms() + 10
-    first = uuid7.uuid7_int(ms)
-    earlier = uuid7.uuid7_int(ms - 5000)  # a clock step back, or a slower thread
-    same = uuid7.uuid7_int(ms)
+    first, earlier, same = (
+        uuid.UUID(uuid7.uuid7(t)).int for t in (ms, ms - 5000, ms)
+    )  # the middle one: a clock step back, or a slower thread
     assert first < earlier < same
     # The late event takes the last millisecond issued, not its own earlier one.
-    assert embedded_ms(uuid7.format_uuid(earlier)) == embedded_ms(uuid7.format_uuid(first)) >= ms
+    assert earlier >> 80 == first >> 80 >= ms
 
 
 def test_uuid7_strictly_increasing_and_unique_across_four_threads():
@@ -62,7 +62,7 @@ def test_uuid7_strictly_increasing_and_unique_across_four_threads():
         out = results[k]
         start.wait()
         for _ in range(per_thread):
-            out.append(uuid7.uuid7_int(now_ms()))
+            out.append(uuid.UUID(uuid7.uuid7(now_ms())).int)
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
     for t in threads:
@@ -319,3 +319,11 @@ def test_frames_random_garbage_never_raises():
         assert result.corrupt >= 0
         for payload in result.frames:
             assert isinstance(payload, dict)
+
+
+def test_uuid7_many_matches_one_at_a_time_rules():
+    ms = now_ms() + 20
+    batch = uuid7.uuid7_many([ms, ms, ms - 3, ms + 1])
+    assert batch == sorted(batch) and len(set(batch)) == 4
+    assert [embedded_ms(u) for u in batch] == [ms, ms, ms, ms + 1]
+    assert uuid7.uuid7(ms + 1) > batch[-1]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import threading
 
-_VERSION = 0x7 << 76
 _VARIANT = 0b10 << 62
 _RAND_A_MASK = (1 << 12) - 1
 _RAND_B_MASK = (1 << 62) - 1
@@ -31,35 +30,13 @@ def _fresh_counter() -> int:
     return int.from_bytes(os.urandom(10), "big") >> (80 - _COUNTER_BITS + 1)
 
 
-def uuid7_int(unix_ms: int) -> int:
-    """Return the next UUIDv7 as an int, for an event made at ``unix_ms``.
-
-    The timestamp never goes backwards within a process: an event older than
-    the last one issued (threads race to the ring, clocks step back) takes
-    the last millisecond and the next counter value.
-    """
-    global _last_ms, _counter
-    with _lock:
-        if unix_ms > _last_ms:
-            _last_ms = unix_ms
-            _counter = _fresh_counter()
-        else:
-            _counter += 1
-            if _counter >> _COUNTER_BITS:
-                # 2**73 UUIDs in one millisecond cannot happen; borrow the next one.
-                _last_ms += 1
-                _counter = _fresh_counter()
-        ms, counter = _last_ms, _counter
-    rand_a = (counter >> 62) & _RAND_A_MASK
-    rand_b = counter & _RAND_B_MASK
-    return (ms << 80) | _VERSION | (rand_a << 64) | _VARIANT | rand_b
-
-
 def uuid7_many(unix_ms: list[int]) -> list[str]:
     """UUIDv7 strings for events made at each of ``unix_ms``, under one lock.
 
-    Same rules as :func:`uuid7_int`; the time part of the text is formatted
-    once per millisecond, since a batch's events share a few milliseconds.
+    The timestamp never goes backwards within a process: an event older than
+    the last one issued (threads race to the ring, clocks step back) takes
+    the last millisecond and the next counter value. The time part of the
+    text is formatted once per millisecond, since a batch's events share a few.
     """
     global _last_ms, _counter
     out: list[str] = []
@@ -73,6 +50,7 @@ def uuid7_many(unix_ms: list[int]) -> list[str]:
             else:
                 counter += 1
                 if counter >> _COUNTER_BITS:
+                    # 2**73 UUIDs in one millisecond cannot happen; borrow the next one.
                     last, counter = last + 1, _fresh_counter()
             if last != prefix_ms:
                 h = f"{last:012x}"
@@ -85,15 +63,9 @@ def uuid7_many(unix_ms: list[int]) -> list[str]:
     return out
 
 
-def format_uuid(value: int) -> str:
-    """Format a 128-bit int in the canonical 8-4-4-4-12 form."""
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 def uuid7(unix_ms: int) -> str:
-    """Return the next UUIDv7 string for an event made at ``unix_ms``."""
-    return format_uuid(uuid7_int(unix_ms))
+    """The next UUIDv7 string for an event made at ``unix_ms``."""
+    return uuid7_many([unix_ms])[0]
 
 
 def reset_after_fork() -> None:

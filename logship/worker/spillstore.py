@@ -18,7 +18,7 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +49,7 @@ class _Claim:
     path: str
     id: str
     own: bool  # written by this handler: its batches are still outstanding here
-    frames: Iterator[tuple[int, Any]]
+    frames: deque[tuple[int, Any]]  # the file is read whole when claimed
     acked: set[int]
     in_flight: set[int] = field(default_factory=set)
     exhausted: bool = False
@@ -283,17 +283,22 @@ class SpillStore:
             claim = self._current or self._claim_next()
             if claim is None:
                 return None
-            for offset, payload in claim.frames:
+            batch = None
+            while claim.frames and batch is None:
+                offset, payload = claim.frames.popleft()
                 if payload is None:
                     self.pipeline.count("corrupt")
                     continue
                 batch = self._batch_of(claim, offset, payload)
                 if batch is not None:
                     claim.in_flight.add(offset)
-                    return batch
-            claim.exhausted = True
-            self._current = None
-            self._finish_if_done(claim)
+            if not claim.frames:
+                # Known now, not on the next call: the last ack deletes the file.
+                claim.exhausted = True
+                self._current = None
+                self._finish_if_done(claim)
+            if batch is not None:
+                return batch
 
     def _claim_next(self) -> _Claim | None:
         self._check_vanished()  # our sealed files may be gone before we replay them
@@ -321,7 +326,8 @@ class SpillStore:
             raise
         own = self._own_frames.pop(chosen.id, None) is not None
         acked = sf.read_acks(chosen.ack_path)
-        claim = _Claim(path, chosen.id, own, sf.spill_frames(path, acked, self.sealer), acked)
+        frames = deque(sf.spill_frames(path, acked, self.sealer))
+        claim = _Claim(path, chosen.id, own, frames, acked)
         self._claims[chosen.id] = claim
         self._current = claim
         return claim
