@@ -97,8 +97,9 @@ class ShipHandler(logging.Handler):
         # forked child never inherits a lock some parent thread was holding.
         o = self.options
         self._warner = Warner(interval=max(60.0, o.retry_max_backoff))
-        # Under overload with the spill on, callers yield the GIL to the worker
-        # (see Ring.put): it spills a burst instead of the ring dropping it.
+        # With the spill on, callers yield the GIL to a woken worker now and
+        # then (see Ring.put): it keeps up with a burst, or spills it, instead
+        # of the ring dropping it.
         pace = o.overflow == "spill" and o.spill
         self._ring = Ring(
             o.capacity, o.capacity_bytes, o.overflow, wake_at=o.batch_max_records, pace=pace

@@ -7,11 +7,13 @@ against events emitted, and checks the stats identity where it matters.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import gzip
 import itertools
 import logging
 import os
+import socket
 import time
 from typing import Any
 
@@ -545,6 +547,60 @@ def test_token_wins_over_a_netrc_entry(server, make_handler, tmp_path, monkeypat
     assert h.flush(5)
     reqs = snapshot(server)
     assert reqs and all(header(r, "Authorization") == "Bearer s3cret-token" for r in reqs)
+
+
+def test_a_netrc_login_is_used_without_a_token(server, make_handler, tmp_path, monkeypatch):
+    """As requests does: the environment (here $NETRC) is read once, when the worker starts."""
+    for name in ("LOGSHIP_TOKEN", "LOGSHIP_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    h = make_handler(server.url())
+    log = attach(h)
+    emit(log, 1)
+    assert h.flush(5)
+    expected = "Basic " + base64.b64encode(b"someone:elsewhere").decode()
+    assert all(header(r, "Authorization") == expected for r in snapshot(server))
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def _clear_proxies(monkeypatch):
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_http_proxy_from_the_environment(server, make_handler, monkeypatch):
+    """HTTP_PROXY is honoured: the request goes to the proxy, in absolute form."""
+    _clear_proxies(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", server.url(""))
+    h = make_handler("http://logs.example.invalid/ingest")
+    log = attach(h)
+    emit(log, 3)
+    assert h.flush(5)
+    reqs = snapshot(server)
+    assert reqs and all(r.path == "http://logs.example.invalid/ingest" for r in reqs)
+    assert len(server.uuids()) == 3
+
+
+def test_no_proxy_bypasses_the_proxy(server, make_handler, monkeypatch):
+    _clear_proxies(monkeypatch)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, never listening: a proxy that refuses
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead.getsockname()[1]}")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        h = make_handler(server.url())
+        log = attach(h)
+        emit(log, 2)
+        assert h.flush(5)
+        assert len(server.uuids()) == 2
+    finally:
+        dead.close()
 
 
 # -- keep-alive ----------------------------------------------------------------------

@@ -99,6 +99,20 @@ def test_ring_wakes_the_worker_at_wake_at():
     assert ring.wake.is_set()
 
 
+def test_pacing_asks_for_a_yield_on_one_call_in_32_while_a_batch_waits():
+    ring = Ring(capacity=1000, capacity_bytes=10**6, overflow="spill", wake_at=100, pace=True)
+    asks = [ring.put(record(n), "e", None, None, 1) for n in range(400)]
+    # Below a batch's worth nothing; from then on every 32nd call (by sequence number).
+    assert [n for n, ask in enumerate(asks) if ask] == [n for n in range(99, 400) if n % 32 == 0]
+    ring.take(1000)
+    assert not ring.put(record(400), "e", None, None, 1)  # the worker took the batch
+
+
+def test_without_pacing_put_never_asks_for_a_yield():
+    ring = Ring(capacity=100, capacity_bytes=10**6, overflow="drop_oldest", wake_at=10)
+    assert not any(ring.put(record(n), "e", None, None, 1) for n in range(300))
+
+
 def blocked_putter(ring: Ring, count: int) -> tuple[threading.Thread, list[int]]:
     done: list[int] = []
 

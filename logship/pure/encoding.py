@@ -1,9 +1,10 @@
 """Wire encodings and compression: events in, request bodies out.
 
-A whole batch is encoded in one call to the C encoder (the fast path). Only
+Each event is encoded in one call to the C encoder (the fast path). Only
 when that call fails, because some value cannot be carried (NaN, a cycle, a
-key that is not a string, an integer msgpack cannot hold), is each event
-passed through :func:`~logship.pure.event.jsonable` and encoded again.
+key that is not a string, an integer msgpack cannot hold), is the event
+passed through :func:`~logship.pure.event.jsonable` and encoded again. The
+common JSON event does not even get here: see :mod:`logship.pure.eventjson`.
 """
 
 from __future__ import annotations
@@ -37,12 +38,22 @@ _json_encode = json.JSONEncoder(
 ).encode
 
 
-def _json_body(events: Sequence[Event]) -> bytes:
-    return _json_encode(events).encode("utf-8")
+def _json_event(event: Event) -> bytes:
+    return _json_encode(event).encode("ascii")  # ensure_ascii: always ASCII
 
 
-def _ndjson_body(events: Sequence[Event]) -> bytes:
-    return ("\n".join(map(_json_encode, events)) + "\n").encode("utf-8")
+def _json_join(units: Sequence[bytes]) -> bytes:
+    return b"[" + b",".join(units) + b"]"
+
+
+def _ndjson_join(units: Sequence[bytes]) -> bytes:
+    return b"\n".join(units) + b"\n"
+
+
+def _msgpack_join(units: Sequence[bytes]) -> bytes:
+    # An array header, then the events as packed: the same bytes as packing the list.
+    header: bytes = _array_header(len(units))
+    return header + b"".join(units)
 
 
 def has_nonstring_keys(value: Any, depth: int = 0) -> bool:
@@ -62,42 +73,53 @@ def has_nonstring_keys(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def _msgpack_body(events: Sequence[Event]) -> bytes:
-    for event in events:
-        for value in event.values():
-            # Core fields are scalars; only extra= and fields= values can nest.
-            if isinstance(value, (dict, list, tuple)) and has_nonstring_keys(value):
-                raise TypeError("a mapping key is not a string")
-    body: bytes = msgpack.packb(events, default=safe_repr, use_bin_type=True, datetime=False)
+_array_header = msgpack.Packer().pack_array_header
+
+
+def _msgpack_event(event: Event) -> bytes:
+    for value in event.values():
+        # Core fields are scalars; only extra= and fields= values can nest.
+        if isinstance(value, (dict, list, tuple)) and has_nonstring_keys(value):
+            raise TypeError("a mapping key is not a string")
+    body: bytes = msgpack.packb(event, default=safe_repr, use_bin_type=True, datetime=False)
     return body
 
 
 class Encoding:
-    """One of ``json``, ``ndjson`` or ``msgpack``: its content type and encoder."""
+    """One of ``json``, ``ndjson`` or ``msgpack``: its content type and encoder.
+
+    A body is built from events encoded one at a time (:meth:`encode_event`)
+    and then joined (:meth:`join`): the pump knows each event's exact size
+    before it seals a batch, and can cut batches at ``batch_max_bytes``
+    without encoding anything twice.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.content_type = CONTENT_TYPES[name]
-        self._encode: Callable[[Sequence[Event]], bytes] = {
-            "json": _json_body,
-            "ndjson": _ndjson_body,
-            "msgpack": _msgpack_body,
+        self._encode_event: Callable[[Event], bytes] = (
+            _msgpack_event if name == "msgpack" else _json_event
+        )
+        self.join: Callable[[Sequence[bytes]], bytes] = {
+            "json": _json_join,
+            "ndjson": _ndjson_join,
+            "msgpack": _msgpack_join,
         }[name]
+        #: What joining adds to a body, per event and once.
+        self.per_event_overhead = 0 if name == "msgpack" else 1
+        self.body_overhead = 5 if name == "msgpack" else 2
         self._strict = name == "msgpack"
 
-    def encode(self, events: list[Event]) -> bytes:
-        """Encode a batch; values that cannot be carried are replaced, never raised.
-
-        On the slow path the events are replaced in place by their cleaned
-        copies, so a later split or replay does not pay for it again.
-        """
+    def encode_event(self, event: Event) -> bytes:
+        """One event's bytes; values that cannot be carried are replaced, never raised."""
         try:
-            return self._encode(events)
+            return self._encode_event(event)
         except _ENCODE_ERRORS:
-            pass
-        for i, event in enumerate(events):
-            events[i] = jsonable(event, self._strict)
-        return self._encode(events)
+            return self._encode_event(jsonable(event, self._strict))
+
+    def encode(self, events: Sequence[Event]) -> bytes:
+        """A whole body for ``events``."""
+        return self.join([self.encode_event(e) for e in events])
 
     def decode(self, body: bytes) -> list[Event]:
         """Decode a body of this encoding (uncompressed) back into events."""

@@ -17,7 +17,6 @@ import os
 import threading
 
 _VARIANT = 0b10 << 62
-_RAND_A_MASK = (1 << 12) - 1
 _RAND_B_MASK = (1 << 62) - 1
 _COUNTER_BITS = 74
 
@@ -41,7 +40,7 @@ def uuid7_many(unix_ms: list[int]) -> list[str]:
     global _last_ms, _counter
     out: list[str] = []
     append = out.append
-    prefix_ms, prefix = -1, ""
+    head_key, head = (-1, -1), ""
     with _lock:
         last, counter = _last_ms, _counter
         for ms in unix_ms:
@@ -52,13 +51,14 @@ def uuid7_many(unix_ms: list[int]) -> list[str]:
                 if counter >> _COUNTER_BITS:
                     # 2**73 UUIDs in one millisecond cannot happen; borrow the next one.
                     last, counter = last + 1, _fresh_counter()
-            if last != prefix_ms:
-                h = f"{last:012x}"
-                prefix_ms, prefix = last, f"{h[:8]}-{h[8:]}-7"
-            # rand_a, variant and rand_b as 20 hex digits; bytes.hex is the fastest formatter.
-            low = (((counter >> 62) & _RAND_A_MASK) << 64) | _VARIANT | (counter & _RAND_B_MASK)
-            h = low.to_bytes(10, "big").hex()[1:]  # 76 bits: drop the leading zero digit
-            append(f"{prefix}{h[:3]}-{h[3:7]}-{h[7:]}")
+            rand_a = counter >> 62
+            if (last, rand_a) != head_key:
+                # The time and rand_a change rarely within a batch: format them once.
+                t = f"{last:012x}"
+                head_key, head = (last, rand_a), f"{t[:8]}-{t[8:]}-7{rand_a:03x}-"
+            # The variant and rand_b: 16 hex digits, in groups of 4 and 12.
+            low = f"{_VARIANT | (counter & _RAND_B_MASK):016x}"
+            append(f"{head}{low[:4]}-{low[4:]}")
         _last_ms, _counter = last, counter
     return out
 

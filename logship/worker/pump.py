@@ -1,6 +1,6 @@
 """The pump thread: ring items in; sealed batches out, to the sender or the spill.
 
-It builds each event (schema, uuid, timestamp) as it takes items from the
+It encodes each event (schema, uuid, timestamp) as it takes items from the
 ring, and seals the open batch when ``batch_max_records`` or
 ``batch_max_bytes`` is reached, when ``flush_interval`` has passed since its
 first event, or at once while a flush or close waits on it. It never touches
@@ -17,37 +17,45 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from logship.pure.encoding import Encoding, gzip_compress, gzip_decompress
 from logship.pure.event import EventBuilder
+from logship.pure.eventjson import JsonEventWriter
 from logship.pure.options import Options
 from logship.worker.diagnostics import Warner
 from logship.worker.pipeline import Batch, Pipeline
 from logship.worker.spillstore import SpillStore
 
-# A rough per-event overhead of the encoded core fields, used to seal a batch
-# before encoding it; the exact size is checked after encoding.
-_EVENT_OVERHEAD = 320
-
 _open_ids = itertools.count(-1, -1)  # negative: never equal to a sealed batch's id
 
 
 def make_batches(
-    events: list[dict[str, Any]], encoding: Encoding, compress: bool, max_bytes: int
+    units: list[bytes], encoding: Encoding, compress: bool, max_bytes: int
 ) -> list[Batch]:
-    """Encode ``events`` into one batch, or halves of it until each fits ``max_bytes``.
+    """Join encoded events into batches whose bodies stay within ``max_bytes``, in order.
 
     An event that alone exceeds ``max_bytes`` is sent alone.
     """
-    raw = encoding.encode(events)
-    if len(raw) > max_bytes and len(events) > 1:
-        mid = len(events) // 2
-        return make_batches(events[:mid], encoding, compress, max_bytes) + make_batches(
-            events[mid:], encoding, compress, max_bytes
-        )
+    per_event, overhead = encoding.per_event_overhead, encoding.body_overhead
+    out: list[Batch] = []
+    start, size = 0, overhead
+    for i, unit in enumerate(units):
+        n = len(unit) + per_event
+        if i > start and size + n > max_bytes:
+            out.append(_batch(units[start:i], encoding, compress))
+            start, size = i, overhead
+        size += n
+    if start < len(units):
+        out.append(_batch(units[start:], encoding, compress))
+    return out
+
+
+def _batch(units: list[bytes], encoding: Encoding, compress: bool) -> Batch:
+    raw = encoding.join(units)
     body = gzip_compress(raw) if compress else raw
-    return [Batch(body, len(events), encoding.name, compress, raw_size=len(raw))]
+    return Batch(body, len(units), encoding.name, compress, raw_size=len(raw))
 
 
 def decode_batch(batch: Batch) -> list[dict[str, Any]]:
@@ -73,11 +81,16 @@ class Pump:
         self.encoding = encoding
         self.warner = warner
         self.store = store
-        self.builder = EventBuilder(opts.fields)
+        builder = EventBuilder(opts.fields)
+        self.encode_items: Callable[[list[Any]], list[bytes]] = (
+            JsonEventWriter(builder, encoding.encode_event).encode_many
+            if encoding.name in ("json", "ndjson")
+            else lambda items: list(map(encoding.encode_event, builder.build_many(items)))
+        )
         self.spill_overflow = store is not None and opts.overflow == "spill"
         self.high_water = max(1, opts.capacity // 2)
-        self._events: list[dict[str, Any]] = []
-        self._estimate = 0
+        self._units: list[bytes] = []  # the open batch, its events encoded
+        self._size = encoding.body_overhead  # its body's size once joined
         self._opened_at = 0.0
         self._open_id = next(_open_ids)
         self._replay_turn = True
@@ -95,7 +108,7 @@ class Pump:
         """Loop until the pipeline stops; never raises."""
         interval = self.opts.flush_interval
         while not self.pipeline.stopping and not self.final_done.is_set():
-            if self._events and not self._sender_full:
+            if self._units and not self._sender_full:
                 timeout = max(0.0, self._opened_at + interval - time.monotonic())
             else:
                 timeout = interval
@@ -116,19 +129,16 @@ class Pump:
         self._warn_overflow()
         self._sender_full = False
         while not pipeline.stopping and not self.final_requested:
-            if len(self._events) < opts.batch_max_records and self._estimate < opts.batch_max_bytes:
-                self._fill(opts.batch_max_records - len(self._events))
-            full = (
-                len(self._events) >= opts.batch_max_records
-                or self._estimate >= opts.batch_max_bytes
-            )
+            if len(self._units) < opts.batch_max_records and self._size < opts.batch_max_bytes:
+                self._fill(opts.batch_max_records - len(self._units))
+            full = len(self._units) >= opts.batch_max_records or self._size >= opts.batch_max_bytes
             with pipeline.lock:
                 # A waiting flush or close wants the open batch as soon as the
                 # ring is drained into it, not after flush_interval.
                 wanted = pipeline.flush_wanted()
                 room = pipeline.has_room()
             aged = time.monotonic() - self._opened_at >= opts.flush_interval
-            due = bool(self._events) and (full or aged or wanted)
+            due = bool(self._units) and (full or aged or wanted)
             if room:
                 if self._replay_turn or not due:
                     self._replay_turn = False
@@ -140,7 +150,7 @@ class Pump:
                         pipeline.enqueue(b)
                     continue
                 return
-            if self.spill_overflow and self._events and len(self.ring.items) >= self.high_water:
+            if self.spill_overflow and self._units and len(self.ring.items) >= self.high_water:
                 self._spill(self._seal())
                 continue
             self._sender_full = due
@@ -161,22 +171,23 @@ class Pump:
         items = self.pipeline.take(limit, self._open_id)
         if not items:
             return
-        if not self._events:
+        if not self._units:
             self._opened_at = time.monotonic()
-        self._events += self.builder.build_many(items)
-        self._estimate += sum(item[1] for item in items) + _EVENT_OVERHEAD * len(items)
+        units = self.encode_items(items)
+        self._units += units
+        self._size += sum(map(len, units)) + self.encoding.per_event_overhead * len(units)
 
     def _seal(self) -> list[Batch]:
-        events, self._events, self._estimate = self._events, [], 0
+        units, self._units, self._size = self._units, [], self.encoding.body_overhead
         open_id, self._open_id = self._open_id, next(_open_ids)
-        if not events:
+        if not units:
             return []
         try:
             batches = make_batches(
-                events, self.encoding, self.opts.compress, self.opts.batch_max_bytes
+                units, self.encoding, self.opts.compress, self.opts.batch_max_bytes
             )
         except Exception as e:  # encoding cleans values first; this is a bug, not data
-            self._drop(open_id, len(events), e)
+            self._drop(open_id, len(units), e)
             return []
         self.pipeline.register(batches, open_id)
         return batches
@@ -282,7 +293,7 @@ class Pump:
                 self._spill([b for b in leftovers if b.origin is None and not b.on_disk])
                 while True:
                     self._fill(self.opts.batch_max_records)
-                    if not self._events:
+                    if not self._units:
                         break
                     self._spill(self._seal())
                 self.store.release()
@@ -291,9 +302,9 @@ class Pump:
             self.final_done.set()
 
     def _lose_open_batch(self, error: Exception) -> None:
-        events, self._events, self._estimate = self._events, [], 0
+        units, self._units, self._size = self._units, [], self.encoding.body_overhead
         open_id, self._open_id = self._open_id, next(_open_ids)
-        self._drop(open_id, len(events), error)
+        self._drop(open_id, len(units), error)
 
     def _drop(self, open_id: int, n: int, error: Exception) -> None:
         """Count the ``n`` events of open batch ``open_id`` as dropped, and say why."""

@@ -132,10 +132,10 @@ class Sender:
                 attempt += 1
 
     def _split(self, batch: Batch) -> list[Batch]:
-        events = decode_batch(batch)
-        mid = len(events) // 2
+        units = [self.encoding.encode_event(e) for e in decode_batch(batch)]
+        mid = len(units) // 2
         halves: list[Batch] = []
-        for part in (events[:mid], events[mid:]):
+        for part in (units[:mid], units[mid:]):
             halves += make_batches(
                 part, self.encoding, self.opts.compress, self.opts.batch_max_bytes
             )

@@ -1,0 +1,167 @@
+"""Ring items straight to JSON text, one event at a time, without the dict in between.
+
+:class:`~logship.pure.event.EventBuilder` makes each event a dict and the
+encoder then walks that dict again. For the common record (a plain ``msg``,
+``extra=`` values that are strings and numbers) both passes are needless:
+the worker shares the GIL with the application, and building plus encoding
+was the largest part of its CPU per event. :class:`JsonEventWriter` writes
+the same JSON text directly: the per-process facts and field names are
+escaped once, the few strings that repeat (level, logger, thread, module,
+function) are escaped once each, and only the message and the ``extra=``
+values are escaped per event.
+
+Any record outside that common case (a dict ``msg``, a key ``extra=`` shares
+with a core field, a value that is not a plain scalar, an attribute that is
+not what logging puts there) goes through the builder and the general
+encoder instead, so both paths give the same event; ``tests/test_eventjson.py``
+holds them to it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from json.encoder import encode_basestring_ascii as _quote
+from typing import Any
+
+from logship.pure.event import STANDARD_RECORD_ATTRS, EventBuilder
+from logship.pure.options import CORE_FIELDS
+from logship.pure.uuid7 import uuid7_many
+
+# The caches are cleared when they grow this large.
+_CACHE_MAX = 4096
+
+_SCALARS = {
+    str: _quote,
+    int: int.__repr__,
+    bool: lambda v: "true" if v else "false",
+    type(None): lambda v: "null",
+}
+
+
+class JsonEventWriter:
+    """Encodes ring items as JSON events (ASCII, compact), one ``bytes`` per event."""
+
+    def __init__(self, builder: EventBuilder, encode_event: Callable[[dict[str, Any]], bytes]):
+        self.builder = builder
+        #: The general path: a built event dict to its bytes (never raises).
+        self.encode_event = encode_event
+        #: JSON fragments for the few combinations of level and logger, and of
+        #: pid, thread, module and function, that a process logs from.
+        self._fragments: dict[tuple[Any, ...], str] = {}
+        #: For each layout of a record's attributes (its keys in order), the
+        #: ``extra=`` keys with their quoted ``,"key":`` prefix; None when one
+        #: collides with a core field or a ``fields=`` key (the builder's rules).
+        self._layouts: dict[tuple[Any, ...], tuple[tuple[str, str], ...] | None] = {}
+        self._hostname = f',"hostname":{_quote(builder.hostname)},"uuid":"'
+        self._kernel = f'","kernel_version":{_quote(builder.kernel_version)},"pid":'
+        # fields= values are constant: encoded once, by the general path.
+        fields = encode_event(dict(builder.fields)).decode("ascii")[1:-1]
+        self._fields_text = f",{fields}" if fields else ""
+
+    def encode_many(self, items: Sequence[tuple[Any, ...]]) -> list[bytes]:
+        """The events of ring items ``(seq, size, record, message, exception, stack, context)``.
+
+        Every item yields one event: a record the fast path does not take, or
+        that fails in it, is built and encoded by the general path.
+        """
+        builder = self.builder
+        stamps = [builder.timestamp(item[2].created) for item in items]
+        uuids = uuid7_many([ms for _stamp, ms in stamps])
+        fragments, layouts = self._fragments, self._layouts
+        if len(fragments) >= _CACHE_MAX or len(layouts) >= _CACHE_MAX:
+            fragments.clear()  # loggers or threads made per request: stay bounded
+            layouts.clear()
+        hostname, kernel, fields = self._hostname, self._kernel, self._fields_text
+        out: list[bytes] = []
+        append = out.append
+        for item, (stamp, _ms), uid in zip(items, stamps, uuids, strict=True):
+            record = item[2]
+            try:
+                pid, line, attrs = record.process, record.lineno, record.__dict__
+                layout = layouts.get(key := tuple(attrs), _UNSEEN)
+                if layout is _UNSEEN:
+                    layout = layouts[key] = self._layout(key)
+                # dict messages and bound context have keys to merge: the builder's job
+                if (
+                    layout is not None
+                    and (len(item) < 7 or not item[6])
+                    and (type(record.msg) is not dict or record.args)
+                    # (True == 1: a bool must not find an int's cached text)
+                    and type(pid) is int
+                    and type(line) is int
+                ):
+                    who = (record.levelname, record.name)
+                    where = (pid, record.threadName, record.module, record.funcName)
+                    parts = [
+                        f'{{"timestamp":"{stamp}",{fragments.get(who) or self._who(who)}'
+                        f"{_quote(item[3])}{hostname}{uid}{kernel}"
+                        f"{fragments.get(where) or self._where(where)}{line}"
+                    ]
+                    if item[4] is not None:
+                        parts.append(f',"exception":{_quote(item[4])}')
+                    if item[5] is not None:
+                        parts.append(f',"stack":{_quote(item[5])}')
+                    parts.append(fields)
+                    for prefix, name in layout:
+                        value = attrs[name]
+                        scalar = _SCALARS.get(type(value))
+                        if scalar is None:
+                            scalar = _finite_float  # or a ValueError: the general path
+                        parts.append(prefix + scalar(value))
+                    parts.append("}")
+                    append("".join(parts).encode("ascii"))
+                    continue
+            except Exception:  # anything unusual: let the builder decide
+                pass
+            try:
+                context = item[6] if len(item) > 6 else None
+                event = builder.build(record, item[3], item[4], item[5], stamp, uid, context)
+            except Exception as e:  # a hostile record attribute must not lose the event
+                event = builder.fallback(item[3], e)
+            append(self.encode_event(event))
+        return out
+
+    def _layout(self, keys: tuple[Any, ...]) -> tuple[tuple[str, str], ...] | None:
+        extras = []
+        for name in keys:
+            if name in STANDARD_RECORD_ATTRS:
+                continue
+            if type(name) is not str or name in CORE_FIELDS or name in self.builder.fields:
+                return None  # renamed or overriding: the builder's rules
+            extras.append((f",{_quote(name)}:", name))
+        return tuple(extras)
+
+    def _who(self, key: tuple[Any, ...]) -> str:
+        """``"level":…,"logger":…,"message":`` for ``(levelname, name)``."""
+        level, name = key
+        text = self._fragments[key] = (
+            f'"level":{_string(level)},"logger":{_string(name)},"message":'
+        )
+        return text
+
+    def _where(self, key: tuple[Any, ...]) -> str:
+        """``pid`` to ``"line":`` for ``(process, threadName, module, funcName)``."""
+        pid, thread, module, func = key
+        text = self._fragments[key] = (
+            f'{pid},"thread":{"null" if thread is None else _string(thread)},'
+            f'"module":{_string(module)},"func":{_string(func)},"line":'
+        )
+        return text
+
+
+_UNSEEN: Any = object()
+
+
+def _finite_float(value: Any) -> str:
+    """A float as JSON writes it; ValueError for NaN, infinities and anything else."""
+    if type(value) is not float or value != value or value in (math.inf, -math.inf):
+        raise ValueError(value)
+    return float.__repr__(value)
+
+
+def _string(text: Any) -> str:
+    """``text`` as a JSON string; TypeError for anything but a ``str``."""
+    if type(text) is not str:
+        raise TypeError(text)
+    return _quote(text)

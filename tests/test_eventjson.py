@@ -1,0 +1,243 @@
+"""The JSON fast path writes exactly the event the builder and the general encoder make.
+
+Each record below goes through :class:`JsonEventWriter` and through
+``EventBuilder.build`` plus ``Encoding.encode_event``; the two texts must
+decode to the same event, key order included (only the uuid differs, as each
+path makes its own). Records the fast path is meant to take are checked to
+have taken it, so that a change which quietly sends everything down the
+slow path shows up here rather than only in the benchmarks.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import uuid
+from types import MappingProxyType
+from typing import Any
+
+import msgpack
+import pytest
+
+from logship.pure.encoding import Encoding
+from logship.pure.event import EventBuilder
+from logship.pure.eventjson import JsonEventWriter
+from logship.worker.pump import make_batches
+
+LOGGER = logging.getLogger("bench.eventjson")
+
+
+class Unrepresentable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class EarlyAttrRecord(logging.LogRecord):
+    """A record class that sets an attribute of its own before logging's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.tenant = "acme"
+        super().__init__(*args, **kwargs)
+
+
+class Spy:
+    """Encoding.encode_event, counting the events that took the general path."""
+
+    def __init__(self, encoding: Encoding) -> None:
+        self.encoding = encoding
+        self.calls = 0
+
+    def __call__(self, event: dict[str, Any]) -> bytes:
+        self.calls += 1
+        return self.encoding.encode_event(event)
+
+
+def record(
+    msg: Any = "user %s did %s", args: Any = (7, "thing"), **extra: Any
+) -> logging.LogRecord:
+    return LOGGER.makeRecord(LOGGER.name, logging.INFO, __file__, 42, msg, args, None, "fn", extra)
+
+
+def item(
+    rec: logging.LogRecord, exception: str | None = None, stack: str | None = None, context=None
+):
+    message = rec.getMessage() if not isinstance(rec.msg, dict) else ""
+    return (0, len(message), rec, message, exception, stack, context)
+
+
+def both(items: list[tuple[Any, ...]], fields: dict[str, Any] | None = None, name: str = "json"):
+    """Each item's event by the fast writer and by the general path, decoded; and the spy."""
+    encoding = Encoding(name)
+    builder = EventBuilder(fields or {})
+    spy = Spy(encoding)
+    writer = JsonEventWriter(builder, spy)
+    spy.calls = 0  # the constructor encodes fields= once
+    fast = [json.loads(b) for b in writer.encode_many(items)]
+    general = []
+    for (_seq, _size, rec, message, exception, stack, context), event in zip(
+        items, fast, strict=True
+    ):
+        built = builder.build(
+            rec, message, exception, stack, event["timestamp"], event["uuid"], context
+        )
+        general.append(json.loads(encoding.encode_event(built)))
+    return fast, general, spy
+
+
+def assert_same(fast: list[dict[str, Any]], general: list[dict[str, Any]]) -> None:
+    for f, g in zip(fast, general, strict=True):
+        assert list(f.items()) == list(g.items())
+        assert uuid.UUID(f["uuid"]).version == 7
+
+
+FAST_CASES = {
+    "plain": lambda: item(record()),
+    "no args": lambda: item(record("static text", ())),
+    "quotes and control characters": lambda: item(record('say "hi"\\ \n\t\x00 %s', ("x",))),
+    "non-ASCII": lambda: item(record("café ☕ %s", ("日本",))),
+    "a lone surrogate": lambda: item(record("bad \ud800 text", ())),
+    "scalar extras": lambda: item(
+        record(request_id=12, user="ann", ok=True, nothing=None, ratio=0.25, big=2**80)
+    ),
+    "exception and stack": lambda: item(
+        record(), exception='Traceback:\n  File "x"\nValueError: boom', stack="Stack:\n  here"
+    ),
+    "a non-ASCII extra key": lambda: item(record(clé="valeur")),
+}
+
+SLOW_CASES = {
+    "nested extras": lambda: item(record(payload={"a": [1, 2, {"b": None}]}, tags=("x", "y"))),
+    "a set and a datetime": lambda: item(
+        record(tags={"only"}, when=datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc))
+    ),
+    "NaN and infinities": lambda: item(record(nan=math.nan, inf=math.inf, ninf=-math.inf)),
+    "an object with a failing repr": lambda: item(record(thing=Unrepresentable())),
+    "a str subclass": lambda: item(record(level_name=type("S", (str,), {})("sub"))),
+    "a non-string extra key": lambda: item(_with_key(record(), 1, "one")),
+    "a core-field extra": lambda: item(record(level="mine")),
+    "a core-field extra and its prefixed name": lambda: item(
+        record(**{"line": 1, "extra_line": 2})
+    ),
+    "bound context": lambda: item(record(), context=MappingProxyType({"trace": "t1"})),
+    "a dict message": lambda: item(
+        record({"event": "did %s", "positional_args": ("x",), "k": 1}, ())
+    ),
+    "an attribute set before logging's": lambda: item(
+        EarlyAttrRecord("n", logging.INFO, __file__, 1, "early", (), None)
+    ),
+    "no thread name and no pid": lambda: item(_set(record(), threadName=None, process=None)),
+    "a bool pid": lambda: item(_set(record(), process=True)),
+    "a level name that is not a string": lambda: item(_set(record(), levelname=25)),
+}
+
+
+def _set(rec: logging.LogRecord, **attrs: Any) -> logging.LogRecord:
+    for k, v in attrs.items():
+        setattr(rec, k, v)
+    return rec
+
+
+def _with_key(rec: logging.LogRecord, key: Any, value: Any) -> logging.LogRecord:
+    rec.__dict__[key] = value
+    return rec
+
+
+@pytest.mark.parametrize("case", FAST_CASES)
+def test_fast_path_matches_the_builder(case):
+    fast, general, spy = both([FAST_CASES[case]()])
+    assert_same(fast, general)
+    assert spy.calls == 0, "the fast path should have taken this record"
+
+
+@pytest.mark.parametrize("case", SLOW_CASES)
+def test_unusual_records_match_the_builder(case):
+    fast, general, spy = both([SLOW_CASES[case]()])
+    assert_same(fast, general)
+    assert spy.calls == 1, "this record should have taken the general path"
+
+
+def test_a_mixed_batch_keeps_its_order():
+    cases = [*FAST_CASES.values(), *SLOW_CASES.values()] * 3
+    items = [make() for make in cases]
+    fast, general, _spy = both(items)
+    assert_same(fast, general)
+    uuids = [e["uuid"] for e in fast]
+    assert uuids == sorted(uuids) and len(set(uuids)) == len(uuids)
+
+
+@pytest.mark.parametrize(
+    "fields", [{"service": "billing"}, {"service": "billing", "shard": 3, "tags": ["a", "b"]}]
+)
+def test_fields_match_the_builder(fields):
+    fast, general, spy = both(
+        [item(record(request_id=1)), item(record(service="override"))], fields
+    )
+    assert_same(fast, general)
+    assert spy.calls == 1  # only the record whose extra= overrides a field
+    assert fast[1]["service"] == "override"
+
+
+def test_ndjson_uses_the_same_writer():
+    fast, general, spy = both([item(record(request_id=5))], name="ndjson")
+    assert_same(fast, general)
+    assert spy.calls == 0
+
+
+def test_many_logger_and_thread_names_stay_correct_past_the_cache_bound():
+    items = []
+    for i in range(5000):
+        rec = record(request_id=i)
+        rec.name, rec.threadName = f"svc.{i}", f"worker-{i}"
+        items.append(item(rec))
+    fast, general, spy = both(items)
+    assert_same(fast, general)
+    assert spy.calls == 0
+
+
+def test_a_record_that_cannot_be_read_still_yields_an_event():
+    class Hostile(logging.LogRecord):
+        @property
+        def levelname(self) -> str:  # type: ignore[override]
+            raise RuntimeError("no level")
+
+        @levelname.setter
+        def levelname(self, value: str) -> None:
+            pass
+
+    rec = Hostile("n", logging.INFO, __file__, 1, "still here", (), None)
+    writer = JsonEventWriter(EventBuilder({}), Encoding("json").encode_event)
+    (event,) = [json.loads(b) for b in writer.encode_many([item(rec)])]
+    assert event["message"] == "still here" and "build_error" in event
+
+
+# -- bodies: events encoded one by one, then joined ------------------------------------
+
+
+@pytest.mark.parametrize("name", ["json", "ndjson", "msgpack"])
+def test_a_joined_body_decodes_to_the_events(name):
+    encoding = Encoding(name)
+    events = [{"message": f"m{i}", "n": i, "nested": {"a": [i]}} for i in range(20)]
+    assert encoding.decode(encoding.encode(events)) == events
+
+
+def test_a_joined_msgpack_body_is_the_packed_list():
+    encoding = Encoding("msgpack")
+    for n in (0, 1, 15, 16, 70_000):
+        events = [{"i": i} for i in range(n)]
+        assert encoding.encode(events) == msgpack.packb(events, use_bin_type=True)
+
+
+@pytest.mark.parametrize("name", ["json", "ndjson", "msgpack"])
+def test_batches_are_cut_at_max_bytes_in_order(name):
+    encoding = Encoding(name)
+    units = [encoding.encode_event({"message": "x" * (i % 50), "i": i}) for i in range(300)]
+    units.insert(100, encoding.encode_event({"message": "y" * 5000, "i": -1}))  # alone too big
+    batches = make_batches(units, encoding, False, 2000)
+    assert sum(b.count for b in batches) == len(units)
+    decoded = [e for b in batches for e in encoding.decode(b.body)]
+    assert decoded == [encoding.decode(encoding.join([u]))[0] for u in units]
+    for b in batches:
+        assert len(b.body) <= 2000 or b.count == 1
+        assert b.raw_size == len(b.body)
