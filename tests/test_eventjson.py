@@ -241,3 +241,31 @@ def test_batches_are_cut_at_max_bytes_in_order(name):
     for b in batches:
         assert len(b.body) <= 2000 or b.count == 1
         assert b.raw_size == len(b.body)
+
+
+@pytest.mark.parametrize("name", ["json", "msgpack"])
+def test_a_record_with_an_unusable_created_time_costs_only_its_own_time(name):
+    class NoTime(logging.LogRecord):
+        @property
+        def created(self) -> float:  # type: ignore[override]
+            raise RuntimeError("no time")
+
+        @created.setter
+        def created(self, value: float) -> None:
+            pass
+
+    unreadable = record("raises", ())
+    unreadable.__class__ = NoTime  # after __init__, which reads created itself
+    odd = [unreadable]
+    for value in ("soon", math.nan, math.inf, 1e300, -5.0):
+        odd.append(_set(record("odd %s", (value,)), created=value))
+    items = [item(record("before", ())), *map(item, odd), item(record("after", ()))]
+    encoding = Encoding(name)
+    builder = EventBuilder({})
+    if name == "json":
+        bodies = JsonEventWriter(builder, encoding.encode_event).encode_many(items)
+    else:
+        bodies = [encoding.encode_event(e) for e in builder.build_many(items)]
+    events = encoding.decode(encoding.join(bodies))
+    assert [e["message"] for e in events] == [i[3] for i in items]
+    assert all(e["timestamp"].startswith("20") for e in events)

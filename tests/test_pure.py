@@ -327,3 +327,20 @@ def test_uuid7_many_matches_one_at_a_time_rules():
     assert batch == sorted(batch) and len(set(batch)) == 4
     assert [embedded_ms(u) for u in batch] == [ms, ms, ms, ms + 1]
     assert uuid7.uuid7(ms + 1) > batch[-1]
+
+
+@pytest.mark.parametrize("low_bits", [48, 62])
+def test_uuid7_text_follows_the_counter_across_a_carry(monkeypatch, low_bits):
+    """The text is formatted in two parts; a carry out of the lower part must show."""
+    ms = now_ms() + 30
+    monkeypatch.setattr(uuid7, "_last_ms", ms)
+    monkeypatch.setattr(uuid7, "_counter", (0x5A5 << 62) | ((1 << low_bits) - 2))
+    batch = uuid7.uuid7_many([ms] * 4)
+    ints = [uuid.UUID(u).int for u in batch]
+    assert ints == sorted(set(ints)) and batch == sorted(batch)
+    if low_bits == 48:  # within rand_b: the UUIDs are consecutive integers
+        assert [i - ints[0] for i in ints] == [0, 1, 2, 3]
+    for u in batch:
+        parsed = uuid.UUID(u)
+        assert str(parsed) == u and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert embedded_ms(u) == ms

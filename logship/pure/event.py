@@ -172,6 +172,35 @@ def dict_message(
     return fields, message, exception, stack
 
 
+def created_times(items: Sequence[tuple[Any, ...]]) -> list[float]:
+    """The ``created`` time of each ring item's record.
+
+    A record whose ``created`` cannot be read, or is not a number, gets the
+    current time rather than costing its batch.
+    """
+    try:
+        times = [item[2].created for item in items]
+        if all(type(t) is float and 0.0 <= t < _LATEST for t in times):
+            return times
+    except Exception:
+        pass
+    return [_created(item[2]) for item in items]
+
+
+# A Unix time beyond which time.gmtime fails on some platforms (year 5138).
+_LATEST = 1e11
+
+
+def _created(record: Any) -> float:
+    try:
+        t = record.created
+        if isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t < _LATEST:
+            return float(t)
+    except Exception:
+        pass
+    return time.time()
+
+
 class EventBuilder:
     """Turns records into events; holds the per-process facts every event carries."""
 
@@ -184,13 +213,22 @@ class EventBuilder:
 
     def timestamp(self, created: float) -> tuple[str, int]:
         """Return the RFC 3339 UTC text with microseconds, and the Unix milliseconds."""
-        micros = int(created * 1_000_000)
-        second, frac = divmod(micros, 1_000_000)
-        if second != self._second:
-            # Events cluster within a second; format the date part once per second.
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._prefix}.{frac:06d}Z", micros // 1000
+        return self.timestamps([created])[0]
+
+    def timestamps(self, created: Sequence[float]) -> list[tuple[str, int]]:
+        """:meth:`timestamp` for each of ``created``, in one call."""
+        out: list[tuple[str, int]] = []
+        append = out.append
+        second, prefix = self._second, self._prefix
+        for t in created:
+            micros = int(t * 1_000_000)
+            s, frac = divmod(micros, 1_000_000)
+            if s != second:
+                # Events cluster within a second; format the date part once per second.
+                second, prefix = s, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
+            append((f"{prefix}.{frac:06d}Z", micros // 1000))
+        self._second, self._prefix = second, prefix
+        return out
 
     def build_many(self, items: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
         """Events for ring items ``(seq, size, record, message, exception, stack, context)``.
@@ -198,7 +236,7 @@ class EventBuilder:
         The uuids of a batch are made under one lock. A record that cannot be
         read still yields an event (:meth:`fallback`), never an exception.
         """
-        stamps = [self.timestamp(item[2].created) for item in items]
+        stamps = self.timestamps(created_times(items))
         uuids = uuid7_many([ms for _stamp, ms in stamps])
         events = []
         for item, (stamp, _ms), uid in zip(items, stamps, uuids, strict=True):

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from logship.pure.event import STANDARD_RECORD_ATTRS, EventBuilder
+from logship.pure.event import STANDARD_RECORD_ATTRS, EventBuilder, created_times
 from logship.pure.options import CORE_FIELDS
 from logship.pure.uuid7 import uuid7_many
 
@@ -66,7 +66,7 @@ class JsonEventWriter:
         that fails in it, is built and encoded by the general path.
         """
         builder = self.builder
-        stamps = [builder.timestamp(item[2].created) for item in items]
+        stamps = builder.timestamps(created_times(items))
         uuids = uuid7_many([ms for _stamp, ms in stamps])
         fragments, layouts = self._fragments, self._layouts
         if len(fragments) >= _CACHE_MAX or len(layouts) >= _CACHE_MAX:

@@ -17,7 +17,7 @@ import os
 import threading
 
 _VARIANT = 0b10 << 62
-_RAND_B_MASK = (1 << 62) - 1
+_LOW_48 = (1 << 48) - 1
 _COUNTER_BITS = 74
 
 _lock = threading.Lock()
@@ -40,7 +40,8 @@ def uuid7_many(unix_ms: list[int]) -> list[str]:
     global _last_ms, _counter
     out: list[str] = []
     append = out.append
-    head_key, head = (-1, -1), ""
+    head_ms = head_bits = -1
+    head = ""
     with _lock:
         last, counter = _last_ms, _counter
         for ms in unix_ms:
@@ -51,14 +52,14 @@ def uuid7_many(unix_ms: list[int]) -> list[str]:
                 if counter >> _COUNTER_BITS:
                     # 2**73 UUIDs in one millisecond cannot happen; borrow the next one.
                     last, counter = last + 1, _fresh_counter()
-            rand_a = counter >> 62
-            if (last, rand_a) != head_key:
-                # The time and rand_a change rarely within a batch: format them once.
+            if counter >> 48 != head_bits or last != head_ms:
+                # All but the last 12 digits change rarely within a batch:
+                # the time, rand_a, the variant and rand_b's top 14 bits.
+                head_ms, head_bits = last, counter >> 48
                 t = f"{last:012x}"
-                head_key, head = (last, rand_a), f"{t[:8]}-{t[8:]}-7{rand_a:03x}-"
-            # The variant and rand_b: 16 hex digits, in groups of 4 and 12.
-            low = f"{_VARIANT | (counter & _RAND_B_MASK):016x}"
-            append(f"{head}{low[:4]}-{low[4:]}")
+                v = f"{_VARIANT >> 48 | (head_bits & 0x3FFF):04x}"
+                head = f"{t[:8]}-{t[8:]}-7{head_bits >> 14:03x}-{v}-"
+            append(f"{head}{counter & _LOW_48:012x}")
         _last_ms, _counter = last, counter
     return out
 

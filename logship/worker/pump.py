@@ -39,6 +39,8 @@ def make_batches(
     An event that alone exceeds ``max_bytes`` is sent alone.
     """
     per_event, overhead = encoding.per_event_overhead, encoding.body_overhead
+    if overhead + sum(map(len, units)) + per_event * len(units) <= max_bytes:
+        return [_batch(units, encoding, compress)] if units else []  # the usual case
     out: list[Batch] = []
     start, size = 0, overhead
     for i, unit in enumerate(units):
