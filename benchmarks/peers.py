@@ -34,6 +34,8 @@ class Peer:
     #: The longest the peer holds an event before sending it, by its defaults: how
     #: long to see nothing arrive before taking what did as all there is.
     holds_s: float
+    #: Its packages in the ``[bench]`` extra (``install.py`` may fail to install one).
+    packages: tuple[str, ...] = ()
 
 
 def _once(close: Closer) -> Closer:
@@ -136,6 +138,7 @@ PEERS = (
         ("logstash_async.handler", "logstash_async.transport"),
         logstash,
         holds_s=10.0,  # QUEUED_EVENTS_FLUSH_INTERVAL
+        packages=("python-logstash-async",),
     ),
     Peer(
         "fluent",
@@ -143,6 +146,7 @@ PEERS = (
         ("fluent.asynchandler", "fluent.handler"),
         fluent,
         holds_s=0.0,
+        packages=("fluent-logger",),
     ),
     Peer(
         "otel",
@@ -154,6 +158,7 @@ PEERS = (
         ),
         otel,
         holds_s=1.0,  # the BatchLogRecordProcessor's schedule delay
+        packages=("opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"),
     ),
     Peer(
         "logzio",
@@ -161,6 +166,7 @@ PEERS = (
         ("logzio.handler",),
         logzio,
         holds_s=3.0,  # logs_drain_timeout
+        packages=("logzio-python-handler",),
     ),
 )
 PEER_KINDS = tuple(p.kind for p in PEERS)

@@ -50,6 +50,7 @@ from _harness import HERE, PEER_RECEIVER, RECEIVER, missing, receiver, run_case
 from _peer_tables import PEER_TABLES
 from _report import Table, median_of
 from _tables import TABLES
+from install import not_installed, read_failures
 from peers import PEERS
 from redact import redact_table
 
@@ -217,9 +218,18 @@ def runs_of(case: Case, repeat: int, peer_repeat: int) -> int:
 
 
 def skipped_peers(cases: list[Case]) -> dict[str, str]:
-    """Each peer that ``cases`` need and that does not import, with the reason."""
+    """Each peer that ``cases`` need and that cannot run, with the reason.
+
+    A package that ``install.py`` could not install is named with pip's
+    reason; otherwise the peer is tried by importing its modules.
+    """
     needed = {c.peer for c in cases if c.peer}
-    reasons = {p.kind: missing(p.modules) for p in PEERS if p.kind in needed}
+    failures = read_failures()
+    reasons = {
+        p.kind: not_installed(p.packages, failures) or missing(p.modules)
+        for p in PEERS
+        if p.kind in needed
+    }
     return {kind: reason for kind, reason in reasons.items() if reason}
 
 
