@@ -50,16 +50,13 @@ def _format_exception(record: logging.LogRecord) -> str | None:
     return "".join(traceback.format_exception(*ei)).rstrip("\n")
 
 
-def _message_of(record: logging.LogRecord) -> str:
+def _unformattable(record: logging.LogRecord, e: Exception) -> str:
+    # The application's format string and arguments disagree. Ship what was
+    # given rather than lose the event or raise into the log call.
     try:
-        return record.getMessage()
-    except Exception as e:
-        # The application's format string and arguments disagree. Ship what
-        # was given rather than lose the event or raise into the log call.
-        try:
-            return f"{record.msg!s} % {record.args!r} (logship: formatting failed: {e!r})"
-        except Exception:
-            return f"<unformattable log message> (logship: formatting failed: {e!r})"
+        return f"{record.msg!s} % {record.args!r} (logship: formatting failed: {e!r})"
+    except Exception:
+        return f"<unformattable log message> (logship: formatting failed: {e!r})"
 
 
 class ShipHandler(logging.Handler):
@@ -137,7 +134,10 @@ class ShipHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Queue ``record``; never blocks (unless ``overflow="block"``) and never raises."""
         try:
-            message = _message_of(record)
+            try:
+                message = record.getMessage()
+            except Exception as e:
+                message = _unformattable(record, e)
             exception = _format_exception(record) if record.exc_info or record.exc_text else None
             stack = record.stack_info
             size = len(message)

@@ -10,6 +10,7 @@ slow path shows up here rather than only in the benchmarks.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import json
 import logging
@@ -124,6 +125,7 @@ SLOW_CASES = {
     "a dict message": lambda: item(
         record({"event": "did %s", "positional_args": ("x",), "k": 1}, ())
     ),
+    "a dict subclass message": lambda: item(record(collections.OrderedDict(event="ordered"), ())),
     "an attribute set before logging's": lambda: item(
         EarlyAttrRecord("n", logging.INFO, __file__, 1, "early", (), None)
     ),

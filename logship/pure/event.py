@@ -213,12 +213,14 @@ class EventBuilder:
 
     def timestamp(self, created: float) -> tuple[str, int]:
         """Return the RFC 3339 UTC text with microseconds, and the Unix milliseconds."""
-        return self.timestamps([created])[0]
+        texts, millis = self.timestamps([created])
+        return texts[0], millis[0]
 
-    def timestamps(self, created: Sequence[float]) -> list[tuple[str, int]]:
-        """:meth:`timestamp` for each of ``created``, in one call."""
-        out: list[tuple[str, int]] = []
-        append = out.append
+    def timestamps(self, created: Sequence[float]) -> tuple[list[str], list[int]]:
+        """:meth:`timestamp` for each of ``created``, in one pass: the texts, the milliseconds."""
+        texts: list[str] = []
+        millis: list[int] = []
+        text, ms = texts.append, millis.append
         second, prefix = self._second, self._prefix
         for t in created:
             micros = int(t * 1_000_000)
@@ -226,9 +228,10 @@ class EventBuilder:
             if s != second:
                 # Events cluster within a second; format the date part once per second.
                 second, prefix = s, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
-            append((f"{prefix}.{frac:06d}Z", micros // 1000))
+            text(f"{prefix}.{frac:06d}Z")
+            ms(micros // 1000)
         self._second, self._prefix = second, prefix
-        return out
+        return texts, millis
 
     def build_many(self, items: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
         """Events for ring items ``(seq, size, record, message, exception, stack, context)``.
@@ -236,10 +239,10 @@ class EventBuilder:
         The uuids of a batch are made under one lock. A record that cannot be
         read still yields an event (:meth:`fallback`), never an exception.
         """
-        stamps = self.timestamps(created_times(items))
-        uuids = uuid7_many([ms for _stamp, ms in stamps])
+        stamps, millis = self.timestamps(created_times(items))
+        uuids = uuid7_many(millis)
         events = []
-        for item, (stamp, _ms), uid in zip(items, stamps, uuids, strict=True):
+        for item, stamp, uid in zip(items, stamps, uuids, strict=True):
             try:
                 context = item[6] if len(item) > 6 else None
                 events.append(self.build(item[2], item[3], item[4], item[5], stamp, uid, context))

@@ -46,9 +46,9 @@ class JsonEventWriter:
         self.builder = builder
         #: The general path: a built event dict to its bytes (never raises).
         self.encode_event = encode_event
-        #: JSON fragments for the few combinations of level and logger, and of
-        #: pid, thread, module and function, that a process logs from.
-        self._fragments: dict[tuple[Any, ...], str] = {}
+        #: JSON fragments for the few combinations of level, logger, pid,
+        #: thread, module and function that a process logs from.
+        self._fragments: dict[tuple[Any, ...], tuple[str, str]] = {}
         #: For each layout of a record's attributes (its keys in order), the
         #: ``extra=`` keys with their quoted ``,"key":`` prefix; None when one
         #: collides with a core field or a ``fields=`` key (the builder's rules).
@@ -66,8 +66,8 @@ class JsonEventWriter:
         that fails in it, is built and encoded by the general path.
         """
         builder = self.builder
-        stamps = builder.timestamps(created_times(items))
-        uuids = uuid7_many([ms for _stamp, ms in stamps])
+        stamps, millis = builder.timestamps(created_times(items))
+        uuids = uuid7_many(millis)
         fragments, layouts = self._fragments, self._layouts
         if len(fragments) >= _CACHE_MAX or len(layouts) >= _CACHE_MAX:
             fragments.clear()  # loggers or threads made per request: stay bounded
@@ -75,7 +75,7 @@ class JsonEventWriter:
         hostname, kernel, fields = self._hostname, self._kernel, self._fields_text
         out: list[bytes] = []
         append = out.append
-        for item, (stamp, _ms), uid in zip(items, stamps, uuids, strict=True):
+        for item, stamp, uid in zip(items, stamps, uuids, strict=True):
             record = item[2]
             try:
                 pid, line, attrs = record.process, record.lineno, record.__dict__
@@ -86,31 +86,36 @@ class JsonEventWriter:
                 if (
                     layout is not None
                     and (len(item) < 7 or not item[6])
-                    and (type(record.msg) is not dict or record.args)
+                    and (not isinstance(record.msg, dict) or record.args)
                     # (True == 1: a bool must not find an int's cached text)
                     and type(pid) is int
                     and type(line) is int
                 ):
-                    who = (record.levelname, record.name)
-                    where = (pid, record.threadName, record.module, record.funcName)
-                    parts = [
-                        f'{{"timestamp":"{stamp}",{fragments.get(who) or self._who(who)}'
-                        f"{_quote(item[3])}{hostname}{uid}{kernel}"
-                        f"{fragments.get(where) or self._where(where)}{line}"
-                    ]
+                    origin = (
+                        record.levelname,
+                        record.name,
+                        pid,
+                        record.threadName,
+                        record.module,
+                        record.funcName,
+                    )
+                    head, tail = fragments.get(origin) or self._origin(origin)
+                    text = (
+                        f'{{"timestamp":"{stamp}",{head}{_quote(item[3])}'
+                        f"{hostname}{uid}{kernel}{tail}{line}"
+                    )
                     if item[4] is not None:
-                        parts.append(f',"exception":{_quote(item[4])}')
+                        text += f',"exception":{_quote(item[4])}'
                     if item[5] is not None:
-                        parts.append(f',"stack":{_quote(item[5])}')
-                    parts.append(fields)
+                        text += f',"stack":{_quote(item[5])}'
+                    text += fields
                     for prefix, name in layout:
                         value = attrs[name]
                         scalar = _SCALARS.get(type(value))
                         if scalar is None:
                             scalar = _finite_float  # or a ValueError: the general path
-                        parts.append(prefix + scalar(value))
-                    parts.append("}")
-                    append("".join(parts).encode("ascii"))
+                        text += prefix + scalar(value)
+                    append(f"{text}}}".encode("ascii"))
                     continue
             except Exception:  # anything unusual: let the builder decide
                 pass
@@ -132,22 +137,19 @@ class JsonEventWriter:
             extras.append((f",{_quote(name)}:", name))
         return tuple(extras)
 
-    def _who(self, key: tuple[Any, ...]) -> str:
-        """``"level":…,"logger":…,"message":`` for ``(levelname, name)``."""
-        level, name = key
-        text = self._fragments[key] = (
-            f'"level":{_string(level)},"logger":{_string(name)},"message":'
-        )
-        return text
+    def _origin(self, key: tuple[Any, ...]) -> tuple[str, str]:
+        """The fragments around the message for ``(levelname, name, pid, thread, module, func)``.
 
-    def _where(self, key: tuple[Any, ...]) -> str:
-        """``pid`` to ``"line":`` for ``(process, threadName, module, funcName)``."""
-        pid, thread, module, func = key
-        text = self._fragments[key] = (
+        ``"level":…,"logger":…,"message":`` before it, and ``pid`` to
+        ``"line":`` after the uuid and kernel version.
+        """
+        level, name, pid, thread, module, func = key
+        texts = self._fragments[key] = (
+            f'"level":{_string(level)},"logger":{_string(name)},"message":',
             f'{pid},"thread":{"null" if thread is None else _string(thread)},'
-            f'"module":{_string(module)},"func":{_string(func)},"line":'
+            f'"module":{_string(module)},"func":{_string(func)},"line":',
         )
-        return text
+        return texts
 
 
 _UNSEEN: Any = object()
