@@ -225,11 +225,11 @@ def skipped_peers(cases: list[Case]) -> dict[str, str]:
     """
     needed = {c.peer for c in cases if c.peer}
     failures = read_failures()
-    reasons = {
-        p.kind: not_installed(p.packages, failures) or missing(p.modules)
-        for p in PEERS
-        if p.kind in needed
-    }
+    reasons = {}
+    for p in PEERS:
+        if p.kind in needed and (reason := missing(p.modules)):
+            # A package installed by hand since install.py ran imports: not skipped.
+            reasons[p.kind] = not_installed(p.packages, failures) or reason
     return {kind: reason for kind, reason in reasons.items() if reason}
 
 

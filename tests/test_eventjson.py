@@ -25,7 +25,7 @@ import pytest
 from logship.pure.encoding import Encoding
 from logship.pure.event import EventBuilder
 from logship.pure.eventjson import JsonEventWriter
-from logship.worker.pump import make_batches
+from logship.worker.pump import Pump, make_batches
 
 LOGGER = logging.getLogger("bench.eventjson")
 
@@ -69,28 +69,33 @@ def item(
 
 
 def both(items: list[tuple[Any, ...]], fields: dict[str, Any] | None = None, name: str = "json"):
-    """Each item's event by the fast writer and by the general path, decoded; and the spy."""
+    """Each item's bytes by the fast writer and by the general path; and the spy.
+
+    The general path is given the fast one's timestamp and uuid, so the two
+    must be the same bytes.
+    """
     encoding = Encoding(name)
     builder = EventBuilder(fields or {})
     spy = Spy(encoding)
     writer = JsonEventWriter(builder, spy)
     spy.calls = 0  # the constructor encodes fields= once
-    fast = [json.loads(b) for b in writer.encode_many(items)]
+    fast = writer.encode_many(items)
     general = []
-    for (_seq, _size, rec, message, exception, stack, context), event in zip(
+    for (_seq, _size, rec, message, exception, stack, context), raw in zip(
         items, fast, strict=True
     ):
+        event = json.loads(raw)
         built = builder.build(
             rec, message, exception, stack, event["timestamp"], event["uuid"], context
         )
-        general.append(json.loads(encoding.encode_event(built)))
+        general.append(encoding.encode_event(built))
     return fast, general, spy
 
 
-def assert_same(fast: list[dict[str, Any]], general: list[dict[str, Any]]) -> None:
-    for f, g in zip(fast, general, strict=True):
-        assert list(f.items()) == list(g.items())
-        assert uuid.UUID(f["uuid"]).version == 7
+def assert_same(fast: list[bytes], general: list[bytes]) -> None:
+    assert fast == general
+    for raw in fast:
+        assert uuid.UUID(json.loads(raw)["uuid"]).version == 7
 
 
 FAST_CASES = {
@@ -102,6 +107,7 @@ FAST_CASES = {
     "scalar extras": lambda: item(
         record(request_id=12, user="ann", ok=True, nothing=None, ratio=0.25, big=2**80)
     ),
+    "ones of every type": lambda: item(record(i=1, b=True, f=1.0, s="1", z=0, n=False)),
     "exception and stack": lambda: item(
         record(), exception='Traceback:\n  File "x"\nValueError: boom', stack="Stack:\n  here"
     ),
@@ -165,7 +171,7 @@ def test_a_mixed_batch_keeps_its_order():
     items = [make() for make in cases]
     fast, general, _spy = both(items)
     assert_same(fast, general)
-    uuids = [e["uuid"] for e in fast]
+    uuids = [json.loads(raw)["uuid"] for raw in fast]
     assert uuids == sorted(uuids) and len(set(uuids)) == len(uuids)
 
 
@@ -178,7 +184,7 @@ def test_fields_match_the_builder(fields):
     )
     assert_same(fast, general)
     assert spy.calls == 1  # only the record whose extra= overrides a field
-    assert fast[1]["service"] == "override"
+    assert json.loads(fast[1])["service"] == "override"
 
 
 def test_ndjson_uses_the_same_writer():
@@ -187,15 +193,38 @@ def test_ndjson_uses_the_same_writer():
     assert spy.calls == 0
 
 
-def test_many_logger_and_thread_names_stay_correct_past_the_cache_bound():
-    items = []
+def test_the_caches_stay_correct_when_cleared_and_refilled():
+    """Past the bound the caches are cleared (at the next batch) and filled again.
+
+    Values that compare equal across types (True and 1, 1.0 and 1, a str
+    subclass and a str) must never find each other's cached text.
+    """
+    encoding = Encoding("json")
+    builder = EventBuilder({})
+    writer = JsonEventWriter(builder, encoding.encode_event)
+    first = []
     for i in range(5000):
         rec = record(request_id=i)
         rec.name, rec.threadName = f"svc.{i}", f"worker-{i}"
-        items.append(item(rec))
-    fast, general, spy = both(items)
-    assert_same(fast, general)
-    assert spy.calls == 0
+        first.append(item(rec))
+    writer.encode_many(first)
+    assert len(writer._fragments) >= 4096
+    tricky = [
+        item(_set(record(), process=1)),
+        item(_set(record(), process=True)),
+        item(_set(record(), process=1.0)),
+        item(_set(record(), lineno=True)),
+        item(_set(record(), name=type("Name", (str,), {})(LOGGER.name))),
+    ]
+    for batch in ([first[0], *tricky], [*tricky, first[1]]):
+        fast = writer.encode_many(batch)
+        assert len(writer._fragments) < 4096  # cleared at the start of the batch
+        for raw, (_s, _z, rec, message, exception, stack, context) in zip(fast, batch, strict=True):
+            event = json.loads(raw)
+            built = builder.build(
+                rec, message, exception, stack, event["timestamp"], event["uuid"], context
+            )
+            assert raw == encoding.encode_event(built)
 
 
 def test_a_record_that_cannot_be_read_still_yields_an_event():
@@ -212,6 +241,18 @@ def test_a_record_that_cannot_be_read_still_yields_an_event():
     writer = JsonEventWriter(EventBuilder({}), Encoding("json").encode_event)
     (event,) = [json.loads(b) for b in writer.encode_many([item(rec)])]
     assert event["message"] == "still here" and "build_error" in event
+
+
+@pytest.mark.parametrize("name", ["json", "msgpack"])
+def test_an_event_that_cannot_be_encoded_at_all_yields_a_fallback_event(name):
+    """An integer too long to write as text (over 4300 digits) fails even the cleaned retry."""
+    items = [item(record("before", ())), item(record("huge", (), big=10**5000, request_id=2))]
+    items.append(item(record("after", ())))
+    encoding = Encoding(name)
+    bodies = Pump.encoder_for(EventBuilder({}), encoding)(items)
+    events = encoding.decode(encoding.join(bodies))
+    assert [e["message"] for e in events] == ["before", "huge", "after"]
+    assert "big" not in events[1] or isinstance(events[1]["big"], str)
 
 
 # -- bodies: events encoded one by one, then joined ------------------------------------
@@ -271,3 +312,14 @@ def test_a_record_with_an_unusable_created_time_costs_only_its_own_time(name):
     events = encoding.decode(encoding.join(bodies))
     assert [e["message"] for e in events] == [i[3] for i in items]
     assert all(e["timestamp"].startswith("20") for e in events)
+
+
+def test_fields_are_taken_once_when_the_worker_starts():
+    tags = ["a"]
+    encoding = Encoding("json")
+    builder = EventBuilder({"tags": tags})
+    tags.append("b")  # later changes by the application are not seen, on either path
+    writer = JsonEventWriter(builder, encoding.encode_event)
+    (fast,) = writer.encode_many([item(record())])
+    built = builder.build(record(), "m", None, None)
+    assert json.loads(fast)["tags"] == built["tags"] == ["a"]

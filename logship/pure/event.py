@@ -13,13 +13,14 @@ other keys become top-level fields (:func:`dict_message`).
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import platform
 import socket
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from logship.pure.options import CORE_FIELDS
@@ -37,6 +38,9 @@ STANDARD_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), N
 COLLISION_PREFIX = "extra_"
 
 _MAX_DEPTH = 32
+
+# Below sys.int_info.default_max_str_digits (4300 digits, about 14,284 bits).
+_MAX_INT_BITS = 14_000
 
 #: Record attributes that structlog's ``ProcessorFormatter.wrap_for_formatter``
 #: adds through ``extra=`` (the stdlib logger and the method name): plumbing,
@@ -76,6 +80,10 @@ def jsonable(value: Any, strict: bool = False, _depth: int = 0) -> Any:
     if isinstance(value, str):
         return _utf8(value) if strict else value
     if isinstance(value, int):
+        if value.bit_length() > _MAX_INT_BITS:
+            # Python refuses to write an int of over 4300 digits as text (and
+            # msgpack cannot hold one): say what it was instead.
+            return f"<int of {value.bit_length()} bits>"
         if strict and not (-(1 << 63) <= value < (1 << 64)):
             return str(value)
         return int(value)
@@ -201,11 +209,30 @@ def _created(record: Any) -> float:
     return time.time()
 
 
+def encode_safely(
+    encode: Callable[[dict[str, Any]], bytes],
+    builder: EventBuilder,
+    event: dict[str, Any],
+    message: str,
+) -> bytes:
+    """``encode(event)``; when even that fails, the builder's fallback event for ``message``."""
+    try:
+        return encode(event)
+    except Exception as e:  # the event is replaced, never lost
+        return encode(builder.fallback(message, e))
+
+
 class EventBuilder:
     """Turns records into events; holds the per-process facts every event carries."""
 
     def __init__(self, fields: Mapping[str, Any]) -> None:
-        self.fields = dict(fields)
+        # Taken once, when the worker starts: later changes to a value the
+        # application still holds are not seen (and the JSON path encodes
+        # the fields once).
+        try:
+            self.fields = copy.deepcopy(dict(fields))
+        except Exception:
+            self.fields = dict(fields)
         self.hostname = socket.gethostname()
         self.kernel_version = platform.release()
         self._second = -1

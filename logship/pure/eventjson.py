@@ -24,7 +24,12 @@ from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from logship.pure.event import STANDARD_RECORD_ATTRS, EventBuilder, created_times
+from logship.pure.event import (
+    STANDARD_RECORD_ATTRS,
+    EventBuilder,
+    created_times,
+    encode_safely,
+)
 from logship.pure.options import CORE_FIELDS
 from logship.pure.uuid7 import uuid7_many
 
@@ -124,7 +129,7 @@ class JsonEventWriter:
                 event = builder.build(record, item[3], item[4], item[5], stamp, uid, context)
             except Exception as e:  # a hostile record attribute must not lose the event
                 event = builder.fallback(item[3], e)
-            append(self.encode_event(event))
+            append(encode_safely(self.encode_event, builder, event, item[3]))
         return out
 
     def _layout(self, keys: tuple[Any, ...]) -> tuple[tuple[str, str], ...] | None:

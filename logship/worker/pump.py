@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from logship.pure.encoding import Encoding, gzip_compress, gzip_decompress
-from logship.pure.event import EventBuilder
+from logship.pure.event import EventBuilder, encode_safely
 from logship.pure.eventjson import JsonEventWriter
 from logship.pure.options import Options
 from logship.worker.diagnostics import Warner
@@ -83,12 +83,7 @@ class Pump:
         self.encoding = encoding
         self.warner = warner
         self.store = store
-        builder = EventBuilder(opts.fields)
-        self.encode_items: Callable[[list[Any]], list[bytes]] = (
-            JsonEventWriter(builder, encoding.encode_event).encode_many
-            if encoding.name in ("json", "ndjson")
-            else lambda items: list(map(encoding.encode_event, builder.build_many(items)))
-        )
+        self.encode_items = self.encoder_for(EventBuilder(opts.fields), encoding)
         self.spill_overflow = store is not None and opts.overflow == "spill"
         self.high_water = max(1, opts.capacity // 2)
         self._units: list[bytes] = []  # the open batch, its events encoded
@@ -105,6 +100,26 @@ class Pump:
         #: Set by close: spill what is left in memory, release the files, and stop.
         self.final_requested = False
         self.final_done = threading.Event()
+
+    @staticmethod
+    def encoder_for(
+        builder: EventBuilder, encoding: Encoding
+    ) -> Callable[[list[Any]], list[bytes]]:
+        """Ring items to encoded events: JSON written directly, msgpack through the dicts.
+
+        Every item yields one event, whatever it holds.
+        """
+        if encoding.name in ("json", "ndjson"):
+            return JsonEventWriter(builder, encoding.encode_event).encode_many
+
+        def packed(items: list[Any]) -> list[bytes]:
+            events = builder.build_many(items)
+            return [
+                encode_safely(encoding.encode_event, builder, event, item[3])
+                for event, item in zip(events, items, strict=True)
+            ]
+
+        return packed
 
     def run(self) -> None:
         """Loop until the pipeline stops; never raises."""
