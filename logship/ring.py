@@ -53,6 +53,8 @@ class Ring:
         "lock",
         "not_full",
         "pace",
+        "pump_busy",
+        "sender_busy",
         "truncated",
         "wake",
         "wake_at",
@@ -77,6 +79,10 @@ class Ring:
         self.half = max(1, capacity // 2)
         #: Ask callers to yield the GIL now and then while a batch waits (see put).
         self.pace = pace
+        #: Set by the worker threads while they have work that needs the GIL
+        #: (not while they wait): only then is yielding to them of any use.
+        self.pump_busy = False
+        self.sender_busy = False
         self.lock = threading.Lock()
         self.not_full = threading.Condition(self.lock)
         #: Set to wake the worker: a batch's worth is waiting, or a caller blocks.
@@ -102,9 +108,12 @@ class Ring:
 
         Returns True when the caller should yield the GIL once: ``pace`` is
         on, the ring holds at least ``wake_at`` events (the worker has been
-        woken for a batch it has not taken), and this is one call in
-        ``_PACE_EVERY``. A thread logging in a tight loop otherwise holds the
-        GIL for whole 5 ms switch intervals while the woken worker waits:
+        woken for a batch it has not taken), this is one call in
+        ``_PACE_EVERY``, and a worker thread is busy or the ring is half full
+        (where the pump starts spilling); while the endpoint is down and the
+        worker waits, yielding would only cost the caller. A thread logging
+        in a tight loop otherwise holds the GIL for whole 5 ms switch
+        intervals while the woken worker waits:
         the ring grows until a burst is spilled or dropped, its records live
         long enough to reach the old garbage-collector generation, and exit
         has more left to drain.
@@ -131,7 +140,12 @@ class Ring:
         n += 1
         if n == self.wake_at or n == self.half:
             self.wake.set()
-        return self.pace and n >= self.wake_at and not seq % _PACE_EVERY
+        return (
+            self.pace
+            and n >= self.wake_at
+            and not seq % _PACE_EVERY
+            and (self.pump_busy or self.sender_busy or n >= self.half)
+        )
 
     def _make_room(self, size: int) -> bool:
         """Called with the lock held and the ring full; True when ``size`` now fits."""

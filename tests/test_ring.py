@@ -99,13 +99,27 @@ def test_ring_wakes_the_worker_at_wake_at():
     assert ring.wake.is_set()
 
 
-def test_pacing_asks_for_a_yield_on_one_call_in_32_while_a_batch_waits():
+def test_pacing_asks_for_a_yield_on_one_call_in_32_while_a_batch_waits_for_a_busy_worker():
     ring = Ring(capacity=1000, capacity_bytes=10**6, overflow="spill", wake_at=100, pace=True)
+    ring.pump_busy = True
     asks = [ring.put(record(n), "e", None, None, 1) for n in range(400)]
     # Below a batch's worth nothing; from then on every 32nd call (by sequence number).
     assert [n for n, ask in enumerate(asks) if ask] == [n for n in range(99, 400) if n % 32 == 0]
     ring.take(1000)
     assert not ring.put(record(400), "e", None, None, 1)  # the worker took the batch
+
+
+def test_pacing_leaves_callers_alone_while_the_worker_waits_until_the_ring_is_half_full():
+    """An outage: the worker waits for the endpoint; yielding to it would only cost the caller."""
+    ring = Ring(capacity=1000, capacity_bytes=10**6, overflow="spill", wake_at=100, pace=True)
+    asks = [ring.put(record(n), "e", None, None, 1) for n in range(700)]
+    assert [n for n, ask in enumerate(asks) if ask] == [n for n in range(499, 700) if n % 32 == 0]
+    ring.take(1000)
+    ring.sender_busy = True  # a request in flight needs the GIL too
+    asks = [ring.put(record(n), "e", None, None, 1) for n in range(700, 900)]
+    assert [700 + n for n, ask in enumerate(asks) if ask] == [
+        n for n in range(799, 900) if n % 32 == 0
+    ]
 
 
 def test_without_pacing_put_never_asks_for_a_yield():

@@ -131,6 +131,7 @@ class Pump:
                 timeout = interval
             self.ring.wake.wait(timeout)
             self.ring.wake.clear()
+            self.ring.pump_busy = True
             try:
                 if self.final_requested:
                     self.final()
@@ -138,6 +139,8 @@ class Pump:
                     self.cycle()
             except Exception as e:  # a bug here must cost a batch, not the worker
                 self._lose_open_batch(e)
+            finally:
+                self.ring.pump_busy = False
 
     def cycle(self) -> None:
         """Take what the ring holds; send, spill or replay every batch that is due."""

@@ -97,7 +97,12 @@ class Sender:
         while todo and not self.stop_event.is_set():
             b = todo[0]
             self.pipeline.in_flight = b
-            answer = self.transport.post(b.body, b.key, b.gzipped)
+            ring = self.pipeline.ring
+            ring.sender_busy = True
+            try:
+                answer = self.transport.post(b.body, b.key, b.gzipped)
+            finally:
+                ring.sender_busy = False
             verdict = Verdict.RETRY if answer.status is None else classify(answer.status)
             if verdict is Verdict.DELIVERED:
                 self.pipeline.resolve(b, "shipped")
