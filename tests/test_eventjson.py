@@ -227,17 +227,19 @@ def test_the_caches_stay_correct_when_cleared_and_refilled():
             assert raw == encoding.encode_event(built)
 
 
+def unreadable(rec: logging.LogRecord, attr: str) -> logging.LogRecord:
+    """``rec``, made (after ``__init__``, which reads some attributes) to raise on ``attr``."""
+
+    def fail(self: Any) -> Any:
+        raise RuntimeError(f"no {attr}")
+
+    prop = property(fail, lambda self, value: None)
+    rec.__class__ = type("Unreadable", (logging.LogRecord,), {attr: prop})
+    return rec
+
+
 def test_a_record_that_cannot_be_read_still_yields_an_event():
-    class Hostile(logging.LogRecord):
-        @property
-        def levelname(self) -> str:  # type: ignore[override]
-            raise RuntimeError("no level")
-
-        @levelname.setter
-        def levelname(self, value: str) -> None:
-            pass
-
-    rec = Hostile("n", logging.INFO, __file__, 1, "still here", (), None)
+    rec = unreadable(record("still here", ()), "levelname")
     writer = JsonEventWriter(EventBuilder({}), Encoding("json").encode_event)
     (event,) = [json.loads(b) for b in writer.encode_many([item(rec)])]
     assert event["message"] == "still here" and "build_error" in event
@@ -288,18 +290,7 @@ def test_batches_are_cut_at_max_bytes_in_order(name):
 
 @pytest.mark.parametrize("name", ["json", "msgpack"])
 def test_a_record_with_an_unusable_created_time_costs_only_its_own_time(name):
-    class NoTime(logging.LogRecord):
-        @property
-        def created(self) -> float:  # type: ignore[override]
-            raise RuntimeError("no time")
-
-        @created.setter
-        def created(self, value: float) -> None:
-            pass
-
-    unreadable = record("raises", ())
-    unreadable.__class__ = NoTime  # after __init__, which reads created itself
-    odd = [unreadable]
+    odd = [unreadable(record("raises", ()), "created")]
     for value in ("soon", math.nan, math.inf, 1e300, -5.0):
         odd.append(_set(record("odd %s", (value,)), created=value))
     items = [item(record("before", ())), *map(item, odd), item(record("after", ()))]
