@@ -254,7 +254,18 @@ def test_an_event_that_cannot_be_encoded_at_all_yields_a_fallback_event(name):
     bodies = Pump.encoder_for(EventBuilder({}), encoding)(items)
     events = encoding.decode(encoding.join(bodies))
     assert [e["message"] for e in events] == ["before", "huge", "after"]
-    assert "big" not in events[1] or isinstance(events[1]["big"], str)
+    assert events[1]["big"] == "<int of 16610 bits>"
+
+
+@pytest.mark.parametrize("name", ["json", "msgpack"])
+def test_an_event_that_even_cleaning_cannot_encode_becomes_the_fallback_event(name):
+    """A mapping key that cannot be made text: the cleaned retry raises too."""
+    items = [item(record("bad key", (), payload={10**5000: 1})), item(record("after", ()))]
+    encoding = Encoding(name)
+    bodies = Pump.encoder_for(EventBuilder({}), encoding)(items)
+    events = encoding.decode(encoding.join(bodies))
+    assert [e["message"] for e in events] == ["bad key", "after"]
+    assert "build_error" in events[0] and "payload" not in events[0]
 
 
 # -- bodies: events encoded one by one, then joined ------------------------------------

@@ -56,7 +56,13 @@ def safe_repr(value: object) -> str:
     try:
         return repr(value)
     except Exception:
+        if isinstance(value, int):  # over 4300 digits: Python will not write it
+            return _long_int(value)
         return f"<unrepresentable {type(value).__name__}>"
+
+
+def _long_int(value: int) -> str:
+    return f"<int of {value.bit_length()} bits>"
 
 
 def _utf8(text: str) -> str:
@@ -83,7 +89,7 @@ def jsonable(value: Any, strict: bool = False, _depth: int = 0) -> Any:
         if value.bit_length() > _MAX_INT_BITS:
             # Python refuses to write an int of over 4300 digits as text (and
             # msgpack cannot hold one): say what it was instead.
-            return f"<int of {value.bit_length()} bits>"
+            return _long_int(value)
         if strict and not (-(1 << 63) <= value < (1 << 64)):
             return str(value)
         return int(value)
