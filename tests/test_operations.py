@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
-from conftest import attach, check_identity
+from conftest import attach, check_identity, require_within
 from faultserver import STALL, FaultServer, status
 
 NAME = "logship-dns.test"
@@ -114,6 +114,7 @@ def test_a_name_that_never_resolved_is_a_dns_failure(server, make_handler, resol
     resolver["up"] = False
     h = make_handler(f"http://{NAME}:{server.port}/app", shutdown_timeout=0.5)
     attach(h).info("lost in DNS")
+    require_within(lambda: h.stats()["last_error_kind"], what="the first attempt to fail")
     assert not h.flush(0.5)
     stats = h.stats()
     assert stats["last_error_kind"] == "dns" and stats["pending"] == 1 and stats["dropped"] == 0
@@ -169,6 +170,7 @@ def test_a_certificate_for_another_host_is_refused_and_named(clean_env, ca, ca_f
     try:
         h = make_handler(srv.url(), ca_file=ca_file, shutdown_timeout=0.5)
         attach(h).info("wrong host")
+        require_within(lambda: h.stats()["last_error_kind"], what="the first attempt to fail")
         assert not h.flush(0.5)
         stats = h.stats()
         assert stats["last_error_kind"] == "tls-hostname", stats["last_error"]
@@ -183,6 +185,7 @@ def test_an_expired_certificate_is_named(clean_env, ca, ca_file, make_handler, w
     try:
         h = make_handler(srv.url(), ca_file=ca_file, shutdown_timeout=0.5)
         attach(h).info("expired")
+        require_within(lambda: h.stats()["last_error_kind"], what="the first attempt to fail")
         assert not h.flush(0.5)
         assert h.stats()["last_error_kind"] == "tls-expired", h.stats()["last_error"]
         assert warnings_.about("has expired")
