@@ -6,8 +6,10 @@ The spill folders are made by real handlers (an endpoint that is down, then
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -144,6 +146,70 @@ def test_status_reports_damage_dead_letters_and_live_writers(server, make_handle
     assert "corrupt       1 damaged regions" in r.stdout
     assert "dead letters  1 events in 1 rejected batches" in r.stdout
     assert f"by live process(es) {os.getpid()}" in r.stdout
+
+
+def test_dead_letters_are_readable_with_status(server, make_handler, tmp_path):
+    folder = str(tmp_path / "spill")
+    reject_one(server, make_handler, folder)
+
+    r = cli("status", "--dir", folder)
+    assert r.returncode == 0, r.stderr
+    # The summary names the latest rejections: when, the status, how many, why.
+    (line,) = [ln for ln in r.stdout.splitlines() if "no such stream" in ln]
+    assert re.fullmatch(r"    \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  422  1 events  no such stream", line)
+
+    r = cli("status", "--dir", folder, "--dead-letters")
+    assert r.returncode == 0, r.stderr
+    (record,) = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert record["status"] == 422 and record["reason"] == "no such stream"
+    assert record["url"] == server.url() and record["folder"] == folder
+    assert record["event"]["message"] == "rejected 0" and record["event"]["uuid"]
+    # Reading changes nothing.
+    assert sf.read_dead_letters(folder).batches[0].events == [record["event"]]
+
+
+def test_damaged_dead_letters_are_skipped_counted_and_the_rest_printed(tmp_path):
+    folder = str(tmp_path / "spill")
+    for i in range(3):
+        sf.write_dead_letter(folder, "http://127.0.0.1:9/app", f"k{i}", [{"n": i}], 400, "bad")
+    path = os.path.join(folder, sf.DEAD_LETTER_NAME)
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    middle = data.index(b"k1")  # inside the second batch's frame
+    data[middle] ^= 0xFF
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+
+    r = cli("status", "--dir", folder, "--dead-letters")
+    assert r.returncode == 1
+    assert [json.loads(ln)["event"]["n"] for ln in r.stdout.splitlines()] == [0, 2]
+    assert "1 damaged regions skipped" in r.stderr
+    r = cli("status", "--dir", folder)
+    assert "corrupt       1 damaged regions" in r.stdout
+    assert "dead letters  2 events in 2 rejected batches" in r.stdout
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    folder = str(tmp_path / "spill")
+    events = [{"message": "x" * 100, "n": i} for i in range(2000)]  # more than a pipe holds
+    sf.write_dead_letter(folder, "http://127.0.0.1:9/app", "k", events, 400, "bad")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
+    env["PYTHONPATH"] = REPO
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "logship", "spill", "status", "--dir", folder, "--dead-letters"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        os.close(write_end)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
 
 
 def test_replay_delivers_everything_and_exits_0(server, tmp_path):

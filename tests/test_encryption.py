@@ -131,6 +131,14 @@ def test_dead_letters_are_sealed_too(server, make_handler, tmp_path):
         env=env,
     )
     assert "1 events in 1 rejected batches" in out.stdout, out.stdout + out.stderr
+    dump = [sys.executable, "-m", "logship", "spill", "status", "--dir", str(tmp_path)]
+    dump.append("--dead-letters")
+    out = subprocess.run(dump, capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0 and f"{SECRET_TEXT} rejected" in out.stdout, out.stderr
+    without = {k: v for k, v in env.items() if k != "LOGSHIP_SPILL_KEY"}
+    out = subprocess.run(dump, capture_output=True, text=True, timeout=60, env=without)
+    assert out.returncode == 1 and SECRET_TEXT not in out.stdout
+    assert "1 rejected batches are encrypted" in out.stderr and "LOGSHIP_SPILL_KEY" in out.stderr
 
 
 @pytest.mark.parametrize("bad", ["short", "zz" * 32, "00" * 31])

@@ -8,6 +8,7 @@ exit status. A new command is one module and one entry in ``COMMANDS``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import logship
@@ -36,5 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    status: int = args.run(args)
+    try:
+        status: int = args.run(args)
+    except BrokenPipeError:
+        # The reader went away (`logship receive | head`): no traceback, and
+        # stdout pointed at /dev/null so that the interpreter's own final
+        # flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return status

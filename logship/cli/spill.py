@@ -9,6 +9,7 @@ handler replays them itself when its endpoint answers.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -43,6 +44,11 @@ def add_parser(subparsers: Any) -> None:
         a = actions.add_parser(name, help=helptext)
         a.add_argument("--dir", help="a spill folder, or a folder of them (default: the cache)")
         a.set_defaults(run=run)
+    actions.choices["status"].add_argument(
+        "--dead-letters",
+        action="store_true",
+        help="print every rejected event as a JSON line, with the status and reason",
+    )
     replay = actions.choices["replay"]
     replay.add_argument("--url", help="send here instead of the endpoint the files record")
     replay.add_argument(
@@ -60,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     root = args.dir or sf.cache_root()
     folders = sf.find_folders(root)
     if args.action == "status":
+        if args.dead_letters:
+            return dead_letters(folders)
         return status(folders, root)
     if args.action == "replay":
         return replay(folders, root, args.url, args.timeout)
@@ -99,9 +107,67 @@ def status(folders: list[str], root: str) -> int:
         if s.dead_letter_batches:
             print(
                 f"  dead letters  {s.dead_letter_events} events in {s.dead_letter_batches} "
-                f"rejected batches ({sf.DEAD_LETTER_NAME})"
+                f"rejected batches ({sf.DEAD_LETTER_NAME}; --dead-letters prints them)"
             )
+            _latest_rejections(folder, sealer)
     return 0
+
+
+# The summary shows this many of the latest rejections; --dead-letters shows all.
+_LATEST = 3
+_REASON_CHARS = 100
+
+
+def _latest_rejections(folder: str, sealer: Sealer | None) -> None:
+    batches = sf.read_dead_letters(folder, sealer).batches
+    for b in batches[-_LATEST:]:
+        when = _utc(b.time) if b.time is not None else "time unknown"
+        if b.events is None:
+            print(f"    {when}  encrypted under a key not given")
+            continue
+        reason = " ".join(b.reason.split()) or "no reason given"
+        if len(reason) > _REASON_CHARS:
+            reason = reason[: _REASON_CHARS - 1] + "…"
+        print(f"    {when}  {b.status or 'no status'}  {len(b.events)} events  {reason}")
+    if len(batches) > _LATEST:
+        print(f"    … and {len(batches) - _LATEST} earlier")
+
+
+def _utc(unix: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))
+
+
+def dead_letters(folders: list[str]) -> int:
+    """Print every dead-lettered event as a JSON line; 1 if some could not be read.
+
+    Each line holds the event and why its batch was rejected:
+    ``{"rejected_at", "status", "reason", "url", "folder", "event"}``.
+    """
+    sealer = _sealer()
+    unreadable = 0
+    for folder in folders:
+        letters = sf.read_dead_letters(folder, sealer)
+        for b in letters.batches:
+            for event in b.events or ():
+                line = {
+                    "rejected_at": _utc(b.time) if b.time is not None else None,
+                    "status": b.status,
+                    "reason": b.reason,
+                    "url": b.url,
+                    "folder": folder,
+                    "event": event,
+                }
+                print(json.dumps(line, ensure_ascii=False, default=repr))
+        if letters.locked:
+            print(
+                f"{folder}: {letters.locked} rejected batches are encrypted under a key "
+                "not given: set LOGSHIP_SPILL_KEY to read them",
+                file=sys.stderr,
+            )
+        if letters.corrupt:
+            print(f"{folder}: {letters.corrupt} damaged regions skipped", file=sys.stderr)
+        unreadable += letters.locked + letters.corrupt
+    return 1 if unreadable else 0
 
 
 def _replay_folder(folder: str, url: str, timeout: float) -> int:

@@ -349,16 +349,11 @@ def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) 
                 out.corrupt += 1
             else:
                 out.events += int(payload.get("n", 0))
-    dead = _read(os.path.join(folder, DEAD_LETTER_NAME))
-    if dead:
-        frames = read_frames(dead).frames[1:]  # after the header
-        out.dead_letter_batches = len(frames)
-        for p in frames:
-            try:
-                out.dead_letter_events += len(open_payload(p, sealer).get("events") or ())
-            except (WrongKey, ValueError, msgpack.UnpackException):
-                pass  # encrypted under a key we do not have: counted as a batch only
-        out.url = out.url or file_header(os.path.join(folder, DEAD_LETTER_NAME)).get("url")
+    letters = read_dead_letters(folder, sealer)
+    out.dead_letter_batches = len(letters.batches)
+    out.dead_letter_events = sum(len(b.events or ()) for b in letters.batches)
+    out.corrupt += letters.corrupt
+    out.url = out.url or letters.url
     return out
 
 
@@ -427,3 +422,62 @@ def write_dead_letter(
         finally:
             os.close(fd)
     return path
+
+
+@dataclasses.dataclass
+class DeadLetter:
+    """One batch the server rejected for good, as ``write_dead_letter`` recorded it."""
+
+    time: float | None  # Unix time of the rejection
+    url: str | None
+    status: int | None
+    reason: str  # the server's answer body, or the error
+    events: list[dict[str, Any]] | None  # None: encrypted under a key not given
+
+
+@dataclasses.dataclass
+class DeadLetters:
+    """A folder's dead-letter file, read: its batches, oldest first."""
+
+    url: str | None = None
+    batches: list[DeadLetter] = dataclasses.field(default_factory=list)
+    corrupt: int = 0  # damaged regions, skipped
+    locked: int = 0  # batches encrypted under a key not given
+
+
+def read_dead_letters(folder: str, sealer: Sealer | None = None) -> DeadLetters:
+    """Read ``folder``'s dead-letter file; an absent one reads as empty."""
+    out = DeadLetters()
+    data = _read(os.path.join(folder, DEAD_LETTER_NAME))
+    if not data:
+        return out
+    result = read_frames(data)
+    out.corrupt = result.corrupt
+    if not result.frames:
+        return out
+    header, *frames = result.frames
+    url = header.get("url")
+    out.url = url if isinstance(url, str) else None
+    for frame in frames:
+        try:
+            payload: dict[str, Any] | None = open_payload(frame, sealer)
+        except (WrongKey, ValueError, msgpack.UnpackException):
+            payload = None  # counted as a batch, its events unknown
+        out.batches.append(_dead_letter(payload, out.url))
+        out.locked += payload is None
+    return out
+
+
+def _dead_letter(payload: dict[str, Any] | None, url: str | None) -> DeadLetter:
+    """A ``DeadLetter`` from a frame's map (None: sealed), tolerating mistyped fields."""
+    if payload is None:
+        return DeadLetter(time=None, url=url, status=None, reason="", events=None)
+    when, status, reason = payload.get("time"), payload.get("status"), payload.get("reason")
+    events, own_url = payload.get("events"), payload.get("url")
+    return DeadLetter(
+        time=float(when) if isinstance(when, (int, float)) else None,
+        url=own_url if isinstance(own_url, str) else url,
+        status=status if isinstance(status, int) and not isinstance(status, bool) else None,
+        reason=reason if isinstance(reason, str) else "",
+        events=[e for e in events if isinstance(e, dict)] if isinstance(events, list) else [],
+    )
