@@ -24,6 +24,7 @@ import pytest
 import trustme
 from cryptography import x509
 
+import logship
 from logship.cli import main
 from logship.cli.certinfo import CertInfo, host_matches, parse_certificate
 from logship.cli.check import check_tcp
@@ -32,6 +33,7 @@ from logship.cli.checkhttp import MAX_SKEW, check_clock
 from faultserver import CLOSE, FaultServer, status
 
 TOKEN = "tok-3f9a7c51e2d84b06"
+API_KEY = "s3cret"
 STEPS = ["dns", "tcp", "tls", "post", "clock"]
 NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -215,6 +217,198 @@ def test_a_hang_up_without_an_answer_fails_the_post(server, capsys):
     v = verdicts(out)
     assert code == 1 and v["post"] == "FAIL" and v["clock"] == "SKIP"
     assert "hung up" in fix_of(lines(out)["post"])
+
+
+# -- extra headers (--header) -----------------------------------------------------------------
+
+
+class _KeyedHandler(http.server.BaseHTTPRequestHandler):
+    """An aggregator that takes events only with ``X-API-Key: s3cret``, else answers 401."""
+
+    seen: list[dict[str, str]]  # the headers of each request, one list per server
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append(dict(self.headers.items()))
+        self.send_response(201 if self.headers.get("X-API-Key") == API_KEY else 401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def keyed_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A :class:`_KeyedHandler` server: its URL and the headers of each request it got."""
+    seen: list[dict[str, str]] = []
+    with local_server(type("Handler", (_KeyedHandler,), {"seen": seen})) as url:
+        yield url, seen
+
+
+def test_a_header_the_endpoint_requires_fails_without_and_passes_with_it(capsys):
+    with keyed_server() as (url, seen):
+        code, out = check(capsys, url)
+        assert code == 1
+        post = lines(out)["post"]
+        assert "401" in post and "without a token)" in post
+        assert "X-API-Key" not in seen[-1]
+
+        code, out = check(capsys, url, "--header", f"X-API-Key: {API_KEY}")
+        assert code == 0, out
+        assert verdicts(out)["post"] == "PASS"
+        assert seen[-1]["X-API-Key"] == API_KEY
+        assert "without a token, with headers X-API-Key" in lines(out)["post"]
+        assert API_KEY not in out
+
+
+def test_headers_are_sent_as_the_handler_sends_them(server, capsys):
+    code, out = check(
+        capsys,
+        server.url(),
+        "--token",
+        TOKEN,
+        "--header",
+        f"  X-API-Key  :  {API_KEY}  ",  # white space around both is not part of them
+        "--header",
+        "X-Scope-OrgID:tenant-1",
+        "--header",
+        "X-Empty:",
+    )
+    assert code == 0, out
+    (req,) = server.requests
+    assert req.headers["X-API-Key"] == API_KEY
+    assert req.headers["X-Scope-OrgID"] == "tenant-1"
+    assert req.headers["X-Empty"] == ""
+    assert req.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert req.headers["Content-Type"] == "application/json"
+    assert (
+        "with the token from --token, with headers X-API-Key, X-Scope-OrgID, X-Empty"
+        in (lines(out)["post"])
+    )
+
+
+def test_an_authorization_header_without_a_token_is_sent(server, capsys):
+    code, out = check(capsys, server.url(), "--header", "Authorization: Basic dXNlcjpzM2NyZXQ=")
+    assert code == 0, out
+    assert server.requests[0].headers["Authorization"] == "Basic dXNlcjpzM2NyZXQ="
+    assert "dXNlcjpzM2NyZXQ=" not in out and "with headers Authorization" in out
+
+
+@pytest.mark.parametrize("fmt", [[], ["--json"]])
+def test_header_values_are_never_printed_even_when_the_server_echoes_them(server, capsys, fmt):
+    server.default = status(400, f"unknown X-API-Key {API_KEY} for tenant-77".encode())
+    code, out = check(
+        capsys,
+        server.url(),
+        "--header",
+        f"X-API-Key: {API_KEY}",
+        "--header",
+        "X-Scope-OrgID: tenant-77",
+        *fmt,
+    )
+    assert code == 1
+    assert server.requests[0].headers["X-API-Key"] == API_KEY
+    assert API_KEY not in out and "tenant-77" not in out
+    assert "unknown X-API-Key [header X-API-Key] for [header X-Scope-OrgID]" in out
+    if fmt:
+        (post,) = [s for s in json.loads(out)["steps"] if s["name"] == "post"]
+        assert "with headers X-API-Key, X-Scope-OrgID" in post["detail"]
+
+
+@pytest.mark.parametrize("code", [401, 403])
+@pytest.mark.parametrize("token", [[], ["--token", TOKEN]])
+def test_a_refusal_with_headers_says_to_check_them(server, capsys, code, token):
+    server.default = status(code)
+    status_, out = check(capsys, server.url(), "--header", f"X-API-Key: {API_KEY}", *token)
+    assert status_ == 1
+    fix = fix_of(lines(out)["post"])
+    assert "the headers (--header; handler option headers)" in fix
+    assert "token" in fix
+    assert API_KEY not in out
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        (f"X-API-Key {API_KEY}", "'X-API-Key…' has no colon: give it as 'Name: value'"),
+        (f"X-API-Key={API_KEY}", "'X-API-Key…' has no colon"),
+        (f": {API_KEY}", "': …' has no header name before the colon"),
+        (f"   : {API_KEY}", "': …' has no header name before the colon"),
+    ],
+)
+def test_a_malformed_header_is_a_usage_error_naming_it(capsys, header, words):
+    with pytest.raises(SystemExit) as e:
+        main(["check", "http://127.0.0.1:9/x", "--header", header])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: logship check" in err
+    assert f"logship check: error: argument --header: {words}" in err
+    assert "cret" not in err  # the value may be a secret
+
+
+@pytest.mark.parametrize(
+    ("header", "name", "value"),
+    [
+        (f"X API Key: {API_KEY}", "X API Key", API_KEY),
+        (f"X-API-Key(1): {API_KEY}", "X-API-Key(1)", API_KEY),
+        (f"X-API-Key: {API_KEY}\r\nX-Admin: yes", "X-API-Key", f"{API_KEY}\r\nX-Admin: yes"),
+        ("X-API-Key: s3\ncret", "X-API-Key", "s3\ncret"),
+        ("X-API-Key: s3€cret", "X-API-Key", "s3€cret"),
+    ],
+)
+def test_a_header_the_handler_refuses_is_refused_as_the_handler_refuses_it(
+    capsys, header, name, value
+):
+    code, out = check(capsys, "http://127.0.0.1:9/x", "--header", header)
+    assert code == 2
+    assert out == handler_refusal(headers={name: value})
+    assert "cret" not in out  # the value may be a secret
+
+
+def test_a_header_given_twice_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["check", "http://127.0.0.1:9/x", "--header", "X-A: 1", "--header", "x-a: 2"])
+    assert e.value.code == 2
+    assert "argument --header: 'x-a' is given twice" in capsys.readouterr().err
+
+
+def handler_refusal(**options: Any) -> str:
+    """The message a ShipHandler refuses ``options`` with, as ``logship check`` prints it."""
+    with pytest.raises(ValueError) as refused:
+        logship.ShipHandler(url="http://127.0.0.1:9/x", spill=False, **options)
+    return f"logship check: error: {str(refused.value).removeprefix('logship: ')}\n"
+
+
+@pytest.mark.parametrize(
+    "name", ["Content-Type", "content-encoding", "Content-Length", "Idempotency-Key", "Host"]
+)
+def test_a_header_logship_sets_is_refused_as_the_handler_refuses_it(capsys, name):
+    code, out = check(capsys, "http://127.0.0.1:9/x", "--header", f"{name}: {API_KEY}")
+    assert code == 2
+    assert out == handler_refusal(headers={name: API_KEY})
+    assert f"may not set {name!r}; logship sets it" in out
+
+
+def test_an_authorization_header_with_a_token_is_refused_as_the_handler_refuses_it(
+    capsys, monkeypatch
+):
+    expected = handler_refusal(token=TOKEN, headers={"Authorization": "x"})
+    assert "sets Authorization and a token is given" in expected
+    code, out = check(
+        capsys, "http://127.0.0.1:9/x", "--token", TOKEN, "--header", "Authorization: x"
+    )
+    assert code == 2 and out == expected
+    monkeypatch.setenv("LOGSHIP_TOKEN", TOKEN)  # a token from the environment counts too
+    code, out = check(capsys, "http://127.0.0.1:9/x", "--header", "authorization: x")
+    assert code == 2 and out == expected
+
+
+def test_the_help_shows_the_header_option(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["check", "--help"])
+    assert e.value.code == 0
+    assert "--header 'NAME: VALUE'" in capsys.readouterr().out
 
 
 # -- DNS and TCP ----------------------------------------------------------------------------
@@ -481,7 +675,13 @@ class _SkewedHandler(http.server.BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def skewed_server(skew: float) -> Iterator[str]:
-    handler = type("Handler", (_SkewedHandler,), {"skew": skew})
+    with local_server(type("Handler", (_SkewedHandler,), {"skew": skew})) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def local_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1; yield the URL to check."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()

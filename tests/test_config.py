@@ -81,6 +81,31 @@ def test_wrong_type_is_a_type_error_naming_the_option(name, value):
 
 
 @pytest.mark.parametrize(
+    ("headers", "words"),
+    [
+        ({"X API Key": "k3y-value"}, "'X API Key' is not a valid header name"),
+        ({"": "k3y-value"}, "'' is not a valid header name"),
+        ({"X-Key": "k3y-value\r\nX-Admin: yes"}, "the value of 'X-Key' has a line break"),
+        ({"X-Key": "k3y\x00value"}, "the value of 'X-Key' has a line break"),
+        ({"X-Key": " k3y-value"}, "the value of 'X-Key' starts with a space"),
+        ({"X-Key": "k3y-€-value"}, "the value of 'X-Key' has characters an HTTP header cannot"),
+        ({"X-Key": "k3y-value", "x-key": "k3y-value"}, "names 'x-key' twice (names ignore case)"),
+    ],
+)
+def test_a_header_the_http_client_would_refuse_fails_at_construction(headers, words):
+    # Caught later, it would hold back every event, request after request.
+    with pytest.raises(ValueError, match="option 'headers'") as refused:
+        logship.ShipHandler(url=URL, headers=headers)
+    assert words in str(refused.value)
+    assert "k3y" not in str(refused.value)  # a header value may be a secret
+
+
+def test_a_latin_1_header_value_is_taken():
+    h = logship.ShipHandler(url=URL, spill=False, headers={"X-Name": "Zoë"})
+    h.close()
+
+
+@pytest.mark.parametrize(
     "name",
     [
         "capacity",

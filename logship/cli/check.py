@@ -6,21 +6,23 @@ made and sent exactly as a handler would, and the clock skew against the
 server's ``Date`` header (both in :mod:`logship.cli.checkhttp`). A step whose
 prerequisite failed is skipped. Every WARN or FAIL line ends with the fix to
 try. Exit status: 0 when nothing failed, 1 when something did, 2 for a usage
-error. The token is never printed.
+error. The token and the values of ``--header`` are never printed: they may
+be secrets.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import socket
 import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from logship.cli.checkhttp import check_clock, check_post
 from logship.cli.tlsinfo import Finding, check_tls
@@ -49,6 +51,15 @@ def add_parser(subparsers: Any) -> None:
     token = p.add_mutually_exclusive_group()
     token.add_argument("--token", help="bearer token (default: LOGSHIP_TOKEN)")
     token.add_argument("--token-file", help="file holding the token (default: LOGSHIP_TOKEN_FILE)")
+    p.add_argument(
+        "--header",
+        dest="headers",
+        metavar="'NAME: VALUE'",
+        type=parse_header,
+        action=_AddHeader,
+        help="an extra HTTP header, as the handler's headers option sends it (repeatable; "
+        "the value is never printed)",
+    )
     p.add_argument("--ca-file", help="CA certificates to verify the server with (PEM)")
     p.add_argument("--client-cert", help="client certificate for mutual TLS (PEM)")
     p.add_argument("--client-key", help="the client certificate's private key (PEM)")
@@ -66,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 "url": args.url,
                 "token": args.token,
                 "token_file": args.token_file,
+                "headers": args.headers,
                 "ca_file": args.ca_file,
                 "client_cert": args.client_cert,
                 "client_key": args.client_key,
@@ -77,11 +89,7 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as e:
         print(f"logship check: error: {str(e).removeprefix('logship: ')}", file=sys.stderr)
         return 2
-    secret = opts.token or (read_token_file(opts.token_file) if opts.token_file else None)
-
-    def hide(text: str) -> str:
-        return text.replace(secret, "[token]") if secret else text
-
+    hide = hider(opts)
     url = hide(_display_url(opts.url))
     steps: list[Step] = []
     if not args.json:
@@ -113,6 +121,74 @@ def summary(steps: list[Step]) -> str:
     if failed:
         return f"{failed} check(s) failed"
     return "all checks passed" + (f", {warned} warning(s)" if warned else "")
+
+
+# What may start a header name, to show of an argument with no colon.
+_NAME_LIKE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``'Name: value'`` as ``(name, value)``; an ``ArgumentTypeError`` if it has no name.
+
+    The name and the value are then held to the handler's own rules (in
+    ``build_options``). The messages quote the name, never the value, which
+    may be a secret.
+    """
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon:
+        # Without a colon the value cannot be told apart: show only what
+        # looks like a name (up to the first space or '=').
+        shown = _NAME_LIKE.match(name)
+        head = shown.group() if shown else ""
+        cut = "…" if head != name else ""
+        raise argparse.ArgumentTypeError(f"{head + cut!r} has no colon: give it as 'Name: value'")
+    if not name:
+        raise argparse.ArgumentTypeError("': …' has no header name before the colon")
+    return name, value
+
+
+class _AddHeader(argparse.Action):
+    """Collect ``--header`` into a dict, as the handler's ``headers`` option takes them."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        name, value = cast(tuple[str, str], values)  # made by parse_header
+        headers = dict(getattr(namespace, self.dest) or {})
+        # HTTP header names are case-insensitive: a second one would silently
+        # replace the first in the request.
+        if any(name.lower() == known.lower() for known in headers):
+            raise argparse.ArgumentError(self, f"{name!r} is given twice (names ignore case)")
+        headers[name] = value
+        setattr(namespace, self.dest, headers)
+
+
+#: Header values shorter than this are not masked: masking them would mangle the
+#: numbers and addresses of the report, and they are too short to be secrets.
+MIN_HIDDEN = 4
+
+
+def hider(opts: Options) -> Callable[[str], str]:
+    """A function that masks the token and the header values in a text."""
+    token = opts.token or (read_token_file(opts.token_file) if opts.token_file else None)
+    masks = {value: f"[header {name}]" for name, value in opts.headers.items()}
+    masks = {value: mask for value, mask in masks.items() if len(value) >= MIN_HIDDEN}
+    if token:
+        masks[token] = "[token]"
+    # The longest first: a secret that holds another is masked whole.
+    ordered = sorted(masks.items(), key=lambda item: len(item[0]), reverse=True)
+
+    def hide(text: str) -> str:
+        for secret, mask in ordered:
+            text = text.replace(secret, mask)
+        return text
+
+    return hide
 
 
 def token_source(args: argparse.Namespace, opts: Options) -> str | None:

@@ -3,7 +3,8 @@
 The event is made, encoded, compressed and sent by logship's own code
 (:class:`~logship.pure.event.EventBuilder`, :mod:`logship.pure.encoding`,
 :class:`~logship.worker.transport.Transport`), so the answer is the one a
-handler would get. What the answer means follows :mod:`logship.pure.retry`.
+handler would get: the token and any extra ``headers`` are applied by that
+transport too. What the answer means follows :mod:`logship.pure.retry`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import email.utils
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from logship.cli.tlsinfo import Finding, handshake_fix
@@ -69,7 +71,7 @@ def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | No
     finally:
         transport.close()
     midpoint = (sent + seen.get("at", sent)) / 2
-    auth = f"with the token from {token_from}" if token_from else "without a token"
+    auth = credentials(token_from, opts.headers)
     what = f"1 event, {encoding.name}, gzip, {len(body)} bytes, {auth}"
     if answer.status is None and "status" in seen:
         # requests raises TooManyRedirects for a redirect even when told not to
@@ -84,6 +86,36 @@ def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | No
     return finding, seen.get("date"), midpoint
 
 
+def credentials(token_from: str | None, headers: Mapping[str, str]) -> str:
+    """What the POST authenticated with: the token's source and the header names, no values."""
+    said = f"with the token from {token_from}" if token_from else "without a token"
+    if headers:
+        said += f", with headers {', '.join(headers)}"
+    return said
+
+
+_HEADERS_HINT = "the headers (--header; handler option headers)"
+
+
+def refused_fix(code: int, token_from: str | None, headers: bool) -> str:
+    """The fix for a 401 or a 403: check what was sent, or send what is missing."""
+    if code == 403:
+        if headers:
+            return (
+                f"access is forbidden: check the token or {_HEADERS_HINT} and their "
+                "permissions for this endpoint"
+            )
+        return retry.hold_hint(403)
+    token_hint = "the token (--token/--token-file; handler options token, token_file)"
+    if token_from and headers:
+        return f"check {token_hint} or {_HEADERS_HINT}"
+    if token_from:
+        return f"check {token_hint}"
+    if headers:
+        return f"check {_HEADERS_HINT}, or pass --token or --token-file if the endpoint wants one"
+    return "the endpoint wants a token: pass --token or --token-file"
+
+
 def _judge(
     code: int, answer: Answer, status: str, what: str, opts: Options, token: str | None, uid: str
 ) -> Finding:
@@ -93,14 +125,11 @@ def _judge(
     if verdict is retry.Verdict.DELIVERED:
         return Finding("PASS", f"{status}: the test event was taken ({what}; uuid {uid})")
     if code == 401:
-        fix = (
-            "check the token (--token/--token-file; handler options token, token_file)"
-            if token
-            else "the endpoint wants a token: pass --token or --token-file"
-        )
+        fix = refused_fix(code, token, bool(opts.headers))
         return Finding("FAIL", f"{status}: authentication was refused ({what})", fix)
     if code == 403:
-        return Finding("FAIL", f"{status}: access is forbidden ({what})", retry.hold_hint(403))
+        fix = refused_fix(code, token, bool(opts.headers))
+        return Finding("FAIL", f"{status}: access is forbidden ({what})", fix)
     if verdict is retry.Verdict.HOLD:  # 404 and redirects
         return Finding("FAIL", f"{status} ({what})", retry.hold_hint(code, answer.location))
     if code == 413:

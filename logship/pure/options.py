@@ -8,6 +8,7 @@ wrong setting fails loudly in the application's configuration step.
 from __future__ import annotations
 
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -136,6 +137,55 @@ def check_url(url: Any, name: str = "url") -> str:
     return str(url)
 
 
+# RFC 9110 token: the characters a header name may have.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def check_headers(headers: Any, token_given: bool) -> dict[str, str]:
+    """Return ``headers`` as a dict if a handler may send them, else raise naming 'headers'.
+
+    ``token_given`` says whether a token (or token file) is configured too.
+    Everything the HTTP client would refuse on every request is refused here,
+    once, so that a bad header fails at construction instead of holding every
+    event back. Messages name the header, never its value (it may be a
+    secret). ``logship check --header`` goes through the same rules.
+    """
+    headers = headers or {}
+    _check_type("headers", headers, (Mapping,), "a mapping of header names to values")
+    seen: set[str] = set()
+    for k, v in headers.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(
+                f"logship: option 'headers' must map str to str, got {k!r}: a {type(v).__name__}"
+            )
+        if not _HEADER_NAME.fullmatch(k):
+            raise ValueError(
+                f"logship: option 'headers': {k!r} is not a valid header name "
+                "(letters, digits and !#$%&'*+-.^_`|~ only)"
+            )
+        if any(c in v for c in "\r\n\0"):
+            raise ValueError(f"logship: option 'headers': the value of {k!r} has a line break")
+        if v[:1].isspace():
+            raise ValueError(f"logship: option 'headers': the value of {k!r} starts with a space")
+        if not v.isascii():
+            try:
+                v.encode("latin-1")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"logship: option 'headers': the value of {k!r} has characters an HTTP "
+                    "header cannot carry (Latin-1 only)"
+                ) from None
+        if k.lower() in seen:
+            raise ValueError(f"logship: option 'headers' names {k!r} twice (names ignore case)")
+        seen.add(k.lower())
+        if k.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"logship: option 'headers' may not set {k!r}; logship sets it")
+        # The token is sent as Authorization too: one of the two would be lost.
+        if k.lower() == "authorization" and token_given:
+            raise ValueError("logship: option 'headers' sets Authorization and a token is given")
+    return dict(headers)
+
+
 def read_token_file(path: str) -> str:
     """Return the token stored in ``path``, stripped of surrounding white space."""
     with open(path, encoding="utf-8") as f:
@@ -180,16 +230,7 @@ def build_options(kwargs: dict[str, Any], environ: Mapping[str, str] | None = No
             raise ValueError(f"logship: option 'token_file' names an empty file: {token_file!r}")
     o["token"], o["token_file"] = token, token_file
 
-    headers = kwargs.pop("headers", None) or {}
-    _check_type("headers", headers, (Mapping,), "a mapping of header names to values")
-    for k, v in headers.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise TypeError(f"logship: option 'headers' must map str to str, got {k!r}: {v!r}")
-        if k.lower() in _RESERVED_HEADERS:
-            raise ValueError(f"logship: option 'headers' may not set {k!r}; logship sets it")
-        if k.lower() == "authorization" and (token or token_file):
-            raise ValueError("logship: option 'headers' sets Authorization and a token is given")
-    o["headers"] = dict(headers)
+    o["headers"] = check_headers(kwargs.pop("headers", None), bool(token or token_file))
 
     fields_ = kwargs.pop("fields", None) or {}
     _check_type("fields", fields_, (Mapping,), "a mapping of field names to values")
