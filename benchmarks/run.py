@@ -88,23 +88,32 @@ def comparison_cases() -> list[Case]:
     Each has a NullHandler floor (no receiver), a ShipHandler and every peer,
     all against ``peer_receivers.py``.
     """
-    scenarios = (
-        # (key prefix, script, timeout, runs, folder)
-        ("outage", "outage.py", 75.0, "peers", False),
-        ("exit", "shutdown.py", 30.0, "peers", True),
-        ("sustained", "sustained.py", 60.0, "once", False),
+    scenarios: tuple[tuple[str, str, str, tuple[str, ...], float, str, bool], ...] = (
+        # (key prefix, key suffix, script, more arguments, timeout, runs, folder)
+        ("outage", "", "outage.py", (), 75.0, "peers", False),
+        ("exit", "", "shutdown.py", (), 30.0, "peers", True),
+        # The same exit with nothing logged: what the interpreter takes to
+        # exit with the handler's modules loaded and nothing to deliver.
+        ("exit", "+idle", "shutdown.py", ("--events", "0"), 30.0, "peers", True),
+        ("sustained", "", "sustained.py", (), 60.0, "once", False),
     )
     cases = []
-    for prefix, script, timeout, runs, folder in scenarios:
+    for prefix, suffix, script, more, timeout, runs, folder in scenarios:
         cases.append(
-            Case(f"{prefix}/null", script, ("--handler", "null"), timeout=timeout, runs=runs)
+            Case(
+                f"{prefix}/null{suffix}",
+                script,
+                ("--handler", "null", *more),
+                timeout=timeout,
+                runs=runs,
+            )
         )
         for kind in ("ship", *(p.kind for p in PEERS)):
             cases.append(
                 Case(
-                    f"{prefix}/{kind}",
+                    f"{prefix}/{kind}{suffix}",
                     script,
-                    ("--handler", kind),
+                    ("--handler", kind, *more),
                     live=True,
                     timeout=timeout,
                     receiver=PEER_RECEIVER,
