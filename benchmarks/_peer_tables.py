@@ -285,7 +285,11 @@ def exit_table(results: dict[str, Any]) -> Table:
             continue
         m = medians[kind] = median_of(figures)
         killed = sum(f["killed"] for f in figures)
-        idle = [f for f in map(_exit_figures, _runs(results, f"exit/{kind}+idle")) if f]
+        idle = [
+            f
+            for f in map(_exit_figures, _runs(results, f"exit/{kind}+idle"))
+            if f and not f["killed"]  # a killed run's time is the case's timeout
+        ]
         idle_ms = median_of(idle)["exit_ms"] if idle else None
         t.add(
             label,

@@ -316,15 +316,37 @@ def test_header_values_are_never_printed_even_when_the_server_echoes_them(server
         assert "with headers X-API-Key, X-Scope-OrgID" in post["detail"]
 
 
-@pytest.mark.parametrize("code", [401, 403])
-@pytest.mark.parametrize("token", [[], ["--token", TOKEN]])
-def test_a_refusal_with_headers_says_to_check_them(server, capsys, code, token):
+HEADERS_HINT = "the headers (--header; handler option headers)"
+TOKEN_HINT = "the token (--token/--token-file; handler options token, token_file)"
+
+
+@pytest.mark.parametrize(
+    ("code", "token", "expected"),
+    [
+        (
+            401,
+            [],
+            f"check {HEADERS_HINT}, or pass --token or --token-file if the endpoint wants one",
+        ),
+        (401, ["--token", TOKEN], f"check {TOKEN_HINT} or {HEADERS_HINT}"),
+        (
+            403,
+            [],
+            f"access is forbidden: check {HEADERS_HINT} and their permissions for this endpoint",
+        ),
+        (
+            403,
+            ["--token", TOKEN],
+            f"access is forbidden: check the token or {HEADERS_HINT} and their permissions "
+            "for this endpoint",
+        ),
+    ],
+)
+def test_a_refusal_with_headers_says_to_check_them(server, capsys, code, token, expected):
     server.default = status(code)
     status_, out = check(capsys, server.url(), "--header", f"X-API-Key: {API_KEY}", *token)
     assert status_ == 1
-    fix = fix_of(lines(out)["post"])
-    assert "the headers (--header; handler option headers)" in fix
-    assert "token" in fix
+    assert fix_of(lines(out)["post"]) == expected
     assert API_KEY not in out
 
 

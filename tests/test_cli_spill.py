@@ -185,31 +185,79 @@ def test_damaged_dead_letters_are_skipped_counted_and_the_rest_printed(tmp_path)
     assert [json.loads(ln)["event"]["n"] for ln in r.stdout.splitlines()] == [0, 2]
     assert "1 damaged regions skipped" in r.stderr
     r = cli("status", "--dir", folder)
-    assert "corrupt       1 damaged regions" in r.stdout
-    assert "dead letters  2 events in 2 rejected batches" in r.stdout
+    assert "corrupt" not in r.stdout  # dead letters are never replayed
+    assert "dead letters  2 events in 2 rejected batches, 1 damaged regions" in r.stdout
 
 
-def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+def test_a_damaged_dead_letter_header_loses_no_batch(tmp_path):
     folder = str(tmp_path / "spill")
-    events = [{"message": "x" * 100, "n": i} for i in range(2000)]  # more than a pipe holds
-    sf.write_dead_letter(folder, "http://127.0.0.1:9/app", "k", events, 400, "bad")
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # the reader is gone before the first line is written
+    for i in range(2):
+        sf.write_dead_letter(folder, "http://127.0.0.1:9/app", f"k{i}", [{"n": i}], 400, "bad")
+    path = os.path.join(folder, sf.DEAD_LETTER_NAME)
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    data[data.index(b"dead-letter")] ^= 0xFF  # inside the file's header frame
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+
+    letters = sf.read_dead_letters(folder)
+    assert [b.events for b in letters.batches] == [[{"n": 0}], [{"n": 1}]]
+    assert letters.corrupt == 1
+
+
+def test_a_reason_cannot_drive_the_terminal(tmp_path):
+    folder = str(tmp_path / "spill")
+    reason = "bad\x1b[2J\x1b]0;owned\x07 field\r\nnext"
+    sf.write_dead_letter(folder, "http://127.0.0.1:9/app", "k", [{"n": 1}], 400, reason)
+    r = cli("status", "--dir", folder)
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+    assert "400  1 events  bad [2J ]0;owned field next" in r.stdout
+    r = cli("status", "--dir", folder, "--dead-letters")
+    assert "\x1b" not in r.stdout  # JSON escapes it
+    assert json.loads(r.stdout)["reason"] == reason
+
+
+def dead_letters_to(folder: str, stdout: Any) -> Any:
+    """``logship spill status --dead-letters`` writing to ``stdout``; the process, started."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
     env["PYTHONPATH"] = REPO
+    return subprocess.Popen(
+        [sys.executable, "-m", "logship", "spill", "status", "--dir", folder, "--dead-letters"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("events", [3, 3000])  # a few lines; far beyond a pipe's 64 KiB
+def test_a_reader_gone_before_the_first_line_ends_the_command_quietly(tmp_path, events):
+    folder = str(tmp_path / "spill")
+    batch = [{"message": "x" * 100, "n": i} for i in range(events)]
+    sf.write_dead_letter(folder, "http://127.0.0.1:9/app", "k", batch, 400, "bad")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
     try:
-        r = subprocess.run(
-            [sys.executable, "-m", "logship", "spill", "status", "--dir", folder, "--dead-letters"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=30,
-        )
+        p = dead_letters_to(folder, write_end)
     finally:
         os.close(write_end)
-    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 1 and "Traceback" not in err and "Exception" not in err, err
+
+
+def test_a_reader_gone_partway_ends_the_command_quietly(tmp_path):
+    folder = str(tmp_path / "spill")
+    batch = [{"message": "x" * 100, "n": i} for i in range(3000)]  # far beyond a pipe's 64 KiB
+    sf.write_dead_letter(folder, "http://127.0.0.1:9/app", "k", batch, 400, "bad")
+    p = dead_letters_to(folder, subprocess.PIPE)
+    assert p.stdout is not None
+    assert p.stdout.readline().startswith("{")  # it is writing...
+    p.stdout.close()  # ...and the reader goes away, the pipe full
+    assert p.stderr is not None
+    err = p.stderr.read()
+    p.stderr.close()
+    assert p.wait(timeout=30) == 1 and "Traceback" not in err and "Exception" not in err, err
 
 
 def test_replay_delivers_everything_and_exits_0(server, tmp_path):

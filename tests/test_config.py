@@ -12,7 +12,7 @@ import pytest
 
 import logship
 
-from conftest import FAST, check_identity
+from conftest import FAST, attach, check_identity
 
 URL = "http://127.0.0.1:9/app"  # never contacted by these tests unless a server is used
 
@@ -83,11 +83,12 @@ def test_wrong_type_is_a_type_error_naming_the_option(name, value):
 @pytest.mark.parametrize(
     ("headers", "words"),
     [
-        ({"X API Key": "k3y-value"}, "'X API Key' is not a valid header name"),
+        ({"X API Key": "k3y-value"}, "'X…' is not a valid header name (an RFC 9110 token"),
+        ({"X-Key=k3y": "x"}, "'X-Key…' is not a valid header name"),  # a value in the name
         ({"": "k3y-value"}, "'' is not a valid header name"),
-        ({"X-Key": "k3y-value\r\nX-Admin: yes"}, "the value of 'X-Key' has a line break"),
-        ({"X-Key": "k3y\x00value"}, "the value of 'X-Key' has a line break"),
-        ({"X-Key": " k3y-value"}, "the value of 'X-Key' starts with a space"),
+        ({"X-Key": "k3y-value\r\nX-Admin: yes"}, "the value of 'X-Key' has a control character"),
+        ({"X-Key": "k3y\x00value"}, "the value of 'X-Key' has a control character"),
+        ({"X-Key": " k3y-value"}, "the value of 'X-Key' starts with white space"),
         ({"X-Key": "k3y-€-value"}, "the value of 'X-Key' has characters an HTTP header cannot"),
         ({"X-Key": "k3y-value", "x-key": "k3y-value"}, "names 'x-key' twice (names ignore case)"),
     ],
@@ -98,6 +99,29 @@ def test_a_header_the_http_client_would_refuse_fails_at_construction(headers, wo
         logship.ShipHandler(url=URL, headers=headers)
     assert words in str(refused.value)
     assert "k3y" not in str(refused.value)  # a header value may be a secret
+
+
+@pytest.mark.parametrize(
+    ("token", "words"),
+    [
+        ("k3y\nX-Admin: yes", "option 'token' has a control character"),
+        ("k3y-€", "option 'token' has characters an HTTP header cannot carry"),
+        ("  \n", "option 'token' is only white space"),
+    ],
+)
+def test_a_token_no_http_client_would_send_fails_at_construction(token, words):
+    with pytest.raises(ValueError, match=words) as refused:
+        logship.ShipHandler(url=URL, token=token)
+    assert "k3y" not in str(refused.value)
+
+
+def test_a_token_from_the_environment_is_stripped_like_a_token_file(server, monkeypatch):
+    monkeypatch.setenv("LOGSHIP_TOKEN", "env-token\n")  # as a mounted secret often ends
+    h = logship.ShipHandler(url=server.url(), spill=False)
+    attach(h).info("with a token")
+    assert h.flush(5)
+    h.close()
+    assert [r.headers.get("Authorization") for r in server.requests] == ["Bearer env-token"]
 
 
 def test_a_latin_1_header_value_is_taken():

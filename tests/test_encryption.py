@@ -138,7 +138,14 @@ def test_dead_letters_are_sealed_too(server, make_handler, tmp_path):
     without = {k: v for k, v in env.items() if k != "LOGSHIP_SPILL_KEY"}
     out = subprocess.run(dump, capture_output=True, text=True, timeout=60, env=without)
     assert out.returncode == 1 and SECRET_TEXT not in out.stdout
-    assert "1 rejected batches are encrypted" in out.stderr and "LOGSHIP_SPILL_KEY" in out.stderr
+    assert "1 rejected batches cannot be read: it is encrypted" in out.stderr
+    assert "LOGSHIP_SPILL_KEY" in out.stderr
+    other = {**env, "LOGSHIP_SPILL_KEY": OTHER}
+    out = subprocess.run(dump, capture_output=True, text=True, timeout=60, env=other)
+    assert out.returncode == 1 and SECRET_TEXT not in out.stdout
+    assert "1 rejected batches cannot be read: it was encrypted with another spill_key" in (
+        out.stderr
+    )
 
 
 @pytest.mark.parametrize("bad", ["short", "zz" * 32, "00" * 31])

@@ -272,6 +272,27 @@ def test_a_rotated_token_file_is_read_again(server, make_handler, tmp_path):
     assert seen == ["Bearer first-token", "Bearer second-token"]
 
 
+def test_a_rotated_token_no_client_can_send_keeps_the_previous_one(
+    server, make_handler, tmp_path, warnings_
+):
+    path = tmp_path / "token"
+    path.write_text("first-token\n")
+    path.chmod(0o600)
+    h = make_handler(server.url(), token_file=str(path))
+    log = attach(h)
+    log.info("one")
+    assert h.flush(5)
+    path.write_text("second\nX-Admin: yes\n")  # a line break inside: not a header value
+    os.utime(path, (1, 1))
+    log.info("two")
+    assert h.flush(5)
+    seen = [r.headers["Authorization"] for r in server.requests]
+    assert seen == ["Bearer first-token", "Bearer first-token"]
+    (said,) = warnings_.about("keeping the previous token")
+    assert str(path) in said and "control character" in said and "second" not in said
+    assert "second" not in str(h.stats())
+
+
 @pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o600, False)])
 def test_a_world_readable_token_file_draws_a_warning(
     server, make_handler, tmp_path, warnings_, mode, warned

@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         status: int = args.run(args)
+        # Inside the try: what is still buffered is written here, not at exit.
+        sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (`logship receive | head`): no traceback, and
         # stdout pointed at /dev/null so that the interpreter's own final

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import socket
 import sys
 import threading
@@ -26,7 +25,13 @@ from typing import Any, cast
 
 from logship.cli.checkhttp import check_clock, check_post
 from logship.cli.tlsinfo import Finding, check_tls
-from logship.pure.options import ENCODINGS, Options, build_options, read_token_file
+from logship.pure.options import (
+    ENCODINGS,
+    Options,
+    build_options,
+    read_token_file,
+    shown_name,
+)
 
 
 @dataclass
@@ -123,10 +128,6 @@ def summary(steps: list[Step]) -> str:
     return "all checks passed" + (f", {warned} warning(s)" if warned else "")
 
 
-# What may start a header name, to show of an argument with no colon.
-_NAME_LIKE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
 def parse_header(text: str) -> tuple[str, str]:
     """``'Name: value'`` as ``(name, value)``; an ``ArgumentTypeError`` if it has no name.
 
@@ -139,10 +140,9 @@ def parse_header(text: str) -> tuple[str, str]:
     if not colon:
         # Without a colon the value cannot be told apart: show only what
         # looks like a name (up to the first space or '=').
-        shown = _NAME_LIKE.match(name)
-        head = shown.group() if shown else ""
-        cut = "…" if head != name else ""
-        raise argparse.ArgumentTypeError(f"{head + cut!r} has no colon: give it as 'Name: value'")
+        raise argparse.ArgumentTypeError(
+            f"{shown_name(name)} has no colon: give it as 'Name: value'"
+        )
     if not name:
         raise argparse.ArgumentTypeError("': …' has no header name before the colon")
     return name, value

@@ -101,10 +101,8 @@ def refused_fix(code: int, token_from: str | None, headers: bool) -> str:
     """The fix for a 401 or a 403: check what was sent, or send what is missing."""
     if code == 403:
         if headers:
-            return (
-                f"access is forbidden: check the token or {_HEADERS_HINT} and their "
-                "permissions for this endpoint"
-            )
+            sent = f"the token or {_HEADERS_HINT}" if token_from else _HEADERS_HINT
+            return f"access is forbidden: check {sent} and their permissions for this endpoint"
         return retry.hold_hint(403)
     token_hint = "the token (--token/--token-file; handler options token, token_file)"
     if token_from and headers:

@@ -104,12 +104,14 @@ def status(folders: list[str], root: str) -> int:
             )
         if s.corrupt:
             print(f"  corrupt       {s.corrupt} damaged regions (skipped on replay)")
-        if s.dead_letter_batches:
+        letters = s.dead_letters
+        if letters and (letters.batches or letters.corrupt):
+            damaged = f", {letters.corrupt} damaged regions" if letters.corrupt else ""
             print(
-                f"  dead letters  {s.dead_letter_events} events in {s.dead_letter_batches} "
-                f"rejected batches ({sf.DEAD_LETTER_NAME}; --dead-letters prints them)"
+                f"  dead letters  {letters.events} events in {len(letters.batches)} "
+                f"rejected batches{damaged} ({sf.DEAD_LETTER_NAME}; --dead-letters prints them)"
             )
-            _latest_rejections(folder, sealer)
+            _latest_rejections(letters)
     return 0
 
 
@@ -118,19 +120,24 @@ _LATEST = 3
 _REASON_CHARS = 100
 
 
-def _latest_rejections(folder: str, sealer: Sealer | None) -> None:
-    batches = sf.read_dead_letters(folder, sealer).batches
+def _latest_rejections(letters: sf.DeadLetters) -> None:
+    batches = letters.batches
     for b in batches[-_LATEST:]:
-        when = _utc(b.time) if b.time is not None else "time unknown"
         if b.events is None:
-            print(f"    {when}  encrypted under a key not given")
+            print(f"    a rejected batch that cannot be read: {letters.locked_why}")
             continue
-        reason = " ".join(b.reason.split()) or "no reason given"
-        if len(reason) > _REASON_CHARS:
-            reason = reason[: _REASON_CHARS - 1] + "…"
-        print(f"    {when}  {b.status or 'no status'}  {len(b.events)} events  {reason}")
+        when = _utc(b.time) if b.time is not None else "time unknown"
+        status = b.status or "no status"
+        print(f"    {when}  {status}  {len(b.events)} events  {_one_line(b.reason)}")
     if len(batches) > _LATEST:
         print(f"    … and {len(batches) - _LATEST} earlier")
+
+
+def _one_line(reason: str) -> str:
+    """The server's reason on one short line, with nothing a terminal would act on."""
+    printable = "".join(c if c.isprintable() else " " for c in reason)
+    text = " ".join(printable.split()) or "no reason given"
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
 
 
 def _utc(unix: float) -> str:
@@ -157,11 +164,11 @@ def dead_letters(folders: list[str]) -> int:
                     "folder": folder,
                     "event": event,
                 }
-                print(json.dumps(line, ensure_ascii=False, default=repr))
+                # ASCII: the line survives any terminal or pipe encoding; jq decodes it.
+                print(json.dumps(line, default=repr))
         if letters.locked:
             print(
-                f"{folder}: {letters.locked} rejected batches are encrypted under a key "
-                "not given: set LOGSHIP_SPILL_KEY to read them",
+                f"{folder}: {letters.locked} rejected batches cannot be read: {letters.locked_why}",
                 file=sys.stderr,
             )
         if letters.corrupt:

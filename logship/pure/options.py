@@ -137,8 +137,38 @@ def check_url(url: Any, name: str = "url") -> str:
     return str(url)
 
 
-# RFC 9110 token: the characters a header name may have.
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: RFC 9110 token: the characters a header name may have.
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def shown_name(text: str) -> str:
+    """The part of ``text`` that looks like a header name, quoted, "…" when cut.
+
+    For messages about a malformed header: what follows the name-like part
+    may be its value, which may be a secret.
+    """
+    match = HEADER_NAME.match(text)
+    head = match.group() if match else ""
+    return repr(head + ("…" if head != text else ""))
+
+
+def check_header_value(value: str, what: str) -> None:
+    """Raise ``ValueError`` if ``value`` cannot be sent in an HTTP header.
+
+    ``what`` names it in the message (``"the value of 'X-Key'"``); the value
+    itself is never put in the message.
+    """
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError(f"{what} has a control character (CR, LF or NUL)")
+    if value[:1].isspace():
+        raise ValueError(f"{what} starts with white space")
+    if not value.isascii():
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"{what} has characters an HTTP header cannot carry (Latin-1 only)"
+            ) from None
 
 
 def check_headers(headers: Any, token_given: bool) -> dict[str, str]:
@@ -158,23 +188,12 @@ def check_headers(headers: Any, token_given: bool) -> dict[str, str]:
             raise TypeError(
                 f"logship: option 'headers' must map str to str, got {k!r}: a {type(v).__name__}"
             )
-        if not _HEADER_NAME.fullmatch(k):
+        if not HEADER_NAME.fullmatch(k):
             raise ValueError(
-                f"logship: option 'headers': {k!r} is not a valid header name "
-                "(letters, digits and !#$%&'*+-.^_`|~ only)"
+                f"logship: option 'headers': {shown_name(k)} is not a valid header name "
+                "(an RFC 9110 token: letters, digits and !#$%&'*+-.^_`|~ only)"
             )
-        if any(c in v for c in "\r\n\0"):
-            raise ValueError(f"logship: option 'headers': the value of {k!r} has a line break")
-        if v[:1].isspace():
-            raise ValueError(f"logship: option 'headers': the value of {k!r} starts with a space")
-        if not v.isascii():
-            try:
-                v.encode("latin-1")
-            except UnicodeEncodeError:
-                raise ValueError(
-                    f"logship: option 'headers': the value of {k!r} has characters an HTTP "
-                    "header cannot carry (Latin-1 only)"
-                ) from None
+        check_header_value(v, f"logship: option 'headers': the value of {k!r}")
         if k.lower() in seen:
             raise ValueError(f"logship: option 'headers' names {k!r} twice (names ignore case)")
         seen.add(k.lower())
@@ -218,6 +237,13 @@ def build_options(kwargs: dict[str, Any], environ: Mapping[str, str] | None = No
     o: dict[str, Any] = {"url": check_url(kwargs.pop("url"))}
 
     token = _optional_str("token", kwargs.pop("token", None))
+    if token is not None:
+        # A secret mounted as an environment variable often ends in a newline,
+        # which no HTTP client will send; a token file is stripped the same way.
+        token = token.strip()
+        if not token:
+            raise ValueError("logship: option 'token' is only white space")
+        check_header_value(token, "logship: option 'token'")
     token_file = _existing_file("token_file", kwargs.pop("token_file", None))
     if token is not None and token_file is not None:
         raise ValueError("logship: give either option 'token' or 'token_file', not both")
@@ -228,6 +254,7 @@ def build_options(kwargs: dict[str, Any], environ: Mapping[str, str] | None = No
             raise ValueError(f"logship: option 'token_file' cannot be read: {e}") from None
         if not token_from_file:
             raise ValueError(f"logship: option 'token_file' names an empty file: {token_file!r}")
+        check_header_value(token_from_file, f"logship: the token in {token_file!r}")
     o["token"], o["token_file"] = token, token_file
 
     o["headers"] = check_headers(kwargs.pop("headers", None), bool(token or token_file))

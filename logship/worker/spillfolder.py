@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import re
 import secrets
@@ -327,6 +328,7 @@ class FolderSummary:
     locked_files: int = 0  # encrypted under a key we do not have
     dead_letter_batches: int = 0
     dead_letter_events: int = 0
+    dead_letters: DeadLetters | None = None  # read with the key given, if any
 
 
 def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) -> FolderSummary:
@@ -349,11 +351,10 @@ def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) 
                 out.corrupt += 1
             else:
                 out.events += int(payload.get("n", 0))
-    letters = read_dead_letters(folder, sealer)
-    out.dead_letter_batches = len(letters.batches)
-    out.dead_letter_events = sum(len(b.events or ()) for b in letters.batches)
-    out.corrupt += letters.corrupt
-    out.url = out.url or letters.url
+    out.dead_letters = read_dead_letters(folder, sealer)
+    out.dead_letter_batches = len(out.dead_letters.batches)
+    out.dead_letter_events = out.dead_letters.events
+    out.url = out.url or out.dead_letters.url
     return out
 
 
@@ -442,7 +443,13 @@ class DeadLetters:
     url: str | None = None
     batches: list[DeadLetter] = dataclasses.field(default_factory=list)
     corrupt: int = 0  # damaged regions, skipped
-    locked: int = 0  # batches encrypted under a key not given
+    locked: int = 0  # batches that cannot be opened with the key given
+    locked_why: str = ""  # why, with what to do
+
+    @property
+    def events(self) -> int:
+        """Events in the batches that could be read."""
+        return sum(len(b.events or ()) for b in self.batches)
 
 
 def read_dead_letters(folder: str, sealer: Sealer | None = None) -> DeadLetters:
@@ -453,29 +460,40 @@ def read_dead_letters(folder: str, sealer: Sealer | None = None) -> DeadLetters:
         return out
     result = read_frames(data)
     out.corrupt = result.corrupt
-    if not result.frames:
-        return out
-    header, *frames = result.frames
+    frames = result.frames
+    header: dict[str, Any] = {}
+    if frames and frames[0].get("kind") == "dead-letter":
+        header, frames = frames[0], frames[1:]
+    # (A damaged header frame was counted as corrupt; every frame left is a batch.)
     url = header.get("url")
     out.url = url if isinstance(url, str) else None
+    out.locked_why = key_problem(header, sealer) or (
+        "it is encrypted under a key not given: set LOGSHIP_SPILL_KEY"
+        if sealer is None
+        else "it was encrypted with another spill_key"
+    )
     for frame in frames:
         try:
-            payload: dict[str, Any] | None = open_payload(frame, sealer)
-        except (WrongKey, ValueError, msgpack.UnpackException):
-            payload = None  # counted as a batch, its events unknown
+            payload = open_payload(frame, sealer)
+        except WrongKey:
+            out.batches.append(DeadLetter(None, out.url, None, "", None))
+            out.locked += 1
+            continue
+        except (ValueError, msgpack.UnpackException):
+            out.corrupt += 1  # opened, but not a batch
+            continue
         out.batches.append(_dead_letter(payload, out.url))
-        out.locked += payload is None
     return out
 
 
-def _dead_letter(payload: dict[str, Any] | None, url: str | None) -> DeadLetter:
-    """A ``DeadLetter`` from a frame's map (None: sealed), tolerating mistyped fields."""
-    if payload is None:
-        return DeadLetter(time=None, url=url, status=None, reason="", events=None)
+def _dead_letter(payload: dict[str, Any], url: str | None) -> DeadLetter:
+    """A ``DeadLetter`` from a frame's map, tolerating mistyped fields."""
     when, status, reason = payload.get("time"), payload.get("status"), payload.get("reason")
     events, own_url = payload.get("events"), payload.get("url")
+    if not (isinstance(when, (int, float)) and math.isfinite(when)):
+        when = None
     return DeadLetter(
-        time=float(when) if isinstance(when, (int, float)) else None,
+        time=None if when is None else float(when),
         url=own_url if isinstance(own_url, str) else url,
         status=status if isinstance(status, int) and not isinstance(status, bool) else None,
         reason=reason if isinstance(reason, str) else "",

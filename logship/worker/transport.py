@@ -21,7 +21,7 @@ import requests
 import requests.adapters
 import requests.auth
 
-from logship.pure.options import Options, read_token_file
+from logship.pure.options import Options, check_header_value, read_token_file
 from logship.worker.connections import AddressBook, days_left, pool_classes, tls_context
 from logship.worker.diagnostics import Warner
 
@@ -153,8 +153,10 @@ class Transport:
             try:
                 st = os.stat(self._token_file)
                 if st.st_mtime != self._token_mtime:
-                    self._token = read_token_file(self._token_file)
+                    token = read_token_file(self._token_file)
                     self._token_mtime = st.st_mtime
+                    check_header_value(token, f"the token in {self._token_file}")
+                    self._token = token
                     if st.st_mode & 0o004:
                         self._warner.warn(
                             "token-file-mode",
@@ -163,6 +165,12 @@ class Transport:
                         )
             except (OSError, UnicodeDecodeError):
                 pass  # keep the last token that worked
+            except ValueError as e:  # a rotated file no HTTP client can send
+                self._warner.warn(
+                    "token-file-bad",
+                    "logship: %s: keeping the previous token. Fix the file.",
+                    e,
+                )
         return f"Bearer {self._token}" if self._token else None
 
     def post(self, body: bytes, key: str, gzipped: bool) -> Answer:
@@ -188,7 +196,13 @@ class Transport:
                 verify=self.verify,
             )
         except Exception as e:  # every failure to get an answer is retried, none raised
-            return Answer(None, error=f"{type(e).__name__}: {e}", kind=error_kind(e))
+            error = f"{type(e).__name__}: {e}"
+            if self._token:
+                # An error may quote the header it could not send; stats() and
+                # warnings show this text.
+                for shown in (self._token, repr(self._token)[1:-1]):
+                    error = error.replace(shown, "[token]")
+            return Answer(None, error=error, kind=error_kind(e))
         cert_days = None
         if self.url.startswith("https") and time.monotonic() >= self._next_cert_check:
             cert_days = days_left(resp)
