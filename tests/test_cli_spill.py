@@ -168,17 +168,21 @@ def test_dead_letters_are_readable_with_status(server, make_handler, tmp_path):
     assert sf.read_dead_letters(folder).batches[0].events == [record["event"]]
 
 
-def test_damaged_dead_letters_are_skipped_counted_and_the_rest_printed(tmp_path):
-    folder = str(tmp_path / "spill")
-    for i in range(3):
+def damaged_dead_letters(folder: str, batches: int, inside: bytes) -> None:
+    """Write ``batches`` one-event dead letters, then flip the first byte of ``inside``."""
+    for i in range(batches):
         sf.write_dead_letter(folder, "http://127.0.0.1:9/app", f"k{i}", [{"n": i}], 400, "bad")
     path = os.path.join(folder, sf.DEAD_LETTER_NAME)
     with open(path, "rb") as f:
         data = bytearray(f.read())
-    middle = data.index(b"k1")  # inside the second batch's frame
-    data[middle] ^= 0xFF
+    data[data.index(inside)] ^= 0xFF
     with open(path, "wb") as f:
         f.write(bytes(data))
+
+
+def test_damaged_dead_letters_are_skipped_counted_and_the_rest_printed(tmp_path):
+    folder = str(tmp_path / "spill")
+    damaged_dead_letters(folder, 3, b"k1")  # inside the second batch's frame
 
     r = cli("status", "--dir", folder, "--dead-letters")
     assert r.returncode == 1
@@ -191,14 +195,7 @@ def test_damaged_dead_letters_are_skipped_counted_and_the_rest_printed(tmp_path)
 
 def test_a_damaged_dead_letter_header_loses_no_batch(tmp_path):
     folder = str(tmp_path / "spill")
-    for i in range(2):
-        sf.write_dead_letter(folder, "http://127.0.0.1:9/app", f"k{i}", [{"n": i}], 400, "bad")
-    path = os.path.join(folder, sf.DEAD_LETTER_NAME)
-    with open(path, "rb") as f:
-        data = bytearray(f.read())
-    data[data.index(b"dead-letter")] ^= 0xFF  # inside the file's header frame
-    with open(path, "wb") as f:
-        f.write(bytes(data))
+    damaged_dead_letters(folder, 2, b"dead-letter")  # inside the file's header frame
 
     letters = sf.read_dead_letters(folder)
     assert [b.events for b in letters.batches] == [[{"n": 0}], [{"n": 1}]]

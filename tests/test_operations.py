@@ -14,6 +14,7 @@ import os
 import socket
 import ssl
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import trustme
@@ -256,18 +257,23 @@ def test_the_token_never_leaks(server, make_handler, tmp_path, warnings_):
     assert server.requests[-1].headers["Authorization"] == f"Bearer {TOKEN}"
 
 
-def test_a_rotated_token_file_is_read_again(server, make_handler, tmp_path):
-    path = tmp_path / "token"
+def rotate_token(server: FaultServer, make_handler: Any, path: Any, second: str) -> Any:
+    """Log with the token in ``path``, write ``second`` there, log again; the handler."""
     path.write_text("first-token\n")
     path.chmod(0o600)
     h = make_handler(server.url(), token_file=str(path))
     log = attach(h)
     log.info("one")
     assert h.flush(5)
-    path.write_text("second-token\n")
+    path.write_text(second)
     os.utime(path, (1, 1))  # a different mtime, even within the same clock tick
     log.info("two")
     assert h.flush(5)
+    return h
+
+
+def test_a_rotated_token_file_is_read_again(server, make_handler, tmp_path):
+    rotate_token(server, make_handler, tmp_path / "token", "second-token\n")
     seen = [r.headers["Authorization"] for r in server.requests]
     assert seen == ["Bearer first-token", "Bearer second-token"]
 
@@ -276,16 +282,8 @@ def test_a_rotated_token_no_client_can_send_keeps_the_previous_one(
     server, make_handler, tmp_path, warnings_
 ):
     path = tmp_path / "token"
-    path.write_text("first-token\n")
-    path.chmod(0o600)
-    h = make_handler(server.url(), token_file=str(path))
-    log = attach(h)
-    log.info("one")
-    assert h.flush(5)
-    path.write_text("second\nX-Admin: yes\n")  # a line break inside: not a header value
-    os.utime(path, (1, 1))
-    log.info("two")
-    assert h.flush(5)
+    # A line break inside: not a header value.
+    h = rotate_token(server, make_handler, path, "second\nX-Admin: yes\n")
     seen = [r.headers["Authorization"] for r in server.requests]
     assert seen == ["Bearer first-token", "Bearer first-token"]
     (said,) = warnings_.about("keeping the previous token")
