@@ -60,10 +60,14 @@ def ca_file(ca: trustme.CA, tmp_path: Any) -> str:
 
 @contextlib.contextmanager
 def tls_server(
-    leaf: trustme.LeafCert, client_ca: trustme.CA | None = None
+    leaf: trustme.LeafCert,
+    client_ca: trustme.CA | None = None,
+    max_version: ssl.TLSVersion | None = None,
 ) -> Iterator[FaultServer]:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     leaf.configure_cert(ctx)
+    if max_version is not None:
+        ctx.maximum_version = max_version
     if client_ca is not None:
         ctx.verify_mode = ssl.CERT_REQUIRED
         client_ca.configure_trust(ctx)
@@ -612,6 +616,28 @@ def test_mutual_tls(ca, ca_file, capsys, tmp_path):
     failed = [line for line in lines(out).values() if line.split()[1] == "FAIL"]
     assert len(failed) == 1
     assert "pass --client-cert and --client-key" in fix_of(failed[0])
+
+
+def test_tls_min_version_is_checked_as_the_handler_would(ca, ca_file, capsys):
+    with tls_server(ca.issue_cert("127.0.0.1"), max_version=ssl.TLSVersion.TLSv1_2) as srv:
+        code, out = check(capsys, srv.url(), "--ca-file", ca_file)
+        assert code == 0, out
+        assert "TLSv1.2" in lines(out)["tls"]
+        code, out = check(capsys, srv.url(), "--ca-file", ca_file, "--tls-min-version", "1.3")
+    assert code == 1
+    tls = lines(out)["tls"]
+    assert tls.split()[1] == "FAIL"
+    assert fix_of(tls) == (
+        "the server offers no TLS version >= 1.3: upgrade its TLS settings "
+        "(or lower the handler's tls_min_version)"
+    )
+
+
+def test_tls_min_version_takes_only_what_the_handler_takes(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["check", "https://127.0.0.1:9/x", "--tls-min-version", "1.1"])
+    assert e.value.code == 2
+    assert "argument --tls-min-version: invalid choice: '1.1'" in capsys.readouterr().err
 
 
 # -- the certificate reader -----------------------------------------------------------------

@@ -152,6 +152,7 @@ def test_tls_min_version_13_refuses_a_tls12_server(clean_env, ca, ca_file, make_
             srv.url(), ca_file=ca_file, tls_min_version="1.3", shutdown_timeout=0.5
         )
         attach(strict, "strict").info("needs 1.3")
+        require_within(lambda: strict.stats()["last_error_kind"], what="the first attempt to fail")
         assert not strict.flush(0.5)
         assert strict.stats()["last_error_kind"].startswith("tls")
         default = make_handler(srv.url(), ca_file=ca_file)

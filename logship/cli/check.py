@@ -27,6 +27,7 @@ from logship.cli.checkhttp import check_clock, check_post
 from logship.cli.tlsinfo import Finding, check_tls
 from logship.pure.options import (
     ENCODINGS,
+    TLS_MIN_VERSIONS,
     Options,
     build_options,
     read_token_file,
@@ -68,6 +69,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--ca-file", help="CA certificates to verify the server with (PEM)")
     p.add_argument("--client-cert", help="client certificate for mutual TLS (PEM)")
     p.add_argument("--client-key", help="the client certificate's private key (PEM)")
+    p.add_argument(
+        "--tls-min-version",
+        choices=TLS_MIN_VERSIONS,
+        default="1.2",
+        help="the oldest TLS version to accept, as the handler's tls_min_version (default 1.2)",
+    )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per step (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.add_argument("--encoding", choices=ENCODINGS, default="json", help="default: json")
@@ -86,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
                 "ca_file": args.ca_file,
                 "client_cert": args.client_cert,
                 "client_key": args.client_key,
+                "tls_min_version": args.tls_min_version,
                 "timeout": args.timeout,
                 "encoding": args.encoding,
                 "spill": False,
@@ -247,7 +255,14 @@ def run_checks(opts: Options, token_from: str | None) -> Iterator[Step]:
     elif reachable:
         family, sockaddr = reachable[0]
         finding = check_tls(
-            host, family, sockaddr, opts.ca_file, opts.client_cert, opts.client_key, opts.timeout
+            host,
+            family,
+            sockaddr,
+            opts.ca_file,
+            opts.client_cert,
+            opts.client_key,
+            opts.timeout,
+            opts.tls_min_version,
         )
         yield _step("tls", finding, started)
         tls_ok = finding.verdict != "FAIL"

@@ -157,7 +157,7 @@ def _no_answer(kind: str | None, error: str, opts: Options, what: str) -> Findin
     elif (kind and kind.startswith("tls")) or (https and "SSL" in error):
         # The handshake itself passed (or this step would not run): with TLS 1.3 a
         # server checks the client's certificate after it, and hangs up.
-        fix = handshake_fix(error, opts.client_cert)
+        fix = handshake_fix(error, opts.client_cert, opts.tls_min_version)
         if fix.startswith("check the server"):
             fix = _CLIENT_CERT_HINT if not opts.client_cert else fix
     else:

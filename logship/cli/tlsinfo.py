@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from logship.cli.certinfo import CertInfo, host_matches, parse_certificate
+from logship.worker.connections import TLS_VERSIONS
 
 #: Days before expiry from which the step warns.
 EXPIRY_WARN_DAYS = 14
@@ -70,7 +71,11 @@ SYSTEM = Trust("this host's system trust store")
 
 
 def _context(
-    trust: Trust | None, client_cert: str | None, client_key: str | None, host_and_time: bool
+    trust: Trust | None,
+    client_cert: str | None,
+    client_key: str | None,
+    host_and_time: bool,
+    min_version: str = "1.2",
 ) -> ssl.SSLContext:
     """A client context; ``trust`` None verifies nothing (only to read the certificate)."""
     if trust is None:
@@ -83,6 +88,7 @@ def _context(
         if not host_and_time:
             ctx.check_hostname = False
             ctx.verify_flags = ssl.VerifyFlags(ctx.verify_flags | _NO_CHECK_TIME)
+    ctx.minimum_version = TLS_VERSIONS[min_version]  # as the handler's tls_min_version
     if client_cert:
         ctx.load_cert_chain(client_cert, client_key)
     return ctx
@@ -131,7 +137,7 @@ _CLIENT_CERT_REFUSED_FIX = (
 )
 
 
-def handshake_fix(error: str, client_cert: str | None) -> str:
+def handshake_fix(error: str, client_cert: str | None, min_version: str = "1.2") -> str:
     """The fix for a TLS failure that is not about the server's certificate."""
     text = error.lower()
     if "wrong version number" in text or "record layer failure" in text:
@@ -140,8 +146,12 @@ def handshake_fix(error: str, client_cert: str | None) -> str:
         return _CLIENT_CERT_REFUSED_FIX if client_cert else _CLIENT_CERT_FIX
     if client_cert and any(a in text for a in ("bad certificate", "unknown ca", "expired")):
         return _CLIENT_CERT_REFUSED_FIX
-    if "unsupported protocol" in text or "no protocols available" in text:
-        return "the server offers no TLS version >= 1.2: upgrade its TLS settings"
+    if any(
+        needle in text
+        for needle in ("unsupported protocol", "no protocols available", "protocol version")
+    ):
+        lower = " (or lower the handler's tls_min_version)" if min_version != "1.2" else ""
+        return f"the server offers no TLS version >= {min_version}: upgrade its TLS settings{lower}"
     return "check the server's TLS settings, and that this port speaks TLS"
 
 
@@ -153,13 +163,14 @@ def check_tls(
     client_cert: str | None = None,
     client_key: str | None = None,
     timeout: float = 10.0,
+    min_version: str = "1.2",
 ) -> Finding:
     """Shake hands with ``sockaddr`` as the handler would, and judge the certificate."""
     trust = handler_trust(ca_file)
     cert_args = (client_cert, client_key)
     try:
-        verifying = _context(trust, client_cert, client_key, True)
-        reading = _context(None, client_cert, client_key, True)
+        verifying = _context(trust, client_cert, client_key, True, min_version)
+        reading = _context(None, client_cert, client_key, True, min_version)
     except (OSError, ssl.SSLError) as e:
         fix = "check --ca-file, --client-cert and --client-key: readable PEM files, a matching key"
         return Finding("FAIL", f"cannot load the TLS files: {e}", fix)
@@ -174,10 +185,11 @@ def check_tls(
             return Finding(
                 "FAIL",
                 f"certificate rejected: {verify_error} ({e2})",
-                handshake_fix(str(e2), client_cert),
+                handshake_fix(str(e2), client_cert, min_version),
             )
     except (OSError, ssl.SSLError) as e:
-        return Finding("FAIL", f"the TLS handshake failed: {e}", handshake_fix(str(e), client_cert))
+        fix = handshake_fix(str(e), client_cert, min_version)
+        return Finding("FAIL", f"the TLS handshake failed: {e}", fix)
 
     try:
         cert: CertInfo | None = parse_certificate(der)
