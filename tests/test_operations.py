@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -43,10 +43,26 @@ def ca_file(ca: trustme.CA, tmp_path) -> str:
     return str(path)
 
 
-def tls_server(ca: trustme.CA, name: str, **issue: object) -> FaultServer:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(name, **issue).configure_cert(ctx)
-    return FaultServer(ssl_context=ctx)
+@pytest.fixture
+def tls_servers() -> Iterator[Callable[..., FaultServer]]:
+    """Makes TLS servers for a certificate issued to a name; stops them after the test.
+
+    Ask for it before ``make_handler``: its handlers are then closed before
+    the servers stop. A server stopped under a handler still retrying can
+    reset a connection between its TCP and TLS handshakes, and CPython's
+    ``ssl`` then leaves that socket to the garbage collector.
+    """
+    made: list[FaultServer] = []
+
+    def make(ca: trustme.CA, name: str, **issue: object) -> FaultServer:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(name, **issue).configure_cert(ctx)
+        made.append(FaultServer(ssl_context=ctx))
+        return made[-1]
+
+    yield make
+    for srv in made:
+        srv.stop()
 
 
 class Warnings(logging.Handler):
@@ -122,44 +138,38 @@ def test_a_name_that_never_resolved_is_a_dns_failure(server, make_handler, resol
 
 
 def test_tls_still_verifies_the_original_name_during_a_dns_outage(
-    clean_env, ca, ca_file, make_handler, resolver
+    clean_env, ca, ca_file, tls_servers, make_handler, resolver
 ):
-    srv = tls_server(ca, NAME).start()
+    srv = tls_servers(ca, NAME).start()
     srv.default = status(201, Connection="close")
-    try:
-        h = make_handler(f"https://{NAME}:{srv.port}/app", ca_file=ca_file)
-        log = attach(h)
-        log.info("resolved")
-        assert h.flush(5)
-        resolver["up"] = False
-        log.info("from the address book")
-        assert h.flush(5), h.stats()
-        assert len(srv.uuids()) == 2
-    finally:
-        srv.stop()
+    h = make_handler(f"https://{NAME}:{srv.port}/app", ca_file=ca_file)
+    log = attach(h)
+    log.info("resolved")
+    assert h.flush(5)
+    resolver["up"] = False
+    log.info("from the address book")
+    assert h.flush(5), h.stats()
+    assert len(srv.uuids()) == 2
 
 
 # -- TLS ------------------------------------------------------------------------
 
 
-def test_tls_min_version_13_refuses_a_tls12_server(clean_env, ca, ca_file, make_handler):
-    srv = tls_server(ca, "127.0.0.1")
+def test_tls_min_version_13_refuses_a_tls12_server(
+    clean_env, ca, ca_file, tls_servers, make_handler
+):
+    srv = tls_servers(ca, "127.0.0.1")
     assert srv.ssl_context is not None
     srv.ssl_context.maximum_version = ssl.TLSVersion.TLSv1_2
     srv.start()
-    try:
-        strict = make_handler(
-            srv.url(), ca_file=ca_file, tls_min_version="1.3", shutdown_timeout=0.5
-        )
-        attach(strict, "strict").info("needs 1.3")
-        require_within(lambda: strict.stats()["last_error_kind"], what="the first attempt to fail")
-        assert not strict.flush(0.5)
-        assert strict.stats()["last_error_kind"].startswith("tls")
-        default = make_handler(srv.url(), ca_file=ca_file)
-        attach(default, "default").info("1.2 is fine")
-        assert default.flush(5)
-    finally:
-        srv.stop()
+    strict = make_handler(srv.url(), ca_file=ca_file, tls_min_version="1.3", shutdown_timeout=0.5)
+    attach(strict, "strict").info("needs 1.3")
+    require_within(lambda: strict.stats()["last_error_kind"], what="the first attempt to fail")
+    assert not strict.flush(0.5)
+    assert strict.stats()["last_error_kind"].startswith("tls")
+    default = make_handler(srv.url(), ca_file=ca_file)
+    attach(default, "default").info("1.2 is fine")
+    assert default.flush(5)
 
 
 def test_tls_min_version_is_checked_at_construction(make_handler):
@@ -167,49 +177,44 @@ def test_tls_min_version_is_checked_at_construction(make_handler):
         make_handler("https://127.0.0.1:1/app", tls_min_version="1.1")
 
 
-def test_a_certificate_for_another_host_is_refused_and_named(clean_env, ca, ca_file, make_handler):
-    srv = tls_server(ca, "someone-else.test").start()
-    try:
-        h = make_handler(srv.url(), ca_file=ca_file, shutdown_timeout=0.5)
-        attach(h).info("wrong host")
-        require_within(lambda: h.stats()["last_error_kind"], what="the first attempt to fail")
-        assert not h.flush(0.5)
-        stats = h.stats()
-        assert stats["last_error_kind"] == "tls-hostname", stats["last_error"]
-        assert stats["dropped"] == 0 and stats["pending"] == 1
-    finally:
-        srv.stop()
+def test_a_certificate_for_another_host_is_refused_and_named(
+    clean_env, ca, ca_file, tls_servers, make_handler
+):
+    srv = tls_servers(ca, "someone-else.test").start()
+    h = make_handler(srv.url(), ca_file=ca_file, shutdown_timeout=0.5)
+    attach(h).info("wrong host")
+    require_within(lambda: h.stats()["last_error_kind"], what="the first attempt to fail")
+    assert not h.flush(0.5)
+    stats = h.stats()
+    assert stats["last_error_kind"] == "tls-hostname", stats["last_error"]
+    assert stats["dropped"] == 0 and stats["pending"] == 1
 
 
-def test_an_expired_certificate_is_named(clean_env, ca, ca_file, make_handler, warnings_):
+def test_an_expired_certificate_is_named(
+    clean_env, ca, ca_file, tls_servers, make_handler, warnings_
+):
     past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=2)
-    srv = tls_server(ca, "127.0.0.1", not_after=past).start()
-    try:
-        h = make_handler(srv.url(), ca_file=ca_file, shutdown_timeout=0.5)
-        attach(h).info("expired")
-        require_within(lambda: h.stats()["last_error_kind"], what="the first attempt to fail")
-        assert not h.flush(0.5)
-        assert h.stats()["last_error_kind"] == "tls-expired", h.stats()["last_error"]
-        assert warnings_.about("has expired")
-    finally:
-        srv.stop()
+    srv = tls_servers(ca, "127.0.0.1", not_after=past).start()
+    h = make_handler(srv.url(), ca_file=ca_file, shutdown_timeout=0.5)
+    attach(h).info("expired")
+    require_within(lambda: h.stats()["last_error_kind"], what="the first attempt to fail")
+    assert not h.flush(0.5)
+    assert h.stats()["last_error_kind"] == "tls-expired", h.stats()["last_error"]
+    assert warnings_.about("has expired")
 
 
 def test_a_certificate_near_expiry_draws_one_warning(
-    clean_env, ca, ca_file, make_handler, warnings_
+    clean_env, ca, ca_file, tls_servers, make_handler, warnings_
 ):
     soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=5)
-    srv = tls_server(ca, "127.0.0.1", not_after=soon).start()
-    try:
-        h = make_handler(srv.url(), ca_file=ca_file)
-        log = attach(h)
-        for i in range(3):
-            log.info("soon %d", i)
-            assert h.flush(5)
-        said = warnings_.about("expires in")
-        assert len(said) == 1 and "renew" in said[0]
-    finally:
-        srv.stop()
+    srv = tls_servers(ca, "127.0.0.1", not_after=soon).start()
+    h = make_handler(srv.url(), ca_file=ca_file)
+    log = attach(h)
+    for i in range(3):
+        log.info("soon %d", i)
+        assert h.flush(5)
+    said = warnings_.about("expires in")
+    assert len(said) == 1 and "renew" in said[0]
 
 
 # -- warnings ---------------------------------------------------------------------
