@@ -115,6 +115,14 @@ def test_a_token_no_http_client_would_send_fails_at_construction(token, words):
     assert "k3y" not in str(refused.value)
 
 
+def test_a_token_file_no_http_client_would_send_fails_at_construction(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("k3y\nX-Admin: yes\n")
+    with pytest.raises(ValueError, match="option 'token_file': the token in") as refused:
+        logship.ShipHandler(url=URL, token_file=str(path))
+    assert "has a control character" in str(refused.value) and "k3y" not in str(refused.value)
+
+
 def test_a_token_from_the_environment_is_stripped_like_a_token_file(server, monkeypatch):
     monkeypatch.setenv("LOGSHIP_TOKEN", "env-token\n")  # as a mounted secret often ends
     h = logship.ShipHandler(url=server.url(), spill=False)

@@ -254,7 +254,8 @@ def build_options(kwargs: dict[str, Any], environ: Mapping[str, str] | None = No
             raise ValueError(f"logship: option 'token_file' cannot be read: {e}") from None
         if not token_from_file:
             raise ValueError(f"logship: option 'token_file' names an empty file: {token_file!r}")
-        check_header_value(token_from_file, f"logship: the token in {token_file!r}")
+        what = f"logship: option 'token_file': the token in {token_file!r}"
+        check_header_value(token_from_file, what)
     o["token"], o["token_file"] = token, token_file
 
     o["headers"] = check_headers(kwargs.pop("headers", None), bool(token or token_file))
