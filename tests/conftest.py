@@ -4,6 +4,7 @@ logging's global state restored after each test, and a check for leaked threads.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -111,6 +112,35 @@ def check_identity(stats: dict[str, Any]) -> None:
         stats["emitted"] + stats["adopted"]
         == stats["shipped"] + stats["dropped"] + stats["rejected"] + stats["pending"]
     ), stats
+
+
+def flushed(handler: logship.ShipHandler, server: FaultServer) -> list[dict[str, Any]]:
+    """Flush ``handler`` (it must deliver everything), check its counters, return what arrived."""
+    assert handler.flush(10), handler.stats()
+    check_identity(handler.stats())
+    return server.events()
+
+
+def shipped(server: FaultServer, n: int) -> list[dict[str, Any]]:
+    """Wait until ``n`` distinct events arrived; all that arrived, in UUID order."""
+    assert server.wait_for_uuids(n), f"fewer than {n} events arrived"
+    return sorted(server.events(), key=lambda e: e["uuid"])
+
+
+def one(events: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
+    """The one event whose fields equal ``match``; fails if there are none or several."""
+    found = [e for e in events if all(e.get(k) == v for k, v in match.items())]
+    assert len(found) == 1, (match, [(e.get("logger"), e.get("message")) for e in events])
+    return found[0]
+
+
+@pytest.fixture
+def refused_url() -> Iterator[str]:
+    """A URL on 127.0.0.1 whose port refuses every connection (bound, never listening)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/app"
+    sock.close()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> bool:

@@ -242,11 +242,7 @@ class FaultServer:
             self.release.wait(action.delay)
         self._record(Request(h.path, headers, wire, events, answered, arrived))
         if action.kind != "status":
-            h.close_connection = True
-            try:
-                h.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self.hang_up(h)
             return
         h.send_response(action.status)
         for k, v in action.headers.items():
@@ -254,6 +250,15 @@ class FaultServer:
         h.send_header("Content-Length", str(len(action.body)))
         h.end_headers()
         h.wfile.write(action.body)
+
+    @staticmethod
+    def hang_up(h: Any) -> None:
+        """Close the connection of request handler ``h`` without an answer."""
+        h.close_connection = True
+        try:
+            h.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _record(self, request: Request) -> None:
         with self.cond:

@@ -132,9 +132,12 @@ def test_a_token_from_the_environment_is_stripped_like_a_token_file(server, monk
     assert [r.headers.get("Authorization") for r in server.requests] == ["Bearer env-token"]
 
 
-def test_a_latin_1_header_value_is_taken():
-    h = logship.ShipHandler(url=URL, spill=False, headers={"X-Name": "Zoë"})
+def test_a_latin_1_header_value_is_taken(server):
+    h = logship.ShipHandler(url=server.url(), spill=False, headers={"X-Name": "Zoë"})
+    attach(h).info("with a Latin-1 header")
+    assert h.flush(5)
     h.close()
+    assert [r.headers["X-Name"] for r in server.requests] == ["Zoë"]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import logship
 from logship.context import CONTEXT
 from logship.pure.event import EventBuilder
 
-from conftest import attach
+from conftest import attach, shipped
 
 
 @pytest.fixture(autouse=True)
@@ -24,11 +24,6 @@ def _empty_context() -> Iterator[None]:
     token = CONTEXT.set(None)
     yield
     CONTEXT.reset(token)
-
-
-def shipped(server: Any, n: int) -> list[dict[str, Any]]:
-    assert server.wait_for_uuids(n), f"fewer than {n} events arrived"
-    return sorted(server.events(), key=lambda e: e["uuid"])
 
 
 # -- the API alone --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from django.test import Client
 
 from logship import ShipHandler
 
-from conftest import check_identity
+from conftest import flushed, one
 from faultserver import FaultServer
 
 
@@ -44,18 +44,6 @@ def client() -> Client:
     return Client(raise_request_exception=False)
 
 
-def shipped(handler: ShipHandler, server: FaultServer) -> list[dict[str, Any]]:
-    assert handler.flush(10), handler.stats()
-    check_identity(handler.stats())
-    return server.events()
-
-
-def one(events: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
-    found = [e for e in events if all(e.get(k) == v for k, v in match.items())]
-    assert len(found) == 1, (match, events)
-    return found[0]
-
-
 def test_the_handler_comes_from_settings_logging(ship: ShipHandler, server: FaultServer) -> None:
     assert ship.options.url == server.url("/django")
     assert ship.level == logging.INFO
@@ -66,7 +54,7 @@ def test_a_view_log_and_the_access_log_carry_the_request(
     ship: ShipHandler, server: FaultServer, client: Client
 ) -> None:
     assert client.get("/hello/", {"name": "ada"}).status_code == 200
-    events = shipped(ship, server)
+    events = flushed(ship, server)
     view = one(events, logger="django_project.views")
     assert view["message"] == "said hello to ada"
     assert view["path"] == "/hello/"
@@ -83,7 +71,7 @@ def test_a_500_ships_django_request_error_with_the_traceback(
     ship: ShipHandler, server: FaultServer, client: Client
 ) -> None:
     assert client.get("/boom/").status_code == 500
-    events = shipped(ship, server)
+    events = flushed(ship, server)
     error = one(events, logger="django.request")
     assert error["level"] == "ERROR"
     assert error["message"] == "Internal Server Error: /boom/"
@@ -99,7 +87,7 @@ def test_a_500_ships_django_request_error_with_the_traceback(
 
 def test_a_404_ships_a_warning(ship: ShipHandler, server: FaultServer, client: Client) -> None:
     assert client.get("/nowhere/").status_code == 404
-    warning = one(shipped(ship, server), logger="django.request")
+    warning = one(flushed(ship, server), logger="django.request")
     assert warning["level"] == "WARNING"
     assert warning["message"] == "Not Found: /nowhere/"
     assert warning["status_code"] == 404
@@ -111,7 +99,7 @@ def test_a_disallowed_host_ships_the_security_error(
     ship: ShipHandler, server: FaultServer, client: Client
 ) -> None:
     assert client.get("/hello/", HTTP_HOST="evil.example").status_code == 400
-    error = one(shipped(ship, server), logger="django.security.DisallowedHost")
+    error = one(flushed(ship, server), logger="django.security.DisallowedHost")
     assert error["level"] == "ERROR"
     assert "Invalid HTTP_HOST header: 'evil.example'" in error["message"]
     assert error["status_code"] == 400
@@ -124,7 +112,7 @@ def test_many_requests_every_event_once(
 ) -> None:
     for i in range(50):
         client.get("/hello/", {"name": f"user-{i}"})
-    events = shipped(ship, server)
+    events = flushed(ship, server)
     names = sorted(e["message"] for e in events if e["logger"] == "django_project.views")
     assert names == sorted(f"said hello to user-{i}" for i in range(50))
     assert len({e["uuid"] for e in events}) == len(events) == 100

@@ -62,6 +62,7 @@ def test_spilled_frames_are_unreadable_without_the_key_and_replay_with_it(
 ):
     folder = str(tmp_path)
     spill_some(server, make_handler, folder)
+    assert spill_files(folder)
     for path in spill_files(folder):
         with open(path, "rb") as f:
             data = f.read()
@@ -154,11 +155,14 @@ def test_a_bad_key_fails_at_construction(make_handler, bad):
         make_handler("http://127.0.0.1:1/app", spill=True, spill_key=bad)
 
 
-def test_a_base64_key_is_accepted(make_handler):
+def test_a_base64_key_is_accepted(server, make_handler, tmp_path):
     import base64
 
     key = base64.b64encode(os.urandom(32)).decode()
-    make_handler("http://127.0.0.1:1/app", spill=True, spill_key=key)
+    folder = str(tmp_path)
+    spill_some(server, make_handler, folder, n=5, key=key)
+    make_handler(server.url(), spill=True, spill_dir=folder, spill_key=key)
+    assert server.wait_for_uuids(5, timeout=10), len(server.uuids())
 
 
 def test_encryption_without_the_extra_names_it(make_handler, monkeypatch):

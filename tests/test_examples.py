@@ -23,6 +23,8 @@ from procs import REPO, Proc, child_env
 
 from logship.cli.receive import Receiver
 
+from conftest import one
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 EXAMPLES = os.path.join(REPO, "examples")
@@ -61,12 +63,6 @@ def get(port: int, path: str, **headers: str) -> tuple[int, str]:
         return resp.status, resp.read().decode(errors="replace")
     finally:
         conn.close()
-
-
-def one(events: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
-    found = [e for e in events if all(e.get(k) == v for k, v in match.items())]
-    assert len(found) == 1, (match, [(e["logger"], e["message"]) for e in events])
-    return found[0]
 
 
 def no_duplicates(receiver: Receiver) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import logging.config
 from collections.abc import Iterator
-from typing import Any
 
 import flask
 import pytest
@@ -17,7 +16,7 @@ from flask.logging import default_handler
 
 from logship import ShipHandler
 
-from conftest import FAST, check_identity
+from conftest import FAST, flushed, one
 from faultserver import FaultServer
 
 
@@ -61,18 +60,6 @@ def ships() -> Iterator[list[ShipHandler]]:
         h.close()
 
 
-def shipped(handler: ShipHandler, server: FaultServer) -> list[dict[str, Any]]:
-    assert handler.flush(10), handler.stats()
-    check_identity(handler.stats())
-    return server.events()
-
-
-def one(events: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
-    found = [e for e in events if all(e.get(k) == v for k, v in match.items())]
-    assert len(found) == 1, (match, events)
-    return found[0]
-
-
 def test_dictconfig_before_the_app(server: FaultServer, ships: list[ShipHandler]) -> None:
     logging.config.dictConfig(
         {
@@ -102,7 +89,7 @@ def test_dictconfig_before_the_app(server: FaultServer, ships: list[ShipHandler]
     client = app.test_client()
     assert client.get("/orders/7", headers={"X-Request-ID": "r-7"}).status_code == 200
     assert client.get("/boom", headers={"X-Request-ID": "r-8"}).status_code == 500
-    events = shipped(handler, server)
+    events = flushed(handler, server)
 
     info = one(events, logger="shop", level="INFO")
     assert info["message"] == "order 7 looked up"
@@ -129,7 +116,7 @@ def test_app_logger(server: FaultServer, ships: list[ShipHandler]) -> None:
     for i in range(20):
         assert client.get(f"/orders/{i}").status_code == 200
     assert client.get("/boom").status_code == 500
-    events = shipped(handler, server)
+    events = flushed(handler, server)
 
     orders = sorted(e["order_id"] for e in events if e["level"] == "INFO")
     assert orders == list(range(20))
@@ -148,5 +135,5 @@ def test_records_outside_a_request(server: FaultServer, ships: list[ShipHandler]
     app.logger.setLevel(logging.INFO)
     with app.app_context():
         app.logger.warning("cache warmed", extra={"entries": 3})
-    event = one(shipped(handler, server), level="WARNING")
+    event = one(flushed(handler, server), level="WARNING")
     assert event["entries"] == 3 and "path" not in event

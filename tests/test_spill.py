@@ -172,15 +172,6 @@ class FolderSampler:
                 self.highest = max(self.highest, sum(sizes.values()))
 
 
-@pytest.fixture
-def refused_url() -> Iterator[str]:
-    """A URL on 127.0.0.1 whose port refuses every connection (bound, never listening)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/app"
-    sock.close()
-
-
 class LatencyServer(FaultServer):
     """A collector that takes ``latency`` seconds over every request (a slow aggregator)."""
 
@@ -190,6 +181,23 @@ class LatencyServer(FaultServer):
         if self.latency:
             self.release.wait(self.latency)  # simulated service time, not a wait for anything
         super()._handle(h)
+
+
+def spill_at_close(
+    server: FaultServer, make_handler: Any, folder: str, tag: str, n: int
+) -> logship.ShipHandler:
+    """Log "TAG 0" to "TAG n-1" while ``server`` answers 503, then close the handler.
+
+    Its close deadline passes with every batch (of 10) undelivered: all are spilled.
+    """
+    server.default = status(503)
+    h = make_handler(server.url(), **spill_opts(folder, batch_max_records=10, shutdown_timeout=0.5))
+    log = attach(h, tag)
+    for i in range(n):
+        log.info("%s %d", tag, i)
+    require(server.wait_for_requests(1), "a first attempt")
+    h.close()
+    return h
 
 
 @pytest.fixture
@@ -478,15 +486,8 @@ def test_a_steady_rate_with_the_endpoint_down_spills_instead_of_dropping(
 def test_replay_shares_the_endpoint_fairly_with_new_events(slow_server, make_handler, tmp_path):
     folder = str(tmp_path)
     server = slow_server
-    server.default = status(503)
     old = 600
-    h1 = make_handler(
-        server.url(), **spill_opts(folder, batch_max_records=10, shutdown_timeout=0.5)
-    )
-    log1 = attach(h1, "old")
-    for i in range(old):
-        log1.info("old %d", i)
-    h1.close()
+    h1 = spill_at_close(server, make_handler, folder, "old", old)
     assert h1.stats()["spilled"] == old, h1.stats()
 
     before = len(server.requests)
@@ -520,14 +521,7 @@ def test_replay_shares_the_endpoint_fairly_with_new_events(slow_server, make_han
 
 def test_a_replayed_batch_leaves_the_disk_only_after_a_2xx(server, make_handler, tmp_path):
     folder = str(tmp_path)
-    server.default = status(503)
-    h1 = make_handler(
-        server.url(), **spill_opts(folder, batch_max_records=10, shutdown_timeout=0.5)
-    )
-    log = attach(h1)
-    for i in range(10):
-        log.info("ev %d", i)
-    h1.close()
+    h1 = spill_at_close(server, make_handler, folder, "ev", 10)
     assert h1.stats()["spilled"] == 10
 
     # The next handler's replay fails three times, then hangs.
@@ -557,15 +551,7 @@ def test_a_replayed_batch_leaves_the_disk_only_after_a_2xx(server, make_handler,
 
 def test_batches_spilled_at_close_are_replayed_oldest_first(server, make_handler, tmp_path):
     folder = str(tmp_path)
-    server.default = status(503)
-    h1 = make_handler(
-        server.url(), **spill_opts(folder, batch_max_records=10, shutdown_timeout=0.5)
-    )
-    log = attach(h1)
-    for i in range(30):
-        log.info("ev %d", i)
-    require(server.wait_for_requests(1), "a first attempt")
-    h1.close()
+    h1 = spill_at_close(server, make_handler, folder, "ev", 30)
     require(h1.stats()["spilled"] == 30, h1.stats())
     before = len(server.requests)
     server.default = status(201)
@@ -633,7 +619,7 @@ def test_spill_folder_is_0700_and_every_file_0600_whatever_the_umask(
         server.default = status(400, b"bad")
         h0 = make_handler(server.url(), **spill_opts(folder))
         attach(h0, "rejected").info("no")
-        assert not h0.flush(5) or h0.stats()["rejected"] == 1
+        assert h0.flush(5) and h0.stats()["rejected"] == 1
         h0.close()
         # A spill file, released at close.
         server.default = status(503)
