@@ -131,7 +131,7 @@ class Ring:
                     self.wake.set()  # full: the worker must drain or spill now
                 if self.closed or not self._make_room(size):
                     self.dropped += 1
-                    return self.pace and not self.closed
+                    return False
                 n = len(items)
             items.append((seq, size, record, message, exception, stack, context))
             self.chars += size

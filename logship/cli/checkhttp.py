@@ -9,7 +9,6 @@ transport too. What the answer means follows :mod:`logship.pure.retry`.
 
 from __future__ import annotations
 
-import dataclasses
 import email.utils
 import logging
 import socket
@@ -60,8 +59,6 @@ def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | No
     def capture(response: Any, *args: Any, **kwargs: Any) -> None:
         seen["date"] = response.headers.get("Date")
         seen["reason"] = response.reason or ""
-        seen["status"] = response.status_code
-        seen["location"] = response.headers.get("Location")
         seen["at"] = time.time()
 
     transport.session.hooks["response"].append(capture)
@@ -73,12 +70,6 @@ def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | No
     midpoint = (sent + seen.get("at", sent)) / 2
     auth = credentials(token_from, opts.headers)
     what = f"1 event, {encoding.name}, gzip, {len(body)} bytes, {auth}"
-    if answer.status is None and "status" in seen:
-        # requests raises TooManyRedirects for a redirect even when told not to
-        # follow it (with max_redirects 0); the answer itself is what matters here.
-        answer = dataclasses.replace(
-            answer, status=seen["status"], location=seen["location"], error=None
-        )
     if answer.status is None:
         return _no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, midpoint
     status = f"{answer.status} {seen.get('reason', '')}".rstrip()
@@ -157,9 +148,8 @@ def _no_answer(kind: str | None, error: str, opts: Options, what: str) -> Findin
     elif (kind and kind.startswith("tls")) or (https and "SSL" in error):
         # The handshake itself passed (or this step would not run): with TLS 1.3 a
         # server checks the client's certificate after it, and hangs up.
-        fix = handshake_fix(error, opts.client_cert, opts.tls_min_version)
-        if fix.startswith("check the server"):
-            fix = _CLIENT_CERT_HINT if not opts.client_cert else fix
+        fallback = None if opts.client_cert else _CLIENT_CERT_HINT
+        fix = handshake_fix(error, opts.client_cert, opts.tls_min_version, fallback)
     else:
         fix = (
             "the server hung up without answering: check that the aggregator is up and not "

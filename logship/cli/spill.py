@@ -104,8 +104,8 @@ def status(folders: list[str], root: str) -> int:
             )
         if s.corrupt:
             print(f"  corrupt       {s.corrupt} damaged regions (skipped on replay)")
-        letters = s.dead_letters
-        if letters and (letters.batches or letters.corrupt):
+        letters = sf.read_dead_letters(folder, sealer)
+        if letters.batches or letters.corrupt:
             damaged = f", {letters.corrupt} damaged regions" if letters.corrupt else ""
             print(
                 f"  dead letters  {letters.events} events in {len(letters.batches)} "
@@ -180,13 +180,14 @@ def dead_letters(folders: list[str]) -> int:
 def _replay_folder(folder: str, url: str, timeout: float) -> int:
     """Adopt and send one folder's files; returns the spill files left afterwards."""
     handler = logship.ShipHandler(url=url, spill_dir=folder, shutdown_timeout=5.0)
+    sealer = _sealer()  # the handler takes LOGSHIP_SPILL_KEY too: count what it can open
     try:
         last_progress, last_shipped = time.monotonic(), -1
         tty = sys.stdout.isatty()
         last_line = ""
         while True:
             st = handler.stats()
-            remaining = sf.summarize(folder, _OURS)
+            remaining = sf.summarize(folder, _OURS, sealer)
             line = (
                 f"  adopted {st['adopted']:>8}  replayed {st['replayed']:>8}  "
                 f"dropped {st['dropped']:>6}  on disk {remaining.events:>8}"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from logship.cli.certinfo import CertInfo, host_matches, parse_certificate
-from logship.worker.connections import TLS_VERSIONS
+from logship.worker.connections import TLS_VERSIONS, env_ca_bundle
 
 #: Days before expiry from which the step warns.
 EXPIRY_WARN_DAYS = 14
@@ -54,12 +54,12 @@ def handler_trust(ca_file: str | None) -> Trust:
     """What a handler with this ``ca_file`` trusts, through ``requests``."""
     if ca_file:
         return Trust(f"--ca-file {ca_file}", ca_file)
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        path = os.environ.get(name)
-        if path:
-            if os.path.isdir(path):
-                return Trust(f"{name}={path}", capath=path)
-            return Trust(f"{name}={path}", path)
+    bundle = env_ca_bundle()
+    if bundle:
+        name, path = bundle
+        if os.path.isdir(path):
+            return Trust(f"{name}={path}", capath=path)
+        return Trust(f"{name}={path}", path)
     try:
         import certifi  # requests' own dependency and default bundle
     except ImportError:  # pragma: no cover - requests cannot run without it
@@ -75,7 +75,7 @@ def _context(
     client_cert: str | None,
     client_key: str | None,
     host_and_time: bool,
-    min_version: str = "1.2",
+    min_version: str,
 ) -> ssl.SSLContext:
     """A client context; ``trust`` None verifies nothing (only to read the certificate)."""
     if trust is None:
@@ -110,11 +110,18 @@ def _handshake(
 
 
 def _chain_error(
-    trust: Trust, family: int, sockaddr: Any, host: str, timeout: float, cert: tuple[Any, Any]
+    trust: Trust,
+    family: int,
+    sockaddr: Any,
+    host: str,
+    timeout: float,
+    cert: tuple[Any, Any],
+    min_version: str,
 ) -> str | None:
     """Why the chain alone (dates and name aside) does not verify; None when it does."""
+    ctx = _context(trust, cert[0], cert[1], False, min_version)
     try:
-        _handshake(_context(trust, cert[0], cert[1], False), family, sockaddr, host, timeout)
+        _handshake(ctx, family, sockaddr, host, timeout)
     except ssl.SSLCertVerificationError as e:
         return str(e.verify_message)
     except (OSError, ssl.SSLError) as e:
@@ -137,8 +144,13 @@ _CLIENT_CERT_REFUSED_FIX = (
 )
 
 
-def handshake_fix(error: str, client_cert: str | None, min_version: str = "1.2") -> str:
-    """The fix for a TLS failure that is not about the server's certificate."""
+def handshake_fix(
+    error: str, client_cert: str | None, min_version: str, fallback: str | None = None
+) -> str:
+    """The fix for a TLS failure that is not about the server's certificate.
+
+    ``fallback`` replaces the generic advice when no known cause matches.
+    """
     text = error.lower()
     if "wrong version number" in text or "record layer failure" in text:
         return "the port does not speak TLS: use http://, or the aggregator's TLS port"
@@ -152,7 +164,7 @@ def handshake_fix(error: str, client_cert: str | None, min_version: str = "1.2")
     ):
         lower = " (or lower the handler's tls_min_version)" if min_version != "1.2" else ""
         return f"the server offers no TLS version >= {min_version}: upgrade its TLS settings{lower}"
-    return "check the server's TLS settings, and that this port speaks TLS"
+    return fallback or "check the server's TLS settings, and that this port speaks TLS"
 
 
 def check_tls(
@@ -160,10 +172,10 @@ def check_tls(
     family: int,
     sockaddr: Any,
     ca_file: str | None,
-    client_cert: str | None = None,
-    client_key: str | None = None,
-    timeout: float = 10.0,
-    min_version: str = "1.2",
+    client_cert: str | None,
+    client_key: str | None,
+    timeout: float,
+    min_version: str,
 ) -> Finding:
     """Shake hands with ``sockaddr`` as the handler would, and judge the certificate."""
     trust = handler_trust(ca_file)
@@ -225,17 +237,17 @@ def check_tls(
     if verify_error is None:
         facts.append(f"chain verified against {trust.label}")
     else:
-        chain = _chain_error(trust, family, sockaddr, host, timeout, cert_args)
+
+        def chain_error(against: Trust) -> str | None:
+            return _chain_error(against, family, sockaddr, host, timeout, cert_args, min_version)
+
+        chain = chain_error(trust)
         if chain is None:
             facts.append(f"chain verified against {trust.label}")
         else:
             problems.append(f"the chain does not verify against {trust.label}: {chain}")
             issuer = f" ({cert.issuer})" if cert else ""
-            if (
-                trust is not SYSTEM
-                and ca_file is None
-                and (_chain_error(SYSTEM, family, sockaddr, host, timeout, cert_args) is None)
-            ):
+            if trust is not SYSTEM and ca_file is None and chain_error(SYSTEM) is None:
                 system = ssl.get_default_verify_paths().cafile or "the system CA bundle"
                 fixes.append(
                     f"this host's system store trusts it, but logship uses {trust.label}: "

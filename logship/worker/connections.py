@@ -10,6 +10,7 @@ verifies the original host name: only the address connected to changes.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import threading
@@ -109,6 +110,19 @@ def pool_classes(book: AddressBook) -> dict[str, type]:
         ConnectionCls = HTTPSConnection
 
     return {"http": HTTPPool, "https": HTTPSPool}
+
+
+def env_ca_bundle() -> tuple[str, str] | None:
+    """The CA bundle the environment names for ``requests``, as ``(variable, path)``.
+
+    ``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``, in the order ``requests``
+    reads them; ``logship check`` verifies against the same one.
+    """
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        path = os.environ.get(name)
+        if path:
+            return name, path
+    return None
 
 
 def tls_context(min_version: str, verify: bool) -> ssl.SSLContext:

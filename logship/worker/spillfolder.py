@@ -302,12 +302,18 @@ def spill_frames(
         yield offset, payload
 
 
+# How much of a file is read to find its header frame.
+_HEADER_READ = 64 * 1024
+
+
 def file_header(path: str) -> dict[str, Any]:
     """The header map of a spill or dead-letter file ({} when unreadable)."""
-    data = _read(path)
-    if not data:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_HEADER_READ)  # the header is the first frame: small
+    except OSError:
         return {}
-    for _offset, payload in iter_frames(data[: 64 * 1024]):
+    for _offset, payload in iter_frames(data):
         return payload if isinstance(payload, dict) else {}
     return {}
 
@@ -326,9 +332,6 @@ class FolderSummary:
     live_owners: set[int] = dataclasses.field(default_factory=set)  # pids still writing
     live_files: int = 0
     locked_files: int = 0  # encrypted under a key we do not have
-    dead_letter_batches: int = 0
-    dead_letter_events: int = 0
-    dead_letters: DeadLetters | None = None  # read with the key given, if any
 
 
 def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) -> FolderSummary:
@@ -351,10 +354,8 @@ def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) 
                 out.corrupt += 1
             else:
                 out.events += int(payload.get("n", 0))
-    out.dead_letters = read_dead_letters(folder, sealer)
-    out.dead_letter_batches = len(out.dead_letters.batches)
-    out.dead_letter_events = out.dead_letters.events
-    out.url = out.url or out.dead_letters.url
+    if out.url is None:
+        out.url = file_header(os.path.join(folder, DEAD_LETTER_NAME)).get("url")
     return out
 
 

@@ -22,7 +22,13 @@ import requests.adapters
 import requests.auth
 
 from logship.pure.options import Options, check_header_value, read_token_file
-from logship.worker.connections import AddressBook, days_left, pool_classes, tls_context
+from logship.worker.connections import (
+    AddressBook,
+    days_left,
+    env_ca_bundle,
+    pool_classes,
+    tls_context,
+)
 from logship.worker.diagnostics import Warner
 
 USER_AGENT = "logship"
@@ -124,10 +130,9 @@ class Transport:
         self.session.trust_env = False
         self.session.proxies = requests.utils.get_environ_proxies(opts.url)
         self.verify: bool | str = opts.ca_file if opts.ca_file else opts.verify
-        if self.verify is True:
-            self.verify = (
-                os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-            )
+        bundle = env_ca_bundle() if self.verify is True else None
+        if bundle:
+            self.verify = bundle[1]
         self.session.verify = self.verify
         if not (opts.token or opts.token_file):
             self.session.auth = requests.utils.get_netrc_auth(opts.url)
