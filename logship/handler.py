@@ -15,12 +15,12 @@ import logging
 import os
 import threading
 import time
-import traceback
 from typing import Any
 
 from logship import lifecycle
 from logship.context import get_context
 from logship.lifecycle import WORKER_THREADS
+from logship.pure.event import format_exc_info, unformattable
 from logship.pure.options import Options, build_options
 from logship.ring import Ring
 from logship.worker import Worker, spill_reserve
@@ -47,16 +47,7 @@ def _format_exception(record: logging.LogRecord) -> str | None:
     ei = record.exc_info
     if not ei or ei[0] is None:
         return None
-    return "".join(traceback.format_exception(*ei)).rstrip("\n")
-
-
-def _unformattable(record: logging.LogRecord, e: Exception) -> str:
-    # The application's format string and arguments disagree. Ship what was
-    # given rather than lose the event or raise into the log call.
-    try:
-        return f"{record.msg!s} % {record.args!r} (logship: formatting failed: {e!r})"
-    except Exception:
-        return f"<unformattable log message> (logship: formatting failed: {e!r})"
+    return format_exc_info(ei)
 
 
 class ShipHandler(logging.Handler):
@@ -137,7 +128,7 @@ class ShipHandler(logging.Handler):
             try:
                 message = record.getMessage()
             except Exception as e:
-                message = _unformattable(record, e)
+                message = unformattable(record, e)
             exception = _format_exception(record) if record.exc_info or record.exc_text else None
             stack = record.stack_info
             size = len(message)

@@ -31,11 +31,16 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import traceback
 from collections.abc import Iterable
 from typing import Any
 
-from logship.pure.event import STANDARD_RECORD_ATTRS
+from logship.pure.event import (
+    INIT_RECORD_ATTRS,
+    STANDARD_RECORD_ATTRS,
+    format_exc_info,
+    render_exc_info,
+    unformattable,
+)
 
 __all__ = ["DEFAULT_KEYS", "RedactFilter"]
 
@@ -83,10 +88,9 @@ _DIGITS = b"0123456789"
 _ZERO = ord("0")
 _MIN_CARD_DIGITS = 13
 
-# The attributes LogRecord.__init__ sets, always first in a record's __dict__;
-# extra= fields (and a Formatter's `message` and `asctime`) come after them.
-_INIT_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
-_INIT_LEN = len(_INIT_ATTRS)
+# extra= fields (and a Formatter's `message` and `asctime`) come after the
+# attributes LogRecord.__init__ sets.
+_INIT_LEN = len(INIT_RECORD_ATTRS)
 _SECRET_KEY_CACHE_MAX = 4096
 
 _MAX_DEPTH = 32
@@ -116,7 +120,7 @@ def extra_keys(attrs: dict[str, Any]) -> Iterable[str]:
     found = []
     seen = 0
     for key in reversed(attrs):
-        if key in _INIT_ATTRS:
+        if key in INIT_RECORD_ATTRS:
             break
         seen += 1
         if key not in STANDARD_RECORD_ATTRS:
@@ -128,10 +132,6 @@ def extra_keys(attrs: dict[str, Any]) -> Iterable[str]:
 
 def _normal_key(key: str) -> str:
     return key.lower().replace("-", "_").strip("_")
-
-
-def _exception_text(ei: Any) -> str:
-    return "".join(traceback.format_exception(*ei)).rstrip("\n")
 
 
 def _check_patterns(patterns: Any) -> list[re.Pattern[str]]:
@@ -372,19 +372,20 @@ class RedactFilter(logging.Filter):
             try:
                 text = record.getMessage()
             except Exception as e:
-                text = _unformattable(record, e, self.replacement)
+                # Not the arguments, which no key names: masked whole.
+                text = unformattable(record, e, self.replacement)
             record.msg = self.redact(text)
             record.args = ()
         ei = record.exc_info
         if ei and ei[0] is not None and not record.exc_text:
-            record.exc_text = _exception_text(ei)
+            record.exc_text = format_exc_info(ei)
         if record.exc_text:
             record.exc_text = self.redact(record.exc_text)
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
         attrs = record.__dict__
         # Without extra= (the common case), skip even the call.
-        if len(attrs) != _INIT_LEN or next(reversed(attrs)) not in _INIT_ATTRS:
+        if len(attrs) != _INIT_LEN or next(reversed(attrs)) not in INIT_RECORD_ATTRS:
             for key in extra_keys(attrs):
                 value = attrs[key]
                 kind = type(value)
@@ -411,24 +412,7 @@ class RedactFilter(logging.Filter):
             # unmasked: render it here. True means the one being handled now.
             del out["exc_info"]
             if not (record.exc_info and record.exc_info[0] is not None):
-                ei = sys.exc_info() if flag is True else _exc_info_tuple(flag)
-                if ei is not None and ei[0] is not None and "exception" not in out:
-                    out["exception"] = self.redact(_exception_text(ei))
+                text = render_exc_info(sys.exc_info() if flag is True else flag)
+                if text is not None and "exception" not in out:
+                    out["exception"] = self.redact(text)
         return out
-
-
-def _exc_info_tuple(value: Any) -> tuple[Any, ...] | None:
-    if isinstance(value, BaseException):
-        return (type(value), value, value.__traceback__)
-    if isinstance(value, tuple) and len(value) == 3:
-        return value
-    return None
-
-
-def _unformattable(record: logging.LogRecord, e: Exception, replacement: str) -> str:
-    # As ShipHandler does, ship the format string and the error rather than
-    # lose the event; but not the arguments, which no key names: masked whole.
-    try:
-        return f"{record.msg!s} % {replacement} (logship: formatting failed: {e!r})"
-    except Exception:
-        return f"<unformattable log message> (logship: formatting failed: {e!r})"

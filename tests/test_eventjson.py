@@ -112,6 +112,10 @@ FAST_CASES = {
         record(), exception='Traceback:\n  File "x"\nValueError: boom', stack="Stack:\n  here"
     ),
     "a non-ASCII extra key": lambda: item(record(clé="valeur")),
+    "bound context": lambda: item(
+        record(request_id=3),
+        context=MappingProxyType({"trace": "t1", "n": 2, "ok": False, "r": 0.5, "x": None}),
+    ),
 }
 
 SLOW_CASES = {
@@ -127,7 +131,13 @@ SLOW_CASES = {
     "a core-field extra and its prefixed name": lambda: item(
         record(**{"line": 1, "extra_line": 2})
     ),
-    "bound context": lambda: item(record(), context=MappingProxyType({"trace": "t1"})),
+    "bound context with a nested value": lambda: item(
+        record(), context=MappingProxyType({"trace": "t1", "tags": ["a"]})
+    ),
+    "bound context with NaN": lambda: item(record(), context=MappingProxyType({"r": math.nan})),
+    "bound context and an extra= of the same key": lambda: item(
+        record(trace="mine"), context=MappingProxyType({"trace": "t1"})
+    ),
     "a dict message": lambda: item(
         record({"event": "did %s", "positional_args": ("x",), "k": 1}, ())
     ),
@@ -185,6 +195,28 @@ def test_fields_match_the_builder(fields):
     assert_same(fast, general)
     assert spy.calls == 1  # only the record whose extra= overrides a field
     assert json.loads(fast[1])["service"] == "override"
+
+
+def test_a_context_key_that_is_a_field_takes_the_builder():
+    context = MappingProxyType({"service": "from-context", "trace": "t"})
+    fast, general, spy = both(
+        [item(record(), context=context), item(record(), context=MappingProxyType({"t": 1}))],
+        {"service": "billing"},
+    )
+    assert_same(fast, general)
+    assert spy.calls == 1  # the first only: its context replaces a field in place
+    assert json.loads(fast[0])["service"] == "from-context"
+
+
+def test_one_context_shared_by_many_events_is_written_once():
+    context = MappingProxyType({"request_id": "r-1"})
+    items = [item(record(i=i), context=context) for i in range(5)]
+    builder = EventBuilder({})
+    encoding = Encoding("json")
+    writer = JsonEventWriter(builder, Spy(encoding))
+    fast = writer.encode_many(items)
+    assert [json.loads(raw)["request_id"] for raw in fast] == ["r-1"] * 5
+    assert list(writer._contexts) == [id(context)]
 
 
 def test_ndjson_uses_the_same_writer():

@@ -324,6 +324,14 @@ def test_structlog_event_dict_exceptions_are_rendered_on_the_caller(
     assert later.msg["password"] == R
 
 
+def test_an_exc_info_that_is_not_an_exception_is_dropped_not_the_record(
+    redactor: RedactFilter,
+) -> None:
+    r = record({"event": "odd", "exc_info": ("a", "b", "c"), "token": "t"})
+    assert redactor.filter(r) is True
+    assert r.msg == {"event": "odd", "token": R}  # masked, no traceback, nothing wiped
+
+
 # -- through handlers --------------------------------------------------------------------------
 
 

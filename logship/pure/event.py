@@ -28,7 +28,9 @@ from logship.pure.uuid7 import uuid7, uuid7_many
 
 # Attributes every LogRecord has; anything else on a record came from
 # `extra=` (or from a filter) and becomes a top-level event field.
-STANDARD_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+#: The attributes ``LogRecord.__init__`` sets, always first in a record's ``__dict__``.
+INIT_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+STANDARD_RECORD_ATTRS = INIT_RECORD_ATTRS | {
     "message",
     "asctime",
     "taskName",  # Python 3.12+
@@ -46,6 +48,7 @@ _MAX_INT_BITS = 14_000
 #: adds through ``extra=`` (the stdlib logger and the method name): plumbing,
 #: not fields, on a record whose ``msg`` is structlog's event dict.
 STRUCTLOG_RECORD_ATTRS = frozenset({"_logger", "_name"})
+_STANDARD_AND_STRUCTLOG = STANDARD_RECORD_ATTRS | STRUCTLOG_RECORD_ATTRS
 
 #: Keys ``ProcessorFormatter`` itself puts in an event dict; never fields.
 _STRUCTLOG_META_KEYS = frozenset({"_record", "_from_structlog"})
@@ -122,19 +125,35 @@ def _text(value: object) -> str:
         return safe_repr(value)
 
 
-def _render_exc_info(value: Any) -> str | None:
+def format_exc_info(ei: Any) -> str:
+    """A ``(type, value, traceback)`` triple as traceback text, without the last newline."""
+    return "".join(traceback.format_exception(*ei)).rstrip("\n")
+
+
+def render_exc_info(value: Any) -> str | None:
     """The traceback text of an exception or an ``exc_info`` tuple; None for anything else.
 
     ``True`` (structlog's "the exception being handled") cannot be resolved
     here, on the worker, long after the ``except`` block: None.
     """
     if isinstance(value, BaseException):
-        ei: tuple[Any, ...] = (type(value), value, value.__traceback__)
-    elif isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], BaseException):
-        ei = value
-    else:
-        return None
-    return "".join(traceback.format_exception(*ei)).rstrip("\n")
+        return format_exc_info((type(value), value, value.__traceback__))
+    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], BaseException):
+        return format_exc_info(value)
+    return None
+
+
+def unformattable(record: logging.LogRecord, e: Exception, args_text: str | None = None) -> str:
+    """What to ship for a message whose format string and arguments disagree.
+
+    The format string, the arguments (or ``args_text`` in their place) and
+    the error: the event is kept, and nothing is raised into the log call.
+    """
+    try:
+        args = repr(record.args) if args_text is None else args_text
+        return f"{record.msg!s} % {args} (logship: formatting failed: {e!r})"
+    except Exception:
+        return f"<unformattable log message> (logship: formatting failed: {e!r})"
 
 
 def dict_message(
@@ -176,7 +195,7 @@ def dict_message(
     if "exc_info" in fields:
         flag = fields.pop("exc_info")
         if exception is None:
-            exception = _render_exc_info(flag)
+            exception = render_exc_info(flag)
             if exception is None and flag is True:
                 fields["exc_info"] = True
     if "stack_info" in fields:
@@ -274,14 +293,17 @@ class EventBuilder:
         """
         stamps, millis = self.timestamps(created_times(items))
         uuids = uuid7_many(millis)
-        events = []
-        for item, stamp, uid in zip(items, stamps, uuids, strict=True):
-            try:
-                context = item[6] if len(item) > 6 else None
-                events.append(self.build(item[2], item[3], item[4], item[5], stamp, uid, context))
-            except Exception as e:  # a hostile record attribute must not lose the event
-                events.append(self.fallback(item[3], e))
-        return events
+        return [
+            self.build_item(item, stamp, uid)
+            for item, stamp, uid in zip(items, stamps, uuids, strict=True)
+        ]
+
+    def build_item(self, item: tuple[Any, ...], stamp: str, uid: str) -> dict[str, Any]:
+        """The event of one ring item; :meth:`fallback` when its record cannot be read."""
+        try:
+            return self.build(item[2], item[3], item[4], item[5], stamp, uid, item[6])
+        except Exception as e:  # a hostile record attribute must not lose the event
+            return self.fallback(item[3], e)
 
     def build(
         self,
@@ -328,21 +350,17 @@ class EventBuilder:
             event.update(self.fields)
         if context:
             event.update(context)  # bind() and context() refuse core field names
-        if payload is None:
-            for key, value in record.__dict__.items():
-                if key not in STANDARD_RECORD_ATTRS:
-                    if key in CORE_FIELDS:
-                        key = COLLISION_PREFIX + key
-                    event[key] = value
-            return event
-        for key, value in payload.items():
-            if not isinstance(key, str):
-                key = str(key) if isinstance(key, int | float) else safe_repr(key)
-            if key in CORE_FIELDS:
-                key = COLLISION_PREFIX + key
-            event[key] = value
+        skip = STANDARD_RECORD_ATTRS
+        if payload is not None:
+            skip = _STANDARD_AND_STRUCTLOG
+            for key, value in payload.items():
+                if not isinstance(key, str):
+                    key = str(key) if isinstance(key, int | float) else safe_repr(key)
+                if key in CORE_FIELDS:
+                    key = COLLISION_PREFIX + key
+                event[key] = value
         for key, value in record.__dict__.items():
-            if key not in STANDARD_RECORD_ATTRS and key not in STRUCTLOG_RECORD_ATTRS:
+            if key not in skip:
                 if key in CORE_FIELDS:
                     key = COLLISION_PREFIX + key
                 event[key] = value

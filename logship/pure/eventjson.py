@@ -10,11 +10,15 @@ escaped once, the few strings that repeat (level, logger, thread, module,
 function) are escaped once each, and only the message and the ``extra=``
 values are escaped per event.
 
+Bound context (``logship.bind``/``logship.context``) is one immutable
+mapping shared by every event of a request: its text is written once per
+mapping.
+
 Any record outside that common case (a dict ``msg``, a key ``extra=`` shares
-with a core field, a value that is not a plain scalar, an attribute that is
-not what logging puts there) goes through the builder and the general
-encoder instead, so both paths give the same event; ``tests/test_eventjson.py``
-holds them to it.
+with a core field, the context or ``fields=``, a value that is not a plain
+scalar, an attribute that is not what logging puts there) goes through the
+builder and the general encoder instead, so both paths give the same event;
+``tests/test_eventjson.py`` holds them to it.
 """
 
 from __future__ import annotations
@@ -58,6 +62,10 @@ class JsonEventWriter:
         #: ``extra=`` keys with their quoted ``,"key":`` prefix; None when one
         #: collides with a core field or a ``fields=`` key (the builder's rules).
         self._layouts: dict[tuple[Any, ...], tuple[tuple[str, str], ...] | None] = {}
+        #: For each bound-context mapping (by identity, kept alive here so its
+        #: id is not reused): its keys and its ``,"key":value`` text; None
+        #: when a key or value is not one the fast path writes.
+        self._contexts: dict[int, tuple[Any, tuple[frozenset[str], str] | None]] = {}
         self._hostname = f',"hostname":{_quote(builder.hostname)},"uuid":"'
         self._kernel = f'","kernel_version":{_quote(builder.kernel_version)},"pid":'
         # fields= values are constant: encoded once, by the general path.
@@ -73,10 +81,11 @@ class JsonEventWriter:
         builder = self.builder
         stamps, millis = builder.timestamps(created_times(items))
         uuids = uuid7_many(millis)
-        fragments, layouts = self._fragments, self._layouts
-        if len(fragments) >= _CACHE_MAX or len(layouts) >= _CACHE_MAX:
+        fragments, layouts, contexts = self._fragments, self._layouts, self._contexts
+        if max(len(fragments), len(layouts), len(contexts)) >= _CACHE_MAX:
             fragments.clear()  # loggers or threads made per request: stay bounded
             layouts.clear()
+            contexts.clear()
         hostname, kernel, fields = self._hostname, self._kernel, self._fields_text
         out: list[bytes] = []
         append = out.append
@@ -87,10 +96,12 @@ class JsonEventWriter:
                 layout = layouts.get(key := tuple(attrs), _UNSEEN)
                 if layout is _UNSEEN:
                     layout = layouts[key] = self._layout(key)
-                # dict messages and bound context have keys to merge: the builder's job
+                context = item[6]
+                bound = self._context_text(context, layout) if context else ""
+                # dict messages have keys to merge: the builder's job
                 if (
                     layout is not None
-                    and (len(item) < 7 or not item[6])
+                    and bound is not None
                     and (not isinstance(record.msg, dict) or record.args)
                     # (True == 1: a bool must not find an int's cached text)
                     and type(pid) is int
@@ -113,7 +124,7 @@ class JsonEventWriter:
                         text += f',"exception":{_quote(item[4])}'
                     if item[5] is not None:
                         text += f',"stack":{_quote(item[5])}'
-                    text += fields
+                    text += fields + bound
                     for prefix, name in layout:
                         value = attrs[name]
                         scalar = _SCALARS.get(type(value))
@@ -124,11 +135,7 @@ class JsonEventWriter:
                     continue
             except Exception:  # anything unusual: let the builder decide
                 pass
-            try:
-                context = item[6] if len(item) > 6 else None
-                event = builder.build(record, item[3], item[4], item[5], stamp, uid, context)
-            except Exception as e:  # a hostile record attribute must not lose the event
-                event = builder.fallback(item[3], e)
+            event = builder.build_item(item, stamp, uid)
             append(encode_safely(self.encode_event, builder, event, item[3]))
         return out
 
@@ -141,6 +148,37 @@ class JsonEventWriter:
                 return None  # renamed or overriding: the builder's rules
             extras.append((f",{_quote(name)}:", name))
         return tuple(extras)
+
+    def _context_text(self, context: Any, layout: tuple[tuple[str, str], ...] | None) -> str | None:
+        """The text of a bound context, or None when the builder must merge it.
+
+        The builder writes context after ``fields=`` and before ``extra=``; a
+        key in both would sit elsewhere, so a shared key goes to the builder.
+        """
+        cached = self._contexts.get(id(context))
+        if cached is None or cached[0] is not context:
+            cached = self._contexts[id(context)] = (context, self._context_entry(context))
+        entry = cached[1]
+        if entry is None or layout is None:
+            return None
+        keys, text = entry
+        if any(name in keys for _prefix, name in layout):
+            return None
+        return text
+
+    def _context_entry(self, context: Any) -> tuple[frozenset[str], str] | None:
+        text = ""
+        try:
+            for key, value in context.items():
+                if type(key) is not str or key in CORE_FIELDS or key in self.builder.fields:
+                    return None
+                scalar = _SCALARS.get(type(value))
+                if scalar is None:
+                    scalar = _finite_float  # or a ValueError: the builder's path
+                text += f",{_quote(key)}:{scalar(value)}"
+            return frozenset(context), text
+        except Exception:  # a value the fast path does not write, or an odd mapping
+            return None
 
     def _origin(self, key: tuple[Any, ...]) -> tuple[str, str]:
         """The fragments around the message for ``(levelname, name, pid, thread, module, func)``.
