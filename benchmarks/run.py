@@ -175,6 +175,15 @@ CASES = (
         live=True,
         timeout=75,
     ),
+    # 50,000 is a multiple of batch_max_records: the last batch goes out full at
+    # the last call. A burst that ends mid-batch shows what its tail waits for.
+    Case(
+        "throughput/ship-tail",
+        "throughput.py",
+        ("--handler", "ship", "--events", "50500", "--deadline", "45"),
+        live=True,
+        timeout=75,
+    ),
     *(
         Case(
             f"throughput/{p.kind}",

@@ -458,6 +458,56 @@ def test_flush_interval_sends_a_partial_batch_without_flush(server, make_handler
     assert len(snapshot(server)) == 1
 
 
+def test_a_batch_ages_from_its_first_event_not_from_when_the_pump_took_it(server, make_handler):
+    # After a flush the pump sleeps a whole flush_interval with nothing to do;
+    # an event logged then must still go out one flush_interval after it was
+    # logged, not when the pump wakes plus another interval.
+    interval = 1.5
+    h = make_handler(server.url(), flush_interval=interval)
+    log = attach(h)
+    log.info("wakes the worker")
+    assert h.flush(5)
+    t0 = time.monotonic()
+    log.info("logged while the pump sleeps")
+    assert server.wait_for_uuids(2, timeout=interval + 5)
+    elapsed = time.monotonic() - t0
+    assert interval - 0.1 <= elapsed <= interval + 0.9, elapsed
+
+
+def test_the_tail_of_a_fast_stream_does_not_wait_out_flush_interval(server, make_handler):
+    # Two full batches mark the stream as fast; once it stops, its last 50
+    # events go out after a tenth of flush_interval (0.5 s), not after 5 s.
+    h = make_handler(server.url(), batch_max_records=100, flush_interval=5.0)
+    log = attach(h)
+    emit(log, 250)
+    t0 = time.monotonic()
+    assert server.wait_for_uuids(250, timeout=3.0)
+    assert time.monotonic() - t0 >= 0.4  # not before the stream fell quiet
+    assert [len(r.events) for r in snapshot(server)] == [100, 100, 50]
+
+
+def test_pauses_shorter_than_the_quiet_period_do_not_cut_batches(server, make_handler):
+    h = make_handler(server.url(), batch_max_records=100, flush_interval=5.0)
+    log = attach(h)
+    emit(log, 100)  # a full batch: the stream is fast
+    assert server.wait_for_uuids(100)
+    for _ in range(3):
+        emit(log, 30)
+        time.sleep(0.02)  # the application's pace; the quiet period is 0.5 s
+    assert server.wait_for_uuids(190, timeout=4.0)
+    assert [len(r.events) for r in snapshot(server)] == [100, 90]
+
+
+def test_a_slow_stream_is_batched_by_flush_interval(server, make_handler):
+    h = make_handler(server.url(), flush_interval=1.0)
+    log = attach(h)
+    for i in range(5):
+        log.info("slow %d", i)
+        time.sleep(0.05)  # the application's pace: 20 events/s
+    assert server.wait_for_uuids(5, timeout=4.0)
+    assert [len(r.events) for r in snapshot(server)] == [5]
+
+
 # -- flush -------------------------------------------------------------------------
 
 

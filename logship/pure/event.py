@@ -217,14 +217,15 @@ def created_times(items: Sequence[tuple[Any, ...]]) -> list[float]:
             return times
     except Exception:
         pass
-    return [_created(item[2]) for item in items]
+    return [created_time(item[2]) for item in items]
 
 
 # A Unix time beyond which time.gmtime fails on some platforms (year 5138).
 _LATEST = 1e11
 
 
-def _created(record: Any) -> float:
+def created_time(record: Any) -> float:
+    """``record.created``, or the current time when it is unreadable or no usable number."""
     try:
         t = record.created
         if isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t < _LATEST:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from logship.pure.encoding import Encoding, gzip_compress, gzip_decompress
-from logship.pure.event import EventBuilder, encode_safely
+from logship.pure.event import EventBuilder, created_time, encode_safely
 from logship.pure.eventjson import JsonEventWriter
 from logship.pure.options import Options
 from logship.worker.diagnostics import Warner
@@ -29,6 +29,14 @@ from logship.worker.pipeline import Batch, Pipeline
 from logship.worker.spillstore import SpillStore
 
 _open_ids = itertools.count(-1, -1)  # negative: never equal to a sealed batch's id
+
+# A fast stream that falls silent for this share of flush_interval has
+# ended, for now: its partial batch is sealed instead of waiting out the
+# interval (a burst's last events would arrive up to a second late, and stay
+# that much longer in memory, exposed to a crash). Long next to the pauses
+# of a stream that fills batches (a request's worth of work), so that
+# batches are not cut smaller; short next to flush_interval.
+QUIET_SHARE = 0.1
 
 
 def make_batches(
@@ -88,8 +96,14 @@ class Pump:
         self.high_water = max(1, opts.capacity // 2)
         self._units: list[bytes] = []  # the open batch, its events encoded
         self._size = encoding.body_overhead  # its body's size once joined
-        self._opened_at = 0.0
+        self._opened_at = 0.0  # when the open batch's first event arrived (monotonic)
         self._open_id = next(_open_ids)
+        # The last batch sealed was full: the stream fills batches faster than
+        # they age, so its end is worth watching for (see QUIET_SHARE).
+        self._fast = False
+        self._seen_emitted = -1  # the ring's count of events at the last look that saw it move
+        self._seen_at = 0.0
+        self._quiet = QUIET_SHARE * opts.flush_interval
         self._replay_turn = True
         # Set when a batch is due but the sender has no room: then only the
         # sender (taking a batch sets ring.wake) or new events can help, and
@@ -123,14 +137,11 @@ class Pump:
 
     def run(self) -> None:
         """Loop until the pipeline stops; never raises."""
-        interval = self.opts.flush_interval
         while not self.pipeline.stopping and not self.final_done.is_set():
-            if self._units and not self._sender_full:
-                timeout = max(0.0, self._opened_at + interval - time.monotonic())
-            else:
-                timeout = interval
-            self.ring.wake.wait(timeout)
-            self.ring.wake.clear()
+            if self.ring.wake.wait(self._timeout()):
+                self.ring.wake.clear()
+            elif not self.final_requested and not self._due_on_time(time.monotonic()):
+                continue  # only a look at the stream
             self.ring.pump_busy = True
             try:
                 if self.final_requested:
@@ -141,6 +152,73 @@ class Pump:
                 self._lose_open_batch(e)
             finally:
                 self.ring.pump_busy = False
+
+    def _timeout(self) -> float:
+        """How long to wait for the ring's wake-up (at a batch's worth) before looking anyway.
+
+        While events wait: until the oldest is due to age. While a fast
+        stream runs: every quiet period too, to see it stop.
+        """
+        interval = self.opts.flush_interval
+        if self._sender_full:
+            return interval  # only the sender taking a batch (it wakes us) can help
+        now = time.monotonic()
+        oldest = self._oldest(now)
+        left = interval if oldest is None else max(0.0, oldest + interval - now)
+        return min(left, self._quiet) if self._fast else left
+
+    def _due_on_time(self, now: float) -> bool:
+        """After a timed wait: True when a cycle has work to do.
+
+        Work: a batch that aged, a fast stream that stopped, or, now and then
+        while nothing waits, the spill and the acknowledgements.
+        """
+        if self._sender_full:
+            return True
+        oldest = self._oldest(now)
+        if oldest is not None:
+            return now - oldest >= self.opts.flush_interval or self._stream_stopped(now)
+        if self._fast:
+            if self._stream_stopped(now):
+                self._fast = False  # it stopped on a batch boundary: nothing left to watch
+            return False
+        return True
+
+    def _oldest(self, now: float) -> float | None:
+        """When the oldest event not yet sent arrived (monotonic), or None when none waits."""
+        if self._units:
+            return self._opened_at
+        try:
+            record = self.ring.items[0][2]
+        except IndexError:  # empty, or emptied by a caller making room meanwhile
+            return None
+        return self._arrival(record, now)
+
+    def _arrival(self, record: Any, now: float) -> float:
+        """``record.created`` on the monotonic clock, within the last ``flush_interval``.
+
+        The clamp keeps a wall-clock step, or a record made long before it
+        was logged, from holding a batch back longer than ``flush_interval``.
+        """
+        age = time.time() - created_time(record)
+        return now - min(max(age, 0.0), self.opts.flush_interval)
+
+    def _stream_stopped(self, now: float) -> bool:
+        """True once a fast stream has logged nothing for a quiet period.
+
+        Fast: the last batch was sealed full, so the stream fills batches
+        before they age. Its last events then need not wait out
+        ``flush_interval``; a slow stream's do, as they should. The pump is
+        not woken for each event: silence is the ring's count of events not
+        moving between its looks.
+        """
+        if not self._fast:
+            return False
+        emitted = self.ring.emitted
+        if emitted != self._seen_emitted:
+            self._seen_emitted, self._seen_at = emitted, now
+            return False
+        return now - self._seen_at >= self._quiet
 
     def cycle(self) -> None:
         """Take what the ring holds; send, spill or replay every batch that is due."""
@@ -157,8 +235,13 @@ class Pump:
                 # ring is drained into it, not after flush_interval.
                 wanted = pipeline.flush_wanted()
                 room = pipeline.has_room()
-            aged = time.monotonic() - self._opened_at >= opts.flush_interval
-            due = bool(self._units) and (full or aged or wanted)
+            now = time.monotonic()
+            due = bool(self._units) and (
+                full
+                or wanted
+                or now - self._opened_at >= opts.flush_interval
+                or self._stream_stopped(now)
+            )
             if room:
                 if self._replay_turn or not due:
                     self._replay_turn = False
@@ -166,6 +249,7 @@ class Pump:
                         continue
                 if due:
                     self._replay_turn = True
+                    self._fast = full
                     for b in self._seal():
                         pipeline.enqueue(b)
                     continue
@@ -191,8 +275,11 @@ class Pump:
         items = self.pipeline.take(limit, self._open_id)
         if not items:
             return
+        now = time.monotonic()
         if not self._units:
-            self._opened_at = time.monotonic()
+            # A batch's age counts from its first event's arrival, not from
+            # when the pump got round to it.
+            self._opened_at = self._arrival(items[0][2], now)
         units = self.encode_items(items)
         self._units += units
         self._size += sum(map(len, units)) + self.encoding.per_event_overhead * len(units)
