@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 
+from logship.pure import uuid7
+from logship.pure.encoding import Encoding
 from logship.pure.frames import read_frames
+from logship.pure.options import build_options
+from logship.ring import Ring
+from logship.worker.diagnostics import Warner
+from logship.worker.pipeline import Pipeline
+from logship.worker.pump import Pump
 
 from conftest import attach, check_identity, wait_until
 from faultserver import CLOSE, STALL, FaultServer, Request, delayed, status
@@ -490,12 +497,44 @@ def test_pauses_shorter_than_the_quiet_period_do_not_cut_batches(server, make_ha
     h = make_handler(server.url(), batch_max_records=100, flush_interval=5.0)
     log = attach(h)
     emit(log, 100)  # a full batch: the stream is fast
-    assert server.wait_for_uuids(100)
     for _ in range(3):
         emit(log, 30)
         time.sleep(0.02)  # the application's pace; the quiet period is 0.5 s
     assert server.wait_for_uuids(190, timeout=4.0)
     assert [len(r.events) for r in snapshot(server)] == [100, 90]
+
+
+def test_an_event_dated_in_the_future_still_goes_out(server, make_handler, monkeypatch):
+    # The wall clock stepped back after the record was made: its age reads
+    # negative. It goes out a flush_interval after the pump first saw it,
+    # not when the clock catches up.
+    # UUIDv7s stay ordered after such a record, an hour ahead, for the rest of
+    # the process: not for the tests after this one.
+    monkeypatch.setattr(uuid7, "_last_ms", uuid7._last_ms)
+    h = make_handler(server.url(), flush_interval=0.5)
+    log = attach(h)
+    log.info("wakes the worker")
+    assert h.flush(5)
+    record = logging.makeLogRecord(
+        {"name": log.name, "levelno": logging.INFO, "levelname": "INFO", "msg": "dated ahead"}
+    )
+    record.created = time.time() + 3600
+    log.handle(record)
+    assert server.wait_for_uuids(2, timeout=5)
+
+
+def test_an_aged_event_is_due_whatever_the_clock_reads():
+    # now - (now - interval) is not interval in floating point for every now:
+    # an event exactly flush_interval old must be due, not looked at forever.
+    opts = build_options({"url": "http://127.0.0.1:9/x", "flush_interval": 0.1, "spill": False})
+    ring = Ring(opts.capacity, opts.capacity_bytes, opts.overflow, wake_at=opts.batch_max_records)
+    pump = Pump(opts, Pipeline(ring, 3), Encoding("json"), Warner(60.0), None)
+    record = logging.makeLogRecord({"msg": "long ago"})
+    record.created = time.time() - 60
+    ring.put(record, "long ago", None, None, 8)
+    for now in (2.0**10 + 0.3, 2.0**14 + 0.123456, 20_800.5, 123_456.789):
+        assert pump._due_on_time(now), now
+    assert pump._timeout() == 0.0
 
 
 def test_a_slow_stream_is_batched_by_flush_interval(server, make_handler):

@@ -37,6 +37,8 @@ _open_ids = itertools.count(-1, -1)  # negative: never equal to a sealed batch's
 # of a stream that fills batches (a request's worth of work), so that
 # batches are not cut smaller; short next to flush_interval.
 QUIET_SHARE = 0.1
+# Looks more often than this would cost more than they save.
+_MIN_QUIET = 0.01
 
 
 def make_batches(
@@ -103,7 +105,9 @@ class Pump:
         self._fast = False
         self._seen_emitted = -1  # the ring's count of events at the last look that saw it move
         self._seen_at = 0.0
-        self._quiet = QUIET_SHARE * opts.flush_interval
+        self._quiet = max(QUIET_SHARE * opts.flush_interval, _MIN_QUIET)
+        self._head_seen: float | None = None  # when a look first found the ring's head waiting
+        self._cycled_at = 0.0
         self._replay_turn = True
         # Set when a batch is due but the sender has no room: then only the
         # sender (taking a batch sets ring.wake) or new events can help, and
@@ -137,21 +141,27 @@ class Pump:
 
     def run(self) -> None:
         """Loop until the pipeline stops; never raises."""
+        ring = self.ring
         while not self.pipeline.stopping and not self.final_done.is_set():
-            if self.ring.wake.wait(self._timeout()):
-                self.ring.wake.clear()
-            elif not self.final_requested and not self._due_on_time(time.monotonic()):
-                continue  # only a look at the stream
-            self.ring.pump_busy = True
+            try:
+                woken = ring.wake.wait(self._timeout())
+                if not (woken or self.final_requested or self._due_on_time(time.monotonic())):
+                    continue  # only a look at the stream
+            except Exception:  # deciding when to look must never stop the pump
+                woken = ring.wake.wait(self.opts.flush_interval)
+            if woken:
+                ring.wake.clear()
+            ring.pump_busy = True
             try:
                 if self.final_requested:
                     self.final()
                 else:
+                    self._cycled_at = time.monotonic()
                     self.cycle()
             except Exception as e:  # a bug here must cost a batch, not the worker
                 self._lose_open_batch(e)
             finally:
-                self.ring.pump_busy = False
+                ring.pump_busy = False
 
     def _timeout(self) -> float:
         """How long to wait for the ring's wake-up (at a batch's worth) before looking anyway.
@@ -162,9 +172,8 @@ class Pump:
         interval = self.opts.flush_interval
         if self._sender_full:
             return interval  # only the sender taking a batch (it wakes us) can help
-        now = time.monotonic()
-        oldest = self._oldest(now)
-        left = interval if oldest is None else max(0.0, oldest + interval - now)
+        age = self._age(time.monotonic())
+        left = interval if age is None else max(0.0, interval - age)
         return min(left, self._quiet) if self._fast else left
 
     def _due_on_time(self, now: float) -> bool:
@@ -173,35 +182,48 @@ class Pump:
         Work: a batch that aged, a fast stream that stopped, or, now and then
         while nothing waits, the spill and the acknowledgements.
         """
+        interval = self.opts.flush_interval
         if self._sender_full:
             return True
-        oldest = self._oldest(now)
-        if oldest is not None:
-            return now - oldest >= self.opts.flush_interval or self._stream_stopped(now)
-        if self._fast:
-            if self._stream_stopped(now):
-                self._fast = False  # it stopped on a batch boundary: nothing left to watch
-            return False
-        return True
+        age = self._age(now)
+        if age is not None:
+            return age >= interval or self._stream_stopped(now)
+        if not self._fast:
+            return True
+        if self._stream_stopped(now):
+            self._fast = False  # it stopped on a batch boundary: nothing left to watch
+        return now - self._cycled_at >= interval
 
-    def _oldest(self, now: float) -> float | None:
-        """When the oldest event not yet sent arrived (monotonic), or None when none waits."""
+    def _age(self, now: float) -> float | None:
+        """How long the oldest event not yet sent has waited, or None when none waits.
+
+        Ages are compared with ``flush_interval`` as they are, never rebuilt
+        as instants: ``now - (now - interval)`` is not always ``interval`` in
+        floating point, and a pump that saw an event never quite due would
+        spin.
+        """
         if self._units:
-            return self._opened_at
+            return now - self._opened_at
         try:
             record = self.ring.items[0][2]
         except IndexError:  # empty, or emptied by a caller making room meanwhile
+            self._head_seen = None
             return None
-        return self._arrival(record, now)
+        if self._head_seen is None:
+            self._head_seen = now
+        return self._head_age(record, now)
 
-    def _arrival(self, record: Any, now: float) -> float:
-        """``record.created`` on the monotonic clock, within the last ``flush_interval``.
+    def _head_age(self, record: Any, now: float) -> float:
+        """The age of the ring's oldest event: from its ``created`` time, within ``flush_interval``.
 
-        The clamp keeps a wall-clock step, or a record made long before it
-        was logged, from holding a batch back longer than ``flush_interval``.
+        Never less than since the pump first saw it waiting: a record dated
+        in the future (the wall clock stepped back) or with no usable time
+        would otherwise never age. Never more than ``flush_interval``: a
+        record made long before it was logged is due at once, not earlier.
         """
-        age = time.time() - created_time(record)
-        return now - min(max(age, 0.0), self.opts.flush_interval)
+        age = min(max(time.time() - created_time(record), 0.0), self.opts.flush_interval)
+        seen = self._head_seen
+        return age if seen is None else max(age, now - seen)
 
     def _stream_stopped(self, now: float) -> bool:
         """True once a fast stream has logged nothing for a quiet period.
@@ -279,7 +301,8 @@ class Pump:
         if not self._units:
             # A batch's age counts from its first event's arrival, not from
             # when the pump got round to it.
-            self._opened_at = self._arrival(items[0][2], now)
+            self._opened_at = now - self._head_age(items[0][2], now)
+        self._head_seen = None
         units = self.encode_items(items)
         self._units += units
         self._size += sum(map(len, units)) + self.encoding.per_event_overhead * len(units)
