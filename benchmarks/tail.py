@@ -15,8 +15,10 @@ happened during it, first match wins:
   something else;
 - ``cpu``: it had the CPU: the machine's own noise, or cold caches.
 
-The instruments cost about 1 µs per call; read the counts, not p50. With
-``--handler null`` the same calls go to a ``NullHandler``: the floor's noise.
+Each cause is shown as its count, with the median length of its calls in
+µs. The instruments cost about 1 µs per call; read the counts and lengths,
+not p50. With ``--handler null`` the same calls go to a ``NullHandler``: the
+floor's noise.
 
     .venv/bin/python benchmarks/tail.py [--handler null] [--calls 50000] [--runs 3]
 """
@@ -27,12 +29,13 @@ import argparse
 import collections
 import gc
 import logging
+import statistics
 import sys
 import threading
 import time
 from typing import Any
 
-from _common import LOGGER_NAME, receiver_stats
+from _common import bench_logger, latency_summary, log_events, receiver_stats
 from _harness import receiver
 
 import logship.handler
@@ -63,8 +66,8 @@ def _cause(wall: int, cpu: int, collections: int, yielded: bool, after_yield: bo
     return "wait" if cpu < wall * 0.6 else "cpu"
 
 
-def run(handler_kind: str, calls: int, slow_ns: int) -> tuple[collections.Counter[str], list[int]]:
-    """One run in this process; the count of slow calls by cause, and every call's ns."""
+def run(handler_kind: str, calls: int, slow_ns: int) -> tuple[dict[str, list[int]], list[int]]:
+    """One run in this process: the slow calls' ns by cause, and every call's ns."""
     probe = _Probe()
     real_yield = logship.handler._yield_gil
 
@@ -74,23 +77,19 @@ def run(handler_kind: str, calls: int, slow_ns: int) -> tuple[collections.Counte
 
     with receiver() as url:
         if handler_kind == "ship":
-            handler: logging.Handler = logship.ShipHandler(url=url + "/bench")
+            handler: logging.Handler = logship.ShipHandler(url=url)
         else:
             handler = logging.NullHandler()
-        logger = logging.getLogger(LOGGER_NAME)
-        logger.handlers[:] = [handler]
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+        logger = bench_logger(handler)
         info = logger.info
-        for i in range(2_000):  # warm-up: connection, caches, the worker's first batch
-            info("user %s did %s", i, "thing", extra={"request_id": i})
-        if isinstance(handler, logship.ShipHandler):
-            handler.flush(10)
+        log_events(logger, 0, 2_000)  # warm-up: connection, caches, the worker's first batch
+        if isinstance(handler, logship.ShipHandler) and not handler.flush(10):
+            sys.exit(f"the warm-up was not delivered: {handler.stats()}")
         logship.handler._yield_gil = counting_yield  # type: ignore[assignment]
         gc.callbacks.append(probe.on_gc)
         perf, cpu_ns = time.perf_counter_ns, time.thread_time_ns
         samples = [0] * calls
-        causes: collections.Counter[str] = collections.Counter()
+        causes: dict[str, list[int]] = collections.defaultdict(list)
         after_yield = False
         try:
             for i in range(calls):
@@ -102,9 +101,8 @@ def run(handler_kind: str, calls: int, slow_ns: int) -> tuple[collections.Counte
                 c1 = cpu_ns()
                 wall = samples[i] = t1 - t0
                 if wall > slow_ns:
-                    causes[
-                        _cause(wall, c1 - c0, probe.collections, probe.yielded, after_yield)
-                    ] += 1
+                    cause = _cause(wall, c1 - c0, probe.collections, probe.yielded, after_yield)
+                    causes[cause].append(wall)
                 after_yield = probe.yielded
         finally:
             gc.callbacks.remove(probe.on_gc)
@@ -116,6 +114,12 @@ def run(handler_kind: str, calls: int, slow_ns: int) -> tuple[collections.Counte
             if receiver_stats(url)["unique"] < calls + 2_000:
                 sys.exit("the receiver counted fewer events than were logged")
     return causes, samples
+
+
+def _count_and_median(walls: list[int]) -> str:
+    if not walls:
+        return "0"
+    return f"{len(walls)} ({statistics.median(walls) / 1000:,.0f})"
 
 
 def main() -> None:
@@ -132,11 +136,10 @@ def main() -> None:
     print("|" + "---:|" * (header.count("|") - 1))
     for k in range(args.runs):
         causes, samples = run(args.handler, args.calls, int(args.slow * 1000))
-        samples.sort()
-        slow = sum(causes.values())
-        p99 = samples[int(len(samples) * 0.99)] / 1000
-        p999 = samples[int(len(samples) * 0.999)] / 1000
-        counts = " | ".join(str(causes[c]) for c in _CAUSES)
+        summary = latency_summary(samples)
+        p99, p999 = summary["p99"], summary["p99.9"]
+        slow = sum(map(len, causes.values()))
+        counts = " | ".join(_count_and_median(causes.get(c, [])) for c in _CAUSES)
         print(
             f"| {k + 1} | {slow} ({slow / args.calls:.2%}) | {p99:.1f} | {p999:,.0f} | {counts} |"
         )

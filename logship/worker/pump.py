@@ -98,7 +98,9 @@ class Pump:
         self.high_water = max(1, opts.capacity // 2)
         self._units: list[bytes] = []  # the open batch, its events encoded
         self._size = encoding.body_overhead  # its body's size once joined
-        self._opened_at = 0.0  # when the open batch's first event arrived (monotonic)
+        # When the open batch's first event was logged: its created time, on the
+        # monotonic clock, at most flush_interval before the pump took it.
+        self._opened_at = 0.0
         self._open_id = next(_open_ids)
         # The last batch sealed was full: the stream fills batches faster than
         # they age, so its end is worth watching for (see QUIET_SHARE).
@@ -145,7 +147,7 @@ class Pump:
         while not self.pipeline.stopping and not self.final_done.is_set():
             try:
                 woken = ring.wake.wait(self._timeout())
-                if not (woken or self.final_requested or self._due_on_time(time.monotonic())):
+                if not (woken or self.final_requested or self._cycle_due(time.monotonic())):
                     continue  # only a look at the stream
             except Exception:  # deciding when to look must never stop the pump
                 woken = ring.wake.wait(self.opts.flush_interval)
@@ -176,7 +178,7 @@ class Pump:
         left = interval if age is None else max(0.0, interval - age)
         return min(left, self._quiet) if self._fast else left
 
-    def _due_on_time(self, now: float) -> bool:
+    def _cycle_due(self, now: float) -> bool:
         """After a timed wait: True when a cycle has work to do.
 
         Work: a batch that aged, a fast stream that stopped, or, now and then
@@ -187,20 +189,25 @@ class Pump:
             return True
         age = self._age(now)
         if age is not None:
-            return age >= interval or self._stream_stopped(now)
+            return self._batch_due(age, now)
         if not self._fast:
             return True
         if self._stream_stopped(now):
             self._fast = False  # it stopped on a batch boundary: nothing left to watch
         return now - self._cycled_at >= interval
 
+    def _batch_due(self, age: float, now: float) -> bool:
+        """True when events that have waited ``age`` seconds should go now."""
+        return age >= self.opts.flush_interval or self._stream_stopped(now)
+
     def _age(self, now: float) -> float | None:
         """How long the oldest event not yet sent has waited, or None when none waits.
 
-        Ages are compared with ``flush_interval`` as they are, never rebuilt
-        as instants: ``now - (now - interval)`` is not always ``interval`` in
-        floating point, and a pump that saw an event never quite due would
-        spin.
+        The ring head's age is worked out afresh at every look, clamped to
+        ``flush_interval``, and compared with it as it is: rebuilt as an
+        instant, ``now - (now - interval)`` falls short of ``interval`` for
+        some ``now`` in floating point, and the pump would look again and
+        again with a timeout of 0. The open batch's age grows with the clock.
         """
         if self._units:
             return now - self._opened_at
@@ -226,7 +233,7 @@ class Pump:
         return age if seen is None else max(age, now - seen)
 
     def _stream_stopped(self, now: float) -> bool:
-        """True once a fast stream has logged nothing for a quiet period.
+        """True once a fast stream has logged nothing for a quiet period; records this look.
 
         Fast: the last batch was sealed full, so the stream fills batches
         before they age. Its last events then need not wait out
@@ -259,10 +266,7 @@ class Pump:
                 room = pipeline.has_room()
             now = time.monotonic()
             due = bool(self._units) and (
-                full
-                or wanted
-                or now - self._opened_at >= opts.flush_interval
-                or self._stream_stopped(now)
+                full or wanted or self._batch_due(now - self._opened_at, now)
             )
             if room:
                 if self._replay_turn or not due:
