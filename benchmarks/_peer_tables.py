@@ -224,7 +224,7 @@ def outage_table(results: dict[str, Any]) -> Table:
             _flat(r, floor if kind != "null" else None),
             r.get("recovered_after_s"),
         )
-    runs = [r for r in (results.get("outage/ship") or {"runs": []})["runs"] if "error" not in r]
+    runs = [r for r in _runs(results, "outage/ship") if "error" not in r]
     lost = [r["lost"] for r in runs]
     flat = [_flat(r, floor) for r in runs]
     total = (sample.get("warmup", 0) + events + sample.get("after", 0)) if sample else 0
@@ -298,8 +298,9 @@ def exit_table(results: dict[str, Any]) -> Table:
             f"{cell(m['exit_ms'])} (killed)" if killed else m["exit_ms"],
             ratio(m["exit_ms"], (medians.get("null") or {}).get("exit_ms")),
             idle_ms,
-            # A fixed wait at exit (logzio's drain timeout) can make it slightly negative.
-            None if idle_ms is None else max(0.0, m["exit_ms"] - idle_ms),
+            # Not from a killed run (its time is the timeout), nor below zero: a fixed
+            # wait at exit (logzio's drain timeout) makes the two exits differ by noise.
+            None if idle_ms is None or killed or m["exit_ms"] < idle_ms else m["exit_ms"] - idle_ms,
             f"{killed} of {len(figures)}",
         )
     ship = [f for f in map(_exit_figures, _runs(results, "exit/ship")) if f]
@@ -316,7 +317,9 @@ def exit_table(results: dict[str, Any]) -> Table:
         "  arrived: the receiver's count after. nothing logged: the same script and handler",
         "  with no event logged: the interpreter's own exit with the handler's modules loaded",
         "  (tearing down what requests imports costs about 10 ms). delivering: the difference,",
-        "  what handing over the last events at exit cost.",
+        "  what handing over the last events at exit cost (for logship, which starts its threads",
+        "  at the first event, also starting and stopping them; '-' for a killed run or when",
+        "  the exit with nothing logged was the slower).",
         _runs_note(results, "exit/"),
     ]
     return t

@@ -210,8 +210,8 @@ def throughput_table(results: dict[str, Any]) -> Table:
         "  thread) until delivery, polling excluded; app-thread: the logging thread only.",
         "  lost: events logged but never counted by the receiver (the default overflow, 'spill',",
         "  may drop what neither the ring nor the spill takes); dropped, spilled: from stats().",
-        "  50,500 events: a burst that ends mid-batch. Its last 500 are sent once the stream",
-        "  has been silent for a tenth of flush_interval (not when they are flush_interval old).",
+        "  50,500 events: a burst that ends mid-batch. Its last 500 are sent one or two tenths of",
+        "  flush_interval after the stream falls silent (not when they are flush_interval old).",
     ]
     return t
 

@@ -248,7 +248,7 @@ def skipped_peers(cases: list[Case]) -> dict[str, str]:
         if p.kind in needed and (reason := missing(p.modules)):
             # A package installed by hand since install.py ran imports: not skipped.
             reasons[p.kind] = not_installed(p.packages, failures) or reason
-    return {kind: reason for kind, reason in reasons.items() if reason}
+    return reasons
 
 
 def run_all(

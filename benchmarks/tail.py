@@ -27,15 +27,23 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import gc
-import logging
 import statistics
 import sys
 import threading
 import time
 from typing import Any
 
-from _common import bench_logger, latency_summary, log_events, receiver_stats
+from _common import (
+    bench_handler,
+    bench_logger,
+    flush_shipped,
+    handler_stats,
+    latency_summary,
+    log_events,
+    receiver_stats,
+)
 from _harness import receiver
 
 import logship.handler
@@ -48,17 +56,17 @@ class _Probe:
 
     def __init__(self) -> None:
         self.main = threading.get_ident()
-        self.collections = 0  # bit per generation
+        self.generations = 0  # a bit per generation collected
         self.yielded = False
 
     def on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start" and threading.get_ident() == self.main:
-            self.collections |= 1 << info["generation"]
+            self.generations |= 1 << info["generation"]
 
 
-def _cause(wall: int, cpu: int, collections: int, yielded: bool, after_yield: bool) -> str:
-    if collections:
-        return f"gc{collections.bit_length() - 1}"
+def _cause(wall: int, cpu: int, generations: int, yielded: bool, after_yield: bool) -> str:
+    if generations:
+        return f"gc{generations.bit_length() - 1}"
     if yielded:
         return "yield"
     if after_yield:
@@ -75,44 +83,42 @@ def run(handler_kind: str, calls: int, slow_ns: int) -> tuple[dict[str, list[int
         probe.yielded = True
         real_yield(seconds)
 
-    with receiver() as url:
-        if handler_kind == "ship":
-            handler: logging.Handler = logship.ShipHandler(url=url)
-        else:
-            handler = logging.NullHandler()
-        logger = bench_logger(handler)
-        info = logger.info
-        log_events(logger, 0, 2_000)  # warm-up: connection, caches, the worker's first batch
-        if isinstance(handler, logship.ShipHandler) and not handler.flush(10):
-            sys.exit(f"the warm-up was not delivered: {handler.stats()}")
-        logship.handler._yield_gil = counting_yield  # type: ignore[assignment]
-        gc.callbacks.append(probe.on_gc)
-        perf, cpu_ns = time.perf_counter_ns, time.thread_time_ns
-        samples = [0] * calls
-        causes: dict[str, list[int]] = collections.defaultdict(list)
-        after_yield = False
-        try:
-            for i in range(calls):
-                probe.collections, probe.yielded = 0, False
-                c0 = cpu_ns()
-                t0 = perf()
-                info("user %s did %s", i, "thing", extra={"request_id": i})
-                t1 = perf()
-                c1 = cpu_ns()
-                wall = samples[i] = t1 - t0
-                if wall > slow_ns:
-                    cause = _cause(wall, c1 - c0, probe.collections, probe.yielded, after_yield)
-                    causes[cause].append(wall)
-                after_yield = probe.yielded
-        finally:
-            gc.callbacks.remove(probe.on_gc)
-            logship.handler._yield_gil = real_yield
-        if isinstance(handler, logship.ShipHandler):
-            if not handler.flush(20):
-                sys.exit(f"not delivered: {handler.stats()}")
-            handler.close()
-            if receiver_stats(url)["unique"] < calls + 2_000:
-                sys.exit("the receiver counted fewer events than were logged")
+    ship = handler_kind == "ship"
+    with receiver() if ship else contextlib.nullcontext("") as url:
+        args = argparse.Namespace(handler=handler_kind, url=url, overflow=None)
+        with bench_handler(args) as handler:
+            logger = bench_logger(handler)
+            info = logger.info
+            log_events(logger, 0, 2_000)  # warm-up: connection, caches, the worker's first batch
+            if ship and not flush_shipped(handler, 10):
+                sys.exit(f"the warm-up was not delivered: {handler_stats(handler)}")
+            gc.collect()  # as latency.py does: no garbage from the warm-up in the counts
+            logship.handler._yield_gil = counting_yield  # type: ignore[assignment]
+            gc.callbacks.append(probe.on_gc)
+            perf, cpu_ns = time.perf_counter_ns, time.thread_time_ns
+            samples = [0] * calls
+            causes: dict[str, list[int]] = collections.defaultdict(list)
+            after_yield = False
+            try:
+                for i in range(calls):
+                    probe.generations, probe.yielded = 0, False
+                    c0 = cpu_ns()
+                    t0 = perf()
+                    info("user %s did %s", i, "thing", extra={"request_id": i})
+                    t1 = perf()
+                    c1 = cpu_ns()
+                    wall = samples[i] = t1 - t0
+                    if wall > slow_ns:
+                        cause = _cause(wall, c1 - c0, probe.generations, probe.yielded, after_yield)
+                        causes[cause].append(wall)
+                    after_yield = probe.yielded
+            finally:
+                gc.callbacks.remove(probe.on_gc)
+                logship.handler._yield_gil = real_yield
+            if ship and not flush_shipped(handler, 20):
+                sys.exit(f"not delivered: {handler_stats(handler)}")
+        if ship and receiver_stats(url)["unique"] < calls + 2_000:
+            sys.exit("the receiver counted fewer events than were logged")
     return causes, samples
 
 

@@ -135,12 +135,17 @@ def one(events: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def refused_url() -> Iterator[str]:
-    """A URL on 127.0.0.1 whose port refuses every connection (bound, never listening)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/app"
-    sock.close()
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses every connection (bound, never listening)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def refused_url(refused_port: int) -> str:
+    """A URL on 127.0.0.1 whose port refuses every connection."""
+    return f"http://127.0.0.1:{refused_port}/app"
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> bool:

@@ -20,6 +20,7 @@ import peers  # noqa: E402
 
 def test_every_peer_package_is_in_the_bench_extra():
     names = set(map(install.requirement_name, install.bench_requirements()))
+    assert peers.PEERS
     for peer in peers.PEERS:
         assert set(map(install.requirement_name, peer.packages)) <= names, peer.kind
     assert set(install.HARNESS) <= names

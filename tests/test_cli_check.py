@@ -440,16 +440,8 @@ def test_the_help_shows_the_header_option(capsys):
 # -- DNS and TCP ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A port bound on 127.0.0.1 that nothing listens on, for as long as the test runs."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        yield s.getsockname()[1]
-
-
-def test_a_port_nothing_listens_on_fails_at_tcp(capsys, closed_port):
-    code, out = check(capsys, f"http://127.0.0.1:{closed_port}/app")
+def test_a_port_nothing_listens_on_fails_at_tcp(capsys, refused_port):
+    code, out = check(capsys, f"http://127.0.0.1:{refused_port}/app")
     assert code == 1
     assert verdicts(out) == {
         "dns": "PASS",
@@ -460,7 +452,7 @@ def test_a_port_nothing_listens_on_fails_at_tcp(capsys, closed_port):
     }
     tcp = lines(out)["tcp"]
     assert "refused" in tcp
-    assert f"nothing listens on 127.0.0.1:{closed_port}" in fix_of(tcp)
+    assert f"nothing listens on 127.0.0.1:{refused_port}" in fix_of(tcp)
 
 
 def test_a_name_that_does_not_resolve_fails_at_dns(capsys):
@@ -480,9 +472,9 @@ def test_a_name_is_resolved_then_connected(server, capsys):
     assert verdicts(out)["post"] == "PASS" and code == 0
 
 
-def test_tcp_warns_when_only_some_addresses_answer(server, closed_port):
+def test_tcp_warns_when_only_some_addresses_answer(server, refused_port):
     addresses = [
-        (socket.AF_INET, ("127.0.0.1", closed_port)),
+        (socket.AF_INET, ("127.0.0.1", refused_port)),
         (socket.AF_INET, ("127.0.0.1", server.port)),
     ]
     reachable, finding = check_tcp(addresses, 5.0)

@@ -12,7 +12,7 @@ import pytest
 
 import logship
 
-from conftest import FAST, attach, check_identity
+from conftest import FAST, attach, check_identity, flushed
 
 URL = "http://127.0.0.1:9/app"  # never contacted by these tests unless a server is used
 
@@ -123,20 +123,20 @@ def test_a_token_file_no_http_client_would_send_fails_at_construction(tmp_path):
     assert "has a control character" in str(refused.value) and "k3y" not in str(refused.value)
 
 
-def test_a_token_from_the_environment_is_stripped_like_a_token_file(server, monkeypatch):
+def test_a_token_from_the_environment_is_stripped_like_a_token_file(
+    server, make_handler, monkeypatch
+):
     monkeypatch.setenv("LOGSHIP_TOKEN", "env-token\n")  # as a mounted secret often ends
-    h = logship.ShipHandler(url=server.url(), spill=False)
+    h = make_handler(server.url())
     attach(h).info("with a token")
-    assert h.flush(5)
-    h.close()
+    flushed(h, server)
     assert [r.headers.get("Authorization") for r in server.requests] == ["Bearer env-token"]
 
 
-def test_a_latin_1_header_value_is_taken(server):
-    h = logship.ShipHandler(url=server.url(), spill=False, headers={"X-Name": "Zoë"})
+def test_a_latin_1_header_value_is_taken(server, make_handler):
+    h = make_handler(server.url(), headers={"X-Name": "Zoë"})
     attach(h).info("with a Latin-1 header")
-    assert h.flush(5)
-    h.close()
+    flushed(h, server)
     assert [r.headers["X-Name"] for r in server.requests] == ["Zoë"]
 
 

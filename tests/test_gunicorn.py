@@ -16,10 +16,8 @@ import os
 import re
 import signal
 import sys
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from procs import REPO, Proc, child_env
 
 from logship.cli.receive import Receiver
 
-from conftest import check_identity
+from conftest import check_identity, wait_until
 from faultserver import FaultServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gunicorn needs POSIX")
@@ -190,13 +188,3 @@ def test_with_the_endpoint_down_the_workers_spill_to_one_folder(
     stats = handler.stats()
     check_identity(stats)
     assert stats["adopted"] == stats["shipped"] == len(server.events()), stats
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        pause.wait(0.01)
-    return True

@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from logship.ring import Ring
 
-from conftest import attach, check_identity
+from conftest import attach, check_identity, wait_until
 from faultserver import STALL, status
 
 
@@ -27,15 +26,6 @@ def put(ring: Ring, n: int, size: int = 1) -> None:
 
 def numbers(ring: Ring) -> list[int]:
     return [item[2].args[0] for item in ring.items]  # type: ignore[index]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 # -- the Ring alone ---------------------------------------------------------------------------
