@@ -11,17 +11,24 @@ holding logging's module lock and may throw them away.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
 
 from logship import lifecycle
 from logship.context import get_context
 from logship.lifecycle import WORKER_THREADS
 from logship.pure.event import format_exc_info, unformattable
-from logship.pure.options import Options, build_options
+from logship.pure.options import (
+    OPTION_NAMES,
+    Options,
+    build_options,
+    check_names,
+)
 from logship.ring import Ring
 from logship.worker import Worker, spill_reserve
 from logship.worker.diagnostics import Warner
@@ -50,6 +57,9 @@ def _format_exception(record: logging.LogRecord) -> str | None:
     return format_exc_info(ei)
 
 
+_H = TypeVar("_H", bound="ShipHandler")
+
+
 class ShipHandler(logging.Handler):
     """A logging handler that ships structured events to an HTTP log aggregator.
 
@@ -60,10 +70,55 @@ class ShipHandler(logging.Handler):
     :meth:`stats`.
     """
 
+    #: Records of the ``logship`` logger never enter this handler: logship's
+    #: own warnings look for another handler to show them (see ``worker.diagnostics``).
+    refuses_logship_records = True
+
+    def __new__(cls: type[_H], *args: Any, **kwargs: Any) -> _H:
+        # Python's own error for an unknown keyword names it but suggests
+        # nothing; checking here, before __init__'s explicit parameters
+        # refuse it, lets a typo in a dictConfig entry say what was meant.
+        check_names(k for k in kwargs if k != "level")
+        return super().__new__(cls)
+
     def __init__(
-        self, url: str | None = None, *, level: int | str = logging.NOTSET, **options: Any
-    ):
-        opts = build_options({"url": url, **options})
+        self,
+        url: str | None = None,
+        *,
+        level: int | str = logging.NOTSET,
+        token: str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        fields: Mapping[str, Any] | None = None,
+        encoding: Literal["json", "ndjson", "msgpack"] = "json",
+        compress: bool = True,
+        batch_max_records: int = 1000,
+        batch_max_bytes: int = 1024 * 1024,
+        flush_interval: float = 1.0,
+        capacity: int = 10_000,
+        capacity_bytes: int = 16 * 1024 * 1024,
+        overflow: Literal["spill", "drop_oldest", "drop_newest", "block"] = "spill",
+        spill: bool = True,
+        spill_dir: str | os.PathLike[str] | None = None,
+        spill_max_bytes: int = 256 * 1024 * 1024,
+        spill_key: str | None = None,
+        verify: bool = True,
+        ca_file: str | os.PathLike[str] | None = None,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
+        tls_min_version: Literal["1.2", "1.3"] = "1.2",
+        timeout: float = 10.0,
+        retry_max_backoff: float = 60.0,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        """Check every option and build the handler; no thread starts here.
+
+        The options are described in ``docs/configuration.md`` (one line
+        each in :data:`logship.pure.options.Options`). A wrong option raises
+        ``TypeError`` or ``ValueError`` naming it.
+        """
+        given = locals()
+        opts = build_options({name: given[name] for name in OPTION_NAMES})
         super().__init__(level)
         self.options: Options = opts
         # Above this many characters one event could not fit the ring at all.
@@ -265,3 +320,12 @@ class ShipHandler(logging.Handler):
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
         return f"<{type(self).__name__} url={self.options.url!r} level={level}>"
+
+
+# help() and inspect.signature() would show __new__'s (*args, **kwargs): show
+# the options instead, as __init__ spells them out.
+_init = inspect.signature(ShipHandler.__init__)
+ShipHandler.__signature__ = _init.replace(  # type: ignore[attr-defined]
+    parameters=list(_init.parameters.values())[1:]
+)
+del _init

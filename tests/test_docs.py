@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import ast
-import dataclasses
 import inspect
 import pathlib
 import re
 
 import logship
-from logship.pure.options import Options
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def test_every_option_is_documented_and_nothing_else():
-    doc = (ROOT / "docs" / "configuration.md").read_text()
-    table = {
-        m
-        for line in doc.splitlines()
-        if line.startswith("| `")
-        for m in re.findall(r"`(\w+)`", line.split("|")[1])
-    }
-    options = {f.name for f in dataclasses.fields(Options)}
-    assert options <= table, f"undocumented options: {options - table}"
-    assert table - {"level"} <= options, f"documented but not options: {table - options}"
 
 
 def test_every_stats_key_is_documented():
@@ -43,7 +28,7 @@ def test_readme_shows_the_two_commands():
     assert "make demo" in readme and "make test" in readme
 
 
-# -- the configuration and redaction references: names and defaults --------------------------
+# -- the redaction reference: names and defaults (the options' table: test_options.py) ----------
 
 MiB = 1024 * 1024
 
@@ -73,25 +58,6 @@ def documented_default(cell: str) -> object:
     if number[2] == " MiB":
         return int(value * MiB)
     return value if number[2] == " s" else int(value)
-
-
-def code_default(f: dataclasses.Field[object]) -> object:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory() or None  # an empty mapping reads "none"
-    return None if f.default is dataclasses.MISSING else f.default  # url: LOGSHIP_URL
-
-
-def test_documented_defaults_are_the_codes() -> None:
-    doc = (ROOT / "docs" / "configuration.md").read_text()
-    fields = {f.name: f for f in dataclasses.fields(Options)}
-    checked = set()
-    for names, cell in table_rows(doc, "| option | default |"):
-        for name in names:
-            if name in fields:
-                expected = code_default(fields[name])
-                assert documented_default(cell) == expected, f"{name}: {cell!r} != {expected!r}"
-                checked.add(name)
-    assert checked == set(fields)
 
 
 def test_redaction_options_are_documented_with_their_defaults() -> None:

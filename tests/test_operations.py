@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import ssl
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ import trustme
 
 from conftest import attach, check_identity, require_within
 from faultserver import STALL, FaultServer, status
+from procs import Proc, child_env
 
 NAME = "logship-dns.test"
 
@@ -309,3 +311,58 @@ def test_a_world_readable_token_file_draws_a_warning(
     attach(h).info("x")
     assert h.flush(5)
     assert bool(warnings_.about("readable by every user")) is warned
+
+
+# -- the first hour: what a new user sees ----------------------------------------
+
+
+def test_https_to_a_plain_http_port_says_the_port_does_not_speak_tls(
+    server, make_handler, warnings_
+):
+    h = make_handler(server.url().replace("http://", "https://"))
+    attach(h).warning("hello")
+    require_within(lambda: h.stats()["last_error_kind"], what="the first attempt to fail")
+    assert h.stats()["last_error_kind"] == "tls-not-tls", h.stats()["last_error"]
+    said = warnings_.about("cannot deliver")
+    assert said and "the port does not speak TLS: use http://" in said[0], said
+
+
+def test_a_rejected_batch_is_the_last_error(server, make_handler, tmp_path):
+    server.then(status(400, b"error: unable to process records"))
+    h = make_handler(server.url(), spill_dir=str(tmp_path))
+    attach(h).warning("refused")
+    assert h.flush(10)
+    stats = h.stats()
+    assert stats["rejected"] == 1
+    assert stats["last_error_kind"] == "http-400"
+    assert stats["last_error"] == "HTTP 400: error: unable to process records"
+    assert stats["last_error_time"] is not None
+
+
+SHIP_ONLY = """
+import logging, logship
+handler = logship.ShipHandler(url={url!r}, spill=False, shutdown_timeout=0.5,
+                              retry_max_backoff=0.2)
+logging.getLogger().addHandler(handler)
+{silence}
+logging.getLogger("app").warning("nobody hears this")
+handler.flush(5)
+"""
+
+
+def test_warnings_reach_stderr_when_only_a_shiphandler_listens(refused_url, tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(SHIP_ONLY.format(url=refused_url, silence=""))
+    with Proc([sys.executable, str(script)], env=child_env()) as p:
+        assert p.wait(30) == 0, p.describe()
+        assert "logship: cannot deliver to" in p.stderr, p.describe()
+        assert "the connection was refused" in p.stderr
+
+
+def test_logship_warnings_stay_quiet_when_silenced(refused_url, tmp_path):
+    script = tmp_path / "app.py"
+    silence = 'logging.getLogger("logship").setLevel(logging.CRITICAL)'
+    script.write_text(SHIP_ONLY.format(url=refused_url, silence=silence))
+    with Proc([sys.executable, str(script)], env=child_env()) as p:
+        assert p.wait(30) == 0, p.describe()
+        assert "logship:" not in p.stderr, p.describe()

@@ -684,11 +684,13 @@ def test_a_read_only_disk_degrades_to_counted_drops_with_one_warning(server, mak
         pytest.skip("mounting a tmpfs is not permitted here")
     folder = os.path.join(mnt, "spill")
     os.makedirs(folder)
-    r = subprocess.run(["mount", "-o", "remount,ro", mnt], capture_output=True, timeout=10)
-    assert r.returncode == 0, r.stderr
     warnings = Warnings()
     server.down()
+    # Writable when the handler is built (a read-only one is refused then);
+    # the disk turns read-only under it.
     h = make_handler(server.url(), **spill_opts(folder, capacity=100, batch_max_records=10))
+    r = subprocess.run(["mount", "-o", "remount,ro", mnt], capture_output=True, timeout=10)
+    assert r.returncode == 0, r.stderr
     log = attach(h)
     log_paced(log, h, "ev", 0, 1000, chunk=10, queue_max=50 + 40)
     st = h.stats()

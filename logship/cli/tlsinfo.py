@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from logship.cli.certinfo import CertInfo, host_matches, parse_certificate
+from logship.pure.diagnosis import hint, tls_kind
 from logship.worker.connections import TLS_VERSIONS, env_ca_bundle
 
 #: Days before expiry from which the step warns.
@@ -152,8 +153,8 @@ def handshake_fix(
     ``fallback`` replaces the generic advice when no known cause matches.
     """
     text = error.lower()
-    if "wrong version number" in text or "record layer failure" in text:
-        return "the port does not speak TLS: use http://, or the aggregator's TLS port"
+    if tls_kind(text) == "tls-not-tls":
+        return hint("tls-not-tls")
     if "certificate required" in text or ("handshake failure" in text and not client_cert):
         return _CLIENT_CERT_REFUSED_FIX if client_cert else _CLIENT_CERT_FIX
     if client_cert and any(a in text for a in ("bad certificate", "unknown ca", "expired")):

@@ -1,24 +1,42 @@
-"""Validated handler options: the one place that knows every option's rules.
+"""Every option of a :class:`~logship.ShipHandler`, defined once.
 
-Pure: no threads, no network. Reading ``token_file`` and checking that TLS
-files exist is the only I/O, and it happens once, at construction, so that a
-wrong setting fails loudly in the application's configuration step.
+Each field of :class:`Options` is one option: its name, its type, its
+default, and (in its metadata, a :class:`Spec`) the environment variable
+that fills it when unset, the check that validates it and the one line that
+documents it. :func:`build_options` validates from these alone, and
+:func:`options_table` writes the table of ``docs/configuration.md`` from
+them (a test keeps the page in step). ``ShipHandler.__init__`` spells the
+same options out as keyword-only parameters, so that ``help()``, IDEs and
+mypy see them; a test holds its names and defaults to these fields.
+
+Pure: no threads, no network. Reading ``token_file`` and looking at the
+files and folders options name is the only I/O, and it happens once, at
+construction, so that a wrong setting fails loudly in the application's
+configuration step.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import re
+import types
+import typing
 import urllib.parse
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from logship.pure.sealing import Sealer, parse_key
 
-ENCODINGS = ("json", "ndjson", "msgpack")
-OVERFLOW_POLICIES = ("spill", "drop_oldest", "drop_newest", "block")
-TLS_MIN_VERSIONS = ("1.2", "1.3")
+EncodingName = Literal["json", "ndjson", "msgpack"]
+OverflowPolicy = Literal["spill", "drop_oldest", "drop_newest", "block"]
+TlsVersion = Literal["1.2", "1.3"]
+
+ENCODINGS: tuple[str, ...] = typing.get_args(EncodingName)
+OVERFLOW_POLICIES: tuple[str, ...] = typing.get_args(OverflowPolicy)
+TLS_MIN_VERSIONS: tuple[str, ...] = typing.get_args(TlsVersion)
 
 #: Names an event always carries; ``fields`` and ``extra=`` never replace them.
 CORE_FIELDS = frozenset(
@@ -48,36 +66,40 @@ _RESERVED_HEADERS = frozenset(
 
 MiB = 1024 * 1024
 
+Check = Callable[[str, Any], Any]
+
 
 @dataclass(frozen=True)
-class Options:
-    """Every setting of a :class:`~logship.ShipHandler`, checked and filled."""
+class Spec:
+    """What an option's field carries besides its name, type and default."""
 
-    url: str
-    token: str | None = field(default=None, repr=False)
-    token_file: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    encoding: str = "json"
-    compress: bool = True
-    batch_max_records: int = 1000
-    batch_max_bytes: int = MiB
-    flush_interval: float = 1.0
-    capacity: int = 10_000
-    capacity_bytes: int = 16 * MiB
-    overflow: str = "spill"
-    spill: bool = True
-    spill_dir: str | None = None
-    spill_max_bytes: int = 256 * MiB
-    verify: bool = True
-    ca_file: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    spill_key: str | None = field(default=None, repr=False)
-    tls_min_version: str = "1.2"
-    timeout: float = 10.0
-    retry_max_backoff: float = 60.0
-    shutdown_timeout: float = 5.0
+    doc: str  #: one line for the configuration reference
+    check: Check  #: ``check(name, value)`` returns the value to keep, or raises naming ``name``
+    env: str | None = None  #: the variable that fills the option when it is unset (None)
+    #: ``env`` is not read when one of these options is set: a token given
+    #: in code must not be joined by a token file named in the environment.
+    unless: tuple[str, ...] = ()
+    shown_default: str | None = None  #: the default as the reference shows it
+
+
+def _option(
+    default: Any,
+    doc: str,
+    check: Check,
+    *,
+    env: str | None = None,
+    unless: tuple[str, ...] = (),
+    shown: str | None = None,
+    secret: bool = False,
+) -> Any:
+    return dataclasses.field(
+        default=default,
+        repr=not secret,  # kept out of repr(options), and so of tracebacks and logs
+        metadata={"spec": Spec(doc, check, env, unless, shown)},
+    )
+
+
+# -- checks: each takes the option's name and value, returns the value to keep --
 
 
 def _check_type(name: str, value: Any, kinds: tuple[type, ...], label: str) -> None:
@@ -88,21 +110,41 @@ def _check_type(name: str, value: Any, kinds: tuple[type, ...], label: str) -> N
         raise TypeError(f"logship: option {name!r} must be {label}, not {type(value).__name__}")
 
 
-def _positive_int(name: str, value: Any) -> int:
+def positive_int(name: str, value: Any) -> int:
+    """An int above zero."""
     _check_type(name, value, (int,), "an int")
     if value <= 0:
         raise ValueError(f"logship: option {name!r} must be positive, got {value}")
     return int(value)
 
 
-def _positive_float(name: str, value: Any) -> float:
+def positive_seconds(name: str, value: Any) -> float:
+    """A finite number of seconds above zero."""
     _check_type(name, value, (int, float), "a number of seconds")
     if not value > 0 or value != value or value == float("inf"):
         raise ValueError(f"logship: option {name!r} must be a positive number, got {value}")
     return float(value)
 
 
-def _optional_str(name: str, value: Any) -> str | None:
+def boolean(name: str, value: Any) -> bool:
+    """``True`` or ``False``, nothing that merely converts to one."""
+    _check_type(name, value, (bool,), "True or False")
+    return bool(value)
+
+
+def _choice(kind: Any) -> Check:
+    choices = typing.get_args(kind)
+
+    def check(name: str, value: Any) -> Any:
+        if value not in choices:
+            raise ValueError(f"logship: option {name!r} must be one of {choices}, got {value!r}")
+        return value
+
+    return check
+
+
+def optional_text(name: str, value: Any) -> str | None:
+    """A non-empty string (a path-like is turned into one), or None."""
     if value is None:
         return None
     if isinstance(value, os.PathLike):
@@ -113,20 +155,44 @@ def _optional_str(name: str, value: Any) -> str | None:
     return str(value)
 
 
-def _existing_file(name: str, value: Any) -> str | None:
-    path = _optional_str(name, value)
+def existing_file(name: str, value: Any) -> str | None:
+    """The path of a regular file that exists, or None."""
+    path = optional_text(name, value)
     if path is not None and not os.path.isfile(path):
         raise ValueError(f"logship: option {name!r} names {path!r}, which is not a readable file")
     return path
 
 
-def check_url(url: Any, name: str = "url") -> str:
-    """Return ``url`` if it is an absolute http(s) URL, else raise naming ``name``."""
+def usable_folder(name: str, value: Any) -> str | None:
+    """A folder that exists and this user can write, made (mode 0700) when missing; None stays.
+
+    A path under a regular file, or one that cannot be created or written,
+    would otherwise fail only during the first outage, when the events it
+    should keep are already being lost.
+    """
+    path = optional_text(name, value)
+    if path is None:
+        return None
+    if not os.path.isdir(path):
+        try:
+            os.makedirs(path, mode=0o700)
+        except OSError as e:
+            raise ValueError(
+                f"logship: option {name!r} names {path!r}, which cannot be made a folder: "
+                f"{e.strerror or e}"
+            ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"logship: option {name!r} names {path!r}, which this user cannot write")
+    return path
+
+
+def check_url(name: str, url: Any) -> str:
+    """``url`` if it is an absolute http(s) URL with a host, else raise naming ``name``."""
     if url is None:
         raise ValueError(f"logship: option {name!r} is required (or set LOGSHIP_URL)")
     _check_type(name, url, (str,), "a string")
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https"):
+    if parts.scheme.lower() not in ("http", "https"):
         raise ValueError(f"logship: option {name!r} must start with http:// or https://: {url!r}")
     if not parts.hostname:
         raise ValueError(f"logship: option {name!r} has no host name: {url!r}")
@@ -135,6 +201,55 @@ def check_url(url: Any, name: str = "url") -> str:
     except ValueError:
         raise ValueError(f"logship: option {name!r} has an invalid port: {url!r}") from None
     return str(url)
+
+
+def check_token(name: str, value: Any) -> str | None:
+    """A token that an HTTP header can carry, stripped of surrounding white space."""
+    token = optional_text(name, value)
+    if token is None:
+        return None
+    # A secret mounted as an environment variable often ends in a newline,
+    # which no HTTP client will send; a token file is stripped the same way.
+    token = token.strip()
+    if not token:
+        raise ValueError(f"logship: option {name!r} is only white space")
+    check_header_value(token, f"logship: option {name!r}")
+    return token
+
+
+def check_token_file(name: str, value: Any) -> str | None:
+    """A readable file holding a token that an HTTP header can carry."""
+    path = existing_file(name, value)
+    if path is None:
+        return None
+    try:
+        token = read_token_file(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"logship: option {name!r} cannot be read: {e}") from None
+    if not token:
+        raise ValueError(f"logship: option {name!r} names an empty file: {path!r}")
+    check_header_value(token, f"logship: option {name!r}: the token in {path!r}")
+    return path
+
+
+def check_fields(name: str, value: Any) -> dict[str, Any]:
+    """A mapping of string keys that are not core event fields."""
+    value = value or {}
+    _check_type(name, value, (Mapping,), "a mapping of field names to values")
+    for k in value:
+        if not isinstance(k, str):
+            raise TypeError(f"logship: option {name!r} keys must be strings, got {k!r}")
+        if k in CORE_FIELDS:
+            raise ValueError(f"logship: option {name!r} may not set the core event field {k!r}")
+    return dict(value)
+
+
+def check_spill_key(name: str, value: Any) -> str | None:
+    """A 32-byte key, with the ``encrypt`` extra installed to use it."""
+    key = optional_text(name, value)
+    if key is not None:
+        Sealer(parse_key(key))  # a bad key or a missing extra fails now
+    return key
 
 
 #: RFC 9110 token: the characters a header name may have.
@@ -171,37 +286,33 @@ def check_header_value(value: str, what: str) -> None:
             ) from None
 
 
-def check_headers(headers: Any, token_given: bool) -> dict[str, str]:
-    """Return ``headers`` as a dict if a handler may send them, else raise naming 'headers'.
+def check_headers(name: str, headers: Any) -> dict[str, str]:
+    """Return ``headers`` as a dict if a handler may send them, else raise naming ``name``.
 
-    ``token_given`` says whether a token (or token file) is configured too.
     Everything the HTTP client would refuse on every request is refused here,
     once, so that a bad header fails at construction instead of holding every
     event back. Messages name the header, never its value (it may be a
     secret). ``logship check --header`` goes through the same rules.
     """
     headers = headers or {}
-    _check_type("headers", headers, (Mapping,), "a mapping of header names to values")
+    _check_type(name, headers, (Mapping,), "a mapping of header names to values")
     seen: set[str] = set()
     for k, v in headers.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(
-                f"logship: option 'headers' must map str to str, got {k!r}: a {type(v).__name__}"
+                f"logship: option {name!r} must map str to str, got {k!r}: a {type(v).__name__}"
             )
         if not HEADER_NAME.fullmatch(k):
             raise ValueError(
-                f"logship: option 'headers': {shown_name(k)} is not a valid header name "
+                f"logship: option {name!r}: {shown_name(k)} is not a valid header name "
                 "(an RFC 9110 token: letters, digits and !#$%&'*+-.^_`|~ only)"
             )
-        check_header_value(v, f"logship: option 'headers': the value of {k!r}")
+        check_header_value(v, f"logship: option {name!r}: the value of {k!r}")
         if k.lower() in seen:
-            raise ValueError(f"logship: option 'headers' names {k!r} twice (names ignore case)")
+            raise ValueError(f"logship: option {name!r} names {k!r} twice (names ignore case)")
         seen.add(k.lower())
         if k.lower() in _RESERVED_HEADERS:
-            raise ValueError(f"logship: option 'headers' may not set {k!r}; logship sets it")
-        # The token is sent as Authorization too: one of the two would be lost.
-        if k.lower() == "authorization" and token_given:
-            raise ValueError("logship: option 'headers' sets Authorization and a token is given")
+            raise ValueError(f"logship: option {name!r} may not set {k!r}; logship sets it")
     return dict(headers)
 
 
@@ -211,115 +322,189 @@ def read_token_file(path: str) -> str:
         return f.read().strip()
 
 
-def build_options(kwargs: dict[str, Any], environ: Mapping[str, str] | None = None) -> Options:
-    """Validate keyword options, fill gaps from ``LOGSHIP_*`` variables, and freeze them.
+# -- the options ----------------------------------------------------------------
 
-    Raises ``TypeError`` or ``ValueError`` naming the offending option.
+
+@dataclass(frozen=True)
+class Options:
+    """Every setting of a :class:`~logship.ShipHandler`, checked and filled.
+
+    The fields are the options, in the order the reference lists them; see
+    the module docstring.
     """
-    env = os.environ if environ is None else environ
-    known = set(Options.__dataclass_fields__)
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise TypeError(f"logship: unknown option(s): {', '.join(unknown)}")
 
-    # An explicit argument always wins over the environment; only unset ones are filled.
-    if kwargs.get("url") is None:
-        kwargs["url"] = env.get("LOGSHIP_URL") or None
-    if kwargs.get("token") is None and kwargs.get("token_file") is None:
-        kwargs["token"] = env.get("LOGSHIP_TOKEN") or None
-        if kwargs["token"] is None:
-            kwargs["token_file"] = env.get("LOGSHIP_TOKEN_FILE") or None
-    if kwargs.get("spill_dir") is None:
-        kwargs["spill_dir"] = env.get("LOGSHIP_SPILL_DIR") or None
-    if kwargs.get("spill_key") is None:
-        kwargs["spill_key"] = env.get("LOGSHIP_SPILL_KEY") or None
+    url: str = _option(
+        None, "the endpoint: `http://` or `https://`", check_url, env="LOGSHIP_URL", shown="none"
+    )
+    token: str | None = _option(
+        None,
+        "sent as `Authorization: Bearer …`; never shown in `repr`, warnings or `stats()`",
+        check_token,
+        env="LOGSHIP_TOKEN",
+        unless=("token_file",),
+        secret=True,
+    )
+    token_file: str | None = _option(
+        None,
+        "a file holding the token; re-read when it changes (rotated secrets)",
+        check_token_file,
+        env="LOGSHIP_TOKEN_FILE",
+        unless=("token",),
+    )
+    headers: Mapping[str, str] = _option(None, "extra HTTP headers", check_headers)
+    fields: Mapping[str, Any] = _option(None, "static fields added to every event", check_fields)
+    encoding: EncodingName = _option(
+        "json", "what a request body holds (see below)", _choice(EncodingName)
+    )
+    compress: bool = _option(True, "gzip request bodies (`Content-Encoding: gzip`)", boolean)
+    batch_max_records: int = _option(
+        1000, "a batch is sent when it holds this many events…", positive_int
+    )
+    batch_max_bytes: int = _option(
+        MiB,
+        "…or this many encoded, uncompressed bytes (a larger event goes alone)…",
+        positive_int,
+        shown="1 MiB",
+    )
+    flush_interval: float = _option(
+        1.0, "…or when its first event is this many seconds old", positive_seconds
+    )
+    capacity: int = _option(10_000, "ring bound in events", positive_int)
+    capacity_bytes: int = _option(
+        16 * MiB,
+        "ring bound in characters of message, exception and stack text",
+        positive_int,
+        shown="16 MiB",
+    )
+    overflow: OverflowPolicy = _option("spill", "what a full ring does", _choice(OverflowPolicy))
+    spill: bool = _option(True, "`False` turns the file-backed spill off", boolean)
+    spill_dir: str | None = _option(
+        None,
+        "where spilled events and dead letters go",
+        usable_folder,
+        env="LOGSHIP_SPILL_DIR",
+        shown='a per-endpoint folder under `platformdirs.user_cache_dir("logship")`',
+    )
+    spill_max_bytes: int = _option(
+        256 * MiB, "cap on the spill folder", positive_int, shown="256 MiB"
+    )
+    spill_key: str | None = _option(
+        None,
+        "encrypt spill and dead-letter frames (AES-256-GCM): 32 bytes as 64 hex "
+        "digits or base64; needs the `encrypt` extra",
+        check_spill_key,
+        env="LOGSHIP_SPILL_KEY",
+        secret=True,
+    )
+    verify: bool = _option(True, "verify the server's TLS certificate", boolean)
+    ca_file: str | None = _option(None, "CA bundle to verify the server against", existing_file)
+    client_cert: str | None = _option(
+        None, "client certificate for mutual TLS (PEM)", existing_file
+    )
+    client_key: str | None = _option(
+        None, "the client certificate's private key (PEM)", existing_file
+    )
+    tls_min_version: TlsVersion = _option(
+        "1.2", "the oldest TLS version accepted", _choice(TlsVersion)
+    )
+    timeout: float = _option(10.0, "seconds for one request", positive_seconds)
+    retry_max_backoff: float = _option(
+        60.0, "ceiling of the exponential back-off, in seconds", positive_seconds
+    )
+    shutdown_timeout: float = _option(
+        5.0, "how long `flush()` and `close()` may take together at exit", positive_seconds
+    )
 
-    o: dict[str, Any] = {"url": check_url(kwargs.pop("url"))}
 
-    token = _optional_str("token", kwargs.pop("token", None))
-    if token is not None:
-        # A secret mounted as an environment variable often ends in a newline,
-        # which no HTTP client will send; a token file is stripped the same way.
-        token = token.strip()
-        if not token:
-            raise ValueError("logship: option 'token' is only white space")
-        check_header_value(token, "logship: option 'token'")
-    token_file = _existing_file("token_file", kwargs.pop("token_file", None))
-    if token is not None and token_file is not None:
+#: The option fields, in order.
+FIELDS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Options)
+#: Every option's name.
+OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
+
+
+def spec_of(f: dataclasses.Field[Any]) -> Spec:
+    """The :class:`Spec` of an option's field."""
+    spec: Spec = f.metadata["spec"]
+    return spec
+
+
+def check_names(names: Iterable[str]) -> None:
+    """Raise ``TypeError`` for a name that is no option, suggesting the nearest one."""
+    unknown = sorted(set(names) - set(OPTION_NAMES))
+    if not unknown:
+        return
+    parts = []
+    for name in unknown:
+        near = difflib.get_close_matches(name, OPTION_NAMES, n=1)
+        parts.append(f"{name!r} (did you mean {near[0]!r}?)" if near else repr(name))
+    raise TypeError(f"logship: unknown option(s): {', '.join(parts)}")
+
+
+def _cross_check(o: Options) -> None:
+    """The rules that tie two options together."""
+    if o.token is not None and o.token_file is not None:
         raise ValueError("logship: give either option 'token' or 'token_file', not both")
-    if token_file is not None:
-        try:
-            token_from_file = read_token_file(token_file)
-        except (OSError, UnicodeDecodeError) as e:
-            raise ValueError(f"logship: option 'token_file' cannot be read: {e}") from None
-        if not token_from_file:
-            raise ValueError(f"logship: option 'token_file' names an empty file: {token_file!r}")
-        what = f"logship: option 'token_file': the token in {token_file!r}"
-        check_header_value(token_from_file, what)
-    o["token"], o["token_file"] = token, token_file
-
-    o["headers"] = check_headers(kwargs.pop("headers", None), bool(token or token_file))
-
-    fields_ = kwargs.pop("fields", None) or {}
-    _check_type("fields", fields_, (Mapping,), "a mapping of field names to values")
-    for k in fields_:
-        if not isinstance(k, str):
-            raise TypeError(f"logship: option 'fields' keys must be strings, got {k!r}")
-        if k in CORE_FIELDS:
-            raise ValueError(f"logship: option 'fields' may not set the core event field {k!r}")
-    o["fields"] = dict(fields_)
-
-    encoding = kwargs.pop("encoding", "json")
-    if encoding not in ENCODINGS:
-        raise ValueError(f"logship: option 'encoding' must be one of {ENCODINGS}, got {encoding!r}")
-    o["encoding"] = encoding
-
-    overflow = kwargs.pop("overflow", "spill")
-    if overflow not in OVERFLOW_POLICIES:
-        raise ValueError(
-            f"logship: option 'overflow' must be one of {OVERFLOW_POLICIES}, got {overflow!r}"
-        )
-    o["overflow"] = overflow
-
-    tls_min = kwargs.pop("tls_min_version", "1.2")
-    if tls_min not in TLS_MIN_VERSIONS:
-        raise ValueError(
-            f"logship: option 'tls_min_version' must be one of {TLS_MIN_VERSIONS}, got {tls_min!r}"
-        )
-    o["tls_min_version"] = tls_min
-
-    for name in ("compress", "spill", "verify"):
-        if name in kwargs:
-            _check_type(name, kwargs[name], (bool,), "True or False")
-            o[name] = kwargs.pop(name)
-
-    for name in (
-        "batch_max_records",
-        "batch_max_bytes",
-        "capacity",
-        "capacity_bytes",
-        "spill_max_bytes",
-    ):
-        if name in kwargs:
-            o[name] = _positive_int(name, kwargs.pop(name))
-
-    for name in ("flush_interval", "timeout", "retry_max_backoff", "shutdown_timeout"):
-        if name in kwargs:
-            o[name] = _positive_float(name, kwargs.pop(name))
-
-    o["spill_dir"] = _optional_str("spill_dir", kwargs.pop("spill_dir", None))
-    o["spill_key"] = _optional_str("spill_key", kwargs.pop("spill_key", None))
-    if o["spill_key"] is not None:
-        Sealer(parse_key(o["spill_key"]))  # a bad key or a missing extra fails now
-    o["ca_file"] = _existing_file("ca_file", kwargs.pop("ca_file", None))
-    o["client_cert"] = _existing_file("client_cert", kwargs.pop("client_cert", None))
-    o["client_key"] = _existing_file("client_key", kwargs.pop("client_key", None))
-    if o["client_key"] and not o["client_cert"]:
+    if (o.token or o.token_file) and any(k.lower() == "authorization" for k in o.headers):
+        # The token is sent as Authorization too: one of the two would be lost.
+        raise ValueError("logship: option 'headers' sets Authorization and a token is given")
+    if o.client_key and not o.client_cert:
         raise ValueError("logship: option 'client_key' needs 'client_cert' as well")
-    if o["ca_file"] and o.get("verify") is False:
+    if o.ca_file and not o.verify:
         raise ValueError("logship: option 'ca_file' is given but 'verify' is False")
 
-    leftover = sorted(kwargs)
-    if leftover:  # pragma: no cover - every known name is consumed above
-        raise TypeError(f"logship: unhandled option(s): {', '.join(leftover)}")
-    return Options(**o)
+
+def build_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Options:
+    """Validate keyword options, fill unset ones from ``LOGSHIP_*`` variables, and freeze them.
+
+    A name missing from ``kwargs`` takes its default. Raises ``TypeError``
+    or ``ValueError`` naming the offending option.
+    """
+    check_names(kwargs)
+    env = os.environ if environ is None else environ
+    given = {f.name: kwargs.get(f.name, f.default) for f in FIELDS}
+    # An explicit argument always wins over the environment; only unset ones are filled.
+    for f in FIELDS:
+        spec = spec_of(f)
+        if spec.env and given[f.name] is None and all(given[u] is None for u in spec.unless):
+            given[f.name] = env.get(spec.env) or None
+    values = {f.name: spec_of(f).check(f.name, given[f.name]) for f in FIELDS}
+    options = Options(**values)
+    _cross_check(options)
+    return options
+
+
+# -- the reference ----------------------------------------------------------------
+
+
+def _type_text(kind: Any) -> str:
+    # No "|" in the text: it would split a Markdown table's cell. An option
+    # that may be None says so by its default ("none", or its variable).
+    if typing.get_origin(kind) is Literal:
+        return ", ".join(f'`"{v}"`' for v in typing.get_args(kind))
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(args) == 1:
+        kind = args[0]
+    text = kind.__name__ if isinstance(kind, type) else str(kind)
+    return f"`{text.replace('typing.', '').replace('collections.abc.', '')}`"
+
+
+def _default_text(f: dataclasses.Field[Any]) -> str:
+    spec = spec_of(f)
+    shown = spec.shown_default or (
+        "none" if f.default is None else f"`{f.default!r}`".replace("'", '"')
+    )
+    return (
+        f"`{spec.env}`, else {shown}"
+        if spec.env and shown != "none"
+        else (f"`{spec.env}`" if spec.env else shown)
+    )
+
+
+def options_table() -> str:
+    """The options as the Markdown table of ``docs/configuration.md``."""
+    hints = typing.get_type_hints(Options)
+    rows = ["| option | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for f in FIELDS:
+        doc = spec_of(f).doc
+        rows.append(f"| `{f.name}` | {_type_text(hints[f.name])} | {_default_text(f)} | {doc} |")
+    return "\n".join(rows) + "\n"

@@ -229,13 +229,18 @@ class Pipeline:
             self.changed.notify_all()
             return True
 
-    def failed(self, error: str, kind: str) -> None:
-        """A request got no 2xx: note it for ``stats()`` and pause replay."""
+    def failed(self, error: str, kind: str, *, answering: bool = False) -> None:
+        """A request got no 2xx: note it for ``stats()``.
+
+        Replay pauses until the next 2xx, unless the endpoint is
+        ``answering`` (it rejected one batch for good, and takes the rest).
+        """
         with self.lock:
             self.last_error = error
             self.last_error_kind = kind
             self.last_error_time = time.time()
-            self.healthy = False
+            if not answering:
+                self.healthy = False
 
     def count(self, counter: str, n: int = 1) -> None:
         """Add ``n`` to a counter that does not move events between states."""

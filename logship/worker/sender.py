@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
+from logship.pure.diagnosis import hint
 from logship.pure.encoding import Encoding
 from logship.pure.options import Options
 from logship.pure.retry import Backoff, Verdict, classify, hold_hint, parse_retry_after
@@ -25,18 +26,6 @@ CERT_WARN_DAYS = 14.0
 # While closing, no single back-off may eat the whole shutdown budget: a blip
 # at exit should still get a second try.
 _DRAINING_MAX_WAIT = 0.5
-
-#: What to check, for each way a request can fail without an answer.
-KIND_HINTS = {
-    "tls-expired": "the server's certificate has expired or is not yet valid: renew it",
-    "tls-untrusted": "the server's certificate is not trusted: set ca_file to its CA bundle",
-    "tls-hostname": "the server's certificate does not name this host: check the URL's host",
-    "tls": "the TLS handshake failed: check the certificate, ca_file, client_cert and verify",
-    "dns": "the host name does not resolve: check the URL's host and DNS",
-    "refused": "the connection was refused: is the aggregator listening on that port?",
-    "timeout": "the request timed out: the aggregator is slow or unreachable (see timeout)",
-    "connection": "the connection failed: check the network path to the aggregator",
-}
 
 #: What to check, for answers that are retried or rejected.
 STATUS_HINTS = {
@@ -180,7 +169,7 @@ class Sender:
                 f"conn-{kind}",
                 "logship: cannot deliver to %s: %s (%s). Retrying with back-off.",
                 self.opts.url,
-                KIND_HINTS.get(kind, KIND_HINTS["connection"]),
+                hint(kind),
                 answer.error,
             )
         else:
@@ -206,6 +195,7 @@ class Sender:
             )
         except Exception as e:  # the events are counted as rejected either way
             where = f"not written ({e!r})"
+        self.pipeline.failed(f"HTTP {status}: {reason[:200]}", f"http-{status}", answering=True)
         # Resolved only now: once flush() says done, the dead letter is on disk.
         self.pipeline.resolve(batch, "rejected")
         self.warner.warn(

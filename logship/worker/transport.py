@@ -21,6 +21,7 @@ import requests
 import requests.adapters
 import requests.auth
 
+from logship.pure.diagnosis import connection_kind, tls_kind
 from logship.pure.options import Options, check_header_value, read_token_file
 from logship.worker.connections import (
     AddressBook,
@@ -48,41 +49,13 @@ class Answer:
     kind: str | None = None  # see error_kind()
 
 
-_TLS_KINDS = (
-    ("certificate has expired", "tls-expired"),
-    ("not yet valid", "tls-expired"),
-    ("hostname mismatch", "tls-hostname"),
-    ("ip address mismatch", "tls-hostname"),
-    ("doesn't match", "tls-hostname"),
-    ("unable to get local issuer", "tls-untrusted"),
-    ("self-signed certificate", "tls-untrusted"),
-    ("self signed certificate", "tls-untrusted"),
-    ("certificate verify failed", "tls-untrusted"),
-)
-
-
 def error_kind(exc: BaseException) -> str:
     """A short name for why a request got no answer, for warnings and ``stats()``."""
-    text = str(exc)
     if isinstance(exc, requests.exceptions.SSLError):
-        lowered = text.lower()
-        return next((kind for needle, kind in _TLS_KINDS if needle in lowered), "tls")
+        return tls_kind(str(exc))
     if isinstance(exc, requests.exceptions.Timeout):
         return "timeout"
-    if any(
-        needle in text
-        for needle in (
-            "Name or service not known",
-            "NameResolutionError",
-            "getaddrinfo failed",
-            "Temporary failure in name resolution",
-            "No address associated",
-        )
-    ):
-        return "dns"
-    if "Connection refused" in text or "ConnectionRefusedError" in text:
-        return "refused"
-    return "connection"
+    return connection_kind(str(exc))
 
 
 class _Bearer(requests.auth.AuthBase):
