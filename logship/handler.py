@@ -1,11 +1,12 @@
 """``ShipHandler``: the part of logship that runs on the application's threads.
 
 ``emit`` resolves what could change after the log call (the message, the
-traceback text, the fields bound with ``logship.bind``/``logship.context``)
-and puts one tuple in the ring. Everything else (the event, its uuid,
-encoding, compression, HTTP) happens on the worker threads, which start on
-the first record, not in ``__init__``: ``dictConfig`` builds handlers while
-holding logging's module lock and may throw them away.
+traceback text, the ``extra=`` values, the fields bound with
+``logship.bind``/``logship.context``) and hands one item to the worker.
+Everything else (the event, its uuid, encoding, compression, the network,
+the spill) happens behind :class:`~logship.worker.Worker`, whose threads
+start on the first record, not in ``__init__``: ``dictConfig`` builds
+handlers while holding logging's module lock and may throw them away.
 """
 
 from __future__ import annotations
@@ -22,26 +23,34 @@ from typing import Any, Literal, TypeVar
 from logship import lifecycle
 from logship.context import get_context
 from logship.lifecycle import WORKER_THREADS
-from logship.pure.event import format_exc_info, unformattable
+from logship.pure.event import (
+    INIT_RECORD_ATTRS,
+    STANDARD_RECORD_ATTRS,
+    dict_message,
+    format_exc_info,
+    safe_repr,
+    unformattable,
+)
 from logship.pure.options import (
     OPTION_NAMES,
     Options,
     build_options,
     check_names,
 )
-from logship.ring import Ring
+from logship.pure.snapshot import IMMUTABLE, N_INIT, extras_of, resolve
 from logship.worker import Worker, spill_reserve
 from logship.worker.diagnostics import Warner
-from logship.worker.pipeline import Pipeline
 from logship.worker.spillfolder import default_spill_dir, has_spilled
 
 _get_ident = threading.get_ident
 _yield_gil = time.sleep  # sleep(0) releases the GIL and takes it back
 _LogRecord = logging.LogRecord
-
-# Sealed batches between pump and sender, the one in flight included; with
-# the pump's open batch, memory holds at most capacity + 3 batches of events.
-_MAX_READY = 2
+_reversed = reversed
+# The logger logship speaks on (worker.diagnostics); its children are refused too.
+_OWN_LOGGERS = frozenset({"logship"})
+# For the attributes logging sets: True for those LogRecord.__init__ sets
+# (extra= comes after them), False for those a Formatter adds (message, asctime).
+_ROLE = {name: name in INIT_RECORD_ATTRS for name in STANDARD_RECORD_ATTRS}
 
 # close() right after flush(None) (as logging.shutdown does) shares flush's
 # deadline, so the pair never exceeds shutdown_timeout.
@@ -124,31 +133,23 @@ class ShipHandler(logging.Handler):
         # Above this many characters one event could not fit the ring at all.
         self._max_event_chars = opts.capacity_bytes
         self._start_lock = threading.Lock()
-        self._new_state()
         self._closed = False
         self._exit_deadline: float | None = None
         self._flush_returned = 0.0
         self._spill_dir = (opts.spill_dir or default_spill_dir(opts.url)) if opts.spill else None
+        self._new_worker()
         lifecycle.track(self)
         if self._spill_dir and has_spilled(self._spill_dir):
             # Events spilled by an earlier run: replay them now, even if this
             # process never logs anything.
-            self._start()
+            self._worker.start()
 
-    def _new_state(self) -> None:
+    def _new_worker(self) -> None:
         # Everything with a lock or a thread is made anew here, so that a
         # forked child never inherits a lock some parent thread was holding.
         o = self.options
         self._warner = Warner(interval=max(60.0, o.retry_max_backoff))
-        # With the spill on, callers yield the GIL to a woken worker now and
-        # then (see Ring.put): it keeps up with a burst, or spills it, instead
-        # of the ring dropping it.
-        pace = o.overflow == "spill" and o.spill
-        self._ring = Ring(
-            o.capacity, o.capacity_bytes, o.overflow, wake_at=o.batch_max_records, pace=pace
-        )
-        self._pipeline = Pipeline(self._ring, _MAX_READY)
-        self._worker: Worker | None = None
+        self._worker = Worker(o, self._spill_dir, self._warner)
         self._pid = os.getpid()
 
     # -- the application's thread --------------------------------------------
@@ -156,12 +157,12 @@ class ShipHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> Any:
         """Filter, then emit, without the handler lock (the ring has its own).
 
-        Records of the ``logship`` logger and records made on a logship
-        worker thread are refused first, so logging can never recurse into
+        Records of the ``logship`` logger (logship's own warnings) and
+        records made on a logship worker thread are refused first, so logging can never recurse into
         the worker or wait on a lock the worker holds.
         """
         name = record.name
-        if name.startswith("logship") and (len(name) == 7 or name[7] == "."):
+        if name in _OWN_LOGGERS or name[:8] == "logship.":
             return False
         thread = record.thread
         if (thread if thread is not None else _get_ident()) in WORKER_THREADS:
@@ -186,7 +187,16 @@ class ShipHandler(logging.Handler):
                 message = unformattable(record, e)
             exception = _format_exception(record) if record.exc_info or record.exc_text else None
             stack = record.stack_info
-            size = len(message)
+            payload = None
+            msg = record.msg
+            if type(msg) is not str and isinstance(msg, dict) and not record.args:
+                # structlog's event dict (or logger.info({...})): its fields are unpacked now,
+                # while an exception it names is still the one being handled.
+                fields, message, exception, stack = dict_message(msg, exception, stack)
+                payload, size = resolve(fields)
+                size += len(message)
+            else:
+                size = len(message)
             if exception is not None:
                 size += len(exception)
                 # Don't let the ring keep the traceback's frames (and their locals) alive.
@@ -194,30 +204,76 @@ class ShipHandler(logging.Handler):
                 record.exc_info = None
             if stack is not None:
                 size += len(stack)
+            extras = None
+            attrs = record.__dict__
+            if len(attrs) > N_INIT:  # extra=, or attributes a filter or formatter added
+                if type(record) is _LogRecord:
+                    # Inline, and from the end: a record's extra= attributes come
+                    # after those LogRecord.__init__ sets, and this runs on
+                    # every call that passes extra= (see pure.snapshot).
+                    for key in _reversed(attrs):
+                        role = _ROLE.get(key)
+                        if role is not None:
+                            if role:
+                                break  # the last attribute LogRecord.__init__ set
+                            continue  # a formatter's
+                        value = attrs[key]
+                        kind = type(value)
+                        if kind is str or kind is bytes:
+                            size += len(value)
+                        elif kind not in IMMUTABLE:
+                            value, chars = resolve(value)
+                            size += chars
+                        if extras is None:
+                            extras = {key: value}
+                        else:
+                            extras[key] = value
+                    if extras is not None and len(extras) > 1:
+                        extras = dict(_reversed(extras.items()))  # in the order given
+                else:
+                    extras, chars = extras_of(record)
+                    size += chars
             if size > self._max_event_chars:
-                message, exception, stack, size = self._truncate(message, exception, stack)
-            if self._worker is None:
-                self._start()
+                message, exception, stack, extras, size = self._truncate(
+                    message, exception, stack, extras
+                )
             # get_context(): the fields bound with logship.bind/context in this
-            # thread or task (None when none are), one C call; merged on the worker.
-            if self._ring.put(record, message, exception, stack, size, get_context()):
+            # thread or task (None when none are), one C call.
+            if self._worker.put(
+                record, message, exception, stack, size, get_context(), extras, payload
+            ):
                 _yield_gil(0)
         except Exception:
             # Nothing may escape into the application's log call; count it.
-            with self._ring.lock:
-                self._ring.emitted += 1
-                self._ring.dropped += 1
+            self._worker.lost()
 
     def _truncate(
-        self, message: str, exception: str | None, stack: str | None
-    ) -> tuple[str, str | None, str | None, int]:
+        self,
+        message: str,
+        exception: str | None,
+        stack: str | None,
+        extras: dict[str, Any] | None,
+    ) -> tuple[str, str | None, str | None, dict[str, Any] | None, int]:
         """Cut an event that could never fit the ring to at most ``capacity_bytes`` characters.
 
-        Each present part (message, traceback, stack) gets an equal share;
-        what a short part leaves unused goes to the parts after it.
+        Each present part (message, traceback, stack, each ``extra=`` value)
+        gets an equal share; what a short part leaves unused goes to the
+        parts after it. An ``extra=`` value that is not text is cut as its repr.
         """
         note = " …[truncated by logship]"
-        texts = (message, exception, stack)
+        names = list(extras or ())
+        texts: list[str | None] = [message, exception, stack]
+        for name in names:
+            value = extras[name] if extras is not None else None
+            texts.append(
+                value
+                if isinstance(value, str)
+                else value.decode("utf-8", "backslashreplace")
+                if isinstance(value, bytes)
+                else None
+                if value is None or isinstance(value, (int, float))
+                else safe_repr(value)
+            )
         present = sum(t is not None for t in texts)
         budget = self._max_event_chars
         out: list[str | None] = []
@@ -231,30 +287,13 @@ class ShipHandler(logging.Handler):
                 text = text[: share - len(note)] + note if share > len(note) else text[:share]
             budget -= len(text)
             out.append(text)
-        with self._ring.lock:
-            self._ring.truncated += 1
-        return out[0] or "", out[1], out[2], sum(len(t) for t in out if t)
-
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._worker is not None or self._closed:
-                return
-            if self._pid != os.getpid():  # forked without the at-fork hook (rare)
-                self._new_state()
-            worker = Worker(self.options, self._pipeline, self._warner, self._spill_dir)
-            try:
-                worker.start()
-            except RuntimeError:
-                # Python 3.12+ refuses new threads during interpreter shutdown.
-                # The event stays in the ring; close() spills it from its own thread.
-                pass
-            self._worker = worker
-            if lifecycle.uwsgi_without_threads():
-                self._warner.warn(
-                    "uwsgi",
-                    "logship: uWSGI runs without enable-threads; logship's worker thread "
-                    "cannot run and no log will be shipped. Start uWSGI with --enable-threads.",
-                )
+        if extras is not None:
+            extras = {
+                name: extras[name] if cut is None else cut
+                for name, cut in zip(names, out[3:], strict=True)
+            }
+        self._worker.note_truncated()
+        return out[0] or "", out[1], out[2], extras, sum(len(t) for t in out if t)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -273,11 +312,7 @@ class ShipHandler(logging.Handler):
         else:
             deadline = now + max(0.0, timeout)
         try:
-            worker = self._worker
-            if worker is None:
-                with self._ring.lock:
-                    return not self._ring.items
-            return worker.flush(deadline)
+            return self._worker.flush(deadline, exiting=timeout is None)
         finally:
             self._flush_returned = time.monotonic()
 
@@ -295,10 +330,7 @@ class ShipHandler(logging.Handler):
         if self._exit_deadline is not None and now - self._flush_returned < _SHARED_DEADLINE_WINDOW:
             deadline = max(now + 0.01, min(deadline, self._exit_deadline))
         try:
-            if self._worker is not None:
-                self._worker.close(deadline)
-            else:
-                self._ring.close()
+            self._worker.close(deadline)
         finally:
             super().close()
 
@@ -307,15 +339,15 @@ class ShipHandler(logging.Handler):
 
         ``emitted + adopted == shipped + dropped + rejected + pending`` always holds.
         """
-        return self._pipeline.snapshot()
+        return self._worker.stats()
 
     def _reset_after_fork(self) -> None:
         # The child starts empty: the parent still owns and delivers its own events.
         self._start_lock = threading.Lock()
-        self._new_state()
+        self._new_worker()
         self._exit_deadline = None
         if self._closed:
-            self._ring.closed = True
+            self._worker.close(time.monotonic())
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)

@@ -8,6 +8,7 @@ without a record ever looping back into a ShipHandler.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -78,3 +79,27 @@ def uwsgi_without_threads() -> bool:
     enabled = opt.get("enable-threads") or opt.get(b"enable-threads")
     _uwsgi_warned = True
     return not enabled
+
+
+# The libraries whose loggers logship's worker threads may call.
+_WORKER_LIBRARIES = frozenset({"urllib3", "requests", "filelock", "charset_normalizer", "logship"})
+_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+
+
+def warm_logger_caches() -> None:
+    """Fill the level caches of the loggers logship's worker threads call, from this thread.
+
+    A cache miss in ``Logger.isEnabledFor`` takes logging's module lock, and
+    ``dictConfig`` holds that lock while it flushes and closes the handlers it
+    replaces: a worker thread whose urllib3 logger had just lost its cache
+    (``dictConfig`` clears every cache) would wait for the lock while
+    ``dictConfig`` waits for the worker, until the flush gave up and the
+    batch in flight was counted lost although it arrived. Called before
+    ``flush`` and ``close`` wait: the lock is re-entrant, so this works when
+    the caller holds it, and while the caller holds it no one can clear the
+    caches again.
+    """
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.split(".", 1)[0] in _WORKER_LIBRARIES:
+            for level in _LEVELS:
+                logger.isEnabledFor(level)

@@ -1,15 +1,16 @@
 """The bounded ring between the application's threads and the worker.
 
-The application's side (:meth:`Ring.put`) does the least it can: one
-uncontended lock, a deque append and two counters. It never touches the
-network or the disk, and it waits only under ``overflow="block"``, which the
-user chose. The worker's side (:meth:`Ring.take`) removes items in bulk.
+A FIFO bounded in events and in characters, with its counters and an
+overflow policy. The application's side (:meth:`Ring.put`) does the least
+it can: one uncontended lock, a deque append and two counters. It never
+touches the network or the disk, and it waits only under
+``overflow="block"``, which the user chose. The worker's side
+(:meth:`Ring.take`) removes items in bulk.
 
-An item is a tuple ``(seq, size, record, message, exception, stack,
-context)``: ``seq`` numbers events in the order they were emitted (flush
-uses it as a watermark), ``size`` is the characters counted against
-``capacity_bytes``, and ``context`` is the immutable mapping bound with
-``logship.bind``/``logship.context`` at the call (``None`` when nothing is).
+The ring tells the worker when to look (a batch's worth waiting, half
+full, full) through the worker's :class:`Signals`, and reads the worker's
+busy flags there to decide when a logging thread should yield the GIL; the
+signals are the worker's, the ring only consults them.
 """
 
 from __future__ import annotations
@@ -18,11 +19,44 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-Item = tuple[
-    int, int, logging.LogRecord, str, "str | None", "str | None", "Mapping[str, Any] | None"
-]
+
+class Item(NamedTuple):
+    """One event as the calling thread handed it over."""
+
+    seq: int  #: the order of emission (flush uses it as a watermark)
+    size: int  #: characters counted against ``capacity_bytes``
+    record: logging.LogRecord  #: read on the worker for the attributes logging set
+    message: str  #: ``record.getMessage()``, resolved at the call
+    exception: str | None  #: the traceback's text
+    stack: str | None  #: ``stack_info``
+    context: Mapping[str, Any] | None  #: what ``logship.bind``/``context`` bound at the call
+    extras: dict[str, Any] | None  #: the ``extra=`` attributes, resolved at the call
+    payload: dict[Any, Any] | None  #: a dict ``msg`` (structlog's event dict), resolved
+
+
+_new = tuple.__new__
+# The ring holds plain tuples in Item's order: building an Item on the
+# application's thread would cost three times as much as the tuple. The
+# worker's side gets Items (take, head).
+_SEQ, _SIZE = 0, 1
+
+
+class Signals:
+    """How the ring and the worker's threads tell one another there is work. Owned by the worker."""
+
+    __slots__ = ("pump_busy", "sender_busy", "wake")
+
+    def __init__(self) -> None:
+        #: Set to wake the pump: a batch's worth is waiting, the ring is
+        #: half full or full, a caller blocks, a flush waits.
+        self.wake = threading.Event()
+        #: Set while a worker thread has work that needs the GIL (not while
+        #: it waits): only then is yielding to it of any use.
+        self.pump_busy = False
+        self.sender_busy = False
+
 
 # How long a blocked caller sleeps between checks that the handler is still
 # open; it is woken earlier whenever the worker takes items.
@@ -31,7 +65,7 @@ _BLOCK_SLICE = 0.1
 # Pacing yields on one call in this many (a power of two): often enough that
 # a woken worker gets the GIL within a fraction of a millisecond, rarely
 # enough that the yield's cost (a system call) is spread thin.
-_PACE_EVERY = 32
+_PACE_MASK = 31
 
 
 class Ring:
@@ -53,15 +87,19 @@ class Ring:
         "lock",
         "not_full",
         "pace",
-        "pump_busy",
-        "sender_busy",
+        "signals",
         "truncated",
-        "wake",
         "wake_at",
     )
 
     def __init__(
-        self, capacity: int, capacity_bytes: int, overflow: str, wake_at: int, pace: bool = False
+        self,
+        capacity: int,
+        capacity_bytes: int,
+        overflow: str,
+        signals: Signals,
+        wake_at: int,
+        pace: bool = False,
     ) -> None:
         self.capacity = capacity
         #: ``capacity`` while open, 0 once closed: one comparison on the fast
@@ -72,6 +110,7 @@ class Ring:
         # disk in time; the worker drains early so that this is the exception.
         self.drop_newest = overflow == "drop_newest"
         self.block = overflow == "block"
+        self.signals = signals
         self.wake_at = max(1, min(wake_at, capacity))
         # Half full is where the worker starts moving events to the spill when
         # the sender cannot take them: it must hear of it then, not a
@@ -79,15 +118,9 @@ class Ring:
         self.half = max(1, capacity // 2)
         #: Ask callers to yield the GIL now and then while a batch waits (see put).
         self.pace = pace
-        #: Set by the worker threads while they have work that needs the GIL
-        #: (not while they wait): only then is yielding to them of any use.
-        self.pump_busy = False
-        self.sender_busy = False
         self.lock = threading.Lock()
         self.not_full = threading.Condition(self.lock)
-        #: Set to wake the worker: a batch's worth is waiting, or a caller blocks.
-        self.wake = threading.Event()
-        self.items: deque[Item] = deque()
+        self.items: deque[tuple[Any, ...]] = deque()
         self.chars = 0
         self.emitted = 0  # also the next sequence number
         self.dropped = 0
@@ -102,21 +135,22 @@ class Ring:
         exception: str | None,
         stack: str | None,
         size: int,
-        context: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None,
+        extras: dict[str, Any] | None,
+        payload: dict[Any, Any] | None,
     ) -> bool:
         """Append one event, applying the overflow policy; never raises.
 
         Returns True when the caller should yield the GIL once: ``pace`` is
         on, the ring holds at least ``wake_at`` events (the worker has been
-        woken for a batch it has not taken), this is one call in
-        ``_PACE_EVERY``, and a worker thread is busy or the ring is half full
-        (where the pump starts spilling); while the endpoint is down and the
-        worker waits, yielding would only cost the caller. A thread logging
-        in a tight loop otherwise holds the GIL for whole 5 ms switch
-        intervals while the woken worker waits:
-        the ring grows until a burst is spilled or dropped, its records live
-        long enough to reach the old garbage-collector generation, and exit
-        has more left to drain.
+        woken for a batch it has not taken), this is one call in 32, and a
+        worker thread is busy or the ring is half full (where the pump
+        starts spilling); while the endpoint is down and the worker waits,
+        yielding would only cost the caller. A thread logging in a tight
+        loop otherwise holds the GIL for whole 5 ms switch intervals while
+        the woken worker waits: the ring grows until a burst is spilled or
+        dropped, its records live long enough to reach the old
+        garbage-collector generation, and exit has more left to drain.
         """
         # acquire/release rather than `with`: half the cost on the hot path.
         lock = self.lock
@@ -127,25 +161,24 @@ class Ring:
             items = self.items
             n = len(items)
             if n >= self.limit or self.chars + size > self.capacity_bytes:
-                if not self.wake.is_set():  # set() costs 20x more than asking
-                    self.wake.set()  # full: the worker must drain or spill now
+                wake = self.signals.wake
+                if not wake.is_set():  # set() costs 20x more than asking
+                    wake.set()  # full: the worker must drain or spill now
                 if self.closed or not self._make_room(size):
                     self.dropped += 1
                     return False
                 n = len(items)
-            items.append((seq, size, record, message, exception, stack, context))
+            items.append((seq, size, record, message, exception, stack, context, extras, payload))
             self.chars += size
         finally:
             lock.release()
         n += 1
         if n == self.wake_at or n == self.half:
-            self.wake.set()
-        return (
-            self.pace
-            and n >= self.wake_at
-            and not seq % _PACE_EVERY
-            and (self.pump_busy or self.sender_busy or n >= self.half)
-        )
+            self.signals.wake.set()
+        if not self.pace or n < self.wake_at or n & _PACE_MASK:
+            return False
+        signals = self.signals
+        return signals.pump_busy or signals.sender_busy or n >= self.half
 
     def _make_room(self, size: int) -> bool:
         """Called with the lock held and the ring full; True when ``size`` now fits."""
@@ -157,7 +190,7 @@ class Ring:
                     len(items) >= self.capacity
                     or (items and self.chars + size > self.capacity_bytes)
                 ):
-                    self.wake.set()
+                    self.signals.wake.set()
                     self.not_full.wait(_BLOCK_SLICE)
             finally:
                 self._blocked -= 1
@@ -165,9 +198,20 @@ class Ring:
         if self.drop_newest:
             return False
         while items and (len(items) >= self.capacity or self.chars + size > self.capacity_bytes):
-            self.chars -= items.popleft()[1]
+            self.chars -= items.popleft()[_SIZE]
             self.dropped += 1
         return True
+
+    def lost(self) -> None:
+        """Count an event that failed before it reached the ring (emitted, then dropped)."""
+        with self.lock:
+            self.emitted += 1
+            self.dropped += 1
+
+    def note_truncated(self) -> None:
+        """Count an event cut to fit ``capacity_bytes``."""
+        with self.lock:
+            self.truncated += 1
 
     def take(self, limit: int) -> list[Item]:
         """Remove and return up to ``limit`` of the oldest items (worker side)."""
@@ -177,18 +221,32 @@ class Ring:
             if not n:
                 return []
             pop = items.popleft
-            out = [pop() for _ in range(n)]
-            self.chars -= sum(item[1] for item in out)
+            out = [_new(Item, pop()) for _ in range(n)]
+            self.chars -= sum(item.size for item in out)
             if self._blocked:
                 self.not_full.notify_all()
             return out
+
+    def head(self) -> Item | None:
+        """The oldest item, without taking it (None when empty). No lock: a peek."""
+        try:
+            return _new(Item, self.items[0])
+        except IndexError:  # empty, or emptied by a caller making room meanwhile
+            return None
 
     def low_seq(self) -> int:
         """The oldest sequence number still in the ring (``emitted`` when empty).
 
         Call with ``lock`` held.
         """
-        return self.items[0][0] if self.items else self.emitted
+        return self.items[0][_SEQ] if self.items else self.emitted
+
+    def clear(self) -> int:
+        """Drop every item (the worker gives up on them); how many. Call with ``lock`` held."""
+        n = len(self.items)
+        self.items.clear()
+        self.chars = 0
+        return n
 
     def close(self) -> None:
         """Refuse further events (they are counted as dropped) and release blocked callers."""
@@ -196,7 +254,7 @@ class Ring:
             self.closed = True
             self.limit = 0
             self.not_full.notify_all()
-        self.wake.set()
+        self.signals.wake.set()
 
     def snapshot(self) -> dict[str, Any]:
         """Counters owned by the ring. Call with ``lock`` held."""

@@ -83,8 +83,9 @@ def test_a_context_block_cannot_be_entered_twice_at_once() -> None:
 def test_builder_merges_context_after_fields_and_before_extra() -> None:
     builder = EventBuilder({"service": "billing", "k": "fields", "f": 1})
     record = logging.LogRecord("app", logging.INFO, __file__, 1, "hi", (), None)
-    record.k = "extra"
-    event = builder.build(record, "hi", None, None, context={"k": "context", "c": 2, "f": 3})
+    event = builder.build(
+        record, "hi", None, None, context={"k": "context", "c": 2, "f": 3}, extras={"k": "extra"}
+    )
     assert event["k"] == "extra"  # extra= wins over context
     assert event["f"] == 3  # context wins over fields
     assert event["c"] == 2 and event["service"] == "billing"

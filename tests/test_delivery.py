@@ -19,13 +19,7 @@ from typing import Any
 import pytest
 
 from logship.pure import uuid7
-from logship.pure.encoding import Encoding
 from logship.pure.frames import read_frames
-from logship.pure.options import build_options
-from logship.ring import Ring
-from logship.worker.diagnostics import Warner
-from logship.worker.pipeline import Pipeline
-from logship.worker.pump import Pump
 
 from conftest import attach, check_identity, wait_until
 from faultserver import CLOSE, STALL, FaultServer, Request, delayed, status
@@ -522,29 +516,6 @@ def test_an_event_dated_in_the_future_still_goes_out(server, make_handler, monke
     record.created = time.time() + 3600
     log.handle(record)
     assert server.wait_for_uuids(2, timeout=5)
-
-
-def _pump_holding_an_old_event(interval: float) -> Pump:
-    """A pump (no thread) whose ring holds one event made a minute ago."""
-    opts = build_options({"url": "http://127.0.0.1:9/x", "flush_interval": interval})
-    ring = Ring(opts.capacity, opts.capacity_bytes, opts.overflow, wake_at=opts.batch_max_records)
-    record = logging.makeLogRecord({"msg": "long ago"})
-    record.created = time.time() - 60
-    ring.put(record, "long ago", None, None, 8)
-    return Pump(opts, Pipeline(ring, 3), Encoding("json"), Warner(60.0), None)
-
-
-def test_an_aged_event_is_due_whatever_the_clock_reads():
-    # now - (now - interval) is less than interval in floating point for some
-    # now: an event exactly flush_interval old must be due at any such now,
-    # not looked at again and again with a timeout of 0.
-    interval = 0.1
-    candidates = [2.0**k + f for k in (10, 11, 14, 15, 16) for f in (0.3, 0.123456, 0.777)]
-    rounding_short = [now for now in candidates if now - (now - interval) < interval]
-    assert rounding_short  # the case this test is about
-    for now in rounding_short:
-        assert _pump_holding_an_old_event(interval)._cycle_due(now), now
-    assert _pump_holding_an_old_event(interval)._timeout() == 0.0
 
 
 def test_a_slow_stream_is_batched_by_flush_interval(server, make_handler):

@@ -22,10 +22,13 @@ from typing import Any
 import msgpack
 import pytest
 
+from logship.pure.batching import make_batches
 from logship.pure.encoding import Encoding
-from logship.pure.event import EventBuilder
+from logship.pure.event import EventBuilder, dict_message
 from logship.pure.eventjson import JsonEventWriter
-from logship.worker.pump import Pump, make_batches
+from logship.pure.protocols.http import HttpEncoder
+from logship.pure.snapshot import extras_of, resolve
+from logship.ring import Item
 
 LOGGER = logging.getLogger("bench.eventjson")
 
@@ -63,12 +66,19 @@ def record(
 
 def item(
     rec: logging.LogRecord, exception: str | None = None, stack: str | None = None, context=None
-):
-    message = rec.getMessage() if not isinstance(rec.msg, dict) else ""
-    return (0, len(message), rec, message, exception, stack, context)
+) -> Item:
+    """The ring item ``ShipHandler.emit`` would make of ``rec``."""
+    payload = None
+    if isinstance(rec.msg, dict) and not rec.args:
+        fields, message, exception, stack = dict_message(rec.msg, exception, stack)
+        payload = resolve(fields)[0]
+    else:
+        message = rec.getMessage()
+    extras = extras_of(rec)[0]
+    return Item(0, len(message), rec, message, exception, stack, context, extras, payload)
 
 
-def both(items: list[tuple[Any, ...]], fields: dict[str, Any] | None = None, name: str = "json"):
+def both(items: list[Item], fields: dict[str, Any] | None = None, name: str = "json"):
     """Each item's bytes by the fast writer and by the general path; and the spy.
 
     The general path is given the fast one's timestamp and uuid, so the two
@@ -81,13 +91,9 @@ def both(items: list[tuple[Any, ...]], fields: dict[str, Any] | None = None, nam
     spy.calls = 0  # the constructor encodes fields= once
     fast = writer.encode_many(items)
     general = []
-    for (_seq, _size, rec, message, exception, stack, context), raw in zip(
-        items, fast, strict=True
-    ):
+    for it, raw in zip(items, fast, strict=True):
         event = json.loads(raw)
-        built = builder.build(
-            rec, message, exception, stack, event["timestamp"], event["uuid"], context
-        )
+        built = builder.build_item(it, event["timestamp"], event["uuid"])
         general.append(encoding.encode_event(built))
     return fast, general, spy
 
@@ -112,6 +118,12 @@ FAST_CASES = {
         record(), exception='Traceback:\n  File "x"\nValueError: boom', stack="Stack:\n  here"
     ),
     "a non-ASCII extra key": lambda: item(record(clé="valeur")),
+    # resolved at the call, on the application's thread: no longer unusual on the worker
+    "a set and a datetime": lambda: item(
+        record(tags={"only"}, when=datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc))
+    ),
+    "an object with a failing repr": lambda: item(record(thing=Unrepresentable())),
+    "a str subclass": lambda: item(record(level_name=type("S", (str,), {})("sub"))),
     "bound context": lambda: item(
         record(request_id=3),
         context=MappingProxyType({"trace": "t1", "n": 2, "ok": False, "r": 0.5, "x": None}),
@@ -120,12 +132,7 @@ FAST_CASES = {
 
 SLOW_CASES = {
     "nested extras": lambda: item(record(payload={"a": [1, 2, {"b": None}]}, tags=("x", "y"))),
-    "a set and a datetime": lambda: item(
-        record(tags={"only"}, when=datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc))
-    ),
     "NaN and infinities": lambda: item(record(nan=math.nan, inf=math.inf, ninf=-math.inf)),
-    "an object with a failing repr": lambda: item(record(thing=Unrepresentable())),
-    "a str subclass": lambda: item(record(level_name=type("S", (str,), {})("sub"))),
     "a non-string extra key": lambda: item(_with_key(record(), 1, "one")),
     "a core-field extra": lambda: item(record(level="mine")),
     "a core-field extra and its prefixed name": lambda: item(
@@ -142,7 +149,7 @@ SLOW_CASES = {
         record({"event": "did %s", "positional_args": ("x",), "k": 1}, ())
     ),
     "a dict subclass message": lambda: item(record(collections.OrderedDict(event="ordered"), ())),
-    "an attribute set before logging's": lambda: item(
+    "an attribute set before logging's (and no function name)": lambda: item(
         EarlyAttrRecord("n", logging.INFO, __file__, 1, "early", (), None)
     ),
     "no thread name and no pid": lambda: item(_set(record(), threadName=None, process=None)),
@@ -251,11 +258,9 @@ def test_the_caches_stay_correct_when_cleared_and_refilled():
     for batch in ([first[0], *tricky], [*tricky, first[1]]):
         fast = writer.encode_many(batch)
         assert len(writer._fragments) < 4096  # cleared at the start of the batch
-        for raw, (_s, _z, rec, message, exception, stack, context) in zip(fast, batch, strict=True):
+        for raw, it in zip(fast, batch, strict=True):
             event = json.loads(raw)
-            built = builder.build(
-                rec, message, exception, stack, event["timestamp"], event["uuid"], context
-            )
+            built = builder.build_item(it, event["timestamp"], event["uuid"])
             assert raw == encoding.encode_event(built)
 
 
@@ -283,7 +288,7 @@ def test_an_event_that_cannot_be_encoded_at_all_yields_a_fallback_event(name):
     items = [item(record("before", ())), item(record("huge", (), big=10**5000, request_id=2))]
     items.append(item(record("after", ())))
     encoding = Encoding(name)
-    bodies = Pump.encoder_for(EventBuilder({}), encoding)(items)
+    bodies = HttpEncoder(name, False, EventBuilder({})).units(items)
     events = encoding.decode(encoding.join(bodies))
     assert [e["message"] for e in events] == ["before", "huge", "after"]
     assert events[1]["big"] == "<int of 16610 bits>"
@@ -294,7 +299,7 @@ def test_an_event_that_even_cleaning_cannot_encode_becomes_the_fallback_event(na
     """A mapping key that cannot be made text: the cleaned retry raises too."""
     items = [item(record("bad key", (), payload={10**5000: 1})), item(record("after", ()))]
     encoding = Encoding(name)
-    bodies = Pump.encoder_for(EventBuilder({}), encoding)(items)
+    bodies = HttpEncoder(name, False, EventBuilder({})).units(items)
     events = encoding.decode(encoding.join(bodies))
     assert [e["message"] for e in events] == ["bad key", "after"]
     assert "build_error" in events[0] and "payload" not in events[0]
@@ -322,7 +327,7 @@ def test_batches_are_cut_at_max_bytes_in_order(name):
     encoding = Encoding(name)
     units = [encoding.encode_event({"message": "x" * (i % 50), "i": i}) for i in range(300)]
     units.insert(100, encoding.encode_event({"message": "y" * 5000, "i": -1}))  # alone too big
-    batches = make_batches(units, encoding, False, 2000)
+    batches = make_batches(units, HttpEncoder(name, False), 2000)
     assert sum(b.count for b in batches) == len(units)
     decoded = [e for b in batches for e in encoding.decode(b.body)]
     assert decoded == [encoding.decode(encoding.join([u]))[0] for u in units]
@@ -344,16 +349,16 @@ def test_a_record_with_an_unusable_created_time_costs_only_its_own_time(name):
     else:
         bodies = [encoding.encode_event(e) for e in builder.build_many(items)]
     events = encoding.decode(encoding.join(bodies))
-    assert [e["message"] for e in events] == [i[3] for i in items]
+    assert [e["message"] for e in events] == [i.message for i in items]
     assert all(e["timestamp"].startswith("20") for e in events)
 
 
-def test_fields_are_taken_once_when_the_worker_starts():
+def test_extra_values_are_taken_at_the_call():
     tags = ["a"]
-    encoding = Encoding("json")
-    builder = EventBuilder({"tags": tags})
-    tags.append("b")  # later changes by the application are not seen, on either path
-    writer = JsonEventWriter(builder, encoding.encode_event)
-    (fast,) = writer.encode_many([item(record())])
-    built = builder.build(record(), "m", None, None)
-    assert json.loads(fast)["tags"] == built["tags"] == ["a"]
+    config = {"depth": 1}
+    it = item(record(tags=tags, config=config))
+    tags.append("b")  # later changes by the application are not seen
+    config["depth"] = 2
+    (fast,) = JsonEventWriter(EventBuilder({}), Encoding("json").encode_event).encode_many([it])
+    event = json.loads(fast)
+    assert event["tags"] == ["a"] and event["config"] == {"depth": 1}

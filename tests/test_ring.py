@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from logship.ring import Ring
+from logship.ring import Ring, Signals
 
 from conftest import attach, check_identity, wait_until
 from faultserver import STALL, status
@@ -20,19 +20,23 @@ def record(n: int) -> logging.LogRecord:
     return logging.LogRecord("ring", logging.INFO, __file__, 1, "event %d", (n,), None)
 
 
-def put(ring: Ring, n: int, size: int = 1) -> None:
-    ring.put(record(n), f"event {n}", None, None, size)
+def put(ring: Ring, n: int, size: int = 1) -> bool:
+    return ring.put(record(n), f"event {n}", None, None, size, None, None, None)
+
+
+def make_ring(capacity: int, capacity_bytes: int, overflow: str, **kw: Any) -> Ring:
+    return Ring(capacity, capacity_bytes, overflow, Signals(), **kw)
 
 
 def numbers(ring: Ring) -> list[int]:
-    return [item[2].args[0] for item in ring.items]  # type: ignore[index]
+    return [item[2].args[0] for item in ring.items]  # the ring holds plain tuples (Item order)
 
 
 # -- the Ring alone ---------------------------------------------------------------------------
 
 
 def test_ring_drop_oldest_keeps_the_newest_and_counts():
-    ring = Ring(capacity=5, capacity_bytes=10**6, overflow="drop_oldest", wake_at=100)
+    ring = make_ring(5, 10**6, "drop_oldest", wake_at=100)
     for n in range(12):
         put(ring, n)
     assert numbers(ring) == [7, 8, 9, 10, 11]
@@ -40,7 +44,7 @@ def test_ring_drop_oldest_keeps_the_newest_and_counts():
 
 
 def test_ring_drop_newest_keeps_the_oldest_and_counts():
-    ring = Ring(capacity=5, capacity_bytes=10**6, overflow="drop_newest", wake_at=100)
+    ring = make_ring(5, 10**6, "drop_newest", wake_at=100)
     for n in range(12):
         put(ring, n)
     assert numbers(ring) == [0, 1, 2, 3, 4]
@@ -49,31 +53,31 @@ def test_ring_drop_newest_keeps_the_oldest_and_counts():
 
 @pytest.mark.parametrize("overflow", ["drop_oldest", "spill"])
 def test_ring_spill_without_a_spill_acts_as_drop_oldest(overflow):
-    ring = Ring(capacity=3, capacity_bytes=10**6, overflow=overflow, wake_at=100)
+    ring = make_ring(3, 10**6, overflow, wake_at=100)
     for n in range(6):
         put(ring, n)
     assert numbers(ring) == [3, 4, 5] and ring.dropped == 3
 
 
 def test_ring_capacity_bytes_bounds_characters():
-    ring = Ring(capacity=1000, capacity_bytes=100, overflow="drop_oldest", wake_at=1000)
+    ring = make_ring(1000, 100, "drop_oldest", wake_at=1000)
     for n in range(30):
         put(ring, n, size=30)
         assert ring.chars <= 100
     assert numbers(ring) == [27, 28, 29] and ring.chars == 90 and ring.dropped == 27
 
-    ring = Ring(capacity=1000, capacity_bytes=100, overflow="drop_newest", wake_at=1000)
+    ring = make_ring(1000, 100, "drop_newest", wake_at=1000)
     for n in range(30):
         put(ring, n, size=30)
     assert numbers(ring) == [0, 1, 2] and ring.chars == 90 and ring.dropped == 27
 
 
 def test_ring_take_frees_room_and_counts_chars():
-    ring = Ring(capacity=4, capacity_bytes=1000, overflow="drop_newest", wake_at=100)
+    ring = make_ring(4, 1000, "drop_newest", wake_at=100)
     for n in range(4):
         put(ring, n, size=10)
     taken = ring.take(3)
-    assert [item[0] for item in taken] == [0, 1, 2]  # sequence numbers, oldest first
+    assert [item.seq for item in taken] == [0, 1, 2]  # sequence numbers, oldest first
     assert ring.chars == 10
     put(ring, 4, size=10)
     assert numbers(ring) == [3, 4] and ring.dropped == 0
@@ -81,40 +85,38 @@ def test_ring_take_frees_room_and_counts_chars():
 
 
 def test_ring_wakes_the_worker_at_wake_at():
-    ring = Ring(capacity=100, capacity_bytes=10**6, overflow="drop_oldest", wake_at=3)
+    ring = make_ring(100, 10**6, "drop_oldest", wake_at=3)
     put(ring, 0)
     put(ring, 1)
-    assert not ring.wake.is_set()
+    assert not ring.signals.wake.is_set()
     put(ring, 2)
-    assert ring.wake.is_set()
+    assert ring.signals.wake.is_set()
 
 
 def test_pacing_asks_for_a_yield_on_one_call_in_32_while_a_batch_waits_for_a_busy_worker():
-    ring = Ring(capacity=1000, capacity_bytes=10**6, overflow="spill", wake_at=100, pace=True)
-    ring.pump_busy = True
-    asks = [ring.put(record(n), "e", None, None, 1) for n in range(400)]
-    # Below a batch's worth nothing; from then on every 32nd call (by sequence number).
-    assert [n for n, ask in enumerate(asks) if ask] == [n for n in range(99, 400) if n % 32 == 0]
+    ring = make_ring(1000, 10**6, "spill", wake_at=100, pace=True)
+    ring.signals.pump_busy = True
+    asks = [put(ring, n) for n in range(400)]
+    # Below a batch's worth nothing; from then on every 32nd event the ring holds.
+    assert [n + 1 for n, ask in enumerate(asks) if ask] == list(range(128, 401, 32))
     ring.take(1000)
-    assert not ring.put(record(400), "e", None, None, 1)  # the worker took the batch
+    assert not put(ring, 400)  # the worker took the batch
 
 
 def test_pacing_leaves_callers_alone_while_the_worker_waits_until_the_ring_is_half_full():
     """An outage: the worker waits for the endpoint; yielding to it would only cost the caller."""
-    ring = Ring(capacity=1000, capacity_bytes=10**6, overflow="spill", wake_at=100, pace=True)
-    asks = [ring.put(record(n), "e", None, None, 1) for n in range(700)]
-    assert [n for n, ask in enumerate(asks) if ask] == [n for n in range(499, 700) if n % 32 == 0]
+    ring = make_ring(1000, 10**6, "spill", wake_at=100, pace=True)
+    asks = [put(ring, n) for n in range(700)]
+    assert [n + 1 for n, ask in enumerate(asks) if ask] == list(range(512, 701, 32))
     ring.take(1000)
-    ring.sender_busy = True  # a request in flight needs the GIL too
-    asks = [ring.put(record(n), "e", None, None, 1) for n in range(700, 900)]
-    assert [700 + n for n, ask in enumerate(asks) if ask] == [
-        n for n in range(799, 900) if n % 32 == 0
-    ]
+    ring.signals.sender_busy = True  # a request in flight needs the GIL too
+    asks = [put(ring, n) for n in range(700, 900)]
+    assert [n + 1 for n, ask in enumerate(asks) if ask] == list(range(128, 201, 32))
 
 
 def test_without_pacing_put_never_asks_for_a_yield():
-    ring = Ring(capacity=100, capacity_bytes=10**6, overflow="drop_oldest", wake_at=10)
-    assert not any(ring.put(record(n), "e", None, None, 1) for n in range(300))
+    ring = make_ring(100, 10**6, "drop_oldest", wake_at=10)
+    assert not any(put(ring, n) for n in range(300))
 
 
 def blocked_putter(ring: Ring, count: int) -> tuple[threading.Thread, list[int]]:
@@ -131,11 +133,11 @@ def blocked_putter(ring: Ring, count: int) -> tuple[threading.Thread, list[int]]
 
 
 def test_ring_block_waits_for_room_then_continues():
-    ring = Ring(capacity=3, capacity_bytes=10**6, overflow="block", wake_at=100)
+    ring = make_ring(3, 10**6, "block", wake_at=100)
     t, done = blocked_putter(ring, 5)
     # The caller blocks on the fourth event: counted as emitted, not in the ring.
     assert wait_until(lambda: ring.emitted == 4)
-    assert len(done) == 3 and t.is_alive() and ring.wake.is_set()
+    assert len(done) == 3 and t.is_alive() and ring.signals.wake.is_set()
     assert ring.take(1)
     assert wait_until(lambda: ring.emitted == 5 and len(done) == 4)
     assert ring.take(2)
@@ -145,7 +147,7 @@ def test_ring_block_waits_for_room_then_continues():
 
 
 def test_ring_block_is_released_by_close_and_the_event_counted_as_dropped():
-    ring = Ring(capacity=2, capacity_bytes=10**6, overflow="block", wake_at=100)
+    ring = make_ring(2, 10**6, "block", wake_at=100)
     t, done = blocked_putter(ring, 4)
     assert wait_until(lambda: ring.emitted == 3)
     assert done == [0, 1]

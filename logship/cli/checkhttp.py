@@ -18,12 +18,13 @@ from typing import Any
 
 from logship.cli.tlsinfo import Finding, handshake_fix
 from logship.pure import retry
-from logship.pure.encoding import Encoding, gzip_compress
+from logship.pure.batching import new_key
 from logship.pure.event import EventBuilder
 from logship.pure.options import Options
+from logship.pure.protocols import Answer
+from logship.pure.protocols.http import HttpEncoder
 from logship.worker.diagnostics import Warner
-from logship.worker.pipeline import new_key
-from logship.worker.transport import Answer, Transport
+from logship.worker.transport import Transport
 
 #: Clock skew past which the clock step warns, in seconds.
 MAX_SKEW = 5.0
@@ -44,16 +45,18 @@ def sample_event() -> dict[str, Any]:
         None,
         func="check_post",
     )
-    record.logship_check = True  # a field to find (or filter) these by
-    return EventBuilder({}).build(record, record.getMessage(), None, None)
+    # logship_check: a field to find (or filter) these by
+    return EventBuilder({}).build(
+        record, record.getMessage(), None, None, extras={"logship_check": True}
+    )
 
 
 def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | None, float]:
     """POST one event; return the finding, the server's ``Date`` and when it was made."""
-    encoding = Encoding(opts.encoding)
+    encoder = HttpEncoder(opts.encoding, True)
     event = sample_event()
-    body = gzip_compress(encoding.encode([event]))
-    transport = Transport(opts, encoding.content_type, Warner(3600.0))
+    body, _raw = encoder.body([encoder.unit(event)])
+    transport = Transport(opts, Warner(3600.0))
     seen: dict[str, Any] = {}
 
     def capture(response: Any, *args: Any, **kwargs: Any) -> None:
@@ -64,12 +67,12 @@ def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | No
     transport.session.hooks["response"].append(capture)
     sent = time.time()
     try:
-        answer = transport.post(body, new_key(), gzipped=True)
+        answer = transport.send(body, {**encoder.headers(), "Idempotency-Key": new_key()})
     finally:
         transport.close()
     midpoint = (sent + seen.get("at", sent)) / 2
     auth = credentials(token_from, opts.headers)
-    what = f"1 event, {encoding.name}, gzip, {len(body)} bytes, {auth}"
+    what = f"1 event, {encoder.name}, gzip, {len(body)} bytes, {auth}"
     if answer.status is None:
         return _no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, midpoint
     status = f"{answer.status} {seen.get('reason', '')}".rstrip()

@@ -1,19 +1,19 @@
 """The event schema: one log record in, one flat mapping out.
 
 Runs on the worker. The caller's thread has already resolved the parts that
-could change after the log call (the message, the traceback text, the fields
-bound with ``logship.bind``/``logship.context``); everything else is read from
-the record here.
+could change after the log call (the message, the traceback text, the
+``extra=`` values, the fields bound with ``logship.bind``/``logship.context``:
+see ``pure.snapshot``); the attributes logging itself set are read from the
+record here.
 
 A record whose ``msg`` is a dict and that has no ``args`` (structlog's
 ``ProcessorFormatter.wrap_for_formatter``, or ``logger.info({...})``) is
-unpacked here, not on the caller: the dict's ``event`` is the message and its
-other keys become top-level fields (:func:`dict_message`).
+unpacked on the caller (:func:`dict_message`): the dict's ``event`` is the
+message and its other keys become top-level fields.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import platform
@@ -48,7 +48,6 @@ _MAX_INT_BITS = 14_000
 #: adds through ``extra=`` (the stdlib logger and the method name): plumbing,
 #: not fields, on a record whose ``msg`` is structlog's event dict.
 STRUCTLOG_RECORD_ATTRS = frozenset({"_logger", "_name"})
-_STANDARD_AND_STRUCTLOG = STANDARD_RECORD_ATTRS | STRUCTLOG_RECORD_ATTRS
 
 #: Keys ``ProcessorFormatter`` itself puts in an event dict; never fields.
 _STRUCTLOG_META_KEYS = frozenset({"_record", "_from_structlog"})
@@ -205,34 +204,40 @@ def dict_message(
     return fields, message, exception, stack
 
 
-def created_times(items: Sequence[tuple[Any, ...]]) -> list[float]:
+def created_times(items: Sequence[Any]) -> list[float]:
     """The ``created`` time of each ring item's record.
 
     A record whose ``created`` cannot be read, or is not a number, gets the
     current time rather than costing its batch.
     """
     try:
-        times = [item[2].created for item in items]
+        times = [item.record.created for item in items]
         if all(type(t) is float and 0.0 <= t < _LATEST for t in times):
             return times
     except Exception:
         pass
-    return [created_time(item[2]) for item in items]
+    return [created_time(item.record) for item in items]
 
 
 # A Unix time beyond which time.gmtime fails on some platforms (year 5138).
 _LATEST = 1e11
 
 
-def created_time(record: Any) -> float:
-    """``record.created``, or the current time when it is unreadable or no usable number."""
+def usable_created(record: Any) -> float | None:
+    """``record.created`` as a float, or None when it is unreadable or no usable number."""
     try:
         t = record.created
         if isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t < _LATEST:
             return float(t)
     except Exception:
         pass
-    return time.time()
+    return None
+
+
+def created_time(record: Any) -> float:
+    """``record.created``, or the current time when it is unreadable or no usable number."""
+    t = usable_created(record)
+    return time.time() if t is None else t
 
 
 def encode_safely(
@@ -252,13 +257,10 @@ class EventBuilder:
     """Turns records into events; holds the per-process facts every event carries."""
 
     def __init__(self, fields: Mapping[str, Any]) -> None:
-        # Taken once, when the worker starts: later changes to a value the
-        # application still holds are not seen (and the JSON path encodes
-        # the fields once).
-        try:
-            self.fields = copy.deepcopy(dict(fields))
-        except Exception:
-            self.fields = dict(fields)
+        # ``fields`` come resolved (``pure.snapshot``) when the handler is
+        # built: later changes to a value the application still holds are
+        # not seen, and the JSON path encodes them once.
+        self.fields = dict(fields)
         self.hostname = socket.gethostname()
         self.kernel_version = platform.release()
         self._second = -1
@@ -286,8 +288,8 @@ class EventBuilder:
         self._second, self._prefix = second, prefix
         return texts, millis
 
-    def build_many(self, items: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
-        """Events for ring items ``(seq, size, record, message, exception, stack, context)``.
+    def build_many(self, items: Sequence[Any]) -> list[dict[str, Any]]:
+        """Events for ring items (``logship.ring.Item``).
 
         The uuids of a batch are made under one lock. A record that cannot be
         read still yields an event (:meth:`fallback`), never an exception.
@@ -299,12 +301,22 @@ class EventBuilder:
             for item, stamp, uid in zip(items, stamps, uuids, strict=True)
         ]
 
-    def build_item(self, item: tuple[Any, ...], stamp: str, uid: str) -> dict[str, Any]:
-        """The event of one ring item; :meth:`fallback` when its record cannot be read."""
+    def build_item(self, item: Any, stamp: str, uid: str) -> dict[str, Any]:
+        """The event of one ring item (``logship.ring.Item``); :meth:`fallback` when it fails."""
         try:
-            return self.build(item[2], item[3], item[4], item[5], stamp, uid, item[6])
+            return self.build(
+                item.record,
+                item.message,
+                item.exception,
+                item.stack,
+                stamp,
+                uid,
+                item.context,
+                item.extras,
+                item.payload,
+            )
         except Exception as e:  # a hostile record attribute must not lose the event
-            return self.fallback(item[3], e)
+            return self.fallback(item.message, e)
 
     def build(
         self,
@@ -315,20 +327,21 @@ class EventBuilder:
         stamp: str | None = None,
         uid: str | None = None,
         context: Mapping[str, Any] | None = None,
+        extras: Mapping[str, Any] | None = None,
+        payload: Mapping[Any, Any] | None = None,
     ) -> dict[str, Any]:
         """Return the event for ``record``; core fields first, never overwritten.
 
         Then, each overriding the one before: ``fields``, ``context`` (what
-        ``logship.bind``/``logship.context`` bound at the call), the keys of a
-        dict ``msg``, and the record's ``extra=`` attributes.
+        ``logship.bind``/``logship.context`` bound at the call), the fields of
+        a dict ``msg`` (``payload``: :func:`dict_message`'s, unpacked at the
+        call), and the record's ``extra=`` attributes (``extras``, resolved at
+        the call). ``message``, ``exception`` and ``stack`` are a dict
+        ``msg``'s when it has them.
         """
         if stamp is None or uid is None:
-            stamp, unix_ms = self.timestamp(record.created)
+            stamp, unix_ms = self.timestamp(created_time(record))
             uid = uuid7(unix_ms)
-        msg = record.msg
-        payload: dict[Any, Any] | None = None
-        if isinstance(msg, dict) and not record.args:
-            payload, message, exception, stack = dict_message(msg, exception, stack)
         event: dict[str, Any] = {
             "timestamp": stamp,
             "level": record.levelname,
@@ -351,17 +364,18 @@ class EventBuilder:
             event.update(self.fields)
         if context:
             event.update(context)  # bind() and context() refuse core field names
-        skip = STANDARD_RECORD_ATTRS
         if payload is not None:
-            skip = _STANDARD_AND_STRUCTLOG
             for key, value in payload.items():
                 if not isinstance(key, str):
                     key = str(key) if isinstance(key, int | float) else safe_repr(key)
                 if key in CORE_FIELDS:
                     key = COLLISION_PREFIX + key
                 event[key] = value
-        for key, value in record.__dict__.items():
-            if key not in skip:
+        if extras:
+            skip = STRUCTLOG_RECORD_ATTRS if payload is not None else ()
+            for key, value in extras.items():
+                if key in skip:
+                    continue
                 if key in CORE_FIELDS:
                     key = COLLISION_PREFIX + key
                 event[key] = value

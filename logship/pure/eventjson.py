@@ -28,12 +28,7 @@ from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from logship.pure.event import (
-    STANDARD_RECORD_ATTRS,
-    EventBuilder,
-    created_times,
-    encode_safely,
-)
+from logship.pure.event import EventBuilder, created_times, encode_safely
 from logship.pure.options import CORE_FIELDS
 from logship.pure.uuid7 import uuid7_many
 
@@ -72,8 +67,8 @@ class JsonEventWriter:
         fields = encode_event(dict(builder.fields)).decode("ascii")[1:-1]
         self._fields_text = f",{fields}" if fields else ""
 
-    def encode_many(self, items: Sequence[tuple[Any, ...]]) -> list[bytes]:
-        """The events of ring items ``(seq, size, record, message, exception, stack, context)``.
+    def encode_many(self, items: Sequence[Any]) -> list[bytes]:
+        """The events of ring items (``logship.ring.Item``).
 
         Every item yields one event: a record the fast path does not take, or
         that fails in it, is built and encoded by the general path.
@@ -90,19 +85,22 @@ class JsonEventWriter:
         out: list[bytes] = []
         append = out.append
         for item, stamp, uid in zip(items, stamps, uuids, strict=True):
-            record = item[2]
+            record = item.record
             try:
-                pid, line, attrs = record.process, record.lineno, record.__dict__
-                layout = layouts.get(key := tuple(attrs), _UNSEEN)
-                if layout is _UNSEEN:
-                    layout = layouts[key] = self._layout(key)
-                context = item[6]
+                pid, line, extras = record.process, record.lineno, item.extras
+                if extras is None:
+                    layout: tuple[tuple[str, str], ...] | None = ()
+                else:
+                    layout = layouts.get(key := tuple(extras), _UNSEEN)
+                    if layout is _UNSEEN:
+                        layout = layouts[key] = self._layout(key)
+                context = item.context
                 bound = self._context_text(context, layout) if context else ""
-                # dict messages have keys to merge: the builder's job
+                # dict messages have fields to merge: the builder's job
                 if (
                     layout is not None
                     and bound is not None
-                    and (not isinstance(record.msg, dict) or record.args)
+                    and item.payload is None
                     # (True == 1: a bool must not find an int's cached text)
                     and type(pid) is int
                     and type(line) is int
@@ -117,33 +115,32 @@ class JsonEventWriter:
                     )
                     head, tail = fragments.get(origin) or self._origin(origin)
                     text = (
-                        f'{{"timestamp":"{stamp}",{head}{_quote(item[3])}'
+                        f'{{"timestamp":"{stamp}",{head}{_quote(item.message)}'
                         f"{hostname}{uid}{kernel}{tail}{line}"
                     )
-                    if item[4] is not None:
-                        text += f',"exception":{_quote(item[4])}'
-                    if item[5] is not None:
-                        text += f',"stack":{_quote(item[5])}'
+                    if item.exception is not None:
+                        text += f',"exception":{_quote(item.exception)}'
+                    if item.stack is not None:
+                        text += f',"stack":{_quote(item.stack)}'
                     text += fields + bound
-                    for prefix, name in layout:
-                        value = attrs[name]
-                        scalar = _SCALARS.get(type(value))
-                        if scalar is None:
-                            scalar = _finite_float  # or a ValueError: the general path
-                        text += prefix + scalar(value)
+                    if extras is not None:
+                        for prefix, name in layout:
+                            value = extras[name]
+                            scalar = _SCALARS.get(type(value))
+                            if scalar is None:
+                                scalar = _finite_float  # or a ValueError: the general path
+                            text += prefix + scalar(value)
                     append(f"{text}}}".encode("ascii"))
                     continue
             except Exception:  # anything unusual: let the builder decide
                 pass
             event = builder.build_item(item, stamp, uid)
-            append(encode_safely(self.encode_event, builder, event, item[3]))
+            append(encode_safely(self.encode_event, builder, event, item.message))
         return out
 
     def _layout(self, keys: tuple[Any, ...]) -> tuple[tuple[str, str], ...] | None:
         extras = []
         for name in keys:
-            if name in STANDARD_RECORD_ATTRS:
-                continue
             if type(name) is not str or name in CORE_FIELDS or name in self.builder.fields:
                 return None  # renamed or overriding: the builder's rules
             extras.append((f",{_quote(name)}:", name))

@@ -98,7 +98,12 @@ class Backoff:
         return cap / 2 + rand() * cap / 2
 
     def after(self, attempt: int, retry_after: float | None) -> float:
-        """The wait for a retry, honouring the server's ``Retry-After`` when it gave one."""
+        """The wait for a retry, honouring the server's ``Retry-After`` when it gave one.
+
+        Never less than the back-off itself: ``Retry-After: 0`` from an
+        overloaded server would otherwise make every client retry at once.
+        """
+        delay = self.delay(attempt)
         if retry_after is not None:
-            return min(retry_after, max(self.ceiling, RETRY_AFTER_CAP))
-        return self.delay(attempt)
+            return max(delay, min(retry_after, max(self.ceiling, RETRY_AFTER_CAP)))
+        return delay

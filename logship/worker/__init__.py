@@ -1,28 +1,40 @@
-"""Everything that runs on logship's worker threads.
+"""Everything that runs on logship's worker threads, behind one object: :class:`Worker`.
 
-:class:`Worker` owns two daemon threads: the *pump* (ring to batches, spill
-and replay: ``worker.pump``) and the *sender* (HTTP: ``worker.sender``). The
-pump never waits on the network, so the ring keeps draining while a request
-hangs.
+The handler talks to the worker and to nothing else of it: ``put`` (one
+event in; starts the threads on first use), ``flush``, ``close``,
+``stats``. Inside, the worker owns the ring (``logship.ring``), the
+accounting (``worker.ledger``), the *pump* thread (ring to batches, spill
+and replay: ``worker.pump``) and the *sender* thread (the transport and the
+protocol's answers: ``worker.sender``). The pump never waits on the
+network, so the ring keeps draining while a request hangs.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 
-from logship.lifecycle import start_worker_thread
-from logship.pure.encoding import Encoding
+from logship import lifecycle
+from logship.pure.event import EventBuilder
 from logship.pure.options import Options
+from logship.pure.protocols.http import StatusReader, encoder_named
 from logship.pure.sealing import Sealer, parse_key
+from logship.pure.snapshot import resolve_mapping
+from logship.ring import Ring, Signals
 from logship.worker.diagnostics import Warner
-from logship.worker.pipeline import Pipeline
+from logship.worker.ledger import Ledger
 from logship.worker.pump import Pump
 from logship.worker.sender import Sender
 from logship.worker.spillstore import SpillStore
 from logship.worker.transport import Transport
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "spill_reserve"]
+
+# Sealed batches between pump and sender, the one in flight included; with
+# the pump's open batch, memory holds at most capacity + 3 batches of events.
+_MAX_READY = 2
 
 # How long close() still waits for the threads to notice a stop after its
 # deadline; they only ever block in bounded waits, except a hung request.
@@ -35,65 +47,201 @@ def spill_reserve(shutdown_timeout: float) -> float:
 
 
 class Worker:
-    """The pump and sender threads of one handler in one process."""
+    """The ring, the accounting and the two threads of one handler in one process.
 
-    def __init__(
-        self, opts: Options, pipeline: Pipeline, warner: Warner, spill_dir: str | None
-    ) -> None:
+    Nothing starts in ``__init__``: ``dictConfig`` builds handlers while
+    holding logging's module lock and may throw them away. The threads
+    start on the first :meth:`put`, or at :meth:`start`.
+    """
+
+    def __init__(self, opts: Options, spill_dir: str | None, warner: Warner) -> None:
         self.opts = opts
-        self.pipeline = pipeline
         self.warner = warner
-        encoding = Encoding(opts.encoding)
-        sealer = Sealer(parse_key(opts.spill_key)) if opts.spill_key else None
-        store = (
-            SpillStore(spill_dir, opts.url, opts.spill_max_bytes, pipeline, warner, sealer)
-            if opts.spill and spill_dir
-            else None
+        self.spill_dir = spill_dir
+        self.signals = Signals()
+        # With the spill on, callers yield the GIL to a woken worker now and
+        # then (see Ring.put): it keeps up with a burst, or spills it, instead
+        # of the ring dropping it.
+        pace = opts.overflow == "spill" and opts.spill
+        self.ring = Ring(
+            opts.capacity,
+            opts.capacity_bytes,
+            opts.overflow,
+            self.signals,
+            wake_at=opts.batch_max_records,
+            pace=pace,
         )
-        self.transport = Transport(opts, encoding.content_type, warner)
-        self.pump = Pump(opts, pipeline, encoding, warner, store)
-        self.sender = Sender(opts, pipeline, self.transport, encoding, warner, sealer)
+        self.ledger = Ledger(self.ring, _MAX_READY)
+        if opts.spill:
+            # Imported here, on the thread that builds the handler, not by the
+            # worker on its first spill: an import takes the import lock, and
+            # filelock's module asks logging for its logger, which takes
+            # logging's lock (see lifecycle.warm_logger_caches).
+            import filelock  # noqa: F401
+        # Resolved here, on the thread that builds the handler: no user code
+        # (a __repr__, a __deepcopy__) ever runs on the worker.
+        self.fields: Mapping[str, Any] = resolve_mapping(opts.fields)[0]
+        #: The application's way in. Until the threads run, the first call starts them.
+        self.put = self._start_and_put
+        self._start_lock = threading.Lock()
+        self._started = False
+        self._closed = False
         self.threads: list[threading.Thread] = []
+        self.pump: Pump | None = None
+        self.sender: Sender | None = None
+        self.transport: Transport | None = None
+
+    # -- the application's side ------------------------------------------------
+
+    def _start_and_put(self, *item: Any) -> bool:
+        self.start()
+        return self.ring.put(*item)
+
+    def lost(self) -> None:
+        """Count an event that failed on its way in (emitted, then dropped)."""
+        self.ring.lost()
+
+    def note_truncated(self) -> None:
+        """Count an event cut to fit ``capacity_bytes``."""
+        self.ring.note_truncated()
 
     def start(self) -> None:
-        """Start both threads; ``RuntimeError`` at interpreter shutdown."""
-        self.threads.append(start_worker_thread(self.pump.run, "logship-pump"))
-        self.threads.append(start_worker_thread(self.sender.run, "logship-sender"))
-        self.pipeline.ring.wake.set()  # look at the spill now, not a flush_interval from now
+        """Build the pump and sender and start their threads (once; never raises)."""
+        with self._start_lock:
+            if self._started or self._closed:
+                return
+            self._started = True
+            self._build()
+            try:
+                self.threads.append(lifecycle.start_worker_thread(self._pump().run, "logship-pump"))
+                self.threads.append(
+                    lifecycle.start_worker_thread(self._sender().run, "logship-sender")
+                )
+            except RuntimeError:
+                # Python 3.12+ refuses new threads during interpreter shutdown.
+                # The events stay in the ring; close() spills them from its own thread.
+                pass
+            self.put = self.ring.put
+            self.signals.wake.set()  # look at the spill now, not a flush_interval from now
+        if lifecycle.uwsgi_without_threads():
+            self.warner.warn(
+                "uwsgi",
+                "logship: uWSGI runs without enable-threads; logship's worker thread "
+                "cannot run and no log will be shipped. Start uWSGI with --enable-threads.",
+            )
 
-    def flush(self, deadline: float) -> bool:
-        """Wait until everything emitted so far is resolved, or ``deadline``."""
-        with self.pipeline.ring.lock:
-            target = self.pipeline.ring.emitted - 1
-        return self.pipeline.wait_for(target, deadline)
+    def _build(self) -> None:
+        opts = self.opts
+        builder = EventBuilder(self.fields)
+        encoder = encoder_named(opts.encoding, opts.compress, builder)
+        sealer = Sealer(parse_key(opts.spill_key)) if opts.spill_key else None
+        store = None
+        if opts.spill and self.spill_dir:
+            store = SpillStore(
+                self.spill_dir, opts.url, opts.spill_max_bytes, self.ledger, self.warner, sealer
+            )
+        self.transport = Transport(opts, self.warner)
+        self.pump = Pump(opts, self.ledger, self.signals, encoder, self.warner, store)
+        self.sender = Sender(
+            opts,
+            self.ledger,
+            self.signals,
+            self.transport,
+            encoder,
+            StatusReader(),
+            self.warner,
+            sealer,
+        )
+
+    def _pump(self) -> Pump:
+        assert self.pump is not None
+        return self.pump
+
+    def _sender(self) -> Sender:
+        assert self.sender is not None
+        return self.sender
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def running(self) -> bool:
+        """Whether the worker's threads are alive."""
+        return bool(self.threads) and self.threads[0].is_alive()
+
+    def give_up_waiting(self) -> bool:
+        """Whether a closing handler should spill at once instead of waiting to deliver.
+
+        True when the endpoint failed its last attempt and nothing succeeded
+        since, and the spill can take what memory holds: waiting out the
+        shutdown budget would only delay exit (a cron job, a ``manage.py``
+        command pays it every time) and the next process replays the spill.
+        Read with or without the ledger's lock: two plain attribute reads.
+        """
+        return self.pump is not None and self.pump.store is not None and self.ledger.health.down
+
+    def flush(self, deadline: float, exiting: bool = False) -> bool:
+        """Wait until everything emitted so far is resolved, or ``deadline``.
+
+        ``exiting``: the interpreter's exit (``logging.shutdown``) or a
+        ``dictConfig`` that replaces the handler asks; with the endpoint down
+        it does not wait (see :meth:`give_up_waiting`).
+        """
+        with self.ring.lock:
+            target = self.ring.emitted - 1
+        if not self._started:
+            with self.ring.lock:
+                return not self.ring.items
+        lifecycle.warm_logger_caches()
+        give_up = self.give_up_waiting if exiting else None
+        return self.ledger.wait_for(target, deadline, self.signals.wake, give_up)
 
     def close(self, deadline: float) -> bool:
         """Deliver what can be delivered by ``deadline``, spill the rest, stop.
 
         True when nothing was left undelivered.
         """
-        pipeline = self.pipeline
-        pipeline.ring.close()
-        with pipeline.lock:
-            pipeline.draining = True
-            pipeline.changed.notify_all()
-        running = bool(self.threads) and self.threads[0].is_alive()
-        done = running and self.flush(deadline - spill_reserve(self.opts.shutdown_timeout))
-        # No new requests from here: what is not delivered goes to disk.
-        self.sender.stop_event.set()
+        with self._start_lock:
+            self._closed = True
+        ledger, wake = self.ledger, self.signals.wake
+        self.ring.close()
+        if not self._started:
+            return not self._abandon()
+        with ledger.lock:
+            ledger.draining = True
+            ledger.changed.notify_all()
+        lifecycle.warm_logger_caches()
+        running = self.running()
+        reserve = spill_reserve(self.opts.shutdown_timeout)
+        done = running and self.flush(deadline - reserve, exiting=True)
+        pump, sender = self._pump(), self._sender()
+        # No new requests from here: what is not delivered goes to disk. The
+        # request in flight may finish first (within the budget): a replayed
+        # batch it delivers is then acknowledged on disk, not sent again by
+        # the next process.
+        sender.stop_event.set()
         if running:
-            self.pump.final_requested = True
-            pipeline.ring.wake.set()
-            self.pump.final_done.wait(max(0.0, deadline - time.monotonic()))
+            self.threads[1].join(max(0.0, deadline - reserve - time.monotonic()))
+            pump.final_requested = True
+            wake.set()
+            pump.final_done.wait(max(0.0, deadline - time.monotonic()))
         else:
-            self.pump.final()  # no worker thread could start: spill from here
-        with pipeline.lock:
-            pipeline.stopping = True
-            pipeline.changed.notify_all()
-        pipeline.ring.wake.set()
+            pump.final()  # no worker thread could start: spill from here
+        with ledger.lock:
+            ledger.stopping = True
+            ledger.changed.notify_all()
+        wake.set()
         for t in self.threads:
             t.join(max(0.0, min(_JOIN_GRACE, deadline - time.monotonic())))
-        lost = pipeline.abandon()
+        if pump.final_done.is_set():
+            pump.apply_acks()  # what the sender delivered while the pump finished
+        lost = self._abandon()
+        # Even with a request still running: its connection, returned to a
+        # closed pool later, is closed then instead of lingering.
+        if self.transport is not None:
+            self.transport.close()
+        return done and not lost
+
+    def _abandon(self) -> int:
+        lost = self.ledger.abandon()
         if lost:
             self.warner.warn(
                 "close-lost",
@@ -102,7 +250,8 @@ class Worker:
                 lost,
                 self.opts.url,
             )
-        # Even with a request still running: its connection, returned to a
-        # closed pool later, is closed then instead of lingering.
-        self.transport.close()
-        return done and not lost
+        return lost
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of every counter (see ``Ledger.snapshot``)."""
+        return self.ledger.snapshot()

@@ -1,10 +1,10 @@
 """The pump thread: ring items in; sealed batches out, to the sender or the spill.
 
-It encodes each event (schema, uuid, timestamp) as it takes items from the
-ring, and seals the open batch when ``batch_max_records`` or
-``batch_max_bytes`` is reached, when ``flush_interval`` has passed since its
-first event, or at once while a flush or close waits on it. It never touches
-the network, so it stays free to drain the ring while the sender waits.
+It encodes each event as it takes items from the ring, in small chunks with
+a chance for other threads between them (``worker.slices``), and seals the
+open batch when a size limit is reached or when the batch timer says it is
+due (``pure.timing``). It never touches the network, so it stays free to
+drain the ring while the sender waits.
 
 When the sender has no room and the ring is half full, it moves the oldest
 events to the spill instead of letting the ring overflow (``overflow="spill"``).
@@ -17,63 +17,26 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
-from logship.pure.encoding import Encoding, gzip_compress, gzip_decompress
-from logship.pure.event import EventBuilder, created_time, encode_safely
-from logship.pure.eventjson import JsonEventWriter
+from logship.pure.batching import Batch, make_batches
+from logship.pure.event import usable_created
 from logship.pure.options import Options
+from logship.pure.protocols import Encoder
+from logship.pure.protocols.http import encoder_named
+from logship.pure.timing import BatchTimer, Look
+from logship.ring import Signals
 from logship.worker.diagnostics import Warner
-from logship.worker.pipeline import Batch, Pipeline
+from logship.worker.ledger import Ledger
+from logship.worker.slices import Slicer
 from logship.worker.spillstore import SpillStore
 
 _open_ids = itertools.count(-1, -1)  # negative: never equal to a sealed batch's id
 
-# A fast stream that falls silent for this share of flush_interval has
-# ended, for now: its partial batch is sealed instead of waiting out the
-# interval (a burst's last events would arrive up to a second late, and stay
-# that much longer in memory, exposed to a crash). Long next to the pauses
-# of a stream that fills batches (a request's worth of work), so that
-# batches are not cut smaller; short next to flush_interval.
-QUIET_SHARE = 0.1
-# Looks more often than this would cost more than they save.
-_MIN_QUIET = 0.01
+# Items taken from the ring and encoded between two chances for other threads.
+_CHUNK = 64
 
-
-def make_batches(
-    units: list[bytes], encoding: Encoding, compress: bool, max_bytes: int
-) -> list[Batch]:
-    """Join encoded events into batches whose bodies stay within ``max_bytes``, in order.
-
-    An event that alone exceeds ``max_bytes`` is sent alone.
-    """
-    per_event, overhead = encoding.per_event_overhead, encoding.body_overhead
-    if overhead + sum(map(len, units)) + per_event * len(units) <= max_bytes:
-        return [_batch(units, encoding, compress)] if units else []  # the usual case
-    out: list[Batch] = []
-    start, size = 0, overhead
-    for i, unit in enumerate(units):
-        n = len(unit) + per_event
-        if i > start and size + n > max_bytes:
-            out.append(_batch(units[start:i], encoding, compress))
-            start, size = i, overhead
-        size += n
-    if start < len(units):
-        out.append(_batch(units[start:], encoding, compress))
-    return out
-
-
-def _batch(units: list[bytes], encoding: Encoding, compress: bool) -> Batch:
-    raw = encoding.join(units)
-    body = gzip_compress(raw) if compress else raw
-    return Batch(body, len(units), encoding.name, compress, raw_size=len(raw))
-
-
-def decode_batch(batch: Batch) -> list[dict[str, Any]]:
-    """The events of a sealed batch, decoded from its body."""
-    raw = gzip_decompress(batch.body) if batch.gzipped else batch.body
-    return Encoding(batch.encoding).decode(raw)
+# After the disk refused a write, the spill is not tried again for this long.
+_DISK_RETRY = 5.0
 
 
 class Pump:
@@ -82,192 +45,81 @@ class Pump:
     def __init__(
         self,
         opts: Options,
-        pipeline: Pipeline,
-        encoding: Encoding,
+        ledger: Ledger,
+        signals: Signals,
+        encoder: Encoder,
         warner: Warner,
         store: SpillStore | None,
     ) -> None:
         self.opts = opts
-        self.pipeline = pipeline
-        self.ring = pipeline.ring
-        self.encoding = encoding
+        self.ledger = ledger
+        self.ring = ledger.ring
+        self.signals = signals
+        self.encoder = encoder
         self.warner = warner
         self.store = store
-        self.encode_items = self.encoder_for(EventBuilder(opts.fields), encoding)
+        self.timer = BatchTimer(opts.flush_interval)
+        self.slicer = Slicer()
         self.spill_overflow = store is not None and opts.overflow == "spill"
         self.high_water = max(1, opts.capacity // 2)
         self._units: list[bytes] = []  # the open batch, its events encoded
-        self._size = encoding.body_overhead  # its body's size once joined
-        # When the open batch's first event was logged: its created time, on the
-        # monotonic clock, at most flush_interval before the pump took it.
-        self._opened_at = 0.0
+        self._size = encoder.body_overhead  # its body's size once joined
         self._open_id = next(_open_ids)
-        # The last batch sealed was full: the stream fills batches faster than
-        # they age, so its end is worth watching for (see QUIET_SHARE).
-        self._fast = False
-        self._seen_emitted = -1  # the ring's count of events at the last look that saw it move
-        self._seen_at = 0.0
-        self._quiet = max(QUIET_SHARE * opts.flush_interval, _MIN_QUIET)
-        self._head_seen: float | None = None  # when a look first found the ring's head waiting
-        self._cycled_at = 0.0
         self._replay_turn = True
-        # Set when a batch is due but the sender has no room: then only the
-        # sender (taking a batch sets ring.wake) or new events can help, and
-        # waiting on the open batch's age would spin.
-        self._sender_full = False
         self._disk_broken_until = 0.0
         self._dropped_said = 0  # ring drops already reported in a warning
         #: Set by close: spill what is left in memory, release the files, and stop.
         self.final_requested = False
         self.final_done = threading.Event()
 
-    @staticmethod
-    def encoder_for(
-        builder: EventBuilder, encoding: Encoding
-    ) -> Callable[[list[Any]], list[bytes]]:
-        """Ring items to encoded events: JSON written directly, msgpack through the dicts.
-
-        Every item yields one event, whatever it holds.
-        """
-        if encoding.name in ("json", "ndjson"):
-            return JsonEventWriter(builder, encoding.encode_event).encode_many
-
-        def packed(items: list[Any]) -> list[bytes]:
-            events = builder.build_many(items)
-            return [
-                encode_safely(encoding.encode_event, builder, event, item[3])
-                for event, item in zip(events, items, strict=True)
-            ]
-
-        return packed
+    def look(self) -> Look:
+        """What the batch timer needs to know, read now."""
+        head = self.ring.head()
+        created = None if head is None else usable_created(head.record)
+        return Look(time.monotonic(), time.time(), self.ring.emitted, created, head is not None)
 
     def run(self) -> None:
-        """Loop until the pipeline stops; never raises."""
-        ring = self.ring
-        while not self.pipeline.stopping and not self.final_done.is_set():
+        """Loop until the ledger stops; never raises."""
+        wake, signals, timer = self.signals.wake, self.signals, self.timer
+        while not self.ledger.stopping and not self.final_done.is_set():
             try:
-                woken = ring.wake.wait(self._timeout())
-                if not (woken or self.final_requested or self._cycle_due(time.monotonic())):
+                woken = wake.wait(timer.wait(self.look()))
+                if not (woken or self.final_requested or timer.cycle_due(self.look())):
                     continue  # only a look at the stream
             except Exception:  # deciding when to look must never stop the pump
-                woken = ring.wake.wait(self.opts.flush_interval)
+                woken = wake.wait(self.opts.flush_interval)
             if woken:
-                ring.wake.clear()
-            ring.pump_busy = True
+                wake.clear()
+            signals.pump_busy = True
+            self.slicer.begin()
             try:
                 if self.final_requested:
                     self.final()
                 else:
-                    self._cycled_at = time.monotonic()
+                    timer.cycled(time.monotonic())
                     self.cycle()
-            except Exception as e:  # a bug here must cost a batch, not the worker
+            except BaseException as e:  # a bug here must cost a batch, not the worker
                 self._lose_open_batch(e)
             finally:
-                ring.pump_busy = False
-
-    def _timeout(self) -> float:
-        """How long to wait for the ring's wake-up (at a batch's worth) before looking anyway.
-
-        While events wait: until the oldest is due to age. While a fast
-        stream runs: every quiet period too, to see it stop.
-        """
-        interval = self.opts.flush_interval
-        if self._sender_full:
-            return interval  # only the sender taking a batch (it wakes us) can help
-        age = self._age(time.monotonic())
-        left = interval if age is None else max(0.0, interval - age)
-        return min(left, self._quiet) if self._fast else left
-
-    def _cycle_due(self, now: float) -> bool:
-        """After a timed wait: True when a cycle has work to do.
-
-        Work: a batch that aged, a fast stream that stopped, or, now and then
-        while nothing waits, the spill and the acknowledgements.
-        """
-        interval = self.opts.flush_interval
-        if self._sender_full:
-            return True
-        age = self._age(now)
-        if age is not None:
-            return self._batch_due(age, now)
-        if not self._fast:
-            return True
-        if self._stream_stopped(now):
-            self._fast = False  # it stopped on a batch boundary: nothing left to watch
-        return now - self._cycled_at >= interval
-
-    def _batch_due(self, age: float, now: float) -> bool:
-        """True when events that have waited ``age`` seconds should go now."""
-        return age >= self.opts.flush_interval or self._stream_stopped(now)
-
-    def _age(self, now: float) -> float | None:
-        """How long the oldest event not yet sent has waited, or None when none waits.
-
-        The ring head's age is worked out afresh at every look, clamped to
-        ``flush_interval``, and compared with it as it is: rebuilt as an
-        instant, ``now - (now - interval)`` falls short of ``interval`` for
-        some ``now`` in floating point, and the pump would look again and
-        again with a timeout of 0. The open batch's age grows with the clock.
-        """
-        if self._units:
-            return now - self._opened_at
-        try:
-            record = self.ring.items[0][2]
-        except IndexError:  # empty, or emptied by a caller making room meanwhile
-            self._head_seen = None
-            return None
-        if self._head_seen is None:
-            self._head_seen = now
-        return self._head_age(record, now)
-
-    def _head_age(self, record: Any, now: float) -> float:
-        """The age of the ring's oldest event: from its ``created`` time, within ``flush_interval``.
-
-        Never less than since the pump first saw it waiting: a record dated
-        in the future (the wall clock stepped back) or with no usable time
-        would otherwise never age. Never more than ``flush_interval``: a
-        record made long before it was logged is due at once, not earlier.
-        """
-        age = min(max(time.time() - created_time(record), 0.0), self.opts.flush_interval)
-        seen = self._head_seen
-        return age if seen is None else max(age, now - seen)
-
-    def _stream_stopped(self, now: float) -> bool:
-        """True once a fast stream has logged nothing for a quiet period; records this look.
-
-        Fast: the last batch was sealed full, so the stream fills batches
-        before they age. Its last events then need not wait out
-        ``flush_interval``; a slow stream's do, as they should. The pump is
-        not woken for each event: silence is the ring's count of events not
-        moving between its looks.
-        """
-        if not self._fast:
-            return False
-        emitted = self.ring.emitted
-        if emitted != self._seen_emitted:
-            self._seen_emitted, self._seen_at = emitted, now
-            return False
-        return now - self._seen_at >= self._quiet
+                signals.pump_busy = False
 
     def cycle(self) -> None:
         """Take what the ring holds; send, spill or replay every batch that is due."""
-        opts, pipeline = self.opts, self.pipeline
-        self._apply_acks()
+        opts, ledger, timer = self.opts, self.ledger, self.timer
+        self.apply_acks()
         self._warn_overflow()
-        self._sender_full = False
-        while not pipeline.stopping and not self.final_requested:
+        timer.sender_full = False
+        while not ledger.stopping and not self.final_requested:
             if len(self._units) < opts.batch_max_records and self._size < opts.batch_max_bytes:
                 self._fill(opts.batch_max_records - len(self._units))
             full = len(self._units) >= opts.batch_max_records or self._size >= opts.batch_max_bytes
-            with pipeline.lock:
+            with ledger.lock:
                 # A waiting flush or close wants the open batch as soon as the
                 # ring is drained into it, not after flush_interval.
-                wanted = pipeline.flush_wanted()
-                room = pipeline.has_room()
-            now = time.monotonic()
-            due = bool(self._units) and (
-                full or wanted or self._batch_due(now - self._opened_at, now)
-            )
+                wanted = ledger.flush_wanted()
+                room = ledger.has_room()
+            due = timer.due(self.look(), full=full, wanted=wanted)
+            self.slicer.check()
             if room:
                 if self._replay_turn or not due:
                     self._replay_turn = False
@@ -275,15 +127,14 @@ class Pump:
                         continue
                 if due:
                     self._replay_turn = True
-                    self._fast = full
-                    for b in self._seal():
-                        pipeline.enqueue(b)
+                    for b in self._seal(full):
+                        ledger.enqueue(b)
                     continue
                 return
             if self.spill_overflow and self._units and len(self.ring.items) >= self.high_water:
-                self._spill(self._seal())
+                self._spill(self._seal(full))
                 continue
-            self._sender_full = due
+            timer.sender_full = due
             return  # the sender is behind: the rest waits in the ring
 
     def _warn_overflow(self) -> None:
@@ -298,32 +149,36 @@ class Pump:
             self._dropped_said = dropped
 
     def _fill(self, limit: int) -> None:
-        items = self.pipeline.take(limit, self._open_id)
-        if not items:
-            return
-        now = time.monotonic()
-        if not self._units:
-            # A batch's age counts from its first event's arrival, not from
-            # when the pump got round to it.
-            self._opened_at = now - self._head_age(items[0][2], now)
-        self._head_seen = None
-        units = self.encode_items(items)
-        self._units += units
-        self._size += sum(map(len, units)) + self.encoding.per_event_overhead * len(units)
+        """Take up to ``limit`` items into the open batch, a chunk at a time."""
+        encoder, per_event = self.encoder, self.encoder.per_event_overhead
+        while limit > 0 and self._size < self.opts.batch_max_bytes:
+            items = self.ledger.take(min(limit, _CHUNK), self._open_id)
+            if not items:
+                return
+            if self._units:
+                self.timer.took()
+            else:
+                # A batch's age counts from its first event's arrival, not from
+                # when the pump got round to it.
+                self.timer.opened(self.look(), usable_created(items[0].record))
+            units = encoder.units(items)
+            self._units += units
+            self._size += sum(map(len, units)) + per_event * len(units)
+            limit -= len(items)
+            self.slicer.check()
 
-    def _seal(self) -> list[Batch]:
-        units, self._units, self._size = self._units, [], self.encoding.body_overhead
+    def _seal(self, full: bool) -> list[Batch]:
+        units, self._units, self._size = self._units, [], self.encoder.body_overhead
         open_id, self._open_id = self._open_id, next(_open_ids)
+        self.timer.sealed(full)
         if not units:
             return []
         try:
-            batches = make_batches(
-                units, self.encoding, self.opts.compress, self.opts.batch_max_bytes
-            )
+            batches = make_batches(units, self.encoder, self.opts.batch_max_bytes)
         except Exception as e:  # encoding cleans values first; this is a bug, not data
             self._drop(open_id, len(units), e)
             return []
-        self.pipeline.register(batches, open_id)
+        self.ledger.register(batches, open_id)
         return batches
 
     # -- the spill ---------------------------------------------------------------
@@ -331,10 +186,15 @@ class Pump:
     def _spill(self, batches: list[Batch]) -> None:
         """Write batches to disk; a batch the disk cannot take is dropped and counted."""
         for b in batches:
-            if self._write(b):
-                self.pipeline.spilled(b)
+            try:
+                written = self._write(b)
+            except BaseException as e:  # whatever happens, the batch is resolved
+                written = False
+                self.warner.warn("spill-error", "logship: cannot spill a batch: %r", e)
+            if written:
+                self.ledger.spilled(b)
             else:
-                self.pipeline.resolve(b, "dropped")
+                self.ledger.resolve(b, "dropped")
         self._note_usage()
 
     def _write(self, batch: Batch) -> bool:
@@ -353,7 +213,7 @@ class Pump:
             )
         except OSError as e:
             # Full, read-only or vanished disk: try again in a while, drop meanwhile.
-            self._disk_broken_until = time.monotonic() + 5.0
+            self._disk_broken_until = time.monotonic() + _DISK_RETRY
             self.warner.warn(
                 "spill-disk",
                 "logship: cannot write the spill folder %s (%s); events that do not fit "
@@ -368,14 +228,14 @@ class Pump:
         store = self.store
         if store is None or not store.backlog():
             return False
-        pipeline = self.pipeline
-        with pipeline.lock:
+        ledger = self.ledger
+        with ledger.lock:
             # After a failure, replay waits for the next 2xx. But when nothing
             # else is in flight, nothing would ever find out that the endpoint
             # is back: then one spilled batch goes out as the probe (the
             # sender retries it with back-off, so there is only ever one).
-            probing = pipeline.in_flight is not None or bool(pipeline.ready)
-            if pipeline.healthy is False and probing:
+            probing = ledger.in_flight is not None or bool(ledger.ready)
+            if ledger.health.healthy is False and probing:
                 return False
         try:
             batch = store.next_batch()
@@ -384,16 +244,18 @@ class Pump:
             return False
         if batch is None:
             return False
-        if batch.encoding != self.encoding.name or batch.gzipped != self.opts.compress:
+        encoder = self.encoder
+        if batch.encoding != encoder.name or batch.gzipped != encoder.compress:
             # Spilled under other settings: the transport speaks only ours.
-            raw = self.encoding.encode(decode_batch(batch))
-            batch.body = gzip_compress(raw) if self.opts.compress else raw
-            batch.encoding, batch.gzipped = self.encoding.name, self.opts.compress
-        self.pipeline.enqueue(batch)
+            events = encoder_named(batch.encoding, batch.gzipped).events_of(batch.body)
+            batch.body, batch.raw_size = encoder.body([encoder.unit(e) for e in events])
+            batch.encoding, batch.gzipped = encoder.name, encoder.compress
+        ledger.enqueue(batch)
         return True
 
-    def _apply_acks(self) -> None:
-        acks = self.pipeline.pop_acks()
+    def apply_acks(self) -> None:
+        """Record on disk the replayed frames delivered since the last call."""
+        acks = self.ledger.pop_acks()
         if self.store is None or not acks:
             return
         for origin in acks:
@@ -403,8 +265,8 @@ class Pump:
     def _note_usage(self) -> None:
         if self.store is not None:
             usage = self.store.usage()
-            with self.pipeline.lock:
-                self.pipeline.spill_bytes = usage
+            with self.ledger.lock:
+                self.ledger.spill_bytes = usage
 
     def final(self) -> None:
         """At close, after delivery had its chance: spill what memory holds, release files.
@@ -413,36 +275,32 @@ class Pump:
         thread could start (interpreter shutdown).
         """
         try:
-            self._apply_acks()
+            self.apply_acks()
             if self.store is not None:
                 # Oldest first, so a replay keeps the order: the batch in
                 # flight, the waiting ones, the open batch, then the ring.
-                with self.pipeline.lock:
-                    leftovers = list(self.pipeline.ready)
-                    self.pipeline.ready.clear()
-                    in_flight = self.pipeline.in_flight
-                if in_flight is not None:
-                    leftovers.insert(0, in_flight)
+                leftovers = self.ledger.leftovers()
                 # Batches read from the spill are still there; the rest is written now.
                 self._spill([b for b in leftovers if b.origin is None and not b.on_disk])
                 while True:
                     self._fill(self.opts.batch_max_records)
                     if not self._units:
                         break
-                    self._spill(self._seal())
+                    self._spill(self._seal(False))
                 self.store.release()
                 self._note_usage()
         finally:
             self.final_done.set()
 
-    def _lose_open_batch(self, error: Exception) -> None:
-        units, self._units, self._size = self._units, [], self.encoding.body_overhead
+    def _lose_open_batch(self, error: BaseException) -> None:
+        units, self._units, self._size = self._units, [], self.encoder.body_overhead
         open_id, self._open_id = self._open_id, next(_open_ids)
+        self.timer.sealed(False)
         self._drop(open_id, len(units), error)
 
-    def _drop(self, open_id: int, n: int, error: Exception) -> None:
+    def _drop(self, open_id: int, n: int, error: BaseException) -> None:
         """Count the ``n`` events of open batch ``open_id`` as dropped, and say why."""
-        self.pipeline.resolve(Batch(b"", n, self.encoding.name, False, id=open_id), "dropped")
+        self.ledger.resolve(Batch(b"", n, self.encoder.name, False, id=open_id), "dropped")
         self.warner.warn(
             "pump-error", "logship: internal error while batching; %d events dropped: %r", n, error
         )

@@ -1,7 +1,11 @@
 """The sender thread: delivers sealed batches, one request at a time, by SPEC section 4.
 
-Each batch keeps its Idempotency-Key across every retry. Waits between
-retries are on an event that ``close`` sets, never ``time.sleep``.
+For each batch it asks the transport to send the body, and the protocol's
+answer reader what the answer means (``pure.protocols``): delivered,
+split, retried, held, rejected, or, for protocols that judge each event, a
+verdict per event, each group then handled as a batch of its own. Each batch
+keeps its Idempotency-Key across every retry. Waits between retries are on
+an event that ``close`` sets, never ``time.sleep``.
 """
 
 from __future__ import annotations
@@ -9,16 +13,17 @@ from __future__ import annotations
 import threading
 from collections import deque
 
+from logship.pure.batching import Batch, pick, split
 from logship.pure.diagnosis import hint
-from logship.pure.encoding import Encoding
 from logship.pure.options import Options
-from logship.pure.retry import Backoff, Verdict, classify, hold_hint, parse_retry_after
+from logship.pure.protocols import Answer, AnswerReader, Encoder, Outcome
+from logship.pure.retry import Backoff, Verdict, hold_hint
 from logship.pure.sealing import Sealer
+from logship.ring import Signals
 from logship.worker.diagnostics import Warner
-from logship.worker.pipeline import Batch, Pipeline
-from logship.worker.pump import decode_batch, make_batches
+from logship.worker.ledger import Ledger
 from logship.worker.spillfolder import default_spill_dir, write_dead_letter
-from logship.worker.transport import Answer, Transport
+from logship.worker.transport import Transport
 
 #: A server certificate closer than this to expiry draws a warning, once a day.
 CERT_WARN_DAYS = 14.0
@@ -46,101 +51,138 @@ def status_hint(status: int) -> str:
 
 
 class Sender:
-    """Takes batches from the pipeline and delivers them (thread target: :meth:`run`)."""
+    """Takes batches from the ledger and delivers them (thread target: :meth:`run`)."""
 
     def __init__(
         self,
         opts: Options,
-        pipeline: Pipeline,
+        ledger: Ledger,
+        signals: Signals,
         transport: Transport,
-        encoding: Encoding,
+        encoder: Encoder,
+        reader: AnswerReader,
         warner: Warner,
         sealer: Sealer | None = None,
     ) -> None:
         self.opts = opts
         self.sealer = sealer
-        self.pipeline = pipeline
+        self.ledger = ledger
+        self.signals = signals
         self.transport = transport
-        self.encoding = encoding
+        self.encoder = encoder
+        self.reader = reader
         self.warner = warner
         self.backoff = Backoff(ceiling=opts.retry_max_backoff)
+        self._headers = encoder.headers()
         #: Set by close once its deadline passes; interrupts any back-off wait.
         self.stop_event = threading.Event()
 
     def run(self) -> None:
         """Loop until stopped; never raises."""
-        while not self.pipeline.stopping and not self.stop_event.is_set():
-            batch = self.pipeline.next_ready(0.5)
+        while not self.ledger.stopping and not self.stop_event.is_set():
+            batch = self.ledger.next_ready(0.5)
             if batch is None:
                 continue
+            self.signals.wake.set()  # room for the pump
             try:
                 self.deliver(batch)
-            except Exception as e:  # a bug must cost this batch, not the worker
-                self.pipeline.resolve(batch, "dropped")
+            except BaseException as e:  # a bug must cost this batch, not the worker
+                self.ledger.resolve(batch, "dropped")
                 self.warner.warn("sender-error", "logship: internal error sending a batch: %r", e)
 
     def deliver(self, batch: Batch) -> None:
-        """Send ``batch`` (and its halves, after a 413) until each is resolved or we stop."""
+        """Send ``batch`` (and what answers make of it) until all is resolved or we stop."""
         todo = deque([batch])
         attempt = 0
         while todo and not self.stop_event.is_set():
             b = todo[0]
-            self.pipeline.in_flight = b
-            ring = self.pipeline.ring
-            ring.sender_busy = True
-            try:
-                answer = self.transport.post(b.body, b.key, b.gzipped)
-            finally:
-                ring.sender_busy = False
-            verdict = Verdict.RETRY if answer.status is None else classify(answer.status)
+            self.ledger.in_flight = b
+            answer = self._send(b)
+            outcome = self.reader.read(answer, b.count)
+            if outcome.parts:
+                todo.popleft()
+                retry = self._settle_parts(b, outcome, answer)
+                if retry:
+                    todo.extendleft(reversed(retry))
+                    self._retry_later(outcome, answer, attempt)
+                    attempt += 1
+                continue
+            verdict = outcome.verdict
             if verdict is Verdict.DELIVERED:
-                self.pipeline.resolve(b, "shipped")
+                self.ledger.resolve(b, "shipped")
                 self._check_certificate(answer)
                 todo.popleft()
                 attempt = 0
             elif verdict is Verdict.SPLIT and len(b) > 1:
-                halves = self._split(b)
+                halves = split(
+                    b, self.encoder.units_of(b.body), self.encoder, self.opts.batch_max_bytes
+                )
                 todo.popleft()
-                if self.pipeline.replace(b, halves):
+                if self.ledger.replace(b, halves):
                     todo.extendleft(reversed(halves))
             elif verdict is Verdict.SPLIT or verdict is Verdict.REJECT:
-                self._reject(b, answer)
+                self._reject(b, outcome)
                 todo.popleft()
             elif verdict is Verdict.HOLD:
-                self._note_error(answer)
-                assert answer.status is not None
-                self.warner.warn(
-                    f"hold-{answer.status}",
-                    "logship: %s answered %d; %s. Events are kept and retried every %.0f s.",
-                    self.opts.url,
-                    answer.status,
-                    hold_hint(answer.status, answer.location),
-                    self.opts.retry_max_backoff,
-                )
-                self._wait(self.opts.retry_max_backoff)
+                self._hold(outcome, answer)
             else:
-                self._note_error(answer)
-                self.pipeline.count("retries")
-                self._warn_transient(answer)
-                self._wait(self.backoff.after(attempt, parse_retry_after(answer.retry_after)))
+                self._retry_later(outcome, answer, attempt)
                 attempt += 1
 
-    def _split(self, batch: Batch) -> list[Batch]:
-        units = [self.encoding.encode_event(e) for e in decode_batch(batch)]
-        mid = len(units) // 2
-        halves: list[Batch] = []
-        for part in (units[:mid], units[mid:]):
-            halves += make_batches(
-                part, self.encoding, self.opts.compress, self.opts.batch_max_bytes
-            )
-        # Derived keys: a retried split of the same batch is recognisably the same.
-        for i, h in enumerate(halves):
-            h.key = f"{batch.key}.{i}"
-            h.origin = batch.origin
-        return halves
+    def _send(self, batch: Batch) -> Answer:
+        headers = dict(self._headers)
+        headers["Idempotency-Key"] = batch.key
+        self.signals.sender_busy = True
+        try:
+            return self.transport.send(batch.body, headers)
+        finally:
+            self.signals.sender_busy = False
+
+    def _settle_parts(self, batch: Batch, outcome: Outcome, answer: Answer) -> list[Batch]:
+        """Resolve the groups of a per-event answer; return the batches to send again."""
+        units = self.encoder.units_of(batch.body)
+        groups = [
+            (verdict, pick(batch, units, indices, self.encoder, str(i)))
+            for i, (verdict, indices) in enumerate(outcome.parts)
+        ]
+        if not self.ledger.replace(batch, [part for _v, part in groups]):
+            return []  # close gave up on it meanwhile
+        again: list[Batch] = []
+        for verdict, part in groups:
+            if verdict is Verdict.DELIVERED:
+                self.ledger.resolve(part, "shipped")
+            elif verdict in (Verdict.REJECT, Verdict.SPLIT):
+                self._reject(part, outcome)
+            else:
+                again.append(part)
+        if not again:
+            self._check_certificate(answer)
+        return again
+
+    def _hold(self, outcome: Outcome, answer: Answer) -> None:
+        """A configuration problem: keep the batch, warn, try again at the back-off ceiling."""
+        status = answer.status or 0
+        self.ledger.failed(f"HTTP {status}", outcome.kind, answered=True)
+        self.warner.warn(
+            f"hold-{status}",
+            "logship: %s answered %d; %s. Events are kept and retried every %.0f s.",
+            self.opts.url,
+            status,
+            hold_hint(status, answer.location),
+            self.opts.retry_max_backoff,
+        )
+        self._wait(self.opts.retry_max_backoff)
+
+    def _retry_later(self, outcome: Outcome, answer: Answer, attempt: int) -> None:
+        """A transient failure: note it, warn, and back off."""
+        error = f"HTTP {answer.status}" if answer.status else answer.error or "no answer"
+        self.ledger.failed(error, outcome.kind, answered=answer.status is not None)
+        self.ledger.count("retries")
+        self._warn_transient(answer, outcome)
+        self._wait(self.backoff.after(attempt, outcome.retry_after))
 
     def _wait(self, seconds: float) -> None:
-        if self.pipeline.draining:
+        if self.ledger.draining:
             seconds = min(seconds, _DRAINING_MAX_WAIT)
         self.stop_event.wait(seconds)
 
@@ -156,13 +198,7 @@ class Sender:
                 interval=86400.0,
             )
 
-    def _note_error(self, answer: Answer) -> None:
-        if answer.status is not None:
-            self.pipeline.failed(f"HTTP {answer.status}", f"http-{answer.status}")
-        else:
-            self.pipeline.failed(answer.error or "no answer", answer.kind or "connection")
-
-    def _warn_transient(self, answer: Answer) -> None:
+    def _warn_transient(self, answer: Answer, outcome: Outcome) -> None:
         if answer.status is None:
             kind = answer.kind or "connection"
             self.warner.warn(
@@ -178,26 +214,28 @@ class Sender:
                 "logship: %s answered %d: %s. Retrying with back-off.",
                 self.opts.url,
                 answer.status,
-                status_hint(answer.status),
+                outcome.reason[:200] if outcome.parts else status_hint(answer.status),
             )
 
-    def _reject(self, batch: Batch, answer: Answer) -> None:
-        status = answer.status or 0
-        reason = answer.body or answer.error or ""
-        if not self.pipeline.is_outstanding(batch.id):
+    def _reject(self, batch: Batch, outcome: Outcome) -> None:
+        status = int(outcome.kind[5:]) if outcome.kind.startswith("http-") else 0
+        reason = outcome.reason
+        if not self.ledger.is_outstanding(batch.id):
             return  # close took it over
         where = "not written"
         try:
             folder = self.opts.spill_dir or default_spill_dir(self.opts.url)
-            events = decode_batch(batch)
+            events = self.encoder.events_of(batch.body)
             where = write_dead_letter(
                 folder, self.opts.url, batch.key, events, status, reason, self.sealer
             )
         except Exception as e:  # the events are counted as rejected either way
             where = f"not written ({e!r})"
-        self.pipeline.failed(f"HTTP {status}: {reason[:200]}", f"http-{status}", answering=True)
+        self.ledger.failed(
+            f"HTTP {status}: {reason[:200]}", outcome.kind, answered=True, answering=True
+        )
         # Resolved only now: once flush() says done, the dead letter is on disk.
-        self.pipeline.resolve(batch, "rejected")
+        self.ledger.resolve(batch, "rejected")
         self.warner.warn(
             f"reject-{status}",
             "logship: %s rejected a batch of %d events with %d (%s): %s. Dead-letter file: %s",

@@ -22,11 +22,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from logship.pure.batching import Batch, Origin
 from logship.pure.frames import FILE_HEADER, encode_frame
 from logship.pure.sealing import Sealer
 from logship.worker import spillfolder as sf
 from logship.worker.diagnostics import Warner
-from logship.worker.pipeline import Batch, Origin, Pipeline
+from logship.worker.ledger import Ledger as Pipeline
 
 MiB = 1024 * 1024
 #: Owners of this process's open handlers (see ``spillfolder.owner_alive``).
@@ -304,7 +305,7 @@ class SpillStore:
         self._check_vanished()  # our sealed files may be gone before we replay them
         if time.monotonic() < self._next_scan and not self._own_frames:
             return None
-        if self._active and not self._own_frames and self.pipeline.healthy:
+        if self._active and not self._own_frames and self.pipeline.health.healthy:
             self.seal()  # the endpoint is back: our open file is next in line
         chosen: sf.SpillFile | None = None
         if not sf.has_spilled(self.folder):  # one listing, no lock, no folder created
@@ -353,15 +354,17 @@ class SpillStore:
 
     def ack(self, origin: Origin) -> None:
         """A replayed frame was delivered (or rejected for good): it leaves the disk."""
+        try:
+            # By the file's id, whatever its state: after release (at close) the
+            # file is no longer claimed here, and whoever claims it next reads this.
+            sf.append_ack(os.path.join(self.folder, origin.file_id + sf.ACK_SUFFIX), origin.offset)
+        except OSError:
+            pass  # the frame may be sent again later: at least once, never lost
         claim = self._claims.get(origin.file_id)
         if claim is None:
             return
         claim.in_flight.discard(origin.offset)
         claim.acked.add(origin.offset)
-        try:
-            sf.append_ack(os.path.join(self.folder, claim.id + sf.ACK_SUFFIX), origin.offset)
-        except OSError:
-            pass  # the frame may be sent again later: at least once, never lost
         self._finish_if_done(claim)
 
     def _finish_if_done(self, claim: _Claim) -> None:

@@ -14,7 +14,6 @@ import encodings.idna  # noqa: F401
 import netrc  # noqa: F401
 import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -23,6 +22,7 @@ import requests.auth
 
 from logship.pure.diagnosis import connection_kind, tls_kind
 from logship.pure.options import Options, check_header_value, read_token_file
+from logship.pure.protocols import Answer
 from logship.worker.connections import (
     AddressBook,
     days_left,
@@ -34,19 +34,6 @@ from logship.worker.diagnostics import Warner
 
 USER_AGENT = "logship"
 _MAX_ANSWER_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What happened to one request: a status, or an error with no status."""
-
-    status: int | None
-    retry_after: str | None = None
-    location: str | None = None
-    body: str = ""
-    error: str | None = None  # set when no HTTP answer came back
-    cert_days_left: float | None = None  # of the server's certificate, checked now and then
-    kind: str | None = None  # see error_kind()
 
 
 def error_kind(exc: BaseException) -> str:
@@ -89,7 +76,7 @@ _CERT_CHECK_INTERVAL = 3600.0
 class Transport:
     """POSTs request bodies to the configured endpoint."""
 
-    def __init__(self, opts: Options, content_type: str, warner: Warner) -> None:
+    def __init__(self, opts: Options, warner: Warner) -> None:
         self.url = opts.url
         self.timeout = opts.timeout
         self._token = opts.token
@@ -119,11 +106,7 @@ class Transport:
         adapter = _Adapter(self._book, tls_context(opts.tls_min_version, bool(opts.verify)))
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.headers = {
-            "User-Agent": USER_AGENT,
-            "Content-Type": content_type,
-            **opts.headers,
-        }
+        self.headers = {"User-Agent": USER_AGENT, **opts.headers}
 
     def _authorization(self) -> str | None:
         if self._token_file:
@@ -151,12 +134,9 @@ class Transport:
                 )
         return f"Bearer {self._token}" if self._token else None
 
-    def post(self, body: bytes, key: str, gzipped: bool) -> Answer:
-        """Send one body; return the answer or the failure, never raise."""
-        headers = dict(self.headers)
-        headers["Idempotency-Key"] = key
-        if gzipped:
-            headers["Content-Encoding"] = "gzip"
+    def send(self, body: bytes, headers: dict[str, str]) -> Answer:
+        """POST one body with the protocol's ``headers``; return the answer, never raise."""
+        headers = {**self.headers, **headers}
         bearer = self._authorization()
         try:
             resp = self.session.post(

@@ -3,8 +3,8 @@
 argv: URL MODE
 
 - ``locks``: the parent has logged (its worker runs); one thread holds the
-  handler's lock (``handler.acquire()``), another is inside the ring's lock,
-  the pipeline's lock and the UUID generator's lock.
+  handler's lock (``handler.acquire()``), another is inside the worker's
+  ledger lock, the ring's lock and the UUID generator's lock.
 - ``warner``: one thread is inside the lock of the handler's rate-limited
   warner (logship's diagnostics). The test makes the child's first request
   fail with 503, so the child's worker has something to warn about.
@@ -97,8 +97,8 @@ def main() -> int:
             print(json.dumps({"error": "the parent could not deliver"}), flush=True)
             return 1
         groups.append([handler])  # hold() calls handler.acquire()
-        pipeline = handler._pipeline
-        groups.append([pipeline.lock, pipeline.ring.lock, uuid7._lock])
+        ledger = handler._worker.ledger
+        groups.append([ledger.lock, ledger.ring.lock, uuid7._lock])
     elif mode == "warner":
         groups.append([handler._warner._lock])
     else:

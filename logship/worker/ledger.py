@@ -1,27 +1,32 @@
-"""State the two worker threads share: batches in flight, counters, the flush watermark.
+"""The accounting of one handler's events, and the hand-off of batches from pump to sender.
 
-The pump thread turns ring items into sealed batches and queues them here
-(or spills them); the sender thread takes them, delivers them and resolves
-them. Every batch of this handler not yet resolved is *outstanding* and
-remembers the lowest sequence number it holds, so ``flush`` can tell when
-everything emitted before it is done; a spilled batch stays outstanding
-until it is replayed. Batches adopted from another process's spill are
+Every event is in exactly one place: the ring, the pump's open batch, a
+sealed batch in memory (waiting or in flight), the spill, or resolved
+(shipped, dropped or rejected). The ledger counts the moves; ``stats()``
+reads it. Every batch not yet resolved is *outstanding* and remembers the
+lowest sequence number it holds, so ``flush`` can tell when everything
+emitted before it is done; a spilled batch stays outstanding until it is
+replayed or delivered. Batches adopted from another process's spill are
 outstanding too, but never hold a flush back.
 
-Lock order, everywhere: ``Pipeline.lock`` before ``Ring.lock``.
+Who writes what: the pump takes from the ring, seals, queues, spills and
+acknowledges replayed frames; the sender takes queued batches and resolves
+them; ``close`` stops both and gives up on what memory still holds. Each
+goes through a method here, under :attr:`Ledger.lock`.
+
+Lock order, everywhere: ``Ledger.lock`` before ``Ring.lock``.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
-import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from logship.ring import Ring
+from logship.pure.batching import Batch, Origin
+from logship.ring import Item, Ring
 
 COUNTERS = (
     "shipped",
@@ -37,47 +42,45 @@ COUNTERS = (
 #: The "lowest sequence number" of an adopted batch: it never holds a flush back.
 ADOPTED_SEQ = 1 << 62
 
-_batch_ids = itertools.count(1)
+
+class Health:
+    """What the endpoint's last answers say. Written by the sender, read by anyone."""
+
+    def __init__(self) -> None:
+        #: The last request's outcome: True after a 2xx, False after a failure; None before any.
+        self.healthy: bool | None = None
+        #: The last failure got no answer at all (refused, reset, timed out, DNS, TLS):
+        #: nothing is listening, as far as anyone can tell.
+        self.unreachable = False
+        self.last_success: float | None = None
+        self.last_error: str | None = None
+        self.last_error_kind: str | None = None  # e.g. "dns", "tls-expired", "http-401"
+        self.last_error_time: float | None = None
+
+    def succeeded(self) -> None:
+        self.healthy, self.unreachable = True, False
+        self.last_success = time.time()
+
+    def failed(self, error: str, kind: str, *, answered: bool, answering: bool = False) -> None:
+        """A request got no 2xx; ``answered``: the server answered at all.
+
+        Replay pauses until the next 2xx, unless the endpoint is
+        ``answering`` (it rejected one batch for good, and takes the rest).
+        """
+        self.last_error, self.last_error_kind = error, kind
+        self.last_error_time = time.time()
+        if not answering:
+            self.healthy = False
+            self.unreachable = not answered
+
+    @property
+    def down(self) -> bool:
+        """Whether the last attempt failed and nothing succeeded since."""
+        return self.healthy is False
 
 
-def new_key() -> str:
-    """A fresh Idempotency-Key for a batch."""
-    return uuid.uuid4().hex
-
-
-@dataclass(eq=False)
-class Origin:
-    """Where a replayed batch lies on disk; acknowledged once all its parts resolve."""
-
-    file_id: str
-    offset: int
-    parts: int = 1  # a 413 split makes more parts of the same frame
-
-
-@dataclass(eq=False)
-class Batch:
-    """A sealed group of events sent as one request, under one Idempotency-Key.
-
-    Only the encoded (and maybe compressed) body is kept: the events are
-    decoded again in the rare cases that need them (a 413 split, a dead letter).
-    """
-
-    body: bytes
-    count: int
-    encoding: str
-    gzipped: bool
-    key: str = field(default_factory=new_key)
-    id: int = field(default_factory=lambda: next(_batch_ids))
-    raw_size: int = 0  # encoded bytes before compression
-    origin: Origin | None = None  # set when read back from the spill
-    on_disk: bool = False  # a copy was spilled (at close) while it was in flight
-
-    def __len__(self) -> int:
-        return self.count
-
-
-class Pipeline:
-    """Queues, counters and the flush watermark, behind one lock."""
+class Ledger:
+    """Counters, outstanding batches, the flush watermark, and the pump-to-sender queue."""
 
     def __init__(self, ring: Ring, max_ready: int) -> None:
         self.ring = ring
@@ -86,24 +89,22 @@ class Pipeline:
         self.changed = threading.Condition(self.lock)
         self.ready: deque[Batch] = deque()
         self.max_ready = max_ready
+        self.in_flight: Batch | None = None  # the batch the sender is sending
         self.outstanding: dict[int, int] = {}  # batch id -> lowest seq it holds
         self.in_memory = 0  # events taken from the ring, neither resolved nor spilled
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.acks: deque[Origin] = deque()  # replayed frames to acknowledge on disk
-        self.in_flight: Batch | None = None  # the batch the sender is sending
         self.flush_target = -1  # highest seq a flush waits for
         self.draining = False  # closing: send everything now, ignore flush_interval
         self.stopping = False  # stop the threads at the next chance
-        self.healthy: bool | None = None  # the last request's outcome; None before any
+        self.health = Health()
         self.spill_bytes = 0
-        self.last_success: float | None = None
-        self.last_error: str | None = None
-        self.last_error_kind: str | None = None  # e.g. "dns", "tls-expired", "http-401"
-        self.last_error_time: float | None = None
+        #: Why the spill is off when it was asked for (None while it works).
+        self.spill_off: str | None = None
 
     # -- pump side -----------------------------------------------------------
 
-    def take(self, limit: int, open_id: int) -> list[Any]:
+    def take(self, limit: int, open_id: int) -> list[Item]:
         """Move up to ``limit`` items from the ring into the open batch ``open_id``.
 
         Both locks are held, so the items are never in neither place and the
@@ -112,7 +113,7 @@ class Pipeline:
         with self.lock:
             items = self.ring.take(limit)
             if items:
-                self.outstanding.setdefault(open_id, items[0][0])
+                self.outstanding.setdefault(open_id, items[0].seq)
                 self.in_memory += len(items)
             return items
 
@@ -172,6 +173,13 @@ class Pipeline:
             self.acks.clear()
             return acks
 
+    def leftovers(self) -> list[Batch]:
+        """At close: the batch in flight and the waiting ones, oldest first, off the queue."""
+        with self.lock:
+            out = ([self.in_flight] if self.in_flight is not None else []) + list(self.ready)
+            self.ready.clear()
+            return out
+
     # -- sender side ---------------------------------------------------------
 
     def next_ready(self, timeout: float) -> Batch | None:
@@ -183,13 +191,12 @@ class Pipeline:
                 return None
             batch = self.ready.popleft()
             self.in_flight = batch
-        self.ring.wake.set()  # room for the pump
-        return batch
+            return batch
 
     def replace(self, old: Batch, new: list[Batch]) -> bool:
-        """Swap ``old`` for ``new`` in the outstanding set (a 413 split).
+        """Swap ``old`` for ``new`` in the outstanding set (a split, or per-event answers).
 
-        False when ``old`` was already resolved (close took it over).
+        False when ``old`` was already resolved (close gave up on it).
         """
         with self.lock:
             low = self.outstanding.pop(old.id, None)
@@ -197,8 +204,11 @@ class Pipeline:
                 return False
             for b in new:
                 self.outstanding[b.id] = low
+                b.on_disk = old.on_disk
             if old.origin is not None:
                 old.origin.parts += len(new) - 1
+            if self.in_flight is old:
+                self.in_flight = new[0] if new else None
             return True
 
     def resolve(self, batch: Batch, counter: str) -> bool:
@@ -206,6 +216,9 @@ class Pipeline:
 
         Returns False, counting nothing, when the batch was resolved already;
         a request that outlived ``close`` must not count its events twice.
+        A batch that ``close`` spilled while it was in flight and that is
+        delivered after all is counted once, as shipped (its copy on disk is
+        the caller's to forget).
         """
         with self.lock:
             if self.in_flight is batch:
@@ -220,32 +233,22 @@ class Pipeline:
                 batch.origin.parts -= 1
                 if batch.origin.parts == 0:
                     self.acks.append(batch.origin)
-                    self.ring.wake.set()
             elif not batch.on_disk:
                 self.in_memory -= n
             if counter == "shipped":
-                self.last_success = time.time()
-                self.healthy = True
+                self.health.succeeded()
             self.changed.notify_all()
             return True
-
-    def failed(self, error: str, kind: str, *, answering: bool = False) -> None:
-        """A request got no 2xx: note it for ``stats()``.
-
-        Replay pauses until the next 2xx, unless the endpoint is
-        ``answering`` (it rejected one batch for good, and takes the rest).
-        """
-        with self.lock:
-            self.last_error = error
-            self.last_error_kind = kind
-            self.last_error_time = time.time()
-            if not answering:
-                self.healthy = False
 
     def count(self, counter: str, n: int = 1) -> None:
         """Add ``n`` to a counter that does not move events between states."""
         with self.lock:
             self.counters[counter] += n
+
+    def failed(self, error: str, kind: str, *, answered: bool, answering: bool = False) -> None:
+        """A request got no 2xx: note it for ``stats()`` (see :meth:`Health.failed`)."""
+        with self.lock:
+            self.health.failed(error, kind, answered=answered, answering=answering)
 
     # -- either side ---------------------------------------------------------
 
@@ -257,15 +260,25 @@ class Pipeline:
             low = min(low, min(self.outstanding.values()))
         return low
 
-    def wait_for(self, target: int, deadline: float) -> bool:
-        """Block until every event up to ``target`` is resolved, or ``deadline`` passes."""
+    def wait_for(
+        self,
+        target: int,
+        deadline: float,
+        wake: threading.Event,
+        give_up: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Block until every event up to ``target`` is resolved, or ``deadline`` passes.
+
+        Also returns (False) as soon as ``give_up()`` is true; it is asked
+        with the lock held, at least every 50 ms.
+        """
         with self.lock:
             if target > self.flush_target:
                 self.flush_target = target
-            self.ring.wake.set()
+            wake.set()
             while self.watermark() <= target:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (give_up is not None and give_up()):
                     return False
                 self.changed.wait(min(remaining, 0.05))
             return True
@@ -278,14 +291,14 @@ class Pipeline:
         """Give up on every event still in memory, counting them as dropped.
 
         Used by ``close`` once its deadline has passed; returns how many.
-        Spilled events stay pending: they are on disk for the next process.
+        Spilled events stay pending, and outstanding: they are on disk for
+        the next process, or delivered yet by a request still running.
         """
         with self.lock, self.ring.lock:
-            n = self.in_memory + len(self.ring.items)
-            self.ring.items.clear()
-            self.ring.chars = 0
+            n = self.in_memory + self.ring.clear()
             self.ready.clear()
-            self.outstanding.clear()
+            for bid in [bid for bid, low in self.outstanding.items() if low != ADOPTED_SEQ]:
+                del self.outstanding[bid]
             self.in_memory = 0
             self.counters["dropped"] += n
             self.changed.notify_all()
@@ -296,8 +309,8 @@ class Pipeline:
         with self.lock, self.ring.lock:
             ring = self.ring.snapshot()
             c = dict(self.counters)
-            last_success, last_error = self.last_success, self.last_error
-            last_kind, last_error_time = self.last_error_kind, self.last_error_time
+            h = self.health
+            last = (h.last_success, h.last_error, h.last_error_kind, h.last_error_time)
             in_memory, spill_bytes = self.in_memory, self.spill_bytes
         dropped = c["dropped"] + ring["ring_dropped"]
         out: dict[str, Any] = {
@@ -313,10 +326,10 @@ class Pipeline:
             "truncated": ring["truncated"],
             "queued": ring["ring_len"] + in_memory,
             "spill_bytes": spill_bytes,
-            "last_success": last_success,
-            "last_error": last_error,
-            "last_error_kind": last_kind,
-            "last_error_time": last_error_time,
+            "last_success": last[0],
+            "last_error": last[1],
+            "last_error_kind": last[2],
+            "last_error_time": last[3],
         }
         out["pending"] = out["emitted"] + out["adopted"] - out["shipped"] - dropped - c["rejected"]
         return out

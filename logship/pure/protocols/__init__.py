@@ -1,0 +1,102 @@
+"""The protocol seam: how events become request bodies, and what an answer means. Pure.
+
+Shipping is three parts, each owned by one module:
+
+- an **encoder** (:class:`Encoder`): ring items (or event dicts) to wire
+  units, one per event; units joined into a body (compressed when the
+  protocol compresses); a body taken apart again into units and events;
+- a **transport** (``logship.worker.transport``): moves a body and its
+  headers to the endpoint and brings back an :class:`Answer`; it knows
+  nothing of events;
+- an **answer reader** (:class:`AnswerReader`): an :class:`Answer` in, an
+  :class:`Outcome` out: one :class:`Verdict` for the whole batch, or one
+  per event for protocols whose answers judge each event.
+
+The worker owns time, retries, the spill and the accounting for all of
+them: a new protocol adds an encoder and a reader (and a transport when it
+is not HTTP) and touches neither the pump nor the spill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from logship.pure.retry import Verdict
+
+Event = dict[str, Any]
+
+__all__ = ["Answer", "AnswerReader", "Encoder", "Event", "Outcome", "Verdict"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What came back for one request: a status, or an error with no status."""
+
+    status: int | None
+    retry_after: str | None = None
+    location: str | None = None
+    body: str = ""  # the answer's text (bounded; secrets scrubbed by the transport)
+    error: str | None = None  # set when no answer came back
+    cert_days_left: float | None = None  # of the server's certificate, checked now and then
+    kind: str | None = None  # why no answer came back: see ``pure.diagnosis``
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an answer means for a batch of ``count`` events.
+
+    ``parts`` is empty when ``verdict`` holds for the whole batch; otherwise
+    it lists ``(verdict, indices)`` groups that cover every event once, and
+    ``verdict`` is the one that decides how long to wait (the worst).
+    """
+
+    verdict: Verdict
+    parts: tuple[tuple[Verdict, tuple[int, ...]], ...] = ()
+    retry_after: float | None = None  # seconds the server asked for
+    reason: str = ""  # the server's words, for warnings and dead letters
+    kind: str = ""  # a short name for stats()["last_error_kind"]: "http-503", "refused", …
+
+
+class Encoder(Protocol):
+    """Events to wire units and bodies, and back."""
+
+    #: Recorded with every spilled batch: the encoder that can read its body.
+    name: str
+    compress: bool
+    per_event_overhead: int
+    body_overhead: int
+
+    def units(self, items: Sequence[Any]) -> list[bytes]:
+        """One unit per ring item (``logship.ring.Item``), never raising."""
+        ...
+
+    def unit(self, event: Event) -> bytes:
+        """One event dict's unit, never raising (values it cannot carry are replaced)."""
+        ...
+
+    def body(self, units: Sequence[bytes]) -> tuple[bytes, int]:
+        """The body for ``units``, and its size before compression."""
+        ...
+
+    def units_of(self, body: bytes) -> list[bytes]:
+        """The units a body of this encoder holds (undoing compression)."""
+        ...
+
+    def events_of(self, body: bytes) -> list[Event]:
+        """The events a body of this encoder holds, as dicts (for dead letters)."""
+        ...
+
+    def headers(self) -> dict[str, str]:
+        """The headers that say what a body is (``Content-Type``, ``Content-Encoding``)."""
+        ...
+
+
+class AnswerReader(Protocol):
+    """An answer to what it means for the batch."""
+
+    def read(self, answer: Answer, count: int) -> Outcome:
+        """The outcome of ``answer`` for a batch of ``count`` events."""
+        ...

@@ -1,0 +1,122 @@
+"""What the calling thread takes of a record, so that what it hands over cannot change later.
+
+Runs on the application's thread, inside the log call. The ``extra=``
+values (and a dict ``msg``, and bound context) are *resolved* here: strings,
+numbers, bytes, booleans and None are immutable and kept as they are;
+dicts, lists and tuples are copied; anything else becomes its ``repr``,
+which is what every encoder would have written for it anyway. So:
+
+- a value the application changes after the call ships as it was at the
+  call, not as it is when the worker gets to it;
+- no user code (a ``__repr__``, a property) ever runs on logship's worker:
+  a slow or failing one costs the thread that logged it, and its own event
+  at most, never the shipping of everyone else's;
+- the characters of string and bytes values are counted, so that
+  ``capacity_bytes`` bounds them too.
+
+Cheap for the common record: ``LogRecord.__init__`` always sets the same
+attributes first, so a record's ``extra=`` keys are those after them, and
+a record with none costs one ``len``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from itertools import islice
+from typing import Any
+
+from logship.pure.event import INIT_RECORD_ATTRS, STANDARD_RECORD_ATTRS, safe_repr
+
+#: How many attributes ``LogRecord.__init__`` sets: a record with no more has no ``extra=``.
+N_INIT = len(INIT_RECORD_ATTRS)
+
+#: Types whose values cannot change: kept as they are.
+IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
+_MAX_DEPTH = 32
+_LogRecord = logging.LogRecord
+
+
+def resolve(value: Any, _depth: int = 0) -> tuple[Any, int]:
+    """``value`` made safe to hand to another thread, and the characters of its text.
+
+    Immutable scalars are kept; dicts, lists and tuples are copied (tuples
+    as lists, as JSON and msgpack write them); anything else is its
+    ``repr``. Keys that are not strings, numbers, booleans or None become
+    their ``repr``. Past 32 levels of nesting (or a cycle), a container is
+    ``"<too deep>"``.
+    """
+    kind = type(value)
+    if kind in IMMUTABLE:
+        return value, len(value) if kind is str or kind is bytes else 0
+    # Subclasses of str, int and float (enums among them) are written as
+    # their plain value by every encoder: take that value, never a __str__.
+    if isinstance(value, str):
+        text = str.__str__(value)
+        return text, len(text)
+    if isinstance(value, int):
+        return int.__index__(value), 0
+    if isinstance(value, float):
+        return float.__float__(value), 0
+    if _depth >= _MAX_DEPTH:
+        return "<too deep>", 10
+    chars = 0
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for k, v in list(value.items()):
+            if type(k) not in IMMUTABLE or type(k) is bytes:
+                k = safe_repr(k)
+            out[k], n = resolve(v, _depth + 1)
+            chars += n + (len(k) if type(k) is str else 0)
+        return out, chars
+    if isinstance(value, (list, tuple)):
+        items = []
+        for v in list(value):
+            v, n = resolve(v, _depth + 1)
+            items.append(v)
+            chars += n
+        return items, chars
+    text = safe_repr(value)
+    return text, len(text)
+
+
+def resolve_mapping(mapping: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """Each value of ``mapping`` resolved (see :func:`resolve`), and their characters."""
+    out: dict[str, Any] = {}
+    chars = 0
+    for key, value in mapping.items():
+        if type(value) in IMMUTABLE:
+            if type(value) is str or type(value) is bytes:
+                chars += len(value)
+        else:
+            value, n = resolve(value)
+            chars += n
+        out[key] = value
+    return out, chars
+
+
+def extras_of(record: logging.LogRecord) -> tuple[dict[str, Any] | None, int]:
+    """The record's ``extra=`` attributes, resolved, and their characters; None when it has none.
+
+    Attributes a filter or another handler's formatter added are taken too
+    (a formatter's ``message`` and ``asctime`` are not extras).
+    """
+    attrs = record.__dict__
+    # Past the attributes __init__ sets, in order; a record of another type
+    # (a factory's subclass) may set its own among them: read them all.
+    tail = islice(attrs.items(), N_INIT, None) if type(record) is _LogRecord else attrs.items()
+    out: dict[str, Any] | None = None
+    chars = 0
+    for key, value in tail:
+        if key in STANDARD_RECORD_ATTRS:
+            continue
+        kind = type(value)
+        if kind is str or kind is bytes:
+            chars += len(value)
+        elif kind not in IMMUTABLE:
+            value, n = resolve(value)
+            chars += n
+        if out is None:
+            out = {}
+        out[key] = value
+    return out, chars
