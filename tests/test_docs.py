@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib
 import inspect
 import pathlib
 import re
@@ -27,20 +28,55 @@ def test_every_option_is_documented_and_nothing_else():
     assert table - {"level"} <= options, f"documented but not options: {table - options}"
 
 
-def test_every_stats_key_is_documented():
-    doc = (ROOT / "docs" / "delivery.md").read_text()
+def stats_keys() -> set[str]:
+    """The keys of a real handler's ``stats()``."""
     h = logship.ShipHandler(url="http://127.0.0.1:9/x", spill=False)
     try:
-        keys = set(h.stats())
+        return set(h.stats())
     finally:
         h.close()
-    documented = set(re.findall(r"`(\w+)`", doc.split("## Reading `stats()`")[1].split("##")[0]))
-    assert keys <= documented, f"undocumented stats keys: {keys - documented}"
 
 
-def test_readme_shows_the_two_commands():
-    readme = (ROOT / "README.md").read_text()
-    assert "make demo" in readme and "make test" in readme
+def test_every_stats_key_is_in_the_api_reference_and_nothing_else():
+    doc = (ROOT / "docs" / "api.md").read_text()
+    section = doc.split("## The keys of `stats()`")[1].split("\n::: ")[0].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = [re.fullmatch(r"`(\w+)`", row.split("|")[1].strip())[1] for row in rows]
+    assert len(documented) == len(set(documented)), "a stats key is in the table twice"
+    keys = stats_keys()
+    assert keys <= set(documented), f"undocumented stats keys: {keys - set(documented)}"
+    assert set(documented) <= keys, f"documented but not stats keys: {set(documented) - keys}"
+
+
+def test_the_stats_docstring_names_every_key():
+    doc = inspect.getdoc(logship.ShipHandler.stats) or ""
+    missing = {k for k in stats_keys() if f"``{k}``" not in doc}
+    assert not missing, f"ShipHandler.stats's docstring does not name {missing}"
+
+
+def documented_object(path: str) -> object:
+    """The object a ``::: path`` line of api.md renders (module path, then attributes)."""
+    parts = path.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(path)
+
+
+def test_every_public_name_is_on_the_api_reference():
+    doc = (ROOT / "docs" / "api.md").read_text()
+    rendered = [documented_object(p) for p in re.findall(r"^::: ([\w.]+)$", doc, re.M)]
+    for name in logship.__all__:
+        if name.startswith("__"):  # __version__: a string, described in words
+            assert f"`logship.{name}`" in doc, name
+        else:
+            obj = getattr(logship, name)
+            assert any(r is obj for r in rendered), f"api.md renders no logship.{name}"
 
 
 # -- the configuration and redaction references: names and defaults --------------------------
