@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import ast
+import contextvars
 import dataclasses
+import doctest
 import importlib
 import inspect
+import os
 import pathlib
+import pkgutil
 import re
+import signal
+from collections.abc import Iterator
+
+import pytest
 
 import logship
 from logship.pure.options import Options
@@ -168,3 +176,63 @@ def test_relative_links_in_the_docs_resolve() -> None:
             if not (page.parent / path).resolve().exists():
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
     assert not broken, broken
+
+
+# -- docstring examples: every module's run, as a reader would type them --------------------------
+
+
+def package_modules() -> list[str]:
+    """Every module of the logship package, found by walking it, so new ones are covered."""
+    found = ["logship"]
+    for info in pkgutil.walk_packages(logship.__path__, "logship."):
+        if info.name.rpartition(".")[2] != "__main__":  # importing it runs the command line
+            found.append(info.name)
+    return sorted(found)
+
+
+@pytest.fixture
+def doctest_sandbox(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The examples' handlers spill under ``tmp_path``; signal handlers they install are undone."""
+    for key in [k for k in os.environ if k.startswith("LOGSHIP_")]:
+        monkeypatch.delenv(key)
+    # Not the user's cache folder: a handler finding spilled events there would replay them.
+    monkeypatch.setenv("LOGSHIP_SPILL_DIR", str(tmp_path))
+    catchable = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
+    saved = {sig: signal.getsignal(sig) for sig in catchable}
+    yield
+    for sig, handler in saved.items():
+        if handler is not None and signal.getsignal(sig) is not handler:
+            signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize("name", package_modules())
+@pytest.mark.usefixtures("doctest_sandbox")
+def test_docstring_examples_run(name: str) -> None:
+    module = importlib.import_module(name)
+    runner = doctest.DocTestRunner()
+    report: list[str] = []
+    for test in doctest.DocTestFinder().find(module, name):
+        if any(ex.options.get(doctest.SKIP) for ex in test.examples):
+            # A skipped example is one that ships events; its docstring says so.
+            assert "receiver" in (test.docstring or ""), f"{test.name}: why is an example skipped?"
+        # Each docstring in a context of its own: what an example binds stays there.
+        contextvars.copy_context().run(runner.run, test, out=report.append)
+    assert runner.failures == 0, "".join(report)
+
+
+def test_the_public_names_have_examples_that_run() -> None:
+    """The examples are not all skipped: those of the names on the reference page run."""
+    names = (
+        "ShipHandler.flush",
+        "ShipHandler.stats",
+        "RedactFilter",
+        "context",
+        "bind",
+        "install_signal_handlers",
+    )
+    for name in names:
+        obj = logship
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        examples = doctest.DocTestParser().get_examples(inspect.getdoc(obj) or "")
+        assert any(not ex.options.get(doctest.SKIP) for ex in examples), name
