@@ -54,17 +54,43 @@ def _merged(kv: dict[str, Any]) -> Fields:
 def bind(**fields: Any) -> None:
     """Add ``fields`` to every event logged from now on in this thread or asyncio task.
 
-    They stay until :func:`unbind`, or until the task ends. A thread that
-    serves one request after another keeps them across requests: there,
-    prefer ``with logship.context(...)``. Raises ``ValueError`` for a core
-    event field's name (``message``, ``level``, …).
+    They stay until [`unbind`][logship.unbind], or until the task ends; a
+    key bound again takes the new value. A thread that serves one request
+    after another keeps them across requests: there, prefer
+    ``with logship.context(...)``, which restores what was bound before.
+
+    Args:
+        **fields: Event fields and their values. Bind strings and numbers:
+            values are read when the event is built, on the worker thread.
+
+    Raises:
+        ValueError: A name of a core event field (``message``, ``level``,
+            ``uuid``, …), which is never replaced.
+
+    Examples:
+        >>> import logship
+        >>> logship.bind(tenant="acme", job="nightly")
+        >>> dict(logship.context.current())
+        {'tenant': 'acme', 'job': 'nightly'}
+        >>> logship.unbind("job")
+        >>> dict(logship.context.current())
+        {'tenant': 'acme'}
+        >>> logship.unbind("tenant")
     """
     if fields:
         CONTEXT.set(_merged(_checked(fields)))
 
 
 def unbind(*keys: str) -> None:
-    """Remove ``keys`` from the fields bound in this thread or task; absent keys are ignored."""
+    """Remove ``keys`` from the fields bound in this thread or task; absent keys are ignored.
+
+    It undoes [`bind`][logship.bind]. Inside a ``with logship.context(...)``
+    block, the block's exit restores what was bound before it, keys
+    removed meanwhile included.
+
+    Args:
+        *keys: Names of bound fields.
+    """
     current = CONTEXT.get()
     if not current or not any(k in current for k in keys):
         return
@@ -76,10 +102,29 @@ class context:  # lower case: used like a function, `with logship.context(...)`
     """Add ``fields`` to the events logged inside a ``with`` block, then restore the previous ones.
 
     ``with logship.context(request_id=rid): ...`` binds on entry and restores
-    what was bound before on exit, in this thread or asyncio task only.
-    Blocks nest; an inner block's value for a key wins until it exits. The
-    ``as`` target is the whole mapping in effect inside the block. Raises
-    ``ValueError`` for a core event field's name.
+    what was bound before on exit, even on an exception, in this thread or
+    asyncio task only. Blocks nest; an inner block's value for a key wins
+    until it exits. The ``as`` target is the whole mapping in effect inside
+    the block (read-only). One ``context`` object can be entered again once
+    it has exited, but not while it is entered.
+
+    Args:
+        **fields: Event fields and their values, as for [`bind`][logship.bind].
+
+    Raises:
+        ValueError: A name of a core event field (``message``, ``level``,
+            ``uuid``, …), when the object is made.
+
+    Examples:
+        >>> import logship
+        >>> with logship.context(request_id="r-1", user="ada") as bound:
+        ...     with logship.context(user="bob"):
+        ...         dict(logship.context.current())
+        ...     dict(bound)
+        {'request_id': 'r-1', 'user': 'bob'}
+        {'request_id': 'r-1', 'user': 'ada'}
+        >>> dict(logship.context.current())
+        {}
     """
 
     __slots__ = ("_fields", "_token")
@@ -90,7 +135,14 @@ class context:  # lower case: used like a function, `with logship.context(...)`
 
     @staticmethod
     def current() -> Fields:
-        """The fields bound in this thread or task now (a read-only mapping)."""
+        """The fields bound in this thread or task now, as a read-only mapping.
+
+        Examples:
+            >>> import logship
+            >>> with logship.context(request_id="r-1"):
+            ...     logship.context.current()["request_id"]
+            'r-1'
+        """
         return CONTEXT.get() or _EMPTY
 
     def __enter__(self) -> Fields:

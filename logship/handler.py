@@ -72,11 +72,12 @@ _H = TypeVar("_H", bound="ShipHandler")
 class ShipHandler(logging.Handler):
     """A logging handler that ships structured events to an HTTP log aggregator.
 
-    Every option is a keyword argument (SPEC section 2); only ``url`` is
-    required, from the argument or ``LOGSHIP_URL``. A wrong option raises
-    ``TypeError`` or ``ValueError`` naming it. Delivery problems never raise
-    into the application: they are retried, spilled or counted in
-    :meth:`stats`.
+    Every option is a keyword argument (the [configuration
+    reference][configuration-reference] lists them); only ``url`` is
+    required, from the argument or ``LOGSHIP_URL``.
+    A wrong option raises ``TypeError`` or ``ValueError`` naming it.
+    Delivery problems never raise into the application: they are retried,
+    spilled or counted in [`stats()`][logship.ShipHandler.stats].
     """
 
     #: Records of the ``logship`` logger never enter this handler: logship's
@@ -122,9 +123,9 @@ class ShipHandler(logging.Handler):
     ) -> None:
         """Check every option and build the handler; no thread starts here.
 
-        The options are described in ``docs/configuration.md`` (one line
-        each in :data:`logship.pure.options.Options`). A wrong option raises
-        ``TypeError`` or ``ValueError`` naming it.
+        The [configuration reference][configuration-reference] describes
+        each option (one line each in ``logship.pure.options.Options``). A
+        wrong option raises ``TypeError`` or ``ValueError`` naming it.
         """
         given = locals()
         opts = build_options({name: given[name] for name in OPTION_NAMES})
@@ -155,11 +156,22 @@ class ShipHandler(logging.Handler):
     # -- the application's thread --------------------------------------------
 
     def handle(self, record: logging.LogRecord) -> Any:
-        """Filter, then emit, without the handler lock (the ring has its own).
+        """Apply the handler's filters, then [`emit`][logship.ShipHandler.emit] the record.
 
-        Records of the ``logship`` logger (logship's own warnings) and
-        records made on a logship worker thread are refused first, so logging can never recurse into
-        the worker or wait on a lock the worker holds.
+        ``logging`` calls this for every record that reaches the handler.
+        Unlike ``logging.Handler.handle`` it takes no handler lock (the ring
+        has its own), so logging threads never wait on each other here.
+        Records of the ``logship`` logger, and records made on a logship
+        worker thread, are refused before any filter sees them, so logging
+        can never recurse into the worker or wait on a lock it holds.
+
+        Args:
+            record: The record to ship.
+
+        Returns:
+            ``True`` when the record was emitted, or on Python 3.12+ the
+            record a filter returned in its place (the one emitted); a false
+            value when the record was refused.
         """
         name = record.name
         if name in _OWN_LOGGERS or name[:8] == "logship.":
@@ -179,7 +191,27 @@ class ShipHandler(logging.Handler):
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Queue ``record``; never blocks (unless ``overflow="block"``) and never raises."""
+        """Queue ``record`` for the worker threads; never blocks (unless ``overflow="block"``).
+
+        On the calling thread it resolves what could change after the log
+        call (``record.getMessage()``, the traceback text, the fields bound
+        with [`context`][logship.context.context] or [`bind`][logship.bind]) and puts
+        one item in the bounded ring; the first record starts the worker
+        threads. It never touches the network or the disk, and never raises:
+        a record that cannot be queued is counted in ``dropped``.
+
+        When the ring is full, ``overflow`` decides: the worker moves the
+        oldest events to the spill (``"spill"``; the ring drops them only if
+        the worker falls behind), the oldest or this event is dropped
+        (``"drop_oldest"``, ``"drop_newest"``), or the call waits for room
+        (``"block"``). An event larger than ``capacity_bytes``
+        characters is cut to fit and counted in ``truncated``.
+
+        Args:
+            record: The record to ship. ``logging`` calls this through
+                [`handle`][logship.ShipHandler.handle]; calling it directly
+                skips the filters (a ``RedactFilter`` among them).
+        """
         try:
             try:
                 message = record.getMessage()
@@ -298,10 +330,34 @@ class ShipHandler(logging.Handler):
     # -- lifecycle -----------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
-        """Return True once every event emitted so far is delivered, False at the deadline.
+        """Wait until every event emitted so far is delivered, or until a deadline.
 
-        The deadline is ``timeout`` seconds, or ``shutdown_timeout`` when None
-        (``logging.shutdown`` calls ``flush()`` with no argument).
+        Args:
+            timeout: Seconds to wait at most. ``None`` (what
+                ``logging.shutdown`` passes) means ``shutdown_timeout``, less
+                the time [`close`][logship.ShipHandler.close] keeps to spill
+                what is still undelivered.
+
+        Returns:
+            ``True`` as soon as every event emitted before the call has left
+            for good: delivered, or dropped or rejected and counted in
+            [`stats()`][logship.ShipHandler.stats]. ``False`` when the
+            deadline passes first; the undelivered events stay queued or
+            spilled, and are still sent.
+
+        Examples:
+            >>> import logging, logship
+            >>> handler = logship.ShipHandler(url="http://127.0.0.1:9880/app")
+            >>> handler.flush(timeout=1.0)  # nothing emitted yet
+            True
+            >>> log = logging.getLogger("billing")
+            >>> log.addHandler(handler)
+            >>> # Shipping needs a receiver on 127.0.0.1:9880 (`logship receive`):
+            >>> log.warning("invoice %s sent twice", "INV-7")  # doctest: +SKIP
+            >>> handler.flush(timeout=5.0)  # doctest: +SKIP
+            True
+            >>> log.removeHandler(handler)
+            >>> handler.close()
         """
         now = time.monotonic()
         if timeout is None:
@@ -317,9 +373,16 @@ class ShipHandler(logging.Handler):
             self._flush_returned = time.monotonic()
 
     def close(self) -> None:
-        """Stop the worker, delivering what can be delivered within ``shutdown_timeout``.
+        """Stop the worker threads, delivering what can be delivered by a deadline.
 
-        Idempotent. Events logged afterwards are counted in ``dropped``.
+        The deadline is ``shutdown_timeout`` seconds from now; right after
+        ``flush()`` with no argument (as ``logging.shutdown`` calls them at
+        interpreter exit) the two share one ``shutdown_timeout``. What is not
+        delivered by then is spilled, to be replayed by the next handler for
+        the same endpoint, or, with ``spill=False``, counted in ``dropped``.
+
+        Idempotent. A record emitted after ``close()`` is counted in
+        ``emitted`` and ``dropped``; it never raises.
         """
         with self._start_lock:
             if self._closed:
@@ -335,9 +398,34 @@ class ShipHandler(logging.Handler):
             super().close()
 
     def stats(self) -> dict[str, Any]:
-        """A snapshot of counters (SPEC section 2).
+        """A consistent snapshot of the handler's counters, in a new dict.
 
-        ``emitted + adopted == shipped + dropped + rejected + pending`` always holds.
+        Cumulative counts since the handler was made: ``emitted``,
+        ``adopted``, ``shipped``, ``dropped``, ``rejected``, ``spilled``,
+        ``replayed``, ``retries``, ``corrupt``, ``truncated``. Current
+        gauges: ``pending``, ``queued``, ``spill_bytes``. The last delivery
+        outcome: ``last_success``, ``last_error``, ``last_error_kind``,
+        ``last_error_time``. [The reference][the-keys-of-stats] says what each
+        key means.
+
+        Every event is in exactly one of shipped, dropped, rejected or
+        pending: ``emitted + adopted == shipped + dropped + rejected +
+        pending`` always holds.
+
+        Returns:
+            Each key above mapped to an ``int``; the ``last_*`` keys to a Unix
+            time (``float``) or a ``str``, or ``None`` until there is one.
+
+        Examples:
+            >>> import logship
+            >>> handler = logship.ShipHandler(url="http://127.0.0.1:9880/app")
+            >>> s = handler.stats()
+            >>> s["emitted"], s["shipped"], s["pending"], s["last_success"]
+            (0, 0, 0, None)
+            >>> accounted = s["shipped"] + s["dropped"] + s["rejected"] + s["pending"]
+            >>> s["emitted"] + s["adopted"] == accounted
+            True
+            >>> handler.close()
         """
         return self._worker.stats()
 

@@ -44,9 +44,6 @@ from logship.pure.event import (
 
 __all__ = ["DEFAULT_KEYS", "RedactFilter"]
 
-#: Key names whose values are masked (also ``db_password``, ``X-Auth-Token``,
-#: ``apiKey``: a key matches when it ends with one of these, ignoring case and
-#: ``_``/``-``).
 DEFAULT_KEYS = (
     "password",
     "passwd",
@@ -59,6 +56,13 @@ DEFAULT_KEYS = (
     "authorization",
     "cookie",
 )
+"""Key names whose values [`RedactFilter`][logship.RedactFilter] masks.
+
+A key matches when it ends with one of these, ignoring case and ``_`` or
+``-`` between words: ``db_password``, ``X-Auth-Token``, ``apiKey`` and
+``client_secret`` all do; ``max_tokens`` and ``password_hash`` do not. The
+filter's ``keys`` option adds more.
+"""
 
 # Authorization schemes kept in front of a masked credential (RFC 9110 names).
 _SCHEMES = "bearer|basic|digest|token|negotiate|ntlm|apikey|dpop|hoba|mutual"
@@ -176,20 +180,52 @@ def _combined(compiled: list[re.Pattern[str]]) -> list[re.Pattern[str]]:
 
 
 class RedactFilter(logging.Filter):
-    """A ``logging.Filter`` that masks secrets in records; it never drops one.
+    r"""A ``logging.Filter`` that masks secrets in records; it never drops one.
 
-    Options (keyword arguments, so ``dictConfig`` can build it with
-    ``"()": "logship.RedactFilter"``):
+    It rewrites each record in place, on the thread that logs it: the
+    message, the traceback, ``stack_info`` and the values of ``extra=``
+    fields (nested dicts and lists as masked copies). Masked are the values
+    of secret keys (``password=…``, ``"token": "…"``, see
+    [`DEFAULT_KEYS`][logship.redact.DEFAULT_KEYS]), ``Bearer`` tokens, the
+    password in ``scheme://user:password@host``, card numbers (13 to 19
+    digits passing the Luhn check), and whatever ``patterns`` match. Values
+    that are not strings, numbers, dicts, lists or tuples are not looked
+    into.
 
-    - ``patterns``: regular expressions whose matches are masked (a list of
-      strings or compiled patterns).
-    - ``replacement``: the text put in place of a secret (``"[REDACTED]"``).
-    - ``keys``: more key names to mask values of, besides :data:`DEFAULT_KEYS`.
-    - ``cards``: ``False`` stops masking card numbers.
+    Attach it to the handlers whose output must be masked: a filter on a
+    *logger* does not see the records of its child loggers. Every option is
+    a keyword argument, so ``dictConfig`` can build it with
+    ``"()": "logship.RedactFilter"``.
 
-    Attach it to the handlers whose output must be masked (a filter on a
-    *logger* does not see the records of its child loggers). Values that are
-    not strings, numbers, dicts, lists or tuples are not looked into.
+    Args:
+        patterns: Regular expressions (strings or compiled ``str`` patterns)
+            whose every match is masked.
+        replacement: The text put in place of each secret.
+        keys: More key names whose values are masked, besides
+            [`DEFAULT_KEYS`][logship.redact.DEFAULT_KEYS].
+        cards: ``False`` stops masking card numbers.
+
+    Raises:
+        TypeError: An option of the wrong type (``patterns="x"`` rather than
+            a list, a ``replacement`` that is not a string, …).
+        ValueError: A pattern that is empty or does not compile.
+
+    Examples:
+        >>> import logging, logship
+        >>> redact = logship.RedactFilter(patterns=[r"\bACCT-\d+\b"])
+        >>> redact.redact("paid from ACCT-991 with 4111 1111 1111 1111")
+        'paid from [REDACTED] with [REDACTED]'
+        >>> record = logging.makeLogRecord({"msg": "login %s, password=%s", "args": ("ada", "pw")})
+        >>> redact.filter(record)
+        True
+        >>> record.getMessage()
+        'login ada, password=[REDACTED]'
+
+        On a handler it masks every record the handler is given:
+
+        >>> handler = logship.ShipHandler(url="http://127.0.0.1:9880/app")
+        >>> handler.addFilter(redact)
+        >>> handler.close()
     """
 
     def __init__(
@@ -228,7 +264,7 @@ class RedactFilter(logging.Filter):
     # -- text ----------------------------------------------------------------
 
     def redact(self, text: str) -> str:
-        """Return ``text`` with every secret this filter knows of masked.
+        """Return ``text`` with every secret this filter knows of masked (see the class).
 
         Cheap tests first (a separator, a key's last word, ``bearer``, ``://``,
         thirteen digits); a regular expression runs only where they say it
@@ -318,8 +354,16 @@ class RedactFilter(logging.Filter):
     def redact_value(self, value: Any, _depth: int = 0) -> Any:
         """``value`` with secrets masked: strings redacted, containers copied, others as they are.
 
-        The values of secret keys (:data:`DEFAULT_KEYS`, ``keys``) in dicts
-        are replaced whole; an ``int`` that is a card number is replaced.
+        The values of secret keys ([`DEFAULT_KEYS`][logship.redact.DEFAULT_KEYS],
+        ``keys``) in dicts are replaced whole, whatever they hold; an ``int``
+        that is a card number is replaced. ``value`` itself is never changed.
+
+        Examples:
+            >>> import logship
+            >>> logship.RedactFilter().redact_value(
+            ...     {"user": "ada", "api_key": ["k-1", "k-2"], "notes": ("token=xyz",)}
+            ... )
+            {'user': 'ada', 'api_key': '[REDACTED]', 'notes': ('token=[REDACTED]',)}
         """
         kind = type(value)
         if kind is str:
@@ -350,7 +394,18 @@ class RedactFilter(logging.Filter):
     # -- the record --------------------------------------------------------------
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Mask the record's message, traceback, stack and ``extra=`` values; always True."""
+        """Mask the record's message, traceback, stack and ``extra=`` values, in place.
+
+        The message is rendered (``record.getMessage()``), masked and stored
+        back as ``record.msg`` with no ``args``; a structlog event dict stays
+        a dict, its values masked.
+
+        Returns:
+            ``True``, always, since a record is never dropped. When masking
+            fails, the message becomes ``replacement`` and a note, and the
+            traceback, stack and ``extra=`` fields are removed: nothing
+            unmasked gets through.
+        """
         try:
             self._redact_record(record)
         except Exception as e:

@@ -81,7 +81,9 @@ def install_signal_handlers(signals: int | Iterable[int] = (signal.SIGTERM,)) ->
     The handler raises ``SystemExit(128 + signum)`` in the main thread, so
     ``finally`` blocks and exit handlers run, and with them
     ``logging.shutdown``: every ``ShipHandler`` delivers what it holds, or
-    spills it, within its ``shutdown_timeout``.
+    spills it, within its ``shutdown_timeout``. Without it, Python's default
+    action for SIGTERM (what ``docker stop`` and a Kubernetes pod deletion
+    send) kills the process at once, and what is in memory is lost.
 
     - A Python handler already installed for the signal is kept and called
       first; if it returns, the process exits as above.
@@ -94,11 +96,28 @@ def install_signal_handlers(signals: int | Iterable[int] = (signal.SIGTERM,)) ->
     Python runs the handler in the main thread, between two bytecodes or
     when a blocking call there is interrupted: a signal that lands just as
     the main thread enters a call that blocks with no timeout can wait until
-    that call returns, so a main loop should wait with a timeout.
+    that call returns, so a main loop should wait with a timeout. Servers
+    that handle SIGTERM themselves (gunicorn, uWSGI) already exit gracefully
+    and need no call.
 
-    Must be called from the main thread (Python runs signal handlers only
-    there): ``RuntimeError`` otherwise. ``ValueError`` or ``TypeError`` for
-    something that is not a catchable signal.
+    Args:
+        signals: A signal number, or several.
+
+    Raises:
+        RuntimeError: Not called from the main thread (Python runs signal
+            handlers only there).
+        ValueError: A number that is not a signal, or a signal that cannot be
+            caught (``SIGKILL``, ``SIGSTOP``).
+        TypeError: Something that is not a signal number.
+
+    Examples:
+        >>> import signal, logship
+        >>> logship.install_signal_handlers()
+        >>> logship.install_signal_handlers([signal.SIGTERM, signal.SIGHUP])  # SIGTERM kept as is
+        >>> logship.install_signal_handlers(signal.SIGKILL)
+        Traceback (most recent call last):
+        ...
+        ValueError: signals: SIGKILL cannot be caught
     """
     global _atexit_registered
     wanted = _as_signals(signals)
