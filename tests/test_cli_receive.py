@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import http.client
 import io
 import json
 import os
@@ -14,12 +13,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 import msgpack
 import pytest
+from receiving import connect, make_events, ndjson, post, request
 
 import logship
 from logship.cli import main
@@ -28,59 +27,6 @@ from logship.cli.receive import Receiver, echo_line
 from conftest import attach
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-
-
-def make_events(n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [
-        {
-            "timestamp": f"2026-11-24T10:00:00.{i:06d}Z",
-            "level": "INFO",
-            "logger": "test",
-            "message": f"event {i}",
-            "uuid": f"uuid-{i}",
-        }
-        for i in range(start, start + n)
-    ]
-
-
-def connect(url: str) -> http.client.HTTPConnection:
-    parts = urllib.parse.urlsplit(url)
-    assert parts.hostname and parts.port
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-
-
-def request(
-    url: str,
-    method: str = "POST",
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-) -> tuple[int, bytes, http.client.HTTPMessage]:
-    """One request on a fresh connection; return status, body and headers."""
-    parts = urllib.parse.urlsplit(url)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    conn = connect(url)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read(), resp.headers
-    finally:
-        conn.close()
-
-
-def post(
-    url: str,
-    body: bytes,
-    content_type: str | None = "application/json",
-    encoding: str | None = None,
-    **headers: str,
-) -> tuple[int, bytes]:
-    h = {k.replace("_", "-"): v for k, v in headers.items()}
-    if content_type is not None:
-        h["Content-Type"] = content_type
-    if encoding is not None:
-        h["Content-Encoding"] = encoding
-    status, data, _ = request(url, body=body, headers=h)
-    return status, data
 
 
 @pytest.fixture
@@ -94,16 +40,12 @@ def receiver() -> Iterator[Receiver]:
 EVENTS = make_events(3)
 
 
-def _ndjson(events: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(e) + "\n" for e in events).encode()
-
-
 FORMS = {
     "json-array": ("application/json", json.dumps(EVENTS).encode(), EVENTS),
     "json-object": ("application/json", json.dumps(EVENTS[0]).encode(), EVENTS[:1]),
-    "json-lines": ("application/json", _ndjson(EVENTS), EVENTS),
+    "json-lines": ("application/json", ndjson(EVENTS), EVENTS),
     "json-charset": ("application/json; charset=utf-8", json.dumps(EVENTS).encode(), EVENTS),
-    "ndjson": ("application/x-ndjson", _ndjson(EVENTS), EVENTS),
+    "ndjson": ("application/x-ndjson", ndjson(EVENTS), EVENTS),
     "ndjson-crlf-blank": (
         "application/x-ndjson",
         b"\r\n".join(json.dumps(e).encode() for e in EVENTS) + b"\r\n\r\n",
@@ -147,7 +89,7 @@ def test_decodes_every_encoding(receiver: Receiver, form: str, gzipped: bool) ->
 
 
 def test_concatenated_gzip_members(receiver: Receiver) -> None:
-    body = gzip.compress(_ndjson(EVENTS[:2])) + gzip.compress(_ndjson(EVENTS[2:]))
+    body = gzip.compress(ndjson(EVENTS[:2])) + gzip.compress(ndjson(EVENTS[2:]))
     assert post(receiver.url, body, "application/x-ndjson", "gzip") == (201, b"")
     assert receiver.events() == EVENTS
 
