@@ -149,7 +149,11 @@ def _progress_line(stats: dict[str, Any], total: int, elapsed: float) -> str:
 def _log_paced(
     handler: logship.ShipHandler, total: int, duration: float, out: TextIO
 ) -> tuple[int, float]:
-    """Log ``total`` events (plus one exception) over ``duration`` s; return (emitted, start)."""
+    """Log ``total`` events over ``duration`` s; return (emitted, start).
+
+    The one in the middle is an error with its traceback: one of the
+    ``total``, so that what the demo reports is what was asked.
+    """
     app = logging.getLogger("demo")
     app.setLevel(logging.DEBUG)
     app.propagate = False
@@ -165,13 +169,14 @@ def _log_paced(
             now = time.monotonic()
             due = total if duration <= 0 else min(total, int(total * (now - start) / duration) + 1)
             while emitted < due:
-                _emit(loggers, emitted)
-                emitted += 1
-                if emitted == max(1, total // 2):
+                if emitted == total // 2:
                     _emit_exception(loggers[2])
+                else:
+                    _emit(loggers, emitted)
+                emitted += 1
             done = emitted >= total
             if now >= next_report or done:
-                line = _progress_line(handler.stats(), total + 1, now - start)
+                line = _progress_line(handler.stats(), total, now - start)
                 out.write(f"\r{line}" if tty else f"{line}\n")
                 out.flush()
                 next_report = now + report_every
@@ -194,7 +199,10 @@ def run_demo(events: int, duration: float, out: TextIO) -> int:
         return 1
     try:
         out.write(f"logship demo: receiver (pid {proc.pid}) listening on {url}\n")
-        out.write(f"logship demo: logging {events} events + 1 exception to {url}/demo\n")
+        out.write(
+            f"logship demo: logging {events} events (one of them an error with its traceback)"
+            f" to {url}/demo\n"
+        )
         out.flush()
         with tempfile.TemporaryDirectory(prefix="logship-demo-") as spill_dir:
             # A private spill folder: nothing from the user's own cache is replayed here.
