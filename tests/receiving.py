@@ -1,11 +1,14 @@
-"""Talking to ``logship receive`` over real sockets."""
+"""Talking to ``logship receive`` over real sockets: whole requests, and requests cut short."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import socket
 import urllib.parse
 from typing import Any
+
+import pytest
 
 
 def make_events(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -67,3 +70,39 @@ def post(
         h["Content-Encoding"] = encoding
     status, data, _ = request(url, body=body, headers=h)
     return status, data
+
+
+def send_raw(url: str, data: bytes) -> socket.socket:
+    """A connection that has sent ``data`` and nothing more (the caller closes it)."""
+    sock = socket.create_connection(address(url), timeout=10)
+    sock.sendall(data)
+    return sock
+
+
+def head(
+    path: str = "/app",
+    *,
+    length: int | None = None,
+    chunked: bool = False,
+    extra: str = "",
+) -> bytes:
+    """The head of a POST of JSON: request line and headers, up to the blank line."""
+    lines = [f"POST {path} HTTP/1.1", "Host: test", "Content-Type: application/json"]
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+    text = "\r\n".join(lines) + "\r\n" + extra
+    return (text + "\r\n").encode("latin-1")
+
+
+def answer(sock: socket.socket, timeout: float = 10.0) -> http.client.HTTPResponse:
+    """The response waiting on ``sock`` (its body read); fails the test at the deadline."""
+    sock.settimeout(timeout)
+    resp = http.client.HTTPResponse(sock)
+    try:
+        resp.begin()
+        resp.read()
+    except TimeoutError:
+        pytest.fail(f"no answer within {timeout} s")
+    return resp

@@ -7,20 +7,101 @@ the answer with a deadline.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
 import sys
 
 import pytest
 from procs import Proc, child_env
-from receiving import post
+from receiving import answer, head, post, send_raw
 
+from logship.cli.bodies import BadRequest
 from logship.cli.receive import Receiver
+from logship.cli.wire import read_chunked
 
 MiB = 1024 * 1024
 RECEIVE = [sys.executable, "-m", "logship", "receive", "--port", "0"]
 LISTENING = r"logship receive: listening on (http://127\.0\.0\.1:\d+)"
 linux_only = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads /proc")
+
+
+# -- chunked bodies ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", ["-1", "+5", "0x5", "1_0", " 5", "5 5", "", "g"])
+def test_a_chunk_size_is_hex_digits_only(size: str) -> None:
+    with Receiver() as r:
+        # The sender then sends nothing more and keeps the connection open: the
+        # answer must come from the size line alone (int("-1", 16) made the
+        # receiver read to the end of the stream, and "+5" wait for 5 bytes).
+        sock = send_raw(r.url, head(chunked=True) + size.encode() + b"\r\n")
+        try:
+            resp = answer(sock)
+        finally:
+            sock.close()
+        counts = r.counts()
+    assert resp.status == 400 and resp.getheader("Connection") == "close"
+    assert counts["bad_requests"] == 1 and counts["requests"] == 0
+
+
+def test_an_oversized_chunk_is_413_at_once() -> None:
+    with Receiver() as r:
+        sock = send_raw(r.url, head(chunked=True) + b"7fffffffffffffffffff\r\n")
+        try:
+            resp = answer(sock)
+        finally:
+            sock.close()
+    assert resp.status == 413 and resp.getheader("Connection") == "close"
+
+
+@pytest.mark.parametrize(
+    "lengths", [["+5"], ["5_0"], ["-1"], ["1e3"], ["0x5"], ["5, 5"], ["2", "3"]]
+)
+def test_a_content_length_is_one_number_of_digits(lengths: list[str]) -> None:
+    with Receiver() as r:
+        # int() takes "+5" and "5_0": the receiver then waited for bytes never sent.
+        sock = send_raw(r.url, head(extra="".join(f"Content-Length: {n}\r\n" for n in lengths)))
+        try:
+            resp = answer(sock)
+        finally:
+            sock.close()
+    assert resp.status == 400 and resp.getheader("Connection") == "close"
+
+
+def chunked(data: bytes, limit: int = MiB) -> bytes:
+    return read_chunked(io.BufferedReader(io.BytesIO(data)), limit)  # type: ignore[arg-type]
+
+
+def test_read_chunked_takes_extensions_and_trailers() -> None:
+    data = b"5;name=value\r\nhello\r\n6 ; x\r\n world\r\n0\r\nExpires: never\r\n\r\n"
+    assert chunked(data) == b"hello world"
+    assert chunked(b"A\n0123456789\n0\n\n") == b"0123456789"  # bare LF, upper-case hex
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "reason"),
+    [
+        (b"2\r\nabc\r\n0\r\n\r\n", 400, "a chunk is longer than its size"),
+        (b"5\r\nab", 400, "truncated request body: a chunk ended early"),
+        (b"5\r\nhello\r\n", 400, "truncated request body: no complete chunk size line"),
+        (b"0" * 5000 + b"5\r\nhello\r\n0\r\n\r\n", 400, "chunk size line over 4096 bytes"),
+        (b"5\r\nhello\r\n0\r\n" + b"X-Trailer: y\r\n" * 10, 400, "no complete trailer line"),
+        (
+            b"400\r\n" + b"x" * 1024 + b"\r\n0\r\n\r\n",
+            413,
+            "chunked body over the 1024 bytes limit",
+        ),
+        # One byte of data per chunk, with long extensions: the framing counts too.
+        ((b"1;" + b"e" * 60 + b"\r\nx\r\n") * 20 + b"0\r\n\r\n", 413, "over the 1024 bytes"),
+        (b"0\r\n" + b"X-Long: " + b"t" * 2000 + b"\r\n\r\n", 413, "over the 1024 bytes"),
+    ],
+)
+def test_read_chunked_refuses(data: bytes, status: int, reason: str) -> None:
+    limit = 1024 if status == 413 else MiB
+    with pytest.raises(BadRequest) as refused:
+        chunked(data, limit)
+    assert refused.value.status == status and reason in str(refused.value)
 
 
 # -- decompression -------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import http.server
-import io
 import json
 import socket
 import socketserver
@@ -18,7 +17,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from logship.cli.bodies import BadRequest, decode
+from logship.cli.bodies import BadRequest, decode, size_text
+from logship.cli.wire import read_chunked, read_length
 
 STATS_PATH = "/_logship/stats"
 #: Wire bytes of one request body; Fluent Bit's own default limit is 4 MiB.
@@ -160,26 +160,34 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return hmac.compare_digest(given.strip().encode(), token.encode())
 
     def _read_body(self) -> bytes:
+        """The request's body; ``BadRequest`` if its framing is wrong or it is too large."""
+        length = self._body_length()
+        if length is None:
+            return read_chunked(self.rfile, MAX_BODY_BYTES)
+        return read_length(self.rfile, length)
+
+    def _body_length(self) -> int | None:
+        """The body's length from ``Content-Length`` (0 when absent), None when it is chunked."""
         coding = self.headers.get("Transfer-Encoding")
         if coding is not None:
             if coding.strip().lower() != "chunked":
                 raise BadRequest(f"unsupported Transfer-Encoding {coding!r}")
-            return _read_chunked(self.rfile, MAX_BODY_BYTES)
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""  # HTTP/1.1: no length and no chunking means no body
-        try:
-            n = int(length)
-            if n < 0:
-                raise ValueError(length)
-        except ValueError:
-            raise BadRequest("malformed Content-Length") from None
+            if "Content-Length" in self.headers:
+                # RFC 9112 6.3: chunking wins, and the connection must not be reused.
+                self.close_connection = True
+            return None
+        lengths = {v.strip() for v in self.headers.get_all("Content-Length") or ()}
+        if not lengths:
+            return 0  # HTTP/1.1: no length and no chunking means no body
+        length = lengths.pop()
+        if lengths or not (length.isascii() and length.isdigit()):
+            raise BadRequest("malformed Content-Length: one number of bytes expected")
+        n = int(length)
         if n > MAX_BODY_BYTES:
-            raise BadRequest("request body too large", 413)
-        body = self.rfile.read(n)
-        if len(body) < n:
-            raise BadRequest("truncated request body")
-        return body
+            raise BadRequest(
+                f"body of {n} bytes is over the {size_text(MAX_BODY_BYTES)} limit", 413
+            )
+        return n
 
     def _reply(
         self, status: int, body: bytes, headers: Sequence[tuple[str, str]] = (), ctype: str = _TEXT
@@ -195,26 +203,3 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(body)
-
-
-def _read_chunked(rfile: io.BufferedIOBase, limit: int) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        line = rfile.readline(1024)
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise BadRequest("malformed chunked body") from None
-        if size == 0:
-            while rfile.readline(8192).strip():
-                pass  # trailers: not needed
-            return b"".join(parts)
-        total += size
-        if total > limit:
-            raise BadRequest("request body too large", 413)
-        chunk = rfile.read(size)
-        if len(chunk) < size:
-            raise BadRequest("truncated request body")
-        parts.append(chunk)
-        rfile.readline(8)  # the CRLF after each chunk
