@@ -9,6 +9,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,11 +19,12 @@ from typing import Any
 
 import msgpack
 import pytest
-from receiving import connect, make_events, ndjson, post, request
+from receiving import address, answer, connect, make_events, ndjson, post, request
 
 import logship
 from logship.cli import main
-from logship.cli.receive import Receiver, echo_line
+from logship.cli.receive import Receiver
+from logship.cli.show import echo_line, ndjson_line, printable
 
 from conftest import attach
 
@@ -320,6 +322,169 @@ def test_keep_events_false_still_counts() -> None:
         assert r.events() == [] and r.counts()["duplicates"] == 3
 
 
+# Each field a terminal would act on: clear the screen, colour, retitle the
+# window, a line feed, a Unicode line separator, a right-to-left override.
+HOSTILE = {
+    "timestamp": "\x1b[2J2026",
+    "level": "\x1b[31mERROR",
+    "logger": "app\nFAKE 2026 INFO other: forged",
+    "message": "hi\x1b]0;owned\x07 \u2028 \u202eevil\r\t\x7f\x9b",
+}
+
+
+def test_echo_escapes_what_a_terminal_would_obey() -> None:
+    echo = io.StringIO()
+    odd = {"timestamp": 17, "level": None, "logger": ["a\x1b"], "message": {"k": "\x00"}}
+    lone_surrogate = b'{"message": "half \\ud800 a pair", "uuid": "s-1"}'
+    with Receiver(echo=echo) as r:
+        assert post(r.url, json.dumps([HOSTILE, odd]).encode()) == (201, b"")
+        assert post(r.url, lone_surrogate) == (201, b"")
+    lines = echo.getvalue().split("\n")
+    assert lines == [
+        "\\x1b[2J2026 \\x1b[31mERROR app\\nFAKE 2026 INFO other: forged: "
+        "hi\\x1b]0;owned\\x07 \\u2028 \\u202eevil\\r\\t\\x7f\\x9b",
+        "17 None ['a\\x1b']: {'k': '\\x00'}",
+        "- - -: half \\ud800 a pair",
+        "",
+    ]
+    assert all(line.isprintable() for line in lines)
+    assert printable("plain text, ünïcödé, tabs\tand\\backslashes") == (
+        "plain text, ünïcödé, tabs\\tand\\backslashes"
+    )
+
+
+def test_echo_marks_duplicates() -> None:
+    echo = io.StringIO()
+    with Receiver(echo=echo) as r:
+        assert post(r.url, json.dumps(EVENTS[:2]).encode())[0] == 201
+        assert post(r.url, json.dumps(EVENTS[1:] + EVENTS[2:]).encode())[0] == 201
+        assert post(r.url, json.dumps([{"message": "no uuid"}] * 2).encode())[0] == 201
+    assert echo.getvalue().splitlines() == [
+        "2026-11-24T10:00:00.000000Z INFO test: event 0",
+        "2026-11-24T10:00:00.000001Z INFO test: event 1",
+        "2026-11-24T10:00:00.000001Z INFO test: event 1 [duplicate]",
+        "2026-11-24T10:00:00.000002Z INFO test: event 2",
+        "2026-11-24T10:00:00.000002Z INFO test: event 2 [duplicate]",
+        "- - -: no uuid",
+        "- - -: no uuid",
+    ]
+
+
+def test_output_takes_any_msgpack_map_key(tmp_path: Any) -> None:
+    out = tmp_path / "events.ndjson"
+    event = {
+        "message": "keys",
+        "uuid": "k-1",
+        "nested": {b"bytes": {1: {None: {2.5: {True: {msgpack.ExtType(5, b"x"): b"\xff"}}}}}},
+        b"top": "bytes key at the top",
+    }
+    with Receiver(output=str(out)) as r:
+        status, data = post(r.url, msgpack.packb(event), "application/msgpack")
+        assert (status, data) == (201, b"")
+        assert post(r.url, json.dumps(EVENTS[:1]).encode())[0] == 201  # connection still fine
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert lines == [
+        {
+            "message": "keys",
+            "uuid": "k-1",
+            "nested": {
+                "bytes": {
+                    "1": {"null": {"2.5": {"true": {"ExtType(code=5, data=b'x')": "\ufffd"}}}}
+                }
+            },
+            "top": "bytes key at the top",
+        },
+        EVENTS[0],
+    ]
+
+
+def test_ndjson_line_takes_any_key_and_refuses_only_what_cannot_be_written() -> None:
+    assert json.loads(ndjson_line({"t": {(1, "a"): [{b"k": 1}]}})) == {
+        "t": {"(1, 'a')": [{"k": 1}]}
+    }
+    assert json.loads(ndjson_line({"s": "\ud800"})) == {"s": "\ud800"}
+    deep: Any = {b"bottom": 1}
+    for _ in range(150):
+        deep = {"d": deep}
+    assert ndjson_line({"deep": deep}).count('"d"') == 150
+    for _ in range(100):
+        deep = {"d": deep}
+    with pytest.raises(ValueError, match="nests deeper than 200 levels"):
+        ndjson_line({"deep": deep})
+
+
+def test_output_refuses_what_it_cannot_write_and_keeps_serving(tmp_path: Any) -> None:
+    out = tmp_path / "events.ndjson"
+    refusals = io.StringIO()
+    too_deep = b"\x81\xa1a" + b"\x91" * 990 + b"\xc0"  # {"a": [[[...]]]}, 990 levels
+    with Receiver(output=str(out), refusals=refusals) as r:
+        conn = connect(r.url)
+        try:
+            answers = []
+            for body, kind in (
+                (too_deep, "application/msgpack"),
+                (json.dumps(EVENTS).encode(), "application/json"),
+            ):
+                conn.request("POST", "/app", body=body, headers={"Content-Type": kind})
+                resp = conn.getresponse()
+                answers.append((resp.status, resp.read()))
+        finally:
+            conn.close()
+        counts = r.counts()
+    assert answers == [
+        (400, b"an event nests deeper than 200 levels: the output file cannot take it\n"),
+        (201, b""),
+    ]
+    assert [json.loads(line) for line in out.read_text().splitlines()] == EVENTS
+    assert counts["bad_requests"] == 1 and counts["unique"] == 3
+    assert re.fullmatch(
+        r"refused 400 POST /app from 127\.0\.0\.1:\d+: an event nests deeper than 200 levels:"
+        r" the output file cannot take it\n",
+        refusals.getvalue(),
+    )
+
+
+def test_every_refusal_prints_one_printable_line() -> None:
+    refusals = io.StringIO()
+    token = "tok-7f3a9c1e"
+    ok = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    with Receiver(token=token, refusals=refusals) as r:
+        url = r.url
+        assert post(url + "/a?api_key=k-33f1", b"[]", Authorization="Bearer guess-0b5d")[0] == 401
+        assert request(url + "/b", body=b"{nope", headers=ok)[0] == 400
+        assert request(url + "/c", body=b"[1]", headers={**ok, "Content-Encoding": "br"})[0] == 400
+        assert request(url + "/d", body=b"[]", headers={**ok, "Content-Length": "1e3"})[0] == 400
+        assert request(url + "/e", method="PUT", body=b"[]", headers=ok)[0] == 501
+        sock = socket.create_connection(address(url), timeout=10)
+        try:
+            sock.sendall(
+                b"POST /\x1b[2J\x07 HTTP/1.1\r\nContent-Length: 99999999999\r\n"
+                b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
+            )
+            assert answer(sock).status == 413
+        finally:
+            sock.close()
+        assert request(url + "/ok", body=b"[]", headers=ok)[0] == 201
+        counts = r.counts()
+    lines = refusals.getvalue().splitlines()
+    client = r"from 127\.0\.0\.1:\d+"
+    expected = [
+        rf"refused 401 POST /a {client}: missing or wrong bearer token",
+        rf"refused 400 POST /b {client}: malformed JSON body: .+",
+        rf"refused 400 POST /c {client}: unsupported Content-Encoding 'br'",
+        rf"refused 400 POST /d {client}: malformed Content-Length: one number of bytes expected",
+        rf"refused 501 PUT /e {client}: Unsupported method \('PUT'\)",
+        rf"refused 413 POST /\\x1b\[2J\\x07 {client}:"
+        r" body of 99999999999 bytes is over the 64 MiB limit",
+    ]
+    assert len(lines) == len(expected), lines
+    for line, pattern in zip(lines, expected, strict=True):
+        assert re.fullmatch(pattern, line), (line, pattern)
+    for secret in (token, "guess-0b5d", "k-33f1"):
+        assert secret not in refusals.getvalue()
+    assert counts["bad_requests"] == 6 and counts["requests"] == 1
+
+
 # -- life ---------------------------------------------------------------------------
 
 
@@ -455,13 +620,17 @@ def test_command_echoes_then_summarises_on_signal(sig: int) -> None:
         assert cmd.line() == "2026-11-24T10:00:00.000000Z INFO test: event 0\n"
         assert cmd.line() == "2026-11-24T10:00:00.000001Z INFO test: event 1\n"
         assert cmd.line() == "2026-11-24T10:00:00.000002Z INFO test: event 2\n"
-        assert cmd.line() == "2026-11-24T10:00:00.000000Z INFO test: event 0 [exception]\n"
+        assert cmd.line() == (
+            "2026-11-24T10:00:00.000000Z INFO test: event 0 [exception] [duplicate]\n"
+        )
         rc, rest, err = cmd.finish(sig)
     finally:
         cmd.close()
     assert rc == 0, err
-    assert rest == ["received 4 events (3 unique, 1 duplicates) in 1 requests, 1 bad\n"]
-    assert err == ""
+    assert rest == ["received 4 events (3 unique, 1 duplicates) in 1 requests, 1 refused\n"]
+    assert re.fullmatch(
+        r"refused 400 POST /app from 127\.0\.0\.1:\d+: malformed JSON body: .*\n", err
+    ), err
 
 
 @posix_only
@@ -483,4 +652,8 @@ def test_command_quiet_output_and_token(tmp_path: Any) -> None:
     finally:
         cmd.close()
     assert rc == 0, err
-    assert rest == ["received 3 events (3 unique, 0 duplicates) in 1 requests, 1 bad\n"]
+    assert rest == ["received 3 events (3 unique, 0 duplicates) in 1 requests, 1 refused\n"]
+    assert re.fullmatch(
+        r"refused 401 POST / from 127\.0\.0\.1:\d+: missing or wrong bearer token\n", err
+    ), err
+    assert "s3cret" not in err

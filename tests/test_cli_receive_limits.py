@@ -10,7 +10,9 @@ import gzip
 import io
 import os
 import re
+import socket
 import sys
+import threading
 
 import pytest
 from procs import Proc, child_env
@@ -43,6 +45,33 @@ def test_a_chunk_size_is_hex_digits_only(size: str) -> None:
         counts = r.counts()
     assert resp.status == 400 and resp.getheader("Connection") == "close"
     assert counts["bad_requests"] == 1 and counts["requests"] == 0
+
+
+def test_a_negative_chunk_is_refused_while_the_sender_streams() -> None:
+    refusals = io.StringIO()
+    with Receiver(refusals=refusals) as r:
+        sock = send_raw(r.url, head(chunked=True) + b"-1\r\n")
+        try:
+            sender = threading.Thread(target=stream_until_refused, args=(sock,))
+            sender.start()
+            resp = answer(sock)
+            sender.join(10)
+        finally:
+            sock.close()
+        counts = r.counts()
+    assert resp.status == 400
+    assert refusals.getvalue().endswith(": malformed chunk size '-1': hex digits expected\n")
+    assert counts["bytes"] == 0 and counts["bad_requests"] == 1
+
+
+def stream_until_refused(sock: socket.socket) -> None:
+    """Send data until the receiver closes the connection (at most 64 MiB)."""
+    block = b"x" * 65536
+    try:
+        for _ in range(1024):
+            sock.sendall(block)
+    except OSError:
+        pass  # refused and closed: what the test expects
 
 
 def test_an_oversized_chunk_is_413_at_once() -> None:

@@ -36,11 +36,14 @@ class Sink(Protocol):
         ...
 
     def accept(self, events: list[dict[str, Any]], key: str, wire_bytes: int) -> None:
-        """Take the events of one accepted request; ``OSError`` if they cannot be stored."""
+        """Take the events of one accepted request.
+
+        ``BadRequest`` if they cannot be taken, ``OSError`` if they cannot be stored.
+        """
         ...
 
-    def refuse(self) -> None:
-        """Count one refused request."""
+    def refuse(self, status: int = 400, reason: str = "", request: str = "") -> None:
+        """Count one refused request: its status, why, and what it was (``POST /app from …``)."""
         ...
 
 
@@ -101,6 +104,11 @@ def _shutdown(conn: socket.socket) -> None:
         pass  # already closed by the client
 
 
+def _address(client_address: Any) -> str:
+    host, port = client_address[:2]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     """One connection: POST on any path takes events, GET ``STATS_PATH`` returns counts."""
 
@@ -120,6 +128,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request on stderr would drown the echoed events
 
+    def handle_one_request(self) -> None:
+        self.path = ""  # a malformed request line would leave the previous request's
+        super().handle_one_request()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The standard library's own refusals (a malformed request line, an
+        # unknown method, headers too long) are refusals like the others.
+        # It says "Connection: close" but keeps reading: what follows (the
+        # body of an unknown method's request) would be taken for a request.
+        self.close_connection = True
+        self.server.sink.refuse(code, message or self.responses.get(code, ("",))[0], self._what())
+        super().send_error(code, message, explain)
+
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] == STATS_PATH:
             body = json.dumps(self.server.sink.counts()).encode("ascii")
@@ -128,28 +149,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._reply(404, b"not found\n")
 
     def do_POST(self) -> None:
-        sink = self.server.sink
         try:
             body = self._read_body()
         except BadRequest as e:
-            self.close_connection = True  # the request's framing is lost
-            sink.refuse()
-            self._reply(e.status, f"{e}\n".encode())
+            self._refuse(e.status, str(e), close=True)  # the request's framing is lost
             return
-        if sink.token is not None and not self._authorized(sink.token):
-            sink.refuse()
-            self._reply(401, b"missing or wrong bearer token\n", [("WWW-Authenticate", "Bearer")])
+        token = self.server.sink.token
+        if token is not None and not self._authorized(token):
+            self._refuse(401, "missing or wrong bearer token")
             return
         try:
             events = decode(body, self.headers["Content-Type"], self.headers["Content-Encoding"])
+            self.server.sink.accept(events, self.headers.get("Idempotency-Key", ""), len(body))
         except BadRequest as e:
-            sink.refuse()
-            self._reply(e.status, f"{e}\n".encode())
+            self._refuse(e.status, str(e))
             return
-        try:
-            sink.accept(events, self.headers.get("Idempotency-Key", ""), len(body))
         except OSError as e:  # the --output file could not be written: let the client retry
-            self._reply(503, f"cannot write the output file: {e}\n".encode())
+            self._refuse(503, f"cannot write the output file: {e}")
             return
         self._reply(201, b"")
 
@@ -158,13 +174,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if scheme.lower() != "bearer":
             return False
         return hmac.compare_digest(given.strip().encode(), token.encode())
-
-    def _read_body(self) -> bytes:
-        """The request's body; ``BadRequest`` if its framing is wrong or it is too large."""
-        length = self._body_length()
-        if length is None:
-            return read_chunked(self.rfile, MAX_BODY_BYTES)
-        return read_length(self.rfile, length)
 
     def _body_length(self) -> int | None:
         """The body's length from ``Content-Length`` (0 when absent), None when it is chunked."""
@@ -188,6 +197,34 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 f"body of {n} bytes is over the {size_text(MAX_BODY_BYTES)} limit", 413
             )
         return n
+
+    def _read_body(self) -> bytes:
+        """The request's body; ``BadRequest`` if its framing is wrong or it is too large."""
+        length = self._body_length()
+        if length is None:
+            return read_chunked(self.rfile, MAX_BODY_BYTES)
+        return read_length(self.rfile, length)
+
+    def _refuse(self, status: int, reason: str, *, close: bool = False) -> None:
+        """Answer ``status`` with ``reason``, and report it to the sink.
+
+        ``close``: the connection cannot carry another request.
+        """
+        self.server.sink.refuse(status, reason, self._what())
+        if close:
+            self.close_connection = True
+        headers = [("WWW-Authenticate", "Bearer")] if status == 401 else []
+        self._reply(status, f"{reason}\n".encode(), headers)
+
+    def _what(self) -> str:
+        """``POST /app from 127.0.0.1:5678``, for refusal lines.
+
+        Without the query string: some senders put a key there.
+        """
+        path = str(getattr(self, "path", "") or "").split("?", 1)[0]
+        request = " ".join(str(part) for part in (getattr(self, "command", None), path) if part)
+        source = f"from {_address(self.client_address)}"
+        return f"{request} {source}" if request else source
 
     def _reply(
         self, status: int, body: bytes, headers: Sequence[tuple[str, str]] = (), ctype: str = _TEXT

@@ -10,7 +10,6 @@ so a process that did not start the receiver can follow its progress.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -19,7 +18,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Any, TextIO
 
+from logship.cli.bodies import BadRequest
 from logship.cli.httpd import STATS_PATH, Server
+from logship.cli.show import as_text, echo_line, ndjson_line, refusal_line
 
 DEFAULT_PORT = 9880
 COUNT_NAMES = ("events", "unique", "duplicates", "requests", "bad_requests", "bytes")
@@ -30,34 +31,11 @@ _JOIN_TIMEOUT = 5.0
 _POLL_INTERVAL = 0.05
 
 
-def echo_line(event: dict[str, Any]) -> str:
-    """One readable line: ``TIMESTAMP LEVEL LOGGER: MESSAGE``, `` [exception]`` if it has one."""
-    message = str(event.get("message", "")).replace("\r", "\\r").replace("\n", "\\n")
-    line = (
-        f"{event.get('timestamp', '-')} {event.get('level', '-')} "
-        f"{event.get('logger', '-')}: {message}"
-    )
-    return line + " [exception]" if "exception" in event else line
-
-
-def _json_default(value: Any) -> Any:
-    # msgpack can carry what JSON cannot (bytes, ext types, timestamps).
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return repr(value)
-
-
-def _ndjson_line(event: dict[str, Any]) -> str:
-    try:
-        return json.dumps(event, ensure_ascii=False, default=_json_default) + "\n"
-    except (TypeError, ValueError):  # msgpack map keys JSON cannot take
-        event = {str(k): v for k, v in event.items()}
-        return json.dumps(event, ensure_ascii=False, default=_json_default) + "\n"
-
-
 class Receiver:
     """An HTTP receiver serving on a background thread; see the module docstring.
 
+    ``echo`` gets one line per event, ``refusals`` one line per refused
+    request (its status, what it was and why; never a header's value).
     ``keep_events=False`` stops :meth:`events` from holding every event in
     memory (the command line uses it); counting and duplicate detection
     still work.
@@ -71,6 +49,7 @@ class Receiver:
         token: str | None = None,
         output: str | None = None,
         echo: TextIO | None = None,
+        refusals: TextIO | None = None,
         keep_events: bool = True,
     ) -> None:
         self.host = host
@@ -78,12 +57,13 @@ class Receiver:
         self.token = token
         self.output = output
         self.echo = echo
+        self.refusals = refusals
         self.keep_events = keep_events
         self._cond = threading.Condition()
         self._counts = dict.fromkeys(COUNT_NAMES, 0)
         self._events: list[dict[str, Any]] = []
         self._keys: list[str] = []
-        self._seen: set[Any] = set()
+        self._seen: set[str] = set()
         self._out: IO[str] | None = None
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
@@ -95,7 +75,10 @@ class Receiver:
         if self._server is not None:
             raise RuntimeError("logship receive: already started")
         if self.output:
-            self._out = open(self.output, "a", encoding="utf-8")  # noqa: SIM115 (closed by stop)
+            # A lone surrogate (valid in a JSON string) is written as its JSON escape.
+            self._out = open(  # noqa: SIM115 (closed by stop)
+                self.output, "a", encoding="utf-8", errors="backslashreplace"
+            )
         try:
             server = Server(self.host, self.port, self)
         except BaseException:
@@ -163,7 +146,9 @@ class Receiver:
         """``events``, ``unique``, ``duplicates``, ``requests``, ``bad_requests``, ``bytes``.
 
         ``requests`` counts accepted requests, ``bad_requests`` refused ones
-        (400, 401, 413); ``bytes`` is the accepted bodies' size on the wire.
+        (any answer but 201 to a POST); ``bytes`` is the accepted bodies'
+        size on the wire. ``unique`` and ``duplicates`` are by ``uuid``: an
+        event with no ``uuid`` is unique.
         """
         with self._cond:
             return dict(self._counts)
@@ -186,33 +171,28 @@ class Receiver:
     # -- called by the request handler ----------------------------------------
 
     def accept(self, events: list[dict[str, Any]], key: str, wire_bytes: int) -> None:
-        """Store, write and echo the events of one accepted request."""
+        """Store, write and echo the events of one accepted request.
+
+        ``BadRequest`` when ``output`` cannot take an event (nested too
+        deeply); ``OSError`` when it cannot be written.
+        """
         # Formatting outside the lock keeps other requests' time under it short.
-        stored = "".join(map(_ndjson_line, events)) if self._out is not None else ""
-        echoed = "".join(echo_line(e) + "\n" for e in events) if self.echo is not None else ""
+        try:
+            stored = "".join(map(ndjson_line, events)) if self._out is not None else ""
+        except ValueError as e:
+            raise BadRequest(f"{e}: the output file cannot take it") from None
         with self._cond:
             if self._out is not None:
                 # Written before counting: once the counts show an event, the file has it.
                 self._out.write(stored)
                 self._out.flush()
-            if self.echo is not None and echoed:
-                try:
-                    self.echo.write(echoed)
-                    self.echo.flush()
-                except (OSError, ValueError):
-                    self.echo = None  # the reader went away (a closed pipe); keep receiving
-            duplicates = 0
-            seen = self._seen
-            for event in events:
-                uuid = event.get("uuid")
-                if uuid is None:
-                    continue
-                if not isinstance(uuid, str):
-                    uuid = repr(uuid)  # unhashable or odd values still dedupe
-                if uuid in seen:
-                    duplicates += 1
-                else:
-                    seen.add(uuid)
+            seen = [e.get("uuid") is not None and self._seen_before(e["uuid"]) for e in events]
+            if self.echo is not None:
+                lines = "".join(
+                    echo_line(e, dup) + "\n" for e, dup in zip(events, seen, strict=True)
+                )
+                self.echo = _write(self.echo, lines)
+            duplicates = sum(seen)
             c = self._counts
             c["events"] += len(events)
             c["unique"] += len(events) - duplicates
@@ -224,10 +204,33 @@ class Receiver:
             self._keys.append(key)
             self._cond.notify_all()
 
-    def refuse(self) -> None:
-        """Count one refused request."""
+    def _seen_before(self, uuid: Any) -> bool:
+        """Whether ``uuid`` arrived before; remember it if not. Call with the lock held."""
+        key = as_text(uuid)  # unhashable or odd values still dedupe
+        if key in self._seen:
+            return True
+        self._seen.add(key)
+        return False
+
+    def refuse(self, status: int = 400, reason: str = "", request: str = "") -> None:
+        """Count one refused request; with ``refusals``, print one printable line saying why."""
+        line = refusal_line(status, reason, request) + "\n" if self.refusals is not None else ""
         with self._cond:
             self._counts["bad_requests"] += 1
+            if self.refusals is not None:
+                self.refusals = _write(self.refusals, line)
+
+
+def _write(stream: TextIO, text: str) -> TextIO | None:
+    """Write and flush ``text``; None when the reader went away (a closed pipe)."""
+    if not text:
+        return stream
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        return None  # keep receiving; only the printing stops
+    return stream
 
 
 # -- command line ---------------------------------------------------------------
@@ -272,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
         token=args.token,
         output=args.output,
         echo=None if args.quiet else sys.stdout,
+        refusals=sys.stderr,
         keep_events=False,  # a long run must not hold every event in memory
     )
     stop = threading.Event()
@@ -293,13 +297,16 @@ def run(args: argparse.Namespace) -> int:
     finally:
         receiver.stop()
         restore()
-    c = receiver.counts()
-    print(
-        f"received {c['events']} events ({c['unique']} unique, {c['duplicates']} duplicates) "
-        f"in {c['requests']} requests, {c['bad_requests']} bad",
-        flush=True,
-    )
+    print(summary_line(receiver.counts()), flush=True)
     return 0
+
+
+def summary_line(c: dict[str, int]) -> str:
+    """What the command prints when it stops: the counts."""
+    return (
+        f"received {c['events']} events ({c['unique']} unique, {c['duplicates']} duplicates) "
+        f"in {c['requests']} requests, {c['bad_requests']} refused"
+    )
 
 
 def _on_signals(stop: threading.Event) -> Callable[[], None]:
