@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import selectors
 import socket
+import time
 import urllib.parse
 from typing import Any
 
@@ -106,3 +108,20 @@ def answer(sock: socket.socket, timeout: float = 10.0) -> http.client.HTTPRespon
     except TimeoutError:
         pytest.fail(f"no answer within {timeout} s")
     return resp
+
+
+def wait_readable(socks: list[socket.socket], n: int, timeout: float = 10.0) -> list[socket.socket]:
+    """Wait until ``n`` of ``socks`` have something to read (or were closed); return those."""
+    ready: list[socket.socket] = []
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        for s in socks:
+            sel.register(s, selectors.EVENT_READ)
+        while len(ready) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"only {len(ready)} of {n} connections were answered in {timeout} s")
+            for key, _ in sel.select(left):
+                sel.unregister(key.fileobj)
+                ready.append(key.fileobj)  # type: ignore[arg-type]
+    return ready

@@ -317,9 +317,10 @@ def test_echo_prints_one_line_per_event(receiver: Receiver) -> None:
 
 def test_keep_events_false_still_counts() -> None:
     with Receiver(keep_events=False) as r:
-        post(r.url, json.dumps(EVENTS).encode())
-        post(r.url, json.dumps(EVENTS).encode())
-        assert r.events() == [] and r.counts()["duplicates"] == 3
+        post(r.url, json.dumps(EVENTS).encode(), Idempotency_Key="k1")
+        post(r.url, json.dumps(EVENTS).encode(), Idempotency_Key="k2")
+        assert r.counts()["duplicates"] == 3
+        assert r.events() == [] and r.idempotency_keys() == []  # nothing grows per request
 
 
 # Each field a terminal would act on: clear the screen, colour, retitle the
@@ -368,6 +369,26 @@ def test_echo_marks_duplicates() -> None:
         "- - -: no uuid",
         "- - -: no uuid",
     ]
+
+
+def test_duplicates_are_counted_among_a_recent_window() -> None:
+    long_uuid = "u" * 100_000  # kept as a digest, still compared
+    with Receiver(dedupe_window=3, keep_events=False) as r:
+        for body in (make_events(5), make_events(1, 4), make_events(1, 0)):
+            assert post(r.url, json.dumps(body).encode())[0] == 201
+        # uuid-4 is among the last three (uuid-2, 3, 4); uuid-0 was forgotten.
+        assert r.counts()["duplicates"] == 1 and r.counts()["unique"] == 6
+        # uuid-0 came back as new: the window is now uuid-3, uuid-4, uuid-0.
+        assert post(r.url, json.dumps(make_events(1, 3)).encode())[0] == 201
+        assert r.counts()["duplicates"] == 2
+        for _ in range(2):
+            assert post(r.url, json.dumps([{"uuid": long_uuid}]).encode())[0] == 201
+        # A number and its text are different uuids.
+        assert post(r.url, json.dumps([{"uuid": 7}, {"uuid": "7"}]).encode())[0] == 201
+        assert r.counts()["duplicates"] == 3 and r.counts()["unique"] == 9
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="dedupe_window must be a positive whole number"):
+            Receiver(dedupe_window=bad)  # type: ignore[arg-type]
 
 
 def test_output_takes_any_msgpack_map_key(tmp_path: Any) -> None:
@@ -627,7 +648,10 @@ def test_command_echoes_then_summarises_on_signal(sig: int) -> None:
     finally:
         cmd.close()
     assert rc == 0, err
-    assert rest == ["received 4 events (3 unique, 1 duplicates) in 1 requests, 1 refused\n"]
+    assert rest == [
+        "received 4 events (3 unique, 1 duplicates among the last 100000 uuids)"
+        " in 1 requests, 1 refused\n"
+    ]
     assert re.fullmatch(
         r"refused 400 POST /app from 127\.0\.0\.1:\d+: malformed JSON body: .*\n", err
     ), err
@@ -652,7 +676,10 @@ def test_command_quiet_output_and_token(tmp_path: Any) -> None:
     finally:
         cmd.close()
     assert rc == 0, err
-    assert rest == ["received 3 events (3 unique, 0 duplicates) in 1 requests, 1 refused\n"]
+    assert rest == [
+        "received 3 events (3 unique, 0 duplicates among the last 100000 uuids)"
+        " in 1 requests, 1 refused\n"
+    ]
     assert re.fullmatch(
         r"refused 401 POST / from 127\.0\.0\.1:\d+: missing or wrong bearer token\n", err
     ), err

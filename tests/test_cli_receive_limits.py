@@ -1,31 +1,45 @@
 """``logship receive`` against senders that are broken or hostile, over real sockets.
 
-Each test sends what the trouble really looks like on the wire and waits on
-the answer with a deadline.
+Chunk framing, decompression bombs, requests that stop half-way, more
+connections than it serves, a token checked before the body is read, and
+where the token comes from. Each test sends what the trouble really looks
+like on the wire and waits on the answer with a deadline.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import re
+import signal
 import socket
 import sys
 import threading
+from typing import Any
 
 import pytest
 from procs import Proc, child_env
-from receiving import answer, head, post, send_raw
+from receiving import answer, head, make_events, post, send_raw, wait_readable
 
 from logship.cli.bodies import BadRequest
 from logship.cli.receive import Receiver
 from logship.cli.wire import read_chunked
 
+from conftest import require_within
+
 MiB = 1024 * 1024
+EVENTS = make_events(3)
+BODY = json.dumps(EVENTS).encode()
 RECEIVE = [sys.executable, "-m", "logship", "receive", "--port", "0"]
 LISTENING = r"logship receive: listening on (http://127\.0\.0\.1:\d+)"
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 linux_only = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads /proc")
+
+
+def refused_lines(text: str, status: int) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(f"refused {status} ")]
 
 
 # -- chunked bodies ---------------------------------------------------------------------
@@ -151,6 +165,21 @@ def test_a_gzip_bomb_is_refused_at_the_default_cap() -> None:
     assert counts["bad_requests"] == 1 and counts["events"] == 0
 
 
+def test_the_decoded_size_cap_is_configurable() -> None:
+    with Receiver(max_decoded_bytes=MiB) as r:
+        assert post(r.url, gzip_bomb(1), encoding="gzip") == (
+            413,
+            b"decompressed body larger than the 1 MiB limit\n",
+        )
+        assert post(r.url, gzip.compress(BODY), encoding="gzip") == (201, b"")
+        # Not compressed, the body is its own decoded size.
+        assert post(r.url, BODY + b" " * MiB) == (413, b"body larger than the 1 MiB limit\n")
+        assert r.counts()["unique"] == 3
+    for bad in (0, -1, 2.5, None):
+        with pytest.raises(ValueError, match="max_decoded_bytes must be a positive whole number"):
+            Receiver(max_decoded_bytes=bad)  # type: ignore[arg-type]
+
+
 def peak_rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         match = re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M)
@@ -169,3 +198,128 @@ def test_a_gzip_bomb_costs_the_command_no_more_than_its_cap() -> None:
     # bomb holds (decompressing it whole took more than 1 GiB).
     assert grew < 128, f"the receiver's peak memory grew by {grew:.0f} MiB"
     assert answered[0] == 413
+
+
+# -- slow and many connections --------------------------------------------------------------
+
+
+def connection_threads() -> int:
+    return sum(t.name == "logship-receive-connection" for t in threading.enumerate())
+
+
+def test_connections_beyond_the_bound_are_refused_at_once() -> None:
+    baseline = threading.active_count()
+    with Receiver() as r:  # 32 connections at once, by default
+        # Requests that stop half-way: each holds its connection's thread.
+        socks = [send_raw(r.url, head(length=100) + b'{"a"') for _ in range(300)]
+        try:
+            refused = wait_readable(socks, 300 - 32)
+            threads = threading.active_count() - baseline
+            answers = [answer(s) for s in refused]
+            counts = r.counts()
+        finally:
+            for s in socks:
+                s.close()
+    assert threads <= 32 + 1, f"{threads} threads for 300 half-sent requests"  # +1: serving
+    assert [(a.status, a.getheader("Retry-After")) for a in answers] == [(503, "1")] * 268
+    assert counts["bad_requests"] == 268
+
+
+def test_a_connection_refused_as_busy_is_reported() -> None:
+    refusals = io.StringIO()
+    with Receiver(max_connections=1, refusals=refusals) as r:
+        held = send_raw(r.url, head(length=100))
+        try:
+            require_within(lambda: connection_threads() == 1, what="the first connection's thread")
+            busy = send_raw(r.url, head(length=len(BODY)) + BODY)
+            try:
+                resp = answer(busy)
+            finally:
+                busy.close()
+        finally:
+            held.close()
+    assert (resp.status, resp.getheader("Connection")) == (503, "close")
+    assert re.fullmatch(
+        r"refused 503 connection from 127\.0\.0\.1:\d+: busy: already serving max_connections=1",
+        refusals.getvalue().splitlines()[0],
+    )
+
+
+def test_a_read_timeout_ends_requests_that_stop_half_way() -> None:
+    refusals = io.StringIO()
+    halves = [
+        head(length=100) + b'{"a"',  # the body stops
+        head(chunked=True) + b"10\r\nabc",  # a chunk stops
+        b"POST /app HTTP/1.1\r\nHost: test\r\nContent-Le",  # the headers stop
+    ]
+    baseline = threading.active_count()
+    with Receiver(read_timeout=0.5, refusals=refusals) as r:
+        socks = [send_raw(r.url, data) for data in halves * 4]
+        idle = send_raw(r.url, b"")
+        try:
+            answers = [answer(s) for s in wait_readable(socks, len(socks))]
+            # An idle connection is closed without a word: it asked nothing.
+            wait_readable([idle], 1)
+            assert idle.recv(1) == b""
+        finally:
+            for s in [*socks, idle]:
+                s.close()
+        require_within(
+            lambda: threading.active_count() <= baseline + 1, what="the connections' threads to end"
+        )
+        counts = r.counts()
+    assert [(a.status, a.getheader("Connection")) for a in answers] == [(408, "close")] * 12
+    lines = refused_lines(refusals.getvalue(), 408)
+    assert len(lines) == 12 and counts["bad_requests"] == 12
+    assert any(line.endswith(": the body stopped coming for 0.5 s") for line in lines)
+    assert any(line.endswith(": no complete headers within 0.5 s") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("read_timeout", 0, "read_timeout must be a positive number of seconds"),
+        ("read_timeout", float("nan"), "read_timeout must be a positive number of seconds"),
+        ("read_timeout", "5", "read_timeout must be a number of seconds"),
+        ("max_connections", 0, "max_connections must be a positive whole number"),
+        ("max_connections", 1.5, "max_connections must be a positive whole number"),
+    ],
+)
+def test_limits_are_checked(option: str, value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Receiver(**{option: value})
+
+
+def tasks(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+@linux_only
+@posix_only
+def test_command_bounds_its_threads_and_times_out_half_sent_requests() -> None:
+    args = ["--quiet", "--max-connections", "4", "--read-timeout", "3", "--max-decoded-mib", "1"]
+    with Proc([*RECEIVE, *args], env=child_env()) as p:
+        url = p.wait_for(LISTENING)[1]
+        base = tasks(p.pid)
+        socks = [send_raw(url, head(length=100) + b'{"a"') for _ in range(20)]
+        try:
+            busy = wait_readable(socks, 16)
+            held = tasks(p.pid)
+            statuses = [answer(s).status for s in busy]
+            rest = [s for s in socks if s not in busy]
+            timed_out = [answer(s).status for s in wait_readable(rest, 4)]
+        finally:
+            for s in socks:
+                s.close()
+        require_within(lambda: tasks(p.pid) == base, what="the connections' threads to end")
+        assert post(url, gzip_bomb(1), encoding="gzip")[0] == 413
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(20) == 0, p.describe()
+    assert held <= base + 4, f"{held - base} threads for 20 half-sent requests"
+    assert statuses == [503] * 16 and timed_out == [408] * 4
+    assert len(refused_lines(p.stderr, 503)) == 16 and len(refused_lines(p.stderr, 408)) == 4
+    assert refused_lines(p.stderr, 413)[0].endswith("decompressed body larger than the 1 MiB limit")
+    assert p.stdout.splitlines()[-1] == (
+        "received 0 events (0 unique, 0 duplicates among the last 100000 uuids)"
+        " in 0 requests, 21 refused"
+    )

@@ -24,6 +24,7 @@ import urllib.request
 from typing import Any, TextIO
 
 import logship
+from logship.cli.argtypes import seconds, whole_number
 from logship.cli.httpd import STATS_PATH
 
 _LISTENING = re.compile(r"logship receive: listening on (http://\S+)")
@@ -262,26 +263,6 @@ def _summary(
 # -- command line ---------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return n
-
-
-def _seconds(text: str) -> float:
-    try:
-        s = float(text)
-    except ValueError:
-        s = -1.0
-    if not 0 <= s <= 20:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 20 seconds")
-    return s
-
-
 def add_parser(subparsers: Any) -> None:
     """Register ``logship demo`` on the main parser's subparsers."""
     p = subparsers.add_parser(
@@ -291,11 +272,15 @@ def add_parser(subparsers: Any) -> None:
         "process through a ShipHandler, and check that every one arrived.",
     )
     p.add_argument(
-        "--events", type=_positive_int, default=5000, metavar="N", help="how many (default 5000)"
+        "--events",
+        type=whole_number(1, None, "a positive number"),
+        default=5000,
+        metavar="N",
+        help="how many (default 5000)",
     )
     p.add_argument(
         "--duration",
-        type=_seconds,
+        type=seconds(0.0, 20.0),
         default=3.0,
         metavar="SECONDS",
         help="spread the events over this long (default 3; 0 logs them at once)",

@@ -1,8 +1,9 @@
 """The HTTP side of ``logship receive``: a threading server and its request handler.
 
-The server speaks HTTP/1.1 with keep-alive, one thread per connection, and
-tracks its connections so that stopping it ends idle keep-alive ones at
-once. What to do with a request's events is the :class:`Sink`'s business.
+The server speaks HTTP/1.1 with keep-alive, one thread per connection up to
+:attr:`Limits.max_connections`, and tracks its connections so that stopping
+it ends idle keep-alive ones at once. What to do with a request's events is
+the :class:`Sink`'s business.
 """
 
 from __future__ import annotations
@@ -10,20 +11,53 @@ from __future__ import annotations
 import hmac
 import http.server
 import json
+import math
 import socket
 import socketserver
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from logship.cli.bodies import BadRequest, decode, size_text
+from logship.cli.bodies import MAX_DECODED_BYTES, BadRequest, decode, size_text
 from logship.cli.wire import read_chunked, read_length
 
 STATS_PATH = "/_logship/stats"
 #: Wire bytes of one request body; Fluent Bit's own default limit is 4 MiB.
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What senders can make the receiver hold, and for how long.
+
+    ``read_timeout``: seconds a connection may send nothing before it is
+    closed (a request cut short is answered 408). ``max_connections``:
+    connections served at once, one thread each; one more is answered 503
+    at once. ``max_body_bytes``: a body's size on the wire (chunk framing
+    included). ``max_decoded_bytes``: its size once decompressed. Past
+    either size the answer is 413. ``dedupe_window``: how many of the
+    latest distinct ``uuid`` values duplicates are looked for among.
+    """
+
+    read_timeout: float = 30.0
+    max_connections: int = 32
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_decoded_bytes: int = MAX_DECODED_BYTES
+    dedupe_window: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "max_body_bytes", "max_decoded_bytes", "dedupe_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive whole number, not {value!r}")
+        timeout = self.read_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise ValueError(f"read_timeout must be a number of seconds, not {timeout!r}")
+        if not 0 < timeout < math.inf:
+            raise ValueError(f"read_timeout must be a positive number of seconds, not {timeout!r}")
 
 
 class Sink(Protocol):
@@ -48,14 +82,22 @@ class Sink(Protocol):
 
 
 class Server(http.server.ThreadingHTTPServer):
-    """Tracks its connections, so that stop() can end keep-alive ones at once."""
+    """Serves at most ``limits.max_connections`` at once; tracks them, so that stop() can end
+    keep-alive ones at once."""
 
     daemon_threads = True
+    # The listen backlog: as long as the system allows. socketserver's 5 is
+    # filled by a burst of connections the accepting thread has not reached
+    # yet, and the kernel then drops the next ones: their clients wait a
+    # second or more to try again, instead of being served or refused at once.
+    request_queue_size = socket.SOMAXCONN
 
-    def __init__(self, host: str, port: int, sink: Sink) -> None:
+    def __init__(self, host: str, port: int, sink: Sink, limits: Limits | None = None) -> None:
         if ":" in host:
             self.address_family = socket.AF_INET6
         self.sink = sink
+        self.limits = limits or Limits()
+        self._slots = threading.BoundedSemaphore(self.limits.max_connections)
         self._conns: dict[socket.socket, threading.Thread] = {}
         self._conns_lock = threading.Lock()
         self._closing = False
@@ -68,6 +110,53 @@ class Server(http.server.ThreadingHTTPServer):
         host, port = self.server_address[:2]
         self.server_name = str(host)
         self.server_port = int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection on a thread of its own, or refuse it if all are taken.
+
+        Refused at once (503, ``Retry-After: 1``) rather than left waiting in
+        the listen queue: a waiting sender gets no answer and cannot tell a
+        busy receiver from a dead one, and while slow or idle connections
+        hold every thread it would wait for as long as they do. logship's
+        handler retries a 503 after the delay, so nothing is lost.
+        """
+        if not self._slots.acquire(blocking=False):
+            self._refuse_busy(request, client_address)
+            return
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="logship-receive-connection",
+            daemon=True,
+        )
+        try:
+            thread.start()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse_busy(self, request: socket.socket, client_address: Any) -> None:
+        reason = f"busy: already serving max_connections={self.limits.max_connections}"
+        self.sink.refuse(503, reason, f"connection from {_address(client_address)}")
+        body = f"{reason}\n".encode()
+        answer = (
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
+            f"Content-Type: {_TEXT}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode("ascii")
+        try:
+            # This runs on the accepting thread: it must never wait on a client.
+            # A few hundred bytes fit in a new socket's send buffer.
+            request.setblocking(False)
+            request.sendall(answer + body)
+        except OSError:
+            pass  # the client is gone, or not reading: it is refused all the same
+        self.shutdown_request(request)
 
     def track(self, conn: socket.socket) -> None:
         """Remember a new connection (shut at once if the server is closing)."""
@@ -119,6 +208,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # A connection that sends nothing (idle, or stopped mid-request) lets its thread go.
+        self.connection.settimeout(self.server.limits.read_timeout)
         self.server.track(self.connection)
 
     def finish(self) -> None:
@@ -131,6 +222,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         self.path = ""  # a malformed request line would leave the previous request's
         super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        try:
+            return super().parse_request()
+        except TimeoutError:  # the headers stopped coming
+            self._refuse(
+                408, f"no complete headers within {self.server.limits.read_timeout:g} s", close=True
+            )
+            return False
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # The standard library's own refusals (a malformed request line, an
@@ -154,12 +254,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except BadRequest as e:
             self._refuse(e.status, str(e), close=True)  # the request's framing is lost
             return
+        except TimeoutError:
+            self._refuse(
+                408,
+                f"the body stopped coming for {self.server.limits.read_timeout:g} s",
+                close=True,
+            )
+            return
         token = self.server.sink.token
         if token is not None and not self._authorized(token):
             self._refuse(401, "missing or wrong bearer token")
             return
         try:
-            events = decode(body, self.headers["Content-Type"], self.headers["Content-Encoding"])
+            events = decode(
+                body,
+                self.headers["Content-Type"],
+                self.headers["Content-Encoding"],
+                self.server.limits.max_decoded_bytes,
+            )
             self.server.sink.accept(events, self.headers.get("Idempotency-Key", ""), len(body))
         except BadRequest as e:
             self._refuse(e.status, str(e))
@@ -192,17 +304,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if lengths or not (length.isascii() and length.isdigit()):
             raise BadRequest("malformed Content-Length: one number of bytes expected")
         n = int(length)
-        if n > MAX_BODY_BYTES:
-            raise BadRequest(
-                f"body of {n} bytes is over the {size_text(MAX_BODY_BYTES)} limit", 413
-            )
+        if n > self.server.limits.max_body_bytes:
+            limit = self.server.limits.max_body_bytes
+            raise BadRequest(f"body of {n} bytes is over the {size_text(limit)} limit", 413)
         return n
 
     def _read_body(self) -> bytes:
-        """The request's body; ``BadRequest`` if its framing is wrong or it is too large."""
+        """The request's body: ``BadRequest`` if its framing is wrong, ``TimeoutError`` if slow."""
         length = self._body_length()
         if length is None:
-            return read_chunked(self.rfile, MAX_BODY_BYTES)
+            return read_chunked(self.rfile, self.server.limits.max_body_bytes)
         return read_length(self.rfile, length)
 
     def _refuse(self, status: int, reason: str, *, close: bool = False) -> None:
@@ -214,6 +325,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if close:
             self.close_connection = True
         headers = [("WWW-Authenticate", "Bearer")] if status == 401 else []
+        if status == 503:
+            headers.append(("Retry-After", "1"))
         self._reply(status, f"{reason}\n".encode(), headers)
 
     def _what(self) -> str:
