@@ -23,6 +23,7 @@ import pytest
 from procs import Proc, child_env
 from receiving import answer, head, make_events, post, send_raw, wait_readable
 
+from logship.cli import main
 from logship.cli.bodies import BadRequest
 from logship.cli.receive import Receiver
 from logship.cli.wire import read_chunked
@@ -34,6 +35,10 @@ EVENTS = make_events(3)
 BODY = json.dumps(EVENTS).encode()
 RECEIVE = [sys.executable, "-m", "logship", "receive", "--port", "0"]
 LISTENING = r"logship receive: listening on (http://127\.0\.0\.1:\d+)"
+SUMMARY = (
+    r"received \d+ events \(\d+ unique, \d+ duplicates among the last \d+ uuids\)"
+    r" in \d+ requests, \d+ refused"
+)
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 linux_only = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads /proc")
 
@@ -323,3 +328,154 @@ def test_command_bounds_its_threads_and_times_out_half_sent_requests() -> None:
         "received 0 events (0 unique, 0 duplicates among the last 100000 uuids)"
         " in 0 requests, 21 refused"
     )
+
+
+# -- the token, before the body ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic czNjcmV0"])
+def test_a_wrong_token_is_refused_before_the_body_is_read(authorization: str | None) -> None:
+    extra = f"Authorization: {authorization}\r\n" if authorization else ""
+    with Receiver(token="s3cret") as r:
+        # 10 MiB announced, none sent: the answer cannot wait for them.
+        sock = send_raw(r.url, head(length=10 * MiB, extra=extra))
+        try:
+            resp = answer(sock, timeout=5)
+            # The unread body is still on the wire: the connection ends.
+            wait_readable([sock], 1)
+            assert sock.recv(1) == b""
+        finally:
+            sock.close()
+        counts = r.counts()
+    assert resp.status == 401 and resp.getheader("Connection") == "close"
+    assert resp.getheader("WWW-Authenticate") == "Bearer"
+    assert counts["bad_requests"] == 1 and counts["bytes"] == 0
+
+
+def test_a_refused_body_sent_at_once_does_not_hide_the_answer() -> None:
+    # Closing a socket with unread data resets it; the client must still read the 401.
+    with Receiver(token="s3cret") as r:
+        for _ in range(20):
+            assert post(r.url, b"[" + b"{}," * 100_000 + b"{}]")[0] == 401
+
+
+def read_interim(sock: socket.socket) -> bytes:
+    """The head of a 1xx answer, up to its blank line."""
+    data = b""
+    sock.settimeout(10)
+    while not data.endswith(b"\r\n\r\n"):
+        piece = sock.recv(1)
+        assert piece, data
+        data += piece
+    return data
+
+
+def test_expect_100_continue_is_answered_from_the_headers() -> None:
+    expect = "Expect: 100-continue\r\n"
+    with Receiver(token="s3cret") as r:
+        for extra, length, status in [
+            (expect + "Authorization: Bearer nope\r\n", len(BODY), 401),
+            (expect + "Authorization: Bearer s3cret\r\n", 100 * MiB, 413),
+        ]:
+            sock = send_raw(r.url, head(length=length, extra=extra))
+            try:
+                # The final answer, not "100 Continue": the body is never sent.
+                assert answer(sock).status == status
+            finally:
+                sock.close()
+        sock = send_raw(
+            r.url, head(length=len(BODY), extra=expect + "Authorization: Bearer s3cret\r\n")
+        )
+        try:
+            assert read_interim(sock).startswith(b"HTTP/1.1 100 Continue\r\n")
+            sock.sendall(BODY)
+            assert answer(sock).status == 201
+        finally:
+            sock.close()
+        assert r.counts()["unique"] == 3
+
+
+# -- where the command's token comes from ---------------------------------------------------------
+
+
+def served_token(p: Proc, token: str) -> None:
+    """The receiver in ``p`` refuses no token and takes ``token``; then it is stopped."""
+    url = p.wait_for(LISTENING)[1]
+    assert post(url, BODY)[0] == 401
+    assert post(url, BODY, Authorization=f"Bearer {token}") == (201, b"")
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(20) == 0, p.describe()
+    assert re.search(SUMMARY, p.stdout), p.describe()
+    assert token not in p.stdout + p.stderr
+
+
+@posix_only
+def test_token_from_the_environment() -> None:
+    with Proc([*RECEIVE, "--quiet"], env=child_env(LOGSHIP_RECEIVE_TOKEN="env-9c1d2e\n")) as p:
+        served_token(p, "env-9c1d2e")
+
+
+@posix_only
+def test_token_from_a_file_before_the_environment(tmp_path: Any) -> None:
+    path = tmp_path / "token"
+    path.write_text("file-5d0e7a\n")
+    env = child_env(LOGSHIP_RECEIVE_TOKEN="env-not-this-one")
+    with Proc([*RECEIVE, "--quiet", "--token-file", str(path)], env=env) as p:
+        served_token(p, "file-5d0e7a")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (
+            ["--token-file", "{missing}"],
+            None,
+            "--token-file {missing}: cannot read it: No such file",
+        ),
+        (["--token-file", "{empty}"], None, "--token-file {empty}: the token is empty"),
+        (["--token", "  "], None, "--token: the token is empty"),
+        (
+            [],
+            "caf\u00e9-\u20ac-Zq9",
+            "LOGSHIP_RECEIVE_TOKEN: the token has characters an HTTP header cannot carry",
+        ),
+        (["--token", "a\nb-Zq9"], None, "--token: the token has a control character"),
+    ],
+)
+def test_a_token_that_cannot_work_is_a_usage_error(
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    env: str | None,
+    message: str,
+) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    names = {"missing": str(tmp_path / "missing"), "empty": str(empty)}
+    if env is None:
+        monkeypatch.delenv("LOGSHIP_RECEIVE_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("LOGSHIP_RECEIVE_TOKEN", env)
+    assert main(["receive", "--port", "0", *(a.format(**names) for a in argv)]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"logship receive: error: {message.format(**names)}"), err
+    assert out == "" and "Zq9" not in err
+
+
+def test_token_options_exclude_each_other_and_help_says_why(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["receive", "--token", "a", "--token-file", "b"])
+    assert exit.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        main(["receive", "--help"])
+    assert exit.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--token shows in the process list (ps)" in text
+    assert "LOGSHIP_RECEIVE_TOKEN" in text and "--token-file F" in text
+    for option in ("--max-decoded-mib N", "--read-timeout S", "--max-connections N"):
+        assert option in text
+    assert "--dedupe-window N" in text

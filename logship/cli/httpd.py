@@ -2,8 +2,9 @@
 
 The server speaks HTTP/1.1 with keep-alive, one thread per connection up to
 :attr:`Limits.max_connections`, and tracks its connections so that stopping
-it ends idle keep-alive ones at once. What to do with a request's events is
-the :class:`Sink`'s business.
+it ends idle keep-alive ones at once. A request's token and framing are
+checked from its headers before its body is read. What to do with a
+request's events is the :class:`Sink`'s business.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from logship.cli.bodies import MAX_DECODED_BYTES, BadRequest, decode, size_text
-from logship.cli.wire import read_chunked, read_length
+from logship.cli.wire import linger, read_chunked, read_length
 
 STATS_PATH = "/_logship/stats"
 #: Wire bytes of one request body; Fluent Bit's own default limit is 4 MiB.
@@ -205,6 +206,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "logship-receive"
     disable_nagle_algorithm = True
     server: Server
+    # Set when a request is answered before its body was read: see finish().
+    _body_unread = False
 
     def setup(self) -> None:
         super().setup()
@@ -213,8 +216,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.server.track(self.connection)
 
     def finish(self) -> None:
-        self.server.untrack(self.connection)
-        super().finish()
+        try:
+            super().finish()
+            if self._body_unread:
+                linger(self.connection)
+        finally:
+            self.server.untrack(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request on stderr would drown the echoed events
@@ -232,12 +239,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
             )
             return False
 
+    def handle_expect_100(self) -> bool:
+        # A client waiting for "100 Continue" before sending its body is told
+        # now when the headers already refuse it, and never sends the body.
+        if self.command == "POST":
+            try:
+                self._check_headers()
+            except BadRequest as e:
+                self._refuse(e.status, str(e), close=True, unread=True)
+                return False
+        return super().handle_expect_100()
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # The standard library's own refusals (a malformed request line, an
         # unknown method, headers too long) are refusals like the others.
         # It says "Connection: close" but keeps reading: what follows (the
         # body of an unknown method's request) would be taken for a request.
         self.close_connection = True
+        self._body_unread = True
         self.server.sink.refuse(code, message or self.responses.get(code, ("",))[0], self._what())
         super().send_error(code, message, explain)
 
@@ -250,9 +269,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         try:
+            self._check_headers()
+        except BadRequest as e:
+            # The body is still on the wire: the connection cannot serve another request.
+            self._refuse(e.status, str(e), close=True, unread=True)
+            return
+        try:
             body = self._read_body()
         except BadRequest as e:
-            self._refuse(e.status, str(e), close=True)  # the request's framing is lost
+            self._refuse(e.status, str(e), close=True, unread=True)  # the framing is lost
             return
         except TimeoutError:
             self._refuse(
@@ -260,10 +285,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 f"the body stopped coming for {self.server.limits.read_timeout:g} s",
                 close=True,
             )
-            return
-        token = self.server.sink.token
-        if token is not None and not self._authorized(token):
-            self._refuse(401, "missing or wrong bearer token")
             return
         try:
             events = decode(
@@ -280,6 +301,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._refuse(503, f"cannot write the output file: {e}")
             return
         self._reply(201, b"")
+
+    def _check_headers(self) -> None:
+        """What the headers alone can refuse: the token (401), then the framing (400, 413)."""
+        token = self.server.sink.token
+        if token is not None and not self._authorized(token):
+            raise BadRequest("missing or wrong bearer token", 401)
+        self._body_length()
 
     def _authorized(self, token: str) -> bool:
         scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
@@ -316,14 +344,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return read_chunked(self.rfile, self.server.limits.max_body_bytes)
         return read_length(self.rfile, length)
 
-    def _refuse(self, status: int, reason: str, *, close: bool = False) -> None:
+    def _refuse(
+        self, status: int, reason: str, *, close: bool = False, unread: bool = False
+    ) -> None:
         """Answer ``status`` with ``reason``, and report it to the sink.
 
-        ``close``: the connection cannot carry another request.
+        ``close``: the connection cannot carry another request. ``unread``:
+        the body was not read (see :func:`~logship.cli.wire.linger`).
         """
         self.server.sink.refuse(status, reason, self._what())
         if close:
             self.close_connection = True
+        self._body_unread = self._body_unread or unread
         headers = [("WWW-Authenticate", "Bearer")] if status == 401 else []
         if status == 503:
             headers.append(("Retry-After", "1"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import signal
 import sys
 import threading
@@ -26,9 +27,12 @@ from logship.cli.argtypes import seconds, whole_number
 from logship.cli.bodies import MAX_DECODED_BYTES, BadRequest
 from logship.cli.httpd import STATS_PATH, Limits, Server
 from logship.cli.show import as_text, echo_line, ndjson_line, refusal_line
+from logship.pure.options import check_header_value, read_token_file
 
 DEFAULT_PORT = 9880
 COUNT_NAMES = ("events", "unique", "duplicates", "requests", "bad_requests", "bytes")
+#: Where the command line finds the token when neither --token nor --token-file is given.
+TOKEN_VARIABLE = "LOGSHIP_RECEIVE_TOKEN"
 
 # stop() never waits longer than this for the server's threads.
 _JOIN_TIMEOUT = 5.0
@@ -336,7 +340,10 @@ def add_parser(subparsers: Any) -> None:
         help="run a local receiver that takes and shows logship's events",
         description="Receive logship events over HTTP (JSON, NDJSON, msgpack; gzip or not), "
         f"print them and count duplicates. GET {STATS_PATH} returns the counts. "
-        "For development, demos and tests, not production ingestion.",
+        "For development, demos and tests, not production ingestion. "
+        f"The token can come from --token, --token-file or {TOKEN_VARIABLE}; "
+        "--token shows in the process list (ps) to every user of the machine, "
+        "the other two do not.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
@@ -346,7 +353,18 @@ def add_parser(subparsers: Any) -> None:
         help=f"port (default {DEFAULT_PORT}, Fluent Bit's; 0 picks a free one)",
     )
     p.add_argument("--output", metavar="FILE", help="append every event to FILE as NDJSON")
-    p.add_argument("--token", metavar="T", help="require 'Authorization: Bearer T'")
+    token = p.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token",
+        metavar="T",
+        help="require 'Authorization: Bearer T'; visible in ps: prefer --token-file "
+        f"or {TOKEN_VARIABLE}",
+    )
+    token.add_argument(
+        "--token-file",
+        metavar="F",
+        help=f"require the bearer token stored in file F (default: {TOKEN_VARIABLE}, if set)",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print events")
     for flag, kind, default, metavar, text in _LIMIT_OPTIONS:
         p.add_argument(
@@ -355,12 +373,46 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(run=run)
 
 
+def resolve_token(args: argparse.Namespace, environ: dict[str, str] | None = None) -> str | None:
+    """The token from ``--token``, ``--token-file`` or ``LOGSHIP_RECEIVE_TOKEN``, in that order.
+
+    ``ValueError`` naming the source (never the token) when it is empty,
+    unreadable, or something no HTTP client can send.
+    """
+    env = os.environ if environ is None else environ
+    token: str
+    if args.token is not None:
+        token, source = args.token, "--token"
+    elif args.token_file is not None:
+        source = f"--token-file {args.token_file}"
+        try:
+            token = read_token_file(args.token_file)
+        except (OSError, UnicodeDecodeError) as e:
+            why = getattr(e, "strerror", None) or e
+            raise ValueError(f"{source}: cannot read it: {why}") from None
+    elif env.get(TOKEN_VARIABLE):
+        token, source = env[TOKEN_VARIABLE], TOKEN_VARIABLE
+    else:
+        return None
+    # Stripped as logship's handler strips its token: a secret file often ends in a newline.
+    token = token.strip()
+    if not token:
+        raise ValueError(f"{source}: the token is empty")
+    check_header_value(token, f"{source}: the token")
+    return token
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then print the counts; return the exit status."""
+    try:
+        token = resolve_token(args)
+    except ValueError as e:
+        print(f"logship receive: error: {e}", file=sys.stderr)
+        return 2
     receiver = Receiver(
         args.host,
         args.port,
-        token=args.token,
+        token=token,
         output=args.output,
         echo=None if args.quiet else sys.stdout,
         refusals=sys.stderr,

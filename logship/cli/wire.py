@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import re
+import socket
+import time
 
 from logship.cli.bodies import BadRequest, size_text
 
@@ -19,6 +21,9 @@ from logship.cli.bodies import BadRequest, size_text
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r?\n")
 # The longest chunk-size or trailer line taken; RFC 9112 sets no limit, servers do.
 _MAX_LINE = 4096
+# What linger() reads and drops at most, and for how long at most.
+_LINGER_BYTES = 1024 * 1024
+_LINGER_SECONDS = 1.0
 
 
 def read_length(rfile: io.BufferedIOBase, length: int) -> bytes:
@@ -76,3 +81,29 @@ def _line(rfile: io.BufferedIOBase, budget: _Budget, what: str) -> bytes:
             raise BadRequest(f"malformed chunked body: {what} line over {_MAX_LINE} bytes")
         raise BadRequest(f"truncated request body: no complete {what} line")
     return line
+
+
+def linger(conn: socket.socket) -> None:
+    """End a connection whose request was answered before its body was read.
+
+    Closing a socket that still has unread data makes the kernel send a
+    reset, which can reach the client before it has read the answer (a 401
+    or a 413 sent ahead of the body). So the answer is ended (``SHUT_WR``)
+    and what the client still sends is read and dropped, for a short while
+    and up to a few bytes: never kept, and bounded however much is coming.
+    """
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + _LINGER_SECONDS
+        left = _LINGER_BYTES
+        while left > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            conn.settimeout(remaining)
+            data = conn.recv(min(left, 65536))
+            if not data:
+                return
+            left -= len(data)
+    except OSError:
+        pass  # the client is gone already: nothing left to protect
