@@ -22,7 +22,7 @@ _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r?\n")
 # The longest chunk-size or trailer line taken; RFC 9112 sets no limit, servers do.
 _MAX_LINE = 4096
 # What linger() reads and drops at most, and for how long at most.
-_LINGER_BYTES = 1024 * 1024
+_LINGER_BYTES = 4 * 1024 * 1024
 _LINGER_SECONDS = 1.0
 
 
@@ -89,8 +89,8 @@ def linger(conn: socket.socket) -> None:
     Closing a socket that still has unread data makes the kernel send a
     reset, which can reach the client before it has read the answer (a 401
     or a 413 sent ahead of the body). So the answer is ended (``SHUT_WR``)
-    and what the client still sends is read and dropped, for a short while
-    and up to a few bytes: never kept, and bounded however much is coming.
+    and what the client still sends is read and dropped, for a second and a
+    few MiB at most: never kept, and bounded however much is coming.
     """
     try:
         conn.shutdown(socket.SHUT_WR)
