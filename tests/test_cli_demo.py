@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from logship.cli import demo
+from logship.cli.receive import Receiver
 
 
 def test_demo_command_delivers_every_event() -> None:
@@ -27,10 +28,12 @@ def test_demo_command_delivers_every_event() -> None:
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    assert "all 501 events arrived" in out  # 500 and the one logged with a traceback
-    assert re.search(r"received\s+501 unique, 0 duplicates", out), out
-    assert re.search(r"^emitted\s+\d+/501\s+shipped\s+\d+\s+\d+ events/s$", out, re.M), out
-    assert "received 501 events (501 unique, 0 duplicates)" in out  # the receiver's own line
+    # 500 asked, 500 reported: the one with a traceback is one of them.
+    assert "logging 500 events (one of them an error with its traceback)" in out
+    assert "all 500 events arrived" in out
+    assert re.search(r"received\s+500 unique, 0 duplicates", out), out
+    assert re.search(r"^emitted\s+\d+/500\s+shipped\s+\d+\s+\d+ events/s$", out, re.M), out
+    assert "receiver   received 500 events (500 unique, 0 duplicates" in out  # its own line
     assert elapsed < 60
 
 
@@ -38,9 +41,23 @@ def test_run_demo_in_process() -> None:
     out = io.StringIO()
     assert demo.run_demo(50, 0.0, out) == 0
     text = out.getvalue()
-    assert "all 51 events arrived" in text
+    assert "all 50 events arrived" in text
     assert "\r" not in text  # not a terminal: plain lines
-    assert re.search(r"handler\s+emitted=51 .*shipped=51 .*pending=0", text), text
+    assert re.search(r"handler\s+emitted=50 .*shipped=50 .*pending=0", text), text
+
+
+@pytest.mark.parametrize("total", [1, 2, 9])
+def test_the_events_asked_for_include_the_one_with_a_traceback(
+    make_handler: Any, total: int
+) -> None:
+    with Receiver() as receiver:
+        handler = make_handler(receiver.endpoint("/demo"))
+        emitted, _ = demo._log_paced(handler, total, 0.0, io.StringIO())
+        assert handler.flush(10)
+        assert receiver.wait_for(total, 10)
+        events = receiver.events()
+    assert emitted == total and len(events) == total
+    assert [e["message"] for e in events if "exception" in e] == ["payment failed"]
 
 
 @pytest.mark.skipif(os.name != "posix", reason="uses a shell script as the interpreter")

@@ -3,84 +3,32 @@
 from __future__ import annotations
 
 import gzip
-import http.client
 import io
 import json
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 import msgpack
 import pytest
+from receiving import address, answer, connect, make_events, ndjson, post, request
 
 import logship
 from logship.cli import main
-from logship.cli.receive import Receiver, echo_line
+from logship.cli.receive import Receiver
+from logship.cli.show import echo_line, ndjson_line, printable
 
 from conftest import attach
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-
-
-def make_events(n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [
-        {
-            "timestamp": f"2026-11-24T10:00:00.{i:06d}Z",
-            "level": "INFO",
-            "logger": "test",
-            "message": f"event {i}",
-            "uuid": f"uuid-{i}",
-        }
-        for i in range(start, start + n)
-    ]
-
-
-def connect(url: str) -> http.client.HTTPConnection:
-    parts = urllib.parse.urlsplit(url)
-    assert parts.hostname and parts.port
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-
-
-def request(
-    url: str,
-    method: str = "POST",
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-) -> tuple[int, bytes, http.client.HTTPMessage]:
-    """One request on a fresh connection; return status, body and headers."""
-    parts = urllib.parse.urlsplit(url)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    conn = connect(url)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read(), resp.headers
-    finally:
-        conn.close()
-
-
-def post(
-    url: str,
-    body: bytes,
-    content_type: str | None = "application/json",
-    encoding: str | None = None,
-    **headers: str,
-) -> tuple[int, bytes]:
-    h = {k.replace("_", "-"): v for k, v in headers.items()}
-    if content_type is not None:
-        h["Content-Type"] = content_type
-    if encoding is not None:
-        h["Content-Encoding"] = encoding
-    status, data, _ = request(url, body=body, headers=h)
-    return status, data
 
 
 @pytest.fixture
@@ -94,16 +42,12 @@ def receiver() -> Iterator[Receiver]:
 EVENTS = make_events(3)
 
 
-def _ndjson(events: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(e) + "\n" for e in events).encode()
-
-
 FORMS = {
     "json-array": ("application/json", json.dumps(EVENTS).encode(), EVENTS),
     "json-object": ("application/json", json.dumps(EVENTS[0]).encode(), EVENTS[:1]),
-    "json-lines": ("application/json", _ndjson(EVENTS), EVENTS),
+    "json-lines": ("application/json", ndjson(EVENTS), EVENTS),
     "json-charset": ("application/json; charset=utf-8", json.dumps(EVENTS).encode(), EVENTS),
-    "ndjson": ("application/x-ndjson", _ndjson(EVENTS), EVENTS),
+    "ndjson": ("application/x-ndjson", ndjson(EVENTS), EVENTS),
     "ndjson-crlf-blank": (
         "application/x-ndjson",
         b"\r\n".join(json.dumps(e).encode() for e in EVENTS) + b"\r\n\r\n",
@@ -147,7 +91,7 @@ def test_decodes_every_encoding(receiver: Receiver, form: str, gzipped: bool) ->
 
 
 def test_concatenated_gzip_members(receiver: Receiver) -> None:
-    body = gzip.compress(_ndjson(EVENTS[:2])) + gzip.compress(_ndjson(EVENTS[2:]))
+    body = gzip.compress(ndjson(EVENTS[:2])) + gzip.compress(ndjson(EVENTS[2:]))
     assert post(receiver.url, body, "application/x-ndjson", "gzip") == (201, b"")
     assert receiver.events() == EVENTS
 
@@ -373,9 +317,193 @@ def test_echo_prints_one_line_per_event(receiver: Receiver) -> None:
 
 def test_keep_events_false_still_counts() -> None:
     with Receiver(keep_events=False) as r:
-        post(r.url, json.dumps(EVENTS).encode())
-        post(r.url, json.dumps(EVENTS).encode())
-        assert r.events() == [] and r.counts()["duplicates"] == 3
+        post(r.url, json.dumps(EVENTS).encode(), Idempotency_Key="k1")
+        post(r.url, json.dumps(EVENTS).encode(), Idempotency_Key="k2")
+        assert r.counts()["duplicates"] == 3
+        assert r.events() == [] and r.idempotency_keys() == []  # nothing grows per request
+
+
+# Each field a terminal would act on: clear the screen, colour, retitle the
+# window, a line feed, a Unicode line separator, a right-to-left override.
+HOSTILE = {
+    "timestamp": "\x1b[2J2026",
+    "level": "\x1b[31mERROR",
+    "logger": "app\nFAKE 2026 INFO other: forged",
+    "message": "hi\x1b]0;owned\x07 \u2028 \u202eevil\r\t\x7f\x9b",
+}
+
+
+def test_echo_escapes_what_a_terminal_would_obey() -> None:
+    echo = io.StringIO()
+    odd = {"timestamp": 17, "level": None, "logger": ["a\x1b"], "message": {"k": "\x00"}}
+    lone_surrogate = b'{"message": "half \\ud800 a pair", "uuid": "s-1"}'
+    with Receiver(echo=echo) as r:
+        assert post(r.url, json.dumps([HOSTILE, odd]).encode()) == (201, b"")
+        assert post(r.url, lone_surrogate) == (201, b"")
+    lines = echo.getvalue().split("\n")
+    assert lines == [
+        "\\x1b[2J2026 \\x1b[31mERROR app\\nFAKE 2026 INFO other: forged: "
+        "hi\\x1b]0;owned\\x07 \\u2028 \\u202eevil\\r\\t\\x7f\\x9b",
+        "17 None ['a\\x1b']: {'k': '\\x00'}",
+        "- - -: half \\ud800 a pair",
+        "",
+    ]
+    assert all(line.isprintable() for line in lines)
+    assert printable("plain text, ünïcödé, tabs\tand\\backslashes") == (
+        "plain text, ünïcödé, tabs\\tand\\backslashes"
+    )
+
+
+def test_echo_marks_duplicates() -> None:
+    echo = io.StringIO()
+    with Receiver(echo=echo) as r:
+        assert post(r.url, json.dumps(EVENTS[:2]).encode())[0] == 201
+        assert post(r.url, json.dumps(EVENTS[1:] + EVENTS[2:]).encode())[0] == 201
+        assert post(r.url, json.dumps([{"message": "no uuid"}] * 2).encode())[0] == 201
+    assert echo.getvalue().splitlines() == [
+        "2026-11-24T10:00:00.000000Z INFO test: event 0",
+        "2026-11-24T10:00:00.000001Z INFO test: event 1",
+        "2026-11-24T10:00:00.000001Z INFO test: event 1 [duplicate]",
+        "2026-11-24T10:00:00.000002Z INFO test: event 2",
+        "2026-11-24T10:00:00.000002Z INFO test: event 2 [duplicate]",
+        "- - -: no uuid",
+        "- - -: no uuid",
+    ]
+
+
+def test_duplicates_are_counted_among_a_recent_window() -> None:
+    long_uuid = "u" * 100_000  # kept as a digest, still compared
+    with Receiver(dedupe_window=3, keep_events=False) as r:
+        for body in (make_events(5), make_events(1, 4), make_events(1, 0)):
+            assert post(r.url, json.dumps(body).encode())[0] == 201
+        # uuid-4 is among the last three (uuid-2, 3, 4); uuid-0 was forgotten.
+        assert r.counts()["duplicates"] == 1 and r.counts()["unique"] == 6
+        # uuid-0 came back as new: the window is now uuid-3, uuid-4, uuid-0.
+        assert post(r.url, json.dumps(make_events(1, 3)).encode())[0] == 201
+        assert r.counts()["duplicates"] == 2
+        for _ in range(2):
+            assert post(r.url, json.dumps([{"uuid": long_uuid}]).encode())[0] == 201
+        # A number and its text are different uuids.
+        assert post(r.url, json.dumps([{"uuid": 7}, {"uuid": "7"}]).encode())[0] == 201
+        assert r.counts()["duplicates"] == 3 and r.counts()["unique"] == 9
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="dedupe_window must be a positive whole number"):
+            Receiver(dedupe_window=bad)  # type: ignore[arg-type]
+
+
+def test_output_takes_any_msgpack_map_key(tmp_path: Any) -> None:
+    out = tmp_path / "events.ndjson"
+    event = {
+        "message": "keys",
+        "uuid": "k-1",
+        "nested": {b"bytes": {1: {None: {2.5: {True: {msgpack.ExtType(5, b"x"): b"\xff"}}}}}},
+        b"top": "bytes key at the top",
+    }
+    with Receiver(output=str(out)) as r:
+        status, data = post(r.url, msgpack.packb(event), "application/msgpack")
+        assert (status, data) == (201, b"")
+        assert post(r.url, json.dumps(EVENTS[:1]).encode())[0] == 201  # connection still fine
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert lines == [
+        {
+            "message": "keys",
+            "uuid": "k-1",
+            "nested": {
+                "bytes": {
+                    "1": {"null": {"2.5": {"true": {"ExtType(code=5, data=b'x')": "\ufffd"}}}}
+                }
+            },
+            "top": "bytes key at the top",
+        },
+        EVENTS[0],
+    ]
+
+
+def test_ndjson_line_takes_any_key_and_refuses_only_what_cannot_be_written() -> None:
+    assert json.loads(ndjson_line({"t": {(1, "a"): [{b"k": 1}]}})) == {
+        "t": {"(1, 'a')": [{"k": 1}]}
+    }
+    assert json.loads(ndjson_line({"s": "\ud800"})) == {"s": "\ud800"}
+    deep: Any = {b"bottom": 1}
+    for _ in range(150):
+        deep = {"d": deep}
+    assert ndjson_line({"deep": deep}).count('"d"') == 150
+    for _ in range(100):
+        deep = {"d": deep}
+    with pytest.raises(ValueError, match="nests deeper than 200 levels"):
+        ndjson_line({"deep": deep})
+
+
+def test_output_refuses_what_it_cannot_write_and_keeps_serving(tmp_path: Any) -> None:
+    out = tmp_path / "events.ndjson"
+    refusals = io.StringIO()
+    too_deep = b"\x81\xa1a" + b"\x91" * 990 + b"\xc0"  # {"a": [[[...]]]}, 990 levels
+    with Receiver(output=str(out), refusals=refusals) as r:
+        conn = connect(r.url)
+        try:
+            answers = []
+            for body, kind in (
+                (too_deep, "application/msgpack"),
+                (json.dumps(EVENTS).encode(), "application/json"),
+            ):
+                conn.request("POST", "/app", body=body, headers={"Content-Type": kind})
+                resp = conn.getresponse()
+                answers.append((resp.status, resp.read()))
+        finally:
+            conn.close()
+        counts = r.counts()
+    assert answers == [
+        (400, b"an event nests deeper than 200 levels: the output file cannot take it\n"),
+        (201, b""),
+    ]
+    assert [json.loads(line) for line in out.read_text().splitlines()] == EVENTS
+    assert counts["bad_requests"] == 1 and counts["unique"] == 3
+    assert re.fullmatch(
+        r"refused 400 POST /app from 127\.0\.0\.1:\d+: an event nests deeper than 200 levels:"
+        r" the output file cannot take it\n",
+        refusals.getvalue(),
+    )
+
+
+def test_every_refusal_prints_one_printable_line() -> None:
+    refusals = io.StringIO()
+    token = "tok-7f3a9c1e"
+    ok = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    with Receiver(token=token, refusals=refusals) as r:
+        url = r.url
+        assert post(url + "/a?api_key=k-33f1", b"[]", Authorization="Bearer guess-0b5d")[0] == 401
+        assert request(url + "/b", body=b"{nope", headers=ok)[0] == 400
+        assert request(url + "/c", body=b"[1]", headers={**ok, "Content-Encoding": "br"})[0] == 400
+        assert request(url + "/d", body=b"[]", headers={**ok, "Content-Length": "1e3"})[0] == 400
+        assert request(url + "/e", method="PUT", body=b"[]", headers=ok)[0] == 501
+        sock = socket.create_connection(address(url), timeout=10)
+        try:
+            sock.sendall(
+                b"POST /\x1b[2J\x07 HTTP/1.1\r\nContent-Length: 99999999999\r\n"
+                b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
+            )
+            assert answer(sock).status == 413
+        finally:
+            sock.close()
+        assert request(url + "/ok", body=b"[]", headers=ok)[0] == 201
+        counts = r.counts()
+    lines = refusals.getvalue().splitlines()
+    client = r"from 127\.0\.0\.1:\d+"
+    expected = [
+        rf"refused 401 POST /a {client}: missing or wrong bearer token",
+        rf"refused 400 POST /b {client}: malformed JSON body: .+",
+        rf"refused 400 POST /c {client}: unsupported Content-Encoding 'br'",
+        rf"refused 400 POST /d {client}: malformed Content-Length: one number of bytes expected",
+        rf"refused 501 PUT /e {client}: Unsupported method \('PUT'\)",
+        rf"refused 413 POST /\\x1b\[2J\\x07 {client}:"
+        r" body of 99999999999 bytes is over the 64 MiB limit",
+    ]
+    assert len(lines) == len(expected), lines
+    for line, pattern in zip(lines, expected, strict=True):
+        assert re.fullmatch(pattern, line), (line, pattern)
+    for secret in (token, "guess-0b5d", "k-33f1"):
+        assert secret not in refusals.getvalue()
+    assert counts["bad_requests"] == 6 and counts["requests"] == 1
 
 
 # -- life ---------------------------------------------------------------------------
@@ -513,13 +641,20 @@ def test_command_echoes_then_summarises_on_signal(sig: int) -> None:
         assert cmd.line() == "2026-11-24T10:00:00.000000Z INFO test: event 0\n"
         assert cmd.line() == "2026-11-24T10:00:00.000001Z INFO test: event 1\n"
         assert cmd.line() == "2026-11-24T10:00:00.000002Z INFO test: event 2\n"
-        assert cmd.line() == "2026-11-24T10:00:00.000000Z INFO test: event 0 [exception]\n"
+        assert cmd.line() == (
+            "2026-11-24T10:00:00.000000Z INFO test: event 0 [exception] [duplicate]\n"
+        )
         rc, rest, err = cmd.finish(sig)
     finally:
         cmd.close()
     assert rc == 0, err
-    assert rest == ["received 4 events (3 unique, 1 duplicates) in 1 requests, 1 bad\n"]
-    assert err == ""
+    assert rest == [
+        "received 4 events (3 unique, 1 duplicates among the last 100000 uuids)"
+        " in 1 requests, 1 refused\n"
+    ]
+    assert re.fullmatch(
+        r"refused 400 POST /app from 127\.0\.0\.1:\d+: malformed JSON body: .*\n", err
+    ), err
 
 
 @posix_only
@@ -541,4 +676,11 @@ def test_command_quiet_output_and_token(tmp_path: Any) -> None:
     finally:
         cmd.close()
     assert rc == 0, err
-    assert rest == ["received 3 events (3 unique, 0 duplicates) in 1 requests, 1 bad\n"]
+    assert rest == [
+        "received 3 events (3 unique, 0 duplicates among the last 100000 uuids)"
+        " in 1 requests, 1 refused\n"
+    ]
+    assert re.fullmatch(
+        r"refused 401 POST / from 127\.0\.0\.1:\d+: missing or wrong bearer token\n", err
+    ), err
+    assert "s3cret" not in err

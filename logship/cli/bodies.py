@@ -19,8 +19,12 @@ JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson"})
 MSGPACK_TYPES = frozenset({"application/msgpack", "application/x-msgpack"})
 
-#: Decompressed size past which a body is refused: a gzip bomb must not take the machine.
-MAX_DECODED_BYTES = 512 * 1024 * 1024
+#: Decompressed size past which a body is refused (413) unless the receiver is
+#: given another: a few kilobytes of gzip can inflate to gigabytes.
+MAX_DECODED_BYTES = 64 * 1024 * 1024
+# Compressed input fed to zlib, and output asked of it, per step: what one step
+# holds beyond the decoded body itself.
+_STEP = 256 * 1024
 
 
 class BadRequest(Exception):
@@ -31,46 +35,74 @@ class BadRequest(Exception):
         self.status = status
 
 
+def size_text(n: int) -> str:
+    """A limit as people say it: ``64 MiB`` when it is whole MiB, else ``1500 bytes``."""
+    mib, rest = divmod(n, 1024 * 1024)
+    return f"{mib} MiB" if mib and not rest else f"{n} bytes"
+
+
 def media_type(content_type: str | None) -> str:
     """``"Application/JSON; charset=utf-8"`` -> ``"application/json"``."""
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def decompress(body: bytes, content_encoding: str | None) -> bytes:
-    """Undo ``Content-Encoding`` (none, ``identity`` or ``gzip``)."""
+def decompress(body: bytes, content_encoding: str | None, limit: int = MAX_DECODED_BYTES) -> bytes:
+    """Undo ``Content-Encoding`` (none, ``identity`` or ``gzip``); 413 past ``limit`` bytes."""
     coding = (content_encoding or "").strip().lower()
     if coding in ("", "identity"):
+        if len(body) > limit:
+            raise BadRequest(f"body larger than the {size_text(limit)} limit", 413)
         return body
     if coding in ("gzip", "x-gzip"):
-        return gunzip(body)
+        return gunzip(body, limit)
     raise BadRequest(f"unsupported Content-Encoding {content_encoding!r}")
 
 
 def gunzip(data: bytes, limit: int = MAX_DECODED_BYTES) -> bytes:
-    """Decompress one or more concatenated gzip members, refusing more than ``limit`` bytes."""
-    out: list[bytes] = []
-    total = 0
-    while data:
-        d = zlib.decompressobj(31)
+    """Decompress one or more concatenated gzip members, refusing more than ``limit`` bytes.
+
+    Decompressed step by step, so that a bomb costs at most ``limit`` bytes
+    and one step, never its full size: it is refused (413) as soon as its
+    output passes ``limit``.
+    """
+    out = bytearray()
+    view = memoryview(data)
+    at = 0
+    while at < len(view):
+        at = _inflate_member(view, at, out, limit)
+    return bytes(out)
+
+
+def _inflate_member(data: memoryview, at: int, out: bytearray, limit: int) -> int:
+    """Append the gzip member starting at ``data[at]`` to ``out``; return where the next starts."""
+    d = zlib.decompressobj(31)
+    while not d.eof:
+        piece: bytes | memoryview
+        if d.unconsumed_tail:
+            piece = d.unconsumed_tail  # input zlib kept back to honour max_length
+        elif at < len(data):
+            piece, at = data[at : at + _STEP], at + _STEP
+        else:
+            raise BadRequest("malformed gzip body: truncated")
         try:
-            chunk = d.decompress(data, limit - total + 1)
+            out += d.decompress(piece, min(_STEP, limit - len(out) + 1))
         except zlib.error as e:
             raise BadRequest(f"malformed gzip body: {e}") from None
-        total += len(chunk)
-        out.append(chunk)
-        if total > limit or d.unconsumed_tail:
-            raise BadRequest("decompressed body too large", 413)
-        if not d.eof:
-            raise BadRequest("malformed gzip body: truncated")
-        data = d.unused_data
-    return b"".join(out)
+        if len(out) > limit:
+            raise BadRequest(f"decompressed body larger than the {size_text(limit)} limit", 413)
+    return min(at, len(data)) - len(d.unused_data)
 
 
-def decode(body: bytes, content_type: str | None, content_encoding: str | None) -> list[Any]:
+def decode(
+    body: bytes,
+    content_type: str | None,
+    content_encoding: str | None,
+    max_decoded_bytes: int = MAX_DECODED_BYTES,
+) -> list[Any]:
     """Return the events of a request body; raise :class:`BadRequest` when there are none.
 
     Every item is a ``dict``. An empty array is accepted and gives no events;
-    an empty body is not.
+    an empty body is not, nor one that decodes to more than ``max_decoded_bytes``.
     """
     kind = media_type(content_type)
     if not kind:
@@ -79,8 +111,8 @@ def decode(body: bytes, content_type: str | None, content_encoding: str | None) 
         raise BadRequest(f"unsupported Content-Type {kind!r}")
     if not body:
         raise BadRequest("no payload found")
-    data = decompress(body, content_encoding)
-    if not data.strip():
+    data = decompress(body, content_encoding, max_decoded_bytes)
+    if not data or data.isspace():  # not strip(), which would copy a large body
         raise BadRequest("no payload found")
     if kind in MSGPACK_TYPES:
         return _objects(_msgpack_values(data))

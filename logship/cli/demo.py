@@ -24,6 +24,7 @@ import urllib.request
 from typing import Any, TextIO
 
 import logship
+from logship.cli.argtypes import seconds, whole_number
 from logship.cli.httpd import STATS_PATH
 
 _LISTENING = re.compile(r"logship receive: listening on (http://\S+)")
@@ -149,7 +150,11 @@ def _progress_line(stats: dict[str, Any], total: int, elapsed: float) -> str:
 def _log_paced(
     handler: logship.ShipHandler, total: int, duration: float, out: TextIO
 ) -> tuple[int, float]:
-    """Log ``total`` events (plus one exception) over ``duration`` s; return (emitted, start)."""
+    """Log ``total`` events over ``duration`` s; return (emitted, start).
+
+    The one in the middle is an error with its traceback: one of the
+    ``total``, so that what the demo reports is what was asked.
+    """
     app = logging.getLogger("demo")
     app.setLevel(logging.DEBUG)
     app.propagate = False
@@ -165,13 +170,14 @@ def _log_paced(
             now = time.monotonic()
             due = total if duration <= 0 else min(total, int(total * (now - start) / duration) + 1)
             while emitted < due:
-                _emit(loggers, emitted)
-                emitted += 1
-                if emitted == max(1, total // 2):
+                if emitted == total // 2:
                     _emit_exception(loggers[2])
+                else:
+                    _emit(loggers, emitted)
+                emitted += 1
             done = emitted >= total
             if now >= next_report or done:
-                line = _progress_line(handler.stats(), total + 1, now - start)
+                line = _progress_line(handler.stats(), total, now - start)
                 out.write(f"\r{line}" if tty else f"{line}\n")
                 out.flush()
                 next_report = now + report_every
@@ -194,7 +200,10 @@ def run_demo(events: int, duration: float, out: TextIO) -> int:
         return 1
     try:
         out.write(f"logship demo: receiver (pid {proc.pid}) listening on {url}\n")
-        out.write(f"logship demo: logging {events} events + 1 exception to {url}/demo\n")
+        out.write(
+            f"logship demo: logging {events} events (one of them an error with its traceback)"
+            f" to {url}/demo\n"
+        )
         out.flush()
         with tempfile.TemporaryDirectory(prefix="logship-demo-") as spill_dir:
             # A private spill folder: nothing from the user's own cache is replayed here.
@@ -254,26 +263,6 @@ def _summary(
 # -- command line ---------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return n
-
-
-def _seconds(text: str) -> float:
-    try:
-        s = float(text)
-    except ValueError:
-        s = -1.0
-    if not 0 <= s <= 20:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 20 seconds")
-    return s
-
-
 def add_parser(subparsers: Any) -> None:
     """Register ``logship demo`` on the main parser's subparsers."""
     p = subparsers.add_parser(
@@ -283,11 +272,15 @@ def add_parser(subparsers: Any) -> None:
         "process through a ShipHandler, and check that every one arrived.",
     )
     p.add_argument(
-        "--events", type=_positive_int, default=5000, metavar="N", help="how many (default 5000)"
+        "--events",
+        type=whole_number(1, None, "a positive number"),
+        default=5000,
+        metavar="N",
+        help="how many (default 5000)",
     )
     p.add_argument(
         "--duration",
-        type=_seconds,
+        type=seconds(0.0, 20.0),
         default=3.0,
         metavar="SECONDS",
         help="spread the events over this long (default 3; 0 logs them at once)",

@@ -1,29 +1,64 @@
 """The HTTP side of ``logship receive``: a threading server and its request handler.
 
-The server speaks HTTP/1.1 with keep-alive, one thread per connection, and
-tracks its connections so that stopping it ends idle keep-alive ones at
-once. What to do with a request's events is the :class:`Sink`'s business.
+The server speaks HTTP/1.1 with keep-alive, one thread per connection up to
+:attr:`Limits.max_connections`, and tracks its connections so that stopping
+it ends idle keep-alive ones at once. A request's token and framing are
+checked from its headers before its body is read. What to do with a
+request's events is the :class:`Sink`'s business.
 """
 
 from __future__ import annotations
 
 import hmac
 import http.server
-import io
 import json
+import math
 import socket
 import socketserver
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from logship.cli.bodies import BadRequest, decode
+from logship.cli.bodies import MAX_DECODED_BYTES, BadRequest, decode, size_text
+from logship.cli.wire import linger, read_chunked, read_length
 
 STATS_PATH = "/_logship/stats"
 #: Wire bytes of one request body; Fluent Bit's own default limit is 4 MiB.
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What senders can make the receiver hold, and for how long.
+
+    ``read_timeout``: seconds a connection may send nothing before it is
+    closed (a request cut short is answered 408). ``max_connections``:
+    connections served at once, one thread each; one more is answered 503
+    at once. ``max_body_bytes``: a body's size on the wire (chunk framing
+    included). ``max_decoded_bytes``: its size once decompressed. Past
+    either size the answer is 413. ``dedupe_window``: how many of the
+    latest distinct ``uuid`` values duplicates are looked for among.
+    """
+
+    read_timeout: float = 30.0
+    max_connections: int = 32
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_decoded_bytes: int = MAX_DECODED_BYTES
+    dedupe_window: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "max_body_bytes", "max_decoded_bytes", "dedupe_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive whole number, not {value!r}")
+        timeout = self.read_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise ValueError(f"read_timeout must be a number of seconds, not {timeout!r}")
+        if not 0 < timeout < math.inf:
+            raise ValueError(f"read_timeout must be a positive number of seconds, not {timeout!r}")
 
 
 class Sink(Protocol):
@@ -36,23 +71,34 @@ class Sink(Protocol):
         ...
 
     def accept(self, events: list[dict[str, Any]], key: str, wire_bytes: int) -> None:
-        """Take the events of one accepted request; ``OSError`` if they cannot be stored."""
+        """Take the events of one accepted request.
+
+        ``BadRequest`` if they cannot be taken, ``OSError`` if they cannot be stored.
+        """
         ...
 
-    def refuse(self) -> None:
-        """Count one refused request."""
+    def refuse(self, status: int = 400, reason: str = "", request: str = "") -> None:
+        """Count one refused request: its status, why, and what it was (``POST /app from …``)."""
         ...
 
 
 class Server(http.server.ThreadingHTTPServer):
-    """Tracks its connections, so that stop() can end keep-alive ones at once."""
+    """Serves at most ``limits.max_connections`` at once; tracks them, so that stop() can end
+    keep-alive ones at once."""
 
     daemon_threads = True
+    # The listen backlog: as long as the system allows. socketserver's 5 is
+    # filled by a burst of connections the accepting thread has not reached
+    # yet, and the kernel then drops the next ones: their clients wait a
+    # second or more to try again, instead of being served or refused at once.
+    request_queue_size = socket.SOMAXCONN
 
-    def __init__(self, host: str, port: int, sink: Sink) -> None:
+    def __init__(self, host: str, port: int, sink: Sink, limits: Limits | None = None) -> None:
         if ":" in host:
             self.address_family = socket.AF_INET6
         self.sink = sink
+        self.limits = limits or Limits()
+        self._slots = threading.BoundedSemaphore(self.limits.max_connections)
         self._conns: dict[socket.socket, threading.Thread] = {}
         self._conns_lock = threading.Lock()
         self._closing = False
@@ -65,6 +111,53 @@ class Server(http.server.ThreadingHTTPServer):
         host, port = self.server_address[:2]
         self.server_name = str(host)
         self.server_port = int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection on a thread of its own, or refuse it if all are taken.
+
+        Refused at once (503, ``Retry-After: 1``) rather than left waiting in
+        the listen queue: a waiting sender gets no answer and cannot tell a
+        busy receiver from a dead one, and while slow or idle connections
+        hold every thread it would wait for as long as they do. logship's
+        handler retries a 503 after the delay, so nothing is lost.
+        """
+        if not self._slots.acquire(blocking=False):
+            self._refuse_busy(request, client_address)
+            return
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="logship-receive-connection",
+            daemon=True,
+        )
+        try:
+            thread.start()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse_busy(self, request: socket.socket, client_address: Any) -> None:
+        reason = f"busy: already serving max_connections={self.limits.max_connections}"
+        self.sink.refuse(503, reason, f"connection from {_address(client_address)}")
+        body = f"{reason}\n".encode()
+        answer = (
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
+            f"Content-Type: {_TEXT}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode("ascii")
+        try:
+            # This runs on the accepting thread: it must never wait on a client.
+            # A few hundred bytes fit in a new socket's send buffer.
+            request.setblocking(False)
+            request.sendall(answer + body)
+        except OSError:
+            pass  # the client is gone, or not reading: it is refused all the same
+        self.shutdown_request(request)
 
     def track(self, conn: socket.socket) -> None:
         """Remember a new connection (shut at once if the server is closing)."""
@@ -101,6 +194,11 @@ def _shutdown(conn: socket.socket) -> None:
         pass  # already closed by the client
 
 
+def _address(client_address: Any) -> str:
+    host, port = client_address[:2]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     """One connection: POST on any path takes events, GET ``STATS_PATH`` returns counts."""
 
@@ -108,17 +206,59 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "logship-receive"
     disable_nagle_algorithm = True
     server: Server
+    # Set when a request is answered before its body was read: see finish().
+    _body_unread = False
 
     def setup(self) -> None:
         super().setup()
+        # A connection that sends nothing (idle, or stopped mid-request) lets its thread go.
+        self.connection.settimeout(self.server.limits.read_timeout)
         self.server.track(self.connection)
 
     def finish(self) -> None:
-        self.server.untrack(self.connection)
-        super().finish()
+        try:
+            super().finish()
+            if self._body_unread:
+                linger(self.connection)
+        finally:
+            self.server.untrack(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request on stderr would drown the echoed events
+
+    def handle_one_request(self) -> None:
+        self.path = ""  # a malformed request line would leave the previous request's
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        try:
+            return super().parse_request()
+        except TimeoutError:  # the headers stopped coming
+            self._refuse(
+                408, f"no complete headers within {self.server.limits.read_timeout:g} s", close=True
+            )
+            return False
+
+    def handle_expect_100(self) -> bool:
+        # A client waiting for "100 Continue" before sending its body is told
+        # now when the headers already refuse it, and never sends the body.
+        if self.command == "POST":
+            try:
+                self._check_headers()
+            except BadRequest as e:
+                self._refuse(e.status, str(e), close=True, unread=True)
+                return False
+        return super().handle_expect_100()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The standard library's own refusals (a malformed request line, an
+        # unknown method, headers too long) are refusals like the others.
+        # It says "Connection: close" but keeps reading: what follows (the
+        # body of an unknown method's request) would be taken for a request.
+        self.close_connection = True
+        self._body_unread = True
+        self.server.sink.refuse(code, message or self.responses.get(code, ("",))[0], self._what())
+        super().send_error(code, message, explain)
 
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] == STATS_PATH:
@@ -128,30 +268,46 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._reply(404, b"not found\n")
 
     def do_POST(self) -> None:
-        sink = self.server.sink
+        try:
+            self._check_headers()
+        except BadRequest as e:
+            # The body is still on the wire: the connection cannot serve another request.
+            self._refuse(e.status, str(e), close=True, unread=True)
+            return
         try:
             body = self._read_body()
         except BadRequest as e:
-            self.close_connection = True  # the request's framing is lost
-            sink.refuse()
-            self._reply(e.status, f"{e}\n".encode())
+            self._refuse(e.status, str(e), close=True, unread=True)  # the framing is lost
             return
-        if sink.token is not None and not self._authorized(sink.token):
-            sink.refuse()
-            self._reply(401, b"missing or wrong bearer token\n", [("WWW-Authenticate", "Bearer")])
+        except TimeoutError:
+            self._refuse(
+                408,
+                f"the body stopped coming for {self.server.limits.read_timeout:g} s",
+                close=True,
+            )
             return
         try:
-            events = decode(body, self.headers["Content-Type"], self.headers["Content-Encoding"])
+            events = decode(
+                body,
+                self.headers["Content-Type"],
+                self.headers["Content-Encoding"],
+                self.server.limits.max_decoded_bytes,
+            )
+            self.server.sink.accept(events, self.headers.get("Idempotency-Key", ""), len(body))
         except BadRequest as e:
-            sink.refuse()
-            self._reply(e.status, f"{e}\n".encode())
+            self._refuse(e.status, str(e))
             return
-        try:
-            sink.accept(events, self.headers.get("Idempotency-Key", ""), len(body))
         except OSError as e:  # the --output file could not be written: let the client retry
-            self._reply(503, f"cannot write the output file: {e}\n".encode())
+            self._refuse(503, f"cannot write the output file: {e}")
             return
         self._reply(201, b"")
+
+    def _check_headers(self) -> None:
+        """What the headers alone can refuse: the token (401), then the framing (400, 413)."""
+        token = self.server.sink.token
+        if token is not None and not self._authorized(token):
+            raise BadRequest("missing or wrong bearer token", 401)
+        self._body_length()
 
     def _authorized(self, token: str) -> bool:
         scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
@@ -159,27 +315,61 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return False
         return hmac.compare_digest(given.strip().encode(), token.encode())
 
-    def _read_body(self) -> bytes:
+    def _body_length(self) -> int | None:
+        """The body's length from ``Content-Length`` (0 when absent), None when it is chunked."""
         coding = self.headers.get("Transfer-Encoding")
         if coding is not None:
             if coding.strip().lower() != "chunked":
                 raise BadRequest(f"unsupported Transfer-Encoding {coding!r}")
-            return _read_chunked(self.rfile, MAX_BODY_BYTES)
-        length = self.headers.get("Content-Length")
+            if "Content-Length" in self.headers:
+                # RFC 9112 6.3: chunking wins, and the connection must not be reused.
+                self.close_connection = True
+            return None
+        lengths = {v.strip() for v in self.headers.get_all("Content-Length") or ()}
+        if not lengths:
+            return 0  # HTTP/1.1: no length and no chunking means no body
+        length = lengths.pop()
+        if lengths or not (length.isascii() and length.isdigit()):
+            raise BadRequest("malformed Content-Length: one number of bytes expected")
+        n = int(length)
+        if n > self.server.limits.max_body_bytes:
+            limit = self.server.limits.max_body_bytes
+            raise BadRequest(f"body of {n} bytes is over the {size_text(limit)} limit", 413)
+        return n
+
+    def _read_body(self) -> bytes:
+        """The request's body: ``BadRequest`` if its framing is wrong, ``TimeoutError`` if slow."""
+        length = self._body_length()
         if length is None:
-            return b""  # HTTP/1.1: no length and no chunking means no body
-        try:
-            n = int(length)
-            if n < 0:
-                raise ValueError(length)
-        except ValueError:
-            raise BadRequest("malformed Content-Length") from None
-        if n > MAX_BODY_BYTES:
-            raise BadRequest("request body too large", 413)
-        body = self.rfile.read(n)
-        if len(body) < n:
-            raise BadRequest("truncated request body")
-        return body
+            return read_chunked(self.rfile, self.server.limits.max_body_bytes)
+        return read_length(self.rfile, length)
+
+    def _refuse(
+        self, status: int, reason: str, *, close: bool = False, unread: bool = False
+    ) -> None:
+        """Answer ``status`` with ``reason``, and report it to the sink.
+
+        ``close``: the connection cannot carry another request. ``unread``:
+        the body was not read (see :func:`~logship.cli.wire.linger`).
+        """
+        self.server.sink.refuse(status, reason, self._what())
+        if close:
+            self.close_connection = True
+        self._body_unread = self._body_unread or unread
+        headers = [("WWW-Authenticate", "Bearer")] if status == 401 else []
+        if status == 503:
+            headers.append(("Retry-After", "1"))
+        self._reply(status, f"{reason}\n".encode(), headers)
+
+    def _what(self) -> str:
+        """``POST /app from 127.0.0.1:5678``, for refusal lines.
+
+        Without the query string: some senders put a key there.
+        """
+        path = str(getattr(self, "path", "") or "").split("?", 1)[0]
+        request = " ".join(str(part) for part in (getattr(self, "command", None), path) if part)
+        source = f"from {_address(self.client_address)}"
+        return f"{request} {source}" if request else source
 
     def _reply(
         self, status: int, body: bytes, headers: Sequence[tuple[str, str]] = (), ctype: str = _TEXT
@@ -195,26 +385,3 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(body)
-
-
-def _read_chunked(rfile: io.BufferedIOBase, limit: int) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        line = rfile.readline(1024)
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise BadRequest("malformed chunked body") from None
-        if size == 0:
-            while rfile.readline(8192).strip():
-                pass  # trailers: not needed
-            return b"".join(parts)
-        total += size
-        if total > limit:
-            raise BadRequest("request body too large", 413)
-        chunk = rfile.read(size)
-        if len(chunk) < size:
-            raise BadRequest("truncated request body")
-        parts.append(chunk)
-        rfile.readline(8)  # the CRLF after each chunk

@@ -1,0 +1,109 @@
+"""How ``logship receive`` shows and stores what senders sent: terminal lines and NDJSON.
+
+Everything here takes text a sender chose. A terminal obeys the escape
+sequences it is given (clear the screen, retitle the window, rewrite the
+line above), so every echoed field goes through :func:`printable` first; the
+NDJSON writer takes any value msgpack can decode, map keys included.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: How deeply :func:`ndjson_line` follows an event that JSON cannot take as it is.
+MAX_DEPTH = 200
+# A refusal line shows this many characters of the request and of the reason.
+_SHOWN_CHARS = 200
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal could act on escaped (``\\n``, ``\\x1b``, …).
+
+    Control characters (C0, DEL, C1), line and paragraph separators,
+    bidirectional overrides and lone surrogates: whatever ``str.isprintable``
+    refuses, except the plain space.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    # Python's own escapes: \n, \t, \x1b, \u2028, \ud800 (a lone surrogate).
+    return c.encode("unicode_escape").decode("ascii")
+
+
+def as_text(value: Any) -> str:
+    """``value`` as text: itself if a string, else its ``repr`` (never raising on deep nesting)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply to show>"
+
+
+def echo_line(event: dict[str, Any], duplicate: bool = False) -> str:
+    """One printable line: ``TIMESTAMP LEVEL LOGGER: MESSAGE``, then markers.
+
+    `` [exception]`` when the event has one, `` [duplicate]`` when its
+    ``uuid`` was seen before.
+    """
+    fields = [printable(as_text(event.get(name, "-"))) for name in ("timestamp", "level", "logger")]
+    line = f"{' '.join(fields)}: {printable(as_text(event.get('message', '')))}"
+    if "exception" in event:
+        line += " [exception]"
+    return line + " [duplicate]" if duplicate else line
+
+
+def refusal_line(status: int, reason: str, request: str) -> str:
+    """One printable line for a refused request: status, what it was, why (shortened)."""
+    return f"refused {status} {_shown(request)}: {_shown(reason)}"
+
+
+def _shown(text: str) -> str:
+    text = printable(text)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+
+def ndjson_line(event: dict[str, Any]) -> str:
+    """The event as one JSON line; ``ValueError`` only if it nests deeper than ``MAX_DEPTH``.
+
+    msgpack can carry what JSON cannot: bytes (written as UTF-8 text), map
+    keys that are not strings (bytes, numbers, ``None``, extension types;
+    tuples when arrays were decoded as such), at any depth.
+    """
+    try:
+        return json.dumps(event, ensure_ascii=False, default=_json_default) + "\n"
+    except (TypeError, ValueError, RecursionError):
+        plain = _plain(event, MAX_DEPTH)
+        return json.dumps(plain, ensure_ascii=False, default=_json_default) + "\n"
+
+
+def _json_default(value: Any) -> Any:
+    # msgpack can carry what JSON cannot (bytes, ext types, timestamps).
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return as_text(value)
+
+
+def _plain(value: Any, depth: int) -> Any:
+    """``value`` with every map key made a string, ``depth`` levels down at most."""
+    if isinstance(value, (dict, list, tuple)) and depth <= 0:
+        raise ValueError(f"an event nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        return {_key(k): _plain(v, depth - 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, depth - 1) for v in value]
+    return value
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bytes):
+        return key.decode("utf-8", "replace")
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)  # what json.dumps itself makes of such a key
+    return as_text(key)
