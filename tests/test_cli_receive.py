@@ -19,7 +19,6 @@ from typing import Any
 
 import msgpack
 import pytest
-from receiving import address, answer, connect, make_events, ndjson, post, request
 
 import logship
 from logship.cli import main
@@ -27,6 +26,7 @@ from logship.cli.receive import Receiver
 from logship.cli.show import echo_line, ndjson_line, printable
 
 from conftest import attach
+from receiving import address, answer, connect, make_events, ndjson, post, request
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 

@@ -20,8 +20,6 @@ import threading
 from typing import Any
 
 import pytest
-from procs import Proc, child_env
-from receiving import answer, head, make_events, post, send_raw, wait_readable
 
 from logship.cli import main
 from logship.cli.bodies import BadRequest
@@ -29,6 +27,8 @@ from logship.cli.receive import Receiver
 from logship.cli.wire import read_chunked
 
 from conftest import require_within
+from procs import Proc, child_env
+from receiving import answer, head, make_events, post, send_raw, wait_readable
 
 MiB = 1024 * 1024
 EVENTS = make_events(3)
