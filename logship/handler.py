@@ -22,6 +22,7 @@ from logship.context import get_context
 from logship.lifecycle import WORKER_THREADS
 from logship.pure.event import format_exc_info, unformattable
 from logship.pure.options import Options, build_options
+from logship.pure.redact_url import redact_url
 from logship.ring import Ring
 from logship.worker import Worker, spill_reserve
 from logship.worker.diagnostics import Warner
@@ -264,4 +265,4 @@ class ShipHandler(logging.Handler):
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
-        return f"<{type(self).__name__} url={self.options.url!r} level={level}>"
+        return f"<{type(self).__name__} url={redact_url(self.options.url)!r} level={level}>"

@@ -53,7 +53,7 @@ MiB = 1024 * 1024
 class Options:
     """Every setting of a :class:`~logship.ShipHandler`, checked and filled."""
 
-    url: str
+    url: str = field(repr=False)  # may hold a password: shown redacted, never here
     token: str | None = field(default=None, repr=False)
     token_file: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)

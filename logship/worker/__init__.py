@@ -14,6 +14,7 @@ import time
 from logship.lifecycle import start_worker_thread
 from logship.pure.encoding import Encoding
 from logship.pure.options import Options
+from logship.pure.redact_url import redact_url
 from logship.pure.sealing import Sealer, parse_key
 from logship.worker.diagnostics import Warner
 from logship.worker.pipeline import Pipeline
@@ -100,7 +101,7 @@ class Worker:
                 "logship: closed with %d events neither delivered to %s nor spilled "
                 "(dropped, counted)",
                 lost,
-                self.opts.url,
+                redact_url(self.opts.url),
             )
         # Even with a request still running: its connection, returned to a
         # closed pool later, is closed then instead of lingering.

@@ -96,6 +96,7 @@ class Pipeline:
         self.stopping = False  # stop the threads at the next chance
         self.healthy: bool | None = None  # the last request's outcome; None before any
         self.spill_bytes = 0
+        self.spill_refused: str | None = None  # why the spill folder is not used, if it is not
         self.last_success: float | None = None
         self.last_error: str | None = None
         self.last_error_kind: str | None = None  # e.g. "dns", "tls-expired", "http-401"
@@ -294,6 +295,7 @@ class Pipeline:
             last_success, last_error = self.last_success, self.last_error
             last_kind, last_error_time = self.last_error_kind, self.last_error_time
             in_memory, spill_bytes = self.in_memory, self.spill_bytes
+            spill_refused = self.spill_refused
         dropped = c["dropped"] + ring["ring_dropped"]
         out: dict[str, Any] = {
             "emitted": ring["emitted"],
@@ -308,6 +310,7 @@ class Pipeline:
             "truncated": ring["truncated"],
             "queued": ring["ring_len"] + in_memory,
             "spill_bytes": spill_bytes,
+            "spill_refused": spill_refused,
             "last_success": last_success,
             "last_error": last_error,
             "last_error_kind": last_kind,

@@ -339,11 +339,13 @@ class Pump:
 
     def _write(self, batch: Batch) -> bool:
         store = self.store
-        if store is None or time.monotonic() < self._disk_broken_until:
+        if store is None or store.refused or time.monotonic() < self._disk_broken_until:
             return False
         try:
             if store.write(batch):
                 return True
+            if store.refused:
+                return False  # the folder is not the user's own: said once, by the store
             self.warner.warn(
                 "spill-full",
                 "logship: the spill folder %s is at spill_max_bytes (%d); dropping events "
@@ -360,6 +362,10 @@ class Pump:
                 "in memory are dropped (counted) until it is writable.",
                 store.folder,
                 e,
+            )
+        except Exception as e:  # a damaged file or a bug costs this batch, counted, never more
+            self.warner.warn(
+                "spill-error", "logship: cannot spill a batch (dropped, counted): %r", e
             )
         return False
 
@@ -386,7 +392,12 @@ class Pump:
             return False
         if batch.encoding != self.encoding.name or batch.gzipped != self.opts.compress:
             # Spilled under other settings: the transport speaks only ours.
-            raw = self.encoding.encode(decode_batch(batch))
+            try:
+                raw = self.encoding.encode(decode_batch(batch))
+            except Exception:  # a body that does not decode, or inflates past its bound
+                pipeline.count("corrupt")
+                pipeline.resolve(batch, "dropped")  # acknowledged: it leaves the disk
+                return True
             batch.body = gzip_compress(raw) if self.opts.compress else raw
             batch.encoding, batch.gzipped = self.encoding.name, self.opts.compress
         self.pipeline.enqueue(batch)

@@ -11,6 +11,7 @@ from collections import deque
 
 from logship.pure.encoding import Encoding
 from logship.pure.options import Options
+from logship.pure.redact_url import redact_url
 from logship.pure.retry import Backoff, Verdict, classify, hold_hint, parse_retry_after
 from logship.pure.sealing import Sealer
 from logship.worker.diagnostics import Warner
@@ -69,6 +70,7 @@ class Sender:
         sealer: Sealer | None = None,
     ) -> None:
         self.opts = opts
+        self.shown_url = redact_url(opts.url)  # what warnings name: no secret
         self.sealer = sealer
         self.pipeline = pipeline
         self.transport = transport
@@ -123,7 +125,7 @@ class Sender:
                 self.warner.warn(
                     f"hold-{answer.status}",
                     "logship: %s answered %d; %s. Events are kept and retried every %.0f s.",
-                    self.opts.url,
+                    self.shown_url,
                     answer.status,
                     hold_hint(answer.status, answer.location),
                     self.opts.retry_max_backoff,
@@ -162,7 +164,7 @@ class Sender:
                 "cert-expiry",
                 "logship: the certificate of %s expires in %.1f days: renew it before "
                 "delivery stops.",
-                self.opts.url,
+                self.shown_url,
                 days,
                 interval=86400.0,
             )
@@ -179,7 +181,7 @@ class Sender:
             self.warner.warn(
                 f"conn-{kind}",
                 "logship: cannot deliver to %s: %s (%s). Retrying with back-off.",
-                self.opts.url,
+                self.shown_url,
                 KIND_HINTS.get(kind, KIND_HINTS["connection"]),
                 answer.error,
             )
@@ -187,7 +189,7 @@ class Sender:
             self.warner.warn(
                 f"status-{answer.status}",
                 "logship: %s answered %d: %s. Retrying with back-off.",
-                self.opts.url,
+                self.shown_url,
                 answer.status,
                 status_hint(answer.status),
             )
@@ -202,7 +204,14 @@ class Sender:
             folder = self.opts.spill_dir or default_spill_dir(self.opts.url)
             events = decode_batch(batch)
             where = write_dead_letter(
-                folder, self.opts.url, batch.key, events, status, reason, self.sealer
+                folder,
+                self.opts.url,
+                batch.key,
+                events,
+                status,
+                reason,
+                self.sealer,
+                self.opts.spill_max_bytes,
             )
         except Exception as e:  # the events are counted as rejected either way
             where = f"not written ({e!r})"
@@ -211,7 +220,7 @@ class Sender:
         self.warner.warn(
             f"reject-{status}",
             "logship: %s rejected a batch of %d events with %d (%s): %s. Dead-letter file: %s",
-            self.opts.url,
+            self.shown_url,
             batch.count,
             status,
             reason[:200],
