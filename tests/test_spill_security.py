@@ -455,3 +455,28 @@ def test_dead_letters_are_capped_and_rotated(server, make_handler, tmp_path):
     read = sf.read_dead_letters(folder)
     kept = sorted(int(e["message"].split()[1]) for b in read.batches for e in b.events or ())
     assert kept and kept == list(range(kept[0], 400)), "the newest are kept, the oldest go"
+
+
+def test_status_reads_dead_letters_as_a_stream(tmp_path, capsys):
+    import tracemalloc
+
+    from logship.cli import spill as spill_cli
+
+    folder = str(tmp_path / "spill")
+    batch = [{"message": os.urandom(512).hex(), "n": i} for i in range(1000)]  # ~1 MiB a frame
+    for i in range(24):
+        sf.write_dead_letter(folder, "http://127.0.0.1:9/app", f"k{i}", batch, 400, "bad")
+    size = sum(
+        os.path.getsize(os.path.join(folder, n))
+        for n in os.listdir(folder)
+        if n.startswith("dead-letter")
+    )
+    require(size > 20 * 1024 * 1024, size)
+    tracemalloc.start()
+    try:
+        spill_cli.status([folder], folder)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "24000 events in 24 rejected batches" in capsys.readouterr().out
+    assert peak < size / 3, f"{peak} bytes held to read {size} bytes of dead letters"
