@@ -36,7 +36,9 @@ from logship.pure.options import (
     Options,
     build_options,
     check_names,
+    make_folder,
 )
+from logship.pure.redact_url import redact_url
 from logship.pure.snapshot import IMMUTABLE, N_INIT, extras_of, resolve
 from logship.worker import Worker, spill_reserve
 from logship.worker.diagnostics import Warner
@@ -138,6 +140,8 @@ class ShipHandler(logging.Handler):
         self._exit_deadline: float | None = None
         self._flush_returned = 0.0
         self._spill_dir = (opts.spill_dir or default_spill_dir(opts.url)) if opts.spill else None
+        if opts.spill and opts.spill_dir:
+            make_folder("spill_dir", opts.spill_dir)
         self._new_worker()
         lifecycle.track(self)
         if self._spill_dir and has_spilled(self._spill_dir):
@@ -403,7 +407,7 @@ class ShipHandler(logging.Handler):
         Cumulative counts since the handler was made: ``emitted``,
         ``adopted``, ``shipped``, ``dropped``, ``rejected``, ``spilled``,
         ``replayed``, ``retries``, ``corrupt``, ``truncated``. Current
-        gauges: ``pending``, ``queued``, ``spill_bytes``. The last delivery
+        gauges: ``pending``, ``queued``, ``spill_bytes``, ``spill_refused``. The last delivery
         outcome: ``last_success``, ``last_error``, ``last_error_kind``,
         ``last_error_time``. [The reference][the-keys-of-stats] says what each
         key means.
@@ -439,7 +443,7 @@ class ShipHandler(logging.Handler):
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
-        return f"<{type(self).__name__} url={self.options.url!r} level={level}>"
+        return f"<{type(self).__name__} url={redact_url(self.options.url)!r} level={level}>"
 
 
 # help() and inspect.signature() would show __new__'s (*args, **kwargs): show

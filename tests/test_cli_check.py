@@ -11,6 +11,7 @@ import datetime as dt
 import email.utils
 import http.server
 import json
+import os
 import re
 import socket
 import ssl
@@ -34,7 +35,7 @@ from faultserver import CLOSE, FaultServer, status
 
 TOKEN = "tok-3f9a7c51e2d84b06"
 API_KEY = "s3cret"
-STEPS = ["dns", "tcp", "tls", "post", "clock"]
+STEPS = ["dns", "tcp", "tls", "post", "clock", "spill"]
 NOW = dt.datetime.now(dt.timezone.utc)
 
 
@@ -86,7 +87,9 @@ def lines(out: str) -> dict[str, str]:
     """The report's step lines, by step name."""
     found = {}
     for line in out.splitlines():
-        m = re.match(r"\s+(DNS|TCP|TLS|POST|CLOCK)\s+(PASS|WARN|FAIL|SKIP)\s+[\d.]+ ms\s", line)
+        m = re.match(
+            r"\s+(DNS|TCP|TLS|POST|CLOCK|SPILL)\s+(PASS|WARN|FAIL|SKIP)\s+[\d.]+ ms\s", line
+        )
         if m:
             found[m.group(1).lower()] = line
     assert list(found) == STEPS, out
@@ -114,6 +117,7 @@ def test_plain_http_201_passes_and_sends_one_event_as_the_handler_would(server, 
         "tls": "SKIP",
         "post": "PASS",
         "clock": "PASS",
+        "spill": "PASS",
     }
     assert out.rstrip().endswith("all checks passed")
     assert TOKEN not in out
@@ -449,6 +453,7 @@ def test_a_port_nothing_listens_on_fails_at_tcp(capsys, refused_port):
         "tls": "SKIP",
         "post": "SKIP",
         "clock": "SKIP",
+        "spill": "PASS",
     }
     tcp = lines(out)["tcp"]
     assert "refused" in tcp
@@ -459,7 +464,7 @@ def test_a_name_that_does_not_resolve_fails_at_dns(capsys):
     code, out = check(capsys, "https://logs.nowhere.invalid:9880/app")
     assert code == 1
     v = verdicts(out)
-    assert v["dns"] == "FAIL" and {v[s] for s in STEPS[1:]} == {"SKIP"}
+    assert v["dns"] == "FAIL" and {v[s] for s in STEPS[1:5]} == {"SKIP"}
     dns = lines(out)["dns"]
     assert "logs.nowhere.invalid does not resolve" in dns
     assert fix_of(dns) == "the host name does not resolve: check the URL's host and your DNS"
@@ -753,6 +758,44 @@ def test_clock_judgement():
     assert check_clock(date, now + MAX_SKEW + 2).verdict == "WARN"
     assert check_clock(None, now).verdict == "SKIP"
     assert check_clock("yesterday-ish", now).verdict == "SKIP"
+
+
+# -- the spill folder -----------------------------------------------------------------------
+
+
+def test_a_spill_folder_of_another_user_fails_the_spill_step(server, capsys, tmp_path, monkeypatch):
+    folder = tmp_path / "spill"
+    folder.mkdir()
+    os.chown(folder, 54321, 54321)
+    monkeypatch.setenv("LOGSHIP_SPILL_DIR", str(folder))
+    code, out = check(capsys, server.url())
+    assert code == 1 and verdicts(out)["spill"] == "FAIL"
+    spill = lines(out)["spill"]
+    assert f"the spill folder {folder} is owned by uid 54321" in spill
+    assert "a handler would run without a spill" in spill
+    assert fix_of(spill).startswith("give spill_dir (or LOGSHIP_SPILL_DIR) a folder this user owns")
+
+
+def test_the_spill_step_says_where_the_folder_is_and_changes_nothing(
+    server, capsys, tmp_path, monkeypatch
+):
+    folder = tmp_path / "spill"
+    monkeypatch.setenv("LOGSHIP_SPILL_DIR", str(folder))
+    code, out = check(capsys, server.url())
+    assert code == 0 and f"{folder}: not made yet" in lines(out)["spill"]
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    code, out = check(capsys, server.url())
+    assert code == 0 and "mode 755: a handler makes it 0700" in lines(out)["spill"]
+    assert folder.stat().st_mode & 0o777 == 0o755
+
+
+def test_no_secret_of_the_url_is_printed(server, capsys):
+    url = f"http://user:pw-0c1d2e3f@127.0.0.1:{server.port}/app?api_key=key-4a5b6c7d"
+    code, out = check(capsys, url)
+    assert code == 0, out
+    assert "pw-0c1d2e3f" not in out and "key-4a5b6c7d" not in out
+    assert "user:***@127.0.0.1" in out and "api_key=***" in out
 
 
 # -- JSON and usage -------------------------------------------------------------------------

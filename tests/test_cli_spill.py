@@ -295,7 +295,8 @@ def test_replay_exits_1_and_keeps_everything_when_the_endpoint_is_down(server, t
     took = time.monotonic() - t0
     assert r.returncode == 1, r.stdout + r.stderr
     files = len(sf.list_files(folder))
-    assert f"{files} spill files remain (endpoint unreachable" in r.stdout, r.stdout
+    assert f"{files} spill files remain" in r.stdout, r.stdout
+    assert "the connection was refused" in r.stdout
     assert took < 10, f"replay took {took:.1f} s with --timeout 1"
     # Nothing was lost: the files are back, free for the next attempt.
     assert events_on_disk(folder) == 30
@@ -370,3 +371,65 @@ def test_an_empty_folder_has_nothing_to_do(action, tmp_path):
     r = cli(action, "--dir", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "nothing spilled" in r.stdout
+
+
+def with_token(**more: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
+    return {**env, "LOGSHIP_TOKEN": "tok-replay-7f3a9c", **more}
+
+
+def authorizations(server: FaultServer) -> set[str | None]:
+    return {r.headers.get("Authorization") for r in server.requests}
+
+
+def test_replay_sends_the_token_only_where_it_was_given_for(server, tmp_path):
+    folder = str(tmp_path / "spill")
+    spill(server, folder, 12)
+    (f,) = sf.list_files(folder)
+    # LOGSHIP_URL names another endpoint: the one the file records gets no token.
+    r = cli("replay", "--dir", folder, env=with_token(LOGSHIP_URL="http://127.0.0.1:1/other"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{f.path} -> {server.url()}" in r.stdout
+    assert f"no token sent to {server.url()}" in r.stdout
+    assert sorted(numbers(server, "ev")) == list(range(12))
+    assert authorizations(server) == {None}
+
+
+@pytest.mark.parametrize("how", ["LOGSHIP_URL", "--url"])
+def test_replay_sends_the_token_to_the_endpoint_named_for_it(how, server, tmp_path):
+    folder = str(tmp_path / "spill")
+    spill(server, folder, 5)
+    if how == "--url":
+        r = cli("replay", "--dir", folder, "--url", server.url(), env=with_token())
+    else:
+        r = cli(
+            "replay",
+            "--dir",
+            folder,
+            env=with_token(LOGSHIP_URL=server.url().replace("http:", "HTTP:")),
+        )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert authorizations(server) == {"Bearer tok-replay-7f3a9c"}
+
+
+def test_replay_says_the_connection_was_refused(server, tmp_path):
+    folder = str(tmp_path / "spill")
+    spill(server, folder, 30)
+    server.down()
+    r = cli("replay", "--dir", folder, "--timeout", "1")
+    assert r.returncode == 1, r.stdout + r.stderr
+    files = len(sf.list_files(folder))
+    assert "adopted" not in r.stdout
+    assert f"{folder}: 30 events in {files} files left: the connection was refused" in r.stdout
+
+
+def test_status_and_replay_refuse_a_folder_of_another_user(server, tmp_path):
+    folder = str(tmp_path / "spill")
+    spill(server, folder, 5)
+    os.chown(folder, 54321, 54321)
+    r = cli("status", "--dir", folder)
+    assert r.returncode == 0, r.stderr
+    assert f"  refused       the spill folder {folder} is owned by uid 54321" in r.stdout
+    r = cli("replay", "--dir", folder)
+    assert r.returncode == 1 and "is owned by uid 54321" in r.stdout + r.stderr
+    assert server.requests == []

@@ -98,13 +98,14 @@ def test_a_spill_dir_under_a_regular_file_is_refused(tmp_path):
 def test_a_spill_dir_that_cannot_be_created_is_refused():
     path = "/proc/logship-spill"  # not even root can make a folder here
     with pytest.raises(ValueError, match="option 'spill_dir' names '/proc/logship-spill', which"):
-        build_options({"url": "http://h/x", "spill_dir": path})
+        logship.ShipHandler(url="http://h/x", spill_dir=path)
 
 
-def test_a_missing_spill_dir_is_made_private(tmp_path):
+def test_a_missing_spill_dir_is_made_private_by_the_handler_only(tmp_path):
     path = tmp_path / "a" / "b"
     opts = build_options({"url": "http://h/x", "spill_dir": str(path)})
-    assert opts.spill_dir == str(path)
+    assert opts.spill_dir == str(path) and not path.exists()  # checking changes nothing
+    logship.ShipHandler(url="http://h/x", spill_dir=str(path)).close()
     assert path.is_dir() and (path.stat().st_mode & 0o777) == 0o700
 
 

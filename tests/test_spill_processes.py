@@ -182,9 +182,9 @@ def events_on_disk(folder: str, pid: int | None = None) -> int:
     for f in sf.list_files(folder):
         if pid is not None and int(f.owner.split(".")[1]) != pid:
             continue
-        for _offset, payload in sf.spill_frames(f.path, sf.read_acks(f.ack_path)):
-            if payload is not None:
-                total += int(payload["n"])
+        for _offset, batch in sf.spill_frames(f.path, sf.read_acks(f.ack_path)):
+            if batch is not None:
+                total += batch.n
     return total
 
 

@@ -1,19 +1,21 @@
 """``logship check URL``: is this endpoint ready to take logship's events, and if not, why.
 
-Five steps, in order, one line each with its time and verdict: DNS, TCP to
+Six steps, in order, one line each with its time and verdict: DNS, TCP to
 every address, TLS (:mod:`logship.cli.tlsinfo`), a test POST of one event
-made and sent exactly as a handler would, and the clock skew against the
-server's ``Date`` header (both in :mod:`logship.cli.checkhttp`). A step whose
+made and sent exactly as a handler would, the clock skew against the
+server's ``Date`` header (both in :mod:`logship.cli.checkhttp`), and whether
+the spill folder a handler would use is one it may use. A step whose
 prerequisite failed is skipped. Every WARN or FAIL line ends with the fix to
 try. Exit status: 0 when nothing failed, 1 when something did, 2 for a usage
-error. The token and the values of ``--header`` are never printed: they may
-be secrets.
+error. The token, the values of ``--header`` and the URL's secrets are never
+printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 import threading
@@ -33,6 +35,9 @@ from logship.pure.options import (
     read_token_file,
     shown_name,
 )
+from logship.pure.redact_url import redact_url, scrub, url_secrets
+from logship.worker.safefiles import folder_problem
+from logship.worker.spillfolder import default_spill_dir
 
 
 @dataclass
@@ -103,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"logship check: error: {str(e).removeprefix('logship: ')}", file=sys.stderr)
         return 2
     hide = hider(opts)
-    url = hide(_display_url(opts.url))
+    url = hide(redact_url(opts.url))
     steps: list[Step] = []
     if not args.json:
         print(f"logship check {url}", flush=True)
@@ -182,21 +187,14 @@ MIN_HIDDEN = 4
 
 
 def hider(opts: Options) -> Callable[[str], str]:
-    """A function that masks the token and the header values in a text."""
+    """A function that masks the token, the header values and the URL's secrets in a text."""
     token = opts.token or (read_token_file(opts.token_file) if opts.token_file else None)
-    masks = {value: f"[header {name}]" for name, value in opts.headers.items()}
-    masks = {value: mask for value, mask in masks.items() if len(value) >= MIN_HIDDEN}
+    masks = [(value, f"[header {name}]") for name, value in opts.headers.items()]
+    masks = [(value, mask) for value, mask in masks if len(value) >= MIN_HIDDEN]
+    masks += url_secrets(opts.url)
     if token:
-        masks[token] = "[token]"
-    # The longest first: a secret that holds another is masked whole.
-    ordered = sorted(masks.items(), key=lambda item: len(item[0]), reverse=True)
-
-    def hide(text: str) -> str:
-        for secret, mask in ordered:
-            text = text.replace(secret, mask)
-        return text
-
-    return hide
+        masks.append((token, "[token]"))
+    return lambda text: scrub(text, masks)
 
 
 def token_source(args: argparse.Namespace, opts: Options) -> str | None:
@@ -212,14 +210,6 @@ def token_source(args: argparse.Namespace, opts: Options) -> str | None:
     return None
 
 
-def _display_url(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
@@ -230,7 +220,31 @@ def _step(name: str, finding: Finding, started: float | None = None) -> Step:
 
 
 def run_checks(opts: Options, token_from: str | None) -> Iterator[Step]:
-    """The five steps, each yielded as soon as it is done."""
+    """The six steps, each yielded as soon as it is done."""
+    yield from _endpoint_checks(opts, token_from)
+    started = time.perf_counter()
+    yield _step("spill", check_spill_folder(opts.spill_dir or default_spill_dir(opts.url)), started)
+
+
+def check_spill_folder(folder: str) -> Finding:
+    """Whether a handler may use ``folder`` as its spill folder (read-only: changes nothing)."""
+    problem = folder_problem(folder, tighten=False)
+    if problem is not None:
+        return Finding(
+            "FAIL",
+            f"{problem}: a handler would run without a spill",
+            "give spill_dir (or LOGSHIP_SPILL_DIR) a folder this user owns, or chown this one",
+        )
+    try:
+        mode = os.lstat(folder).st_mode & 0o777
+    except FileNotFoundError:
+        return Finding("PASS", f"{folder}: not made yet; a handler makes it, mode 0700")
+    tightened = "" if mode == 0o700 else f" (mode {mode:o}: a handler makes it 0700)"
+    return Finding("PASS", f"{folder}: this user's{tightened}")
+
+
+def _endpoint_checks(opts: Options, token_from: str | None) -> Iterator[Step]:
+    """DNS, TCP, TLS, the test POST and the clock."""
     parts = urllib.parse.urlsplit(opts.url)
     host = parts.hostname or ""
     https = parts.scheme == "https"

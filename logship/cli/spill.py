@@ -3,22 +3,33 @@
 ``--dir`` names one spill folder, or a folder of them (the default is the
 cache folder that holds every endpoint's default spill folder). Files being
 written by a live handler are never replayed or deleted from here: that
-handler replays them itself when its endpoint answers.
+handler replays them itself when its endpoint answers. A folder that is not
+the user's own is reported, never replayed or purged. Nothing read from a
+file (an endpoint, a reason) is printed with a secret or a control
+character in it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import logship
+from logship.pure.diagnosis import hint as kind_hint
+from logship.pure.redact_url import MASK, normalize_url, redact_url
+from logship.pure.retry import Verdict, classify, hold_hint
 from logship.pure.sealing import Sealer, parse_key
 from logship.worker import spillfolder as sf
+from logship.worker.deadletters import DeadLetterReader
+from logship.worker.sender import status_hint
 
 _POLL = 0.1
 # Summaries here treat this process's own handlers as gone: the replaying
@@ -91,7 +102,9 @@ def status(folders: list[str], root: str) -> int:
     for folder in folders:
         s = sf.summarize(folder, _OURS, sealer)
         print(folder)
-        print(f"  endpoint      {s.url or 'unknown'}")
+        if s.refused:
+            print(f"  refused       {s.refused}: logship will not use it (docs/security.md)")
+        print(f"  endpoint      {_printable(s.url or 'unknown')}")
         oldest = f", oldest {_age(now - s.oldest)} old" if s.oldest is not None else ""
         print(f"  spilled       {s.events} events in {s.files} files, {s.bytes} bytes{oldest}")
         if s.live_files:
@@ -104,11 +117,12 @@ def status(folders: list[str], root: str) -> int:
             )
         if s.corrupt:
             print(f"  corrupt       {s.corrupt} damaged regions (skipped on replay)")
-        letters = sf.read_dead_letters(folder, sealer)
-        if letters.batches or letters.corrupt:
+        # Read as a stream: only the latest few batches are kept.
+        letters = sf.read_dead_letters(folder, sealer, keep=_LATEST)
+        if letters.count or letters.corrupt:
             damaged = f", {letters.corrupt} damaged regions" if letters.corrupt else ""
             print(
-                f"  dead letters  {letters.events} events in {len(letters.batches)} "
+                f"  dead letters  {letters.events} events in {letters.count} "
                 f"rejected batches{damaged} ({sf.DEAD_LETTER_NAME}; --dead-letters prints them)"
             )
             _latest_rejections(letters)
@@ -121,23 +135,27 @@ _REASON_CHARS = 100
 
 
 def _latest_rejections(letters: sf.DeadLetters) -> None:
-    batches = letters.batches
-    for b in batches[-_LATEST:]:
+    for b in letters.batches:
         if b.events is None:
             print(f"    a rejected batch that cannot be read: {letters.locked_why}")
             continue
         when = _utc(b.time) if b.time is not None else "time unknown"
         status = b.status or "no status"
         print(f"    {when}  {status}  {len(b.events)} events  {_one_line(b.reason)}")
-    if len(batches) > _LATEST:
-        print(f"    … and {len(batches) - _LATEST} earlier")
+    if letters.count > len(letters.batches):
+        print(f"    … and {letters.count - len(letters.batches)} earlier")
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """``text`` from a file on one line, with nothing a terminal would act on, cut to ``limit``."""
+    printable = "".join(c if c.isprintable() else " " for c in text)
+    text = " ".join(printable.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _one_line(reason: str) -> str:
-    """The server's reason on one short line, with nothing a terminal would act on."""
-    printable = "".join(c if c.isprintable() else " " for c in reason)
-    text = " ".join(printable.split()) or "no reason given"
-    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
+    """The server's reason on one short line."""
+    return _printable(reason, _REASON_CHARS) or "no reason given"
 
 
 def _utc(unix: float) -> str:
@@ -148,13 +166,14 @@ def dead_letters(folders: list[str]) -> int:
     """Print every dead-lettered event as a JSON line; 1 if some could not be read.
 
     Each line holds the event and why its batch was rejected:
-    ``{"rejected_at", "status", "reason", "url", "folder", "event"}``.
+    ``{"rejected_at", "status", "reason", "url", "folder", "event"}``. The
+    files are read as a stream, one batch at a time.
     """
     sealer = _sealer()
     unreadable = 0
     for folder in folders:
-        letters = sf.read_dead_letters(folder, sealer)
-        for b in letters.batches:
+        letters = DeadLetterReader(folder, sealer)
+        for b in letters:
             for event in b.events or ():
                 line = {
                     "rejected_at": _utc(b.time) if b.time is not None else None,
@@ -177,20 +196,96 @@ def dead_letters(folders: list[str]) -> int:
     return 1 if unreadable else 0
 
 
-def _replay_folder(folder: str, url: str, timeout: float) -> int:
+# -- replay ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Target:
+    """Where one folder's files are sent, and whether the token goes with them."""
+
+    url: str  # to send to (may hold the secrets LOGSHIP_URL or --url gave)
+    token: bool  # LOGSHIP_TOKEN / LOGSHIP_TOKEN_FILE are sent
+    why_no_token: str = ""
+
+
+def _target(s: sf.FolderSummary, url: str | None) -> _Target | str:
+    """Where to send a folder, or why it cannot be sent (a usage error).
+
+    The token goes only to the endpoint it was given for: ``--url``, or the
+    endpoint the files record when it is ``LOGSHIP_URL`` (spelled either
+    way). Anywhere else the files are sent without it. Files record their
+    endpoint redacted: one whose secrets were masked needs ``--url`` or
+    ``LOGSHIP_URL``.
+    """
+    if url:
+        return _Target(url, True)
+    recorded = set(s.urls.values()) or ({s.url} if s.url else set())
+    if not recorded:
+        return "no endpoint recorded; pass --url"
+    if len(recorded) > 1:
+        named = ", ".join(sorted(recorded))
+        return f"its files record {len(recorded)} endpoints ({named}); pass --url"
+    (shown,) = recorded
+    env_url = os.environ.get("LOGSHIP_URL")
+    if env_url and _same_endpoint(env_url, shown):
+        return _Target(env_url, True)
+    if MASK in shown:
+        return (
+            f"its files record {shown}, whose secrets are not stored: pass --url, "
+            "or set LOGSHIP_URL to it"
+        )
+    why = "" if not _token_given() else f"it is not LOGSHIP_URL (pass --url {shown} to send it)"
+    return _Target(shown, False, why)
+
+
+def _same_endpoint(url: str, recorded: str) -> bool:
+    return redact_url(normalize_url(url)) == redact_url(normalize_url(recorded))
+
+
+def _token_given() -> bool:
+    return any(os.environ.get(k) for k in _TOKEN_VARIABLES)
+
+
+_TOKEN_VARIABLES = ("LOGSHIP_TOKEN", "LOGSHIP_TOKEN_FILE")
+
+
+@contextlib.contextmanager
+def _no_token_from_environment(token: bool) -> Iterator[None]:
+    """While a handler is built: without ``token``, it finds no token in the environment."""
+    saved = {} if token else {k: os.environ.pop(k) for k in _TOKEN_VARIABLES if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _why_not_sent(st: dict[str, Any]) -> str:
+    """What the last failed attempt says about the endpoint, precisely."""
+    kind, error = st["last_error_kind"], st["last_error"]
+    if kind is None:
+        return "no answer from the endpoint"
+    if kind.startswith("http-"):
+        code = int(kind[5:])
+        hint = hold_hint(code) if classify(code) is Verdict.HOLD else status_hint(code)
+        return f"the endpoint answered {code}: {hint}"
+    return f"{kind_hint(kind)} ({error})"
+
+
+def _replay_folder(folder: str, target: _Target, timeout: float) -> int:
     """Adopt and send one folder's files; returns the spill files left afterwards."""
-    handler = logship.ShipHandler(url=url, spill_dir=folder, shutdown_timeout=5.0)
+    with _no_token_from_environment(target.token):
+        handler = logship.ShipHandler(url=target.url, spill_dir=folder, shutdown_timeout=5.0)
     sealer = _sealer()  # the handler takes LOGSHIP_SPILL_KEY too: count what it can open
+    tty = sys.stdout.isatty()
     try:
         last_progress, last_shipped = time.monotonic(), -1
-        tty = sys.stdout.isatty()
         last_line = ""
         while True:
             st = handler.stats()
             remaining = sf.summarize(folder, _OURS, sealer)
             line = (
-                f"  adopted {st['adopted']:>8}  replayed {st['replayed']:>8}  "
-                f"dropped {st['dropped']:>6}  on disk {remaining.events:>8}"
+                f"  sent {st['replayed']:>8}  dropped {st['dropped']:>6}  "
+                f"left on disk {remaining.events:>8}"
             )
             if tty:
                 print("\r" + line, end="", flush=True)
@@ -203,39 +298,71 @@ def _replay_folder(folder: str, url: str, timeout: float) -> int:
             if st["shipped"] != last_shipped:
                 last_shipped, last_progress = st["shipped"], time.monotonic()
             elif time.monotonic() - last_progress > timeout:
-                print(f"\n  no progress for {timeout:.0f} s: {st['last_error'] or 'no answer'}")
+                print(f"\n  nothing sent for {timeout:g} s")  # why: said below
                 break
             time.sleep(_POLL)
     finally:
         handler.close()
     if tty:
         print()
-    return sf.summarize(folder, _OURS).files
+    return _report_left(folder, sealer, handler.stats())
+
+
+def _report_left(folder: str, sealer: Sealer | None, st: dict[str, Any]) -> int:
+    """Say what is left in ``folder`` and why; returns the spill files left."""
+    left = sf.summarize(folder, _OURS, sealer)
+    undelivered = left.files - left.live_files - left.locked_files
+    if undelivered:
+        print(f"{folder}: {left.events} events in {undelivered} files left: {_why_not_sent(st)}")
+    if left.live_files:
+        pids = ", ".join(str(p) for p in sorted(left.live_owners))
+        print(
+            f"{folder}: {left.live_files} files are being written by live process(es) {pids}, "
+            "which replay them themselves"
+        )
+    if left.locked_files:
+        print(
+            f"{folder}: {left.locked_files} files are encrypted under a key not given "
+            "(set LOGSHIP_SPILL_KEY)"
+        )
+    return left.files
 
 
 def replay(folders: list[str], root: str, url: str | None, timeout: float) -> int:
-    """Replay every folder; 1 if any spill file remains, 2 if an endpoint is unknown."""
+    """Replay every folder; 1 if any spill file remains, 2 if an endpoint is unknown.
+
+    Before sending, each file is listed with where it goes.
+    """
     if not folders:
         print(f"nothing spilled under {root}")
         return 0
     logging.getLogger("logship").setLevel(logging.WARNING)
     left = 0
     for folder in folders:
-        target = url or sf.summarize(folder, _OURS).url
-        if not target:
-            print(f"{folder}: no endpoint recorded; pass --url", file=sys.stderr)
+        s = sf.summarize(folder, _OURS)
+        if s.refused:
+            print(f"{folder}: {s.refused}: not replayed (docs/security.md)")
+            left += s.files
+            continue
+        target = _target(s, url)
+        if isinstance(target, str):
+            print(f"{folder}: {target}", file=sys.stderr)
             return 2
-        print(f"{folder} -> {target}")
+        shown = redact_url(target.url)
+        for f in sf.list_files(folder):
+            print(f"{f.path} -> {shown}")
+        if target.why_no_token:
+            print(f"  no token sent to {shown}: {target.why_no_token}")
         left += _replay_folder(folder, target, timeout)
     if left:
-        print(f"{left} spill files remain (endpoint unreachable, or written by live processes)")
+        print(f"{left} spill files remain")
         return 1
     print("everything spilled was delivered")
     return 0
 
 
 def purge(folders: list[str], root: str, yes: bool, dead_letters: bool) -> int:
-    """Delete spill files after confirmation; 1 when not confirmed."""
+    """Delete spill files after confirmation; 1 when not confirmed, or a folder is refused."""
     if not folders:
         print(f"nothing spilled under {root}")
         return 0
@@ -249,8 +376,14 @@ def purge(folders: list[str], root: str, yes: bool, dead_letters: bool) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted (pass --yes to skip this question)")
             return 1
+    refused = 0
     for folder in folders:
-        deleted, kept = sf.purge(folder, _OURS, dead_letters)
+        try:
+            deleted, kept = sf.purge(folder, _OURS, dead_letters)
+        except sf.UnsafeFolder as e:
+            print(f"{folder}: {e}: nothing deleted (docs/security.md)")
+            refused += 1
+            continue
         kept_note = f", kept {kept} being written by live processes" if kept else ""
         print(f"{folder}: deleted {deleted} files{kept_note}")
-    return 0
+    return 1 if refused else 0

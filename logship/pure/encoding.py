@@ -140,6 +140,19 @@ def gzip_compress(body: bytes) -> bytes:
     return c.compress(body) + c.flush()
 
 
-def gzip_decompress(body: bytes) -> bytes:
-    """Undo :func:`gzip_compress`."""
-    return zlib.decompress(body, 31)
+#: No body logship makes inflates past this: one that does is damaged or hostile.
+MAX_INFLATED = 256 * 1024 * 1024
+
+
+def gzip_decompress(body: bytes, limit: int = MAX_INFLATED) -> bytes:
+    """Undo :func:`gzip_compress`; ``ValueError`` past ``limit`` bytes, ``zlib.error`` if damaged.
+
+    Bounded: a small body read back from disk must not inflate without end.
+    """
+    inflater = zlib.decompressobj(31)
+    raw = inflater.decompress(body, limit)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"a gzip body that inflates past {limit} bytes")
+    if not inflater.eof:
+        raise zlib.error("a gzip body that ends early")
+    return raw

@@ -164,26 +164,41 @@ def existing_file(name: str, value: Any) -> str | None:
 
 
 def usable_folder(name: str, value: Any) -> str | None:
-    """A folder that exists and this user can write, made (mode 0700) when missing; None stays.
+    """A folder that exists and this user can write, or can be made; None stays None.
 
-    A path under a regular file, or one that cannot be created or written,
-    would otherwise fail only during the first outage, when the events it
-    should keep are already being lost.
+    Nothing is made here (``logship check`` builds options too, and changes
+    nothing): the handler makes a missing folder when it is built
+    (:func:`make_folder`). But a path under a regular file, or in a folder
+    this user cannot write, would otherwise fail only during the first
+    outage, when the events it should keep are already being lost.
     """
     path = optional_text(name, value)
     if path is None:
         return None
-    if not os.path.isdir(path):
-        try:
-            os.makedirs(path, mode=0o700)
-        except OSError as e:
+    probe = os.path.abspath(path)
+    while not os.path.isdir(probe):
+        if os.path.lexists(probe):
             raise ValueError(
-                f"logship: option {name!r} names {path!r}, which cannot be made a folder: "
-                f"{e.strerror or e}"
-            ) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"logship: option {name!r} names {path!r}, which this user cannot write")
+                f"logship: option {name!r} names {path!r}, which cannot be a folder: "
+                f"{probe!r} is not one"
+            )
+        probe = os.path.dirname(probe)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"logship: option {name!r} names {path!r}: this user cannot write {probe!r}"
+        )
     return path
+
+
+def make_folder(name: str, path: str) -> None:
+    """Make ``path`` (mode 0700) when missing; ``ValueError`` naming the option if it cannot."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise ValueError(
+            f"logship: option {name!r} names {path!r}, which cannot be made a folder: "
+            f"{e.strerror or e}"
+        ) from None
 
 
 def check_url(name: str, url: Any) -> str:
@@ -334,7 +349,12 @@ class Options:
     """
 
     url: str = _option(
-        None, "the endpoint: `http://` or `https://`", check_url, env="LOGSHIP_URL", shown="none"
+        None,
+        "the endpoint: `http://` or `https://`",
+        check_url,
+        env="LOGSHIP_URL",
+        shown="none",
+        secret=True,  # it may hold a password: shown redacted, never in repr(options)
     )
     token: str | None = _option(
         None,
@@ -380,13 +400,16 @@ class Options:
     spill: bool = _option(True, "`False` turns the file-backed spill off", boolean)
     spill_dir: str | None = _option(
         None,
-        "where spilled events and dead letters go",
+        "where spilled events and dead letters go: a folder of this user, not a link",
         usable_folder,
         env="LOGSHIP_SPILL_DIR",
         shown='a per-endpoint folder under `platformdirs.user_cache_dir("logship")`',
     )
     spill_max_bytes: int = _option(
-        256 * MiB, "cap on the spill folder", positive_int, shown="256 MiB"
+        256 * MiB,
+        "cap on the spill files (dead letters have their own: a quarter of it)",
+        positive_int,
+        shown="256 MiB",
     )
     spill_key: str | None = _option(
         None,

@@ -4,6 +4,11 @@ Pure: bytes in, bytes out. Each sealed frame carries its own random 96-bit
 nonce. The file header (never encrypted) records a key id, a hash of the key
 that reveals nothing of it, so a reader with another key can say "wrong
 key" instead of mistaking every frame for corruption.
+
+A frame is bound to the file it was written in: the associated data names
+the file (its id), so a frame copied into another file does not open there,
+and cannot be delivered twice or passed off as another file's. Frames sealed
+before this binding (associated data without a file id) still open.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import hashlib
 import os
 from typing import Any
 
-# Binds a sealed frame to its purpose: the same key used elsewhere cannot
-# have its ciphertexts passed off as spill frames, nor the reverse.
-_AAD = b"logship-spill-frame-v1"
+# Binds a sealed frame to its purpose (the same key used elsewhere cannot
+# have its ciphertexts passed off as spill frames, nor the reverse) and, from
+# v2 on, to its file.
+_AAD_V1 = b"logship-spill-frame-v1"
+_AAD_V2 = b"logship-spill-frame-v2:"
 KEY_BYTES = 32
 
 
@@ -61,16 +68,21 @@ class Sealer:
         self._aead: Any = AESGCM(key)
         self.key_id = hashlib.sha256(b"logship-spill-key-id:" + key).hexdigest()[:16]
 
-    def seal(self, plaintext: bytes) -> bytes:
-        """Nonce followed by ciphertext and tag."""
+    def seal(self, plaintext: bytes, file_id: str) -> bytes:
+        """Nonce followed by ciphertext and tag, bound to the file ``file_id``."""
         nonce = os.urandom(12)
-        return nonce + bytes(self._aead.encrypt(nonce, plaintext, _AAD))
+        return nonce + bytes(self._aead.encrypt(nonce, plaintext, _AAD_V2 + file_id.encode()))
 
-    def open(self, blob: bytes) -> bytes:
-        """The plaintext of :meth:`seal`; ``WrongKey`` when it does not open."""
+    def open(self, blob: bytes, file_id: str) -> bytes:
+        """The plaintext of :meth:`seal` for the file ``file_id``; ``WrongKey`` if it does not open.
+
+        A frame sealed before frames were bound to their file opens too.
+        """
         from cryptography.exceptions import InvalidTag
 
-        try:
-            return bytes(self._aead.decrypt(blob[:12], blob[12:], _AAD))
-        except (InvalidTag, ValueError):
-            raise WrongKey from None
+        for aad in (_AAD_V2 + file_id.encode(), _AAD_V1):
+            try:
+                return bytes(self._aead.decrypt(blob[:12], blob[12:], aad))
+            except (InvalidTag, ValueError):
+                continue
+        raise WrongKey

@@ -20,6 +20,7 @@ from logship import lifecycle
 from logship.pure.event import EventBuilder
 from logship.pure.options import Options
 from logship.pure.protocols.http import StatusReader, encoder_named
+from logship.pure.redact_url import redact_url
 from logship.pure.sealing import Sealer, parse_key
 from logship.pure.snapshot import resolve_mapping
 from logship.ring import Ring, Signals
@@ -248,7 +249,7 @@ class Worker:
                 "logship: closed with %d events neither delivered to %s nor spilled "
                 "(dropped, counted)",
                 lost,
-                self.opts.url,
+                redact_url(self.opts.url),
             )
         return lost
 

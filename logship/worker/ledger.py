@@ -99,8 +99,7 @@ class Ledger:
         self.stopping = False  # stop the threads at the next chance
         self.health = Health()
         self.spill_bytes = 0
-        #: Why the spill is off when it was asked for (None while it works).
-        self.spill_off: str | None = None
+        self.spill_refused: str | None = None  # why the spill folder is not used, if it is not
 
     # -- pump side -----------------------------------------------------------
 
@@ -312,6 +311,7 @@ class Ledger:
             h = self.health
             last = (h.last_success, h.last_error, h.last_error_kind, h.last_error_time)
             in_memory, spill_bytes = self.in_memory, self.spill_bytes
+            spill_refused = self.spill_refused
         dropped = c["dropped"] + ring["ring_dropped"]
         out: dict[str, Any] = {
             "emitted": ring["emitted"],
@@ -326,6 +326,7 @@ class Ledger:
             "truncated": ring["truncated"],
             "queued": ring["ring_len"] + in_memory,
             "spill_bytes": spill_bytes,
+            "spill_refused": spill_refused,
             "last_success": last[0],
             "last_error": last[1],
             "last_error_kind": last[2],

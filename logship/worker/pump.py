@@ -186,12 +186,7 @@ class Pump:
     def _spill(self, batches: list[Batch]) -> None:
         """Write batches to disk; a batch the disk cannot take is dropped and counted."""
         for b in batches:
-            try:
-                written = self._write(b)
-            except BaseException as e:  # whatever happens, the batch is resolved
-                written = False
-                self.warner.warn("spill-error", "logship: cannot spill a batch: %r", e)
-            if written:
+            if self._write(b):
                 self.ledger.spilled(b)
             else:
                 self.ledger.resolve(b, "dropped")
@@ -199,11 +194,13 @@ class Pump:
 
     def _write(self, batch: Batch) -> bool:
         store = self.store
-        if store is None or time.monotonic() < self._disk_broken_until:
+        if store is None or store.refused or time.monotonic() < self._disk_broken_until:
             return False
         try:
             if store.write(batch):
                 return True
+            if store.refused:
+                return False  # the folder is not the user's own: said once, by the store
             self.warner.warn(
                 "spill-full",
                 "logship: the spill folder %s is at spill_max_bytes (%d); dropping events "
@@ -220,6 +217,10 @@ class Pump:
                 "in memory are dropped (counted) until it is writable.",
                 store.folder,
                 e,
+            )
+        except Exception as e:  # a damaged file or a bug costs this batch, counted, never more
+            self.warner.warn(
+                "spill-error", "logship: cannot spill a batch (dropped, counted): %r", e
             )
         return False
 
@@ -247,7 +248,12 @@ class Pump:
         encoder = self.encoder
         if batch.encoding != encoder.name or batch.gzipped != encoder.compress:
             # Spilled under other settings: the transport speaks only ours.
-            events = encoder_named(batch.encoding, batch.gzipped).events_of(batch.body)
+            try:
+                events = encoder_named(batch.encoding, batch.gzipped).events_of(batch.body)
+            except Exception:  # a body that does not decode, or inflates past its bound
+                ledger.count("corrupt")
+                ledger.resolve(batch, "dropped")  # acknowledged: it leaves the disk
+                return True
             batch.body, batch.raw_size = encoder.body([encoder.unit(e) for e in events])
             batch.encoding, batch.gzipped = encoder.name, encoder.compress
         ledger.enqueue(batch)

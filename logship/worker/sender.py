@@ -17,6 +17,7 @@ from logship.pure.batching import Batch, pick, split
 from logship.pure.diagnosis import hint
 from logship.pure.options import Options
 from logship.pure.protocols import Answer, AnswerReader, Encoder, Outcome
+from logship.pure.redact_url import redact_url
 from logship.pure.retry import Backoff, Verdict, hold_hint
 from logship.pure.sealing import Sealer
 from logship.ring import Signals
@@ -65,6 +66,7 @@ class Sender:
         sealer: Sealer | None = None,
     ) -> None:
         self.opts = opts
+        self.shown_url = redact_url(opts.url)  # what warnings name: no secret
         self.sealer = sealer
         self.ledger = ledger
         self.signals = signals
@@ -166,7 +168,7 @@ class Sender:
         self.warner.warn(
             f"hold-{status}",
             "logship: %s answered %d; %s. Events are kept and retried every %.0f s.",
-            self.opts.url,
+            self.shown_url,
             status,
             hold_hint(status, answer.location),
             self.opts.retry_max_backoff,
@@ -193,7 +195,7 @@ class Sender:
                 "cert-expiry",
                 "logship: the certificate of %s expires in %.1f days: renew it before "
                 "delivery stops.",
-                self.opts.url,
+                self.shown_url,
                 days,
                 interval=86400.0,
             )
@@ -204,7 +206,7 @@ class Sender:
             self.warner.warn(
                 f"conn-{kind}",
                 "logship: cannot deliver to %s: %s (%s). Retrying with back-off.",
-                self.opts.url,
+                self.shown_url,
                 hint(kind),
                 answer.error,
             )
@@ -212,7 +214,7 @@ class Sender:
             self.warner.warn(
                 f"status-{answer.status}",
                 "logship: %s answered %d: %s. Retrying with back-off.",
-                self.opts.url,
+                self.shown_url,
                 answer.status,
                 outcome.reason[:200] if outcome.parts else status_hint(answer.status),
             )
@@ -227,7 +229,14 @@ class Sender:
             folder = self.opts.spill_dir or default_spill_dir(self.opts.url)
             events = self.encoder.events_of(batch.body)
             where = write_dead_letter(
-                folder, self.opts.url, batch.key, events, status, reason, self.sealer
+                folder,
+                self.opts.url,
+                batch.key,
+                events,
+                status,
+                reason,
+                self.sealer,
+                self.opts.spill_max_bytes,
             )
         except Exception as e:  # the events are counted as rejected either way
             where = f"not written ({e!r})"
@@ -239,7 +248,7 @@ class Sender:
         self.warner.warn(
             f"reject-{status}",
             "logship: %s rejected a batch of %d events with %d (%s): %s. Dead-letter file: %s",
-            self.opts.url,
+            self.shown_url,
             batch.count,
             status,
             reason[:200],

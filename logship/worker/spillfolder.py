@@ -1,8 +1,9 @@
-"""The spill folder's layout: file names, owners, liveness, listing, dead letters.
+"""The spill folder's layout: file names, owners, liveness, listing, reading spill files.
 
-This module and ``spillstore`` are the only ones that touch spill files and
-``filelock``. Nothing here runs at import time; ``platformdirs`` is asked
-lazily.
+This module, ``spillstore``, ``deadletters`` and ``safefiles`` (the folder's
+trust checks and the one way its files are opened) are the only ones that
+touch spill files and ``filelock``. Nothing here runs at import time;
+``platformdirs`` is asked lazily.
 
 A spill file is named ``STATE-ID-OWNER.lship``:
 
@@ -21,17 +22,20 @@ and released files, are adopted by whichever handler claims them first;
 claims are renames made while holding the folder's ``filelock``, so no
 spilled batch is ever sent by two processes at once, and no file is ever
 written by two processes (only the owner appends, and only to its ``o`` file).
+
+Files are read with a bound on their size, and every frame read back is
+checked field by field before it becomes a batch again (docs/security.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
 import re
 import secrets
 import socket
+import stat
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -42,31 +46,110 @@ import msgpack
 from logship.pure.frames import (
     FILE_HEADER,
     MAGIC,
+    MAX_FRAME,
+    SEALED,
     VERSION,
-    encode_frame,
+    SpilledBatch,
+    clear_count,
     iter_frames,
+    key_problem,
     open_payload,
-    read_frames,
+    read_batch,
 )
+from logship.pure.redact_url import normalize_url, redact_url
 from logship.pure.sealing import Sealer, WrongKey
+from logship.worker.deadletters import (
+    DEAD_LETTER_NAME,
+    DeadLetter,
+    DeadLetters,
+    dead_letter_paths,
+    is_dead_letter,
+    read_dead_letters,
+    write_dead_letter,
+)
+from logship.worker.safefiles import (
+    LOCK_NAME,
+    LOCK_TIMEOUT,
+    UnsafeFile,
+    UnsafeFolder,
+    ensure_dir,
+    folder_lock,
+    folder_problem,
+    open_file,
+    read_file,
+)
+
+__all__ = [
+    "ACK_SUFFIX",
+    "DEAD_LETTER_NAME",
+    "LOCK_NAME",
+    "LOCK_TIMEOUT",
+    "SUFFIX",
+    "DeadLetter",
+    "DeadLetters",
+    "FolderSummary",
+    "SpillFile",
+    "UnsafeFile",
+    "UnsafeFolder",
+    "append_ack",
+    "cache_root",
+    "count_frames",
+    "default_spill_dir",
+    "endpoint_slug",
+    "ensure_dir",
+    "file_header",
+    "find_folders",
+    "folder_bytes",
+    "folder_lock",
+    "folder_problem",
+    "has_spilled",
+    "key_problem",
+    "list_files",
+    "new_file_name",
+    "new_owner",
+    "open_file",
+    "owner_alive",
+    "purge",
+    "read_acks",
+    "read_dead_letters",
+    "read_file",
+    "remove_quietly",
+    "spill_frames",
+    "summarize",
+    "write_dead_letter",
+]
 
 SUFFIX = ".lship"
 ACK_SUFFIX = ".ack"
-DEAD_LETTER_NAME = "dead-letter.lship"
-LOCK_NAME = "spill.lock"
-LOCK_TIMEOUT = 2.0
 #: A file of another host's owner is treated as abandoned after this long untouched.
 FOREIGN_STALE_AFTER = 3600.0
+#: No spill file written by logship is larger than a segment (at most 4 MiB)
+#: and one frame; what lies beyond this is not read (it counts as damage).
+MAX_SPILL_FILE = MAX_FRAME + 8 * 1024 * 1024
+#: An ack file holds 8 bytes per delivered frame; what lies beyond this is
+#: not read (those frames may be sent again: at least once).
+MAX_ACK_FILE = 8 * 1024 * 1024
 
 _NAME = re.compile(r"^([ocr])-([0-9a-f]+)-([0-9a-f]+\.\d+\.\d+\.[0-9a-f]+)\.lship$")
 
 
 def endpoint_slug(url: str) -> str:
-    """A folder name for an endpoint: readable, and unique through a short hash."""
-    parts = urllib.parse.urlsplit(url)
-    readable = f"{parts.hostname or 'host'}_{parts.port or ''}{parts.path}"
+    """A folder name for an endpoint: readable, and unique through a short hash.
+
+    One name per endpoint however its URL is spelled (scheme and host case,
+    the default port), and never a secret: both parts come from the URL
+    as :func:`~logship.pure.redact_url.redact_url` shows it, so URLs that
+    differ only in a password or a secret parameter share a folder.
+    """
+    shown = redact_url(normalize_url(url))
+    parts = urllib.parse.urlsplit(shown)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    readable = f"{parts.hostname or 'host'}_{port or ''}{parts.path}"
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", readable).strip("_")[:60]
-    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:10]
+    digest = hashlib.sha256(shown.encode("utf-8")).hexdigest()[:10]
     return f"{readable}-{digest}"
 
 
@@ -80,24 +163,6 @@ def cache_root() -> str:
 def default_spill_dir(url: str) -> str:
     """The per-endpoint default folder under the user's cache directory."""
     return os.path.join(cache_root(), endpoint_slug(url))
-
-
-def ensure_dir(path: str) -> str:
-    """Create ``path`` (and parents) with mode 0700 if missing; return it."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    try:
-        if os.stat(path).st_mode & 0o077:
-            os.chmod(path, 0o700)
-    except OSError:
-        pass
-    return path
-
-
-def folder_lock(folder: str) -> Any:
-    """The folder-wide lock that every claim, rename and deletion holds."""
-    import filelock
-
-    return filelock.FileLock(os.path.join(folder, LOCK_NAME), timeout=LOCK_TIMEOUT, mode=0o600)
 
 
 # -- owners -------------------------------------------------------------------
@@ -177,7 +242,11 @@ def new_file_name(folder: str, owner: str) -> tuple[str, str]:
 
 
 def list_files(folder: str) -> list[SpillFile]:
-    """Spill files in ``folder``, oldest first; a missing folder has none."""
+    """Spill files in ``folder``, oldest first; a missing folder has none.
+
+    Only regular files: a link, a FIFO or a device named like a spill file is
+    never listed, so never read, claimed or counted.
+    """
     out = []
     try:
         entries = list(os.scandir(folder))
@@ -188,24 +257,27 @@ def list_files(folder: str) -> list[SpillFile]:
         if not m:
             continue
         try:
-            st = entry.stat()
+            st = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
             continue  # claimed or deleted meanwhile
-        out.append(SpillFile(entry.path, m[1], m[2], m[3], st.st_size, st.st_mtime))
+        if stat.S_ISREG(st.st_mode):
+            out.append(SpillFile(entry.path, m[1], m[2], m[3], st.st_size, st.st_mtime))
     out.sort(key=lambda f: f.id)
     return out
 
 
 def folder_bytes(folder: str) -> int:
-    """Bytes of spill and ack files in ``folder``."""
+    """Bytes of the spill and ack files in ``folder`` (dead letters have their own cap)."""
     total = 0
     try:
         for entry in os.scandir(folder):
-            if entry.name.endswith((SUFFIX, ACK_SUFFIX)) and entry.name != DEAD_LETTER_NAME:
+            if entry.name.endswith((SUFFIX, ACK_SUFFIX)) and not is_dead_letter(entry.name):
                 try:
-                    total += entry.stat().st_size
+                    st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
-                    pass
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
     except (FileNotFoundError, NotADirectoryError):
         return 0
     return total
@@ -220,19 +292,15 @@ def has_spilled(folder: str) -> bool:
 
 
 def read_acks(path: str) -> set[int]:
-    """Frame offsets already delivered, from an ack file (missing: none)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return set()
+    """Frame offsets already delivered, from an ack file (missing or unsafe: none)."""
+    data = read_file(path, MAX_ACK_FILE) or b""
     usable = len(data) - len(data) % 8
     return {int.from_bytes(data[i : i + 8], "big") for i in range(0, usable, 8)}
 
 
 def append_ack(path: str, offset: int) -> None:
     """Record that the frame at ``offset`` was delivered."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(fd, offset.to_bytes(8, "big"))
     finally:
@@ -248,42 +316,31 @@ def remove_quietly(*paths: str) -> None:
             pass
 
 
-def _read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def key_problem(header: dict[str, Any], sealer: Sealer | None) -> str | None:
-    """Why frames under ``header`` cannot be read with ``sealer`` (None when they can)."""
-    key_id = header.get("key_id")
-    if key_id is None:
-        return None
-    if sealer is None:
-        return f"it is encrypted (key id {key_id}): set spill_key or LOGSHIP_SPILL_KEY"
-    if sealer.key_id != key_id:
-        return f"it was encrypted with another spill_key (key id {key_id}, ours {sealer.key_id})"
-    return None
+def _file_id(path: str) -> str:
+    """The ``ID`` of a spill file's name: what its sealed frames are bound to."""
+    m = _NAME.match(os.path.basename(path))
+    return m[2] if m else ""
 
 
 def spill_frames(
     path: str, acked: set[int], sealer: Sealer | None = None
-) -> Iterator[tuple[int, Any]]:
-    """Undelivered frames of a spill file as ``(offset, payload)``; damage as ``(offset, None)``.
+) -> Iterator[tuple[int, SpilledBatch | None]]:
+    """Undelivered batches of a spill file as ``(offset, batch)``; damage as ``(offset, None)``.
 
     A file this version cannot read yields one ``(0, None)``; so does a
-    frame that passes its checksum but does not hold a batch, and a sealed
-    frame that does not open with the file's own key (tampering). Check
-    :func:`key_problem` first: a file under another key yields only damage.
+    frame that passes its checksum but does not hold a batch whose every
+    field checks (see :func:`~logship.pure.frames.read_batch`), and a sealed
+    frame that does not open with the file's own key and id (tampering, or
+    a frame moved from another file). Check :func:`key_problem` first: a
+    file under another key yields only damage.
     """
-    data = _read(path)
+    data = read_file(path, MAX_SPILL_FILE)
     if data is None:
         return
     if len(data) < len(FILE_HEADER) or data[:4] != MAGIC or data[4] != VERSION:
         yield 0, None
         return
+    file_id = _file_id(path)
     first = True
     for offset, payload in iter_frames(data):
         if first and payload is not None and payload.get("kind") == "spill":
@@ -292,14 +349,63 @@ def spill_frames(
         first = False
         if offset in acked:
             continue
+        batch = None
         if payload is not None:
             try:
-                payload = open_payload(payload, sealer)
+                batch = read_batch(open_payload(payload, sealer, file_id))
             except (WrongKey, ValueError, msgpack.UnpackException):
-                payload = None
-        if payload is not None and not isinstance(payload.get("body"), bytes):
-            payload = None
-        yield offset, payload
+                batch = None
+        yield offset, batch
+
+
+@dataclasses.dataclass
+class FrameCounts:
+    """What the undelivered frames of a spill file hold, as far as can be told."""
+
+    events: int = 0  # in batches that open, or that show their count in the clear
+    unknown: int = 0  # sealed batches under another key that show no count
+    corrupt: int = 0  # damaged frames
+
+
+def count_frames(path: str, acked: set[int], sealer: Sealer | None = None) -> FrameCounts:
+    """Count the undelivered events of a spill file, including those under another key.
+
+    For deleting a file for the size cap: a frame sealed under a key this
+    process does not hold is counted by the count it shows in the clear.
+    """
+    out = FrameCounts()
+    data = read_file(path, MAX_SPILL_FILE)
+    if data is None:
+        return out
+    if len(data) < len(FILE_HEADER) or data[:4] != MAGIC or data[4] != VERSION:
+        out.corrupt += 1
+        return out
+    file_id = _file_id(path)
+    for offset, payload in iter_frames(data):
+        if payload is None:
+            out.corrupt += 1
+        elif offset in acked or payload.get("kind") == "spill":
+            continue
+        elif SEALED in payload and (sealer is None or not _opens(payload, sealer, file_id)):
+            n = clear_count(payload)
+            out.events += n or 0
+            out.unknown += n is None
+        else:
+            batch = read_batch(_opened(payload, sealer, file_id))
+            out.events += batch.n if batch else 0
+            out.corrupt += batch is None
+    return out
+
+
+def _opened(payload: dict[str, Any], sealer: Sealer | None, file_id: str) -> dict[str, Any] | None:
+    try:
+        return open_payload(payload, sealer, file_id)
+    except (WrongKey, ValueError, msgpack.UnpackException):
+        return None
+
+
+def _opens(payload: dict[str, Any], sealer: Sealer, file_id: str) -> bool:
+    return _opened(payload, sealer, file_id) is not None
 
 
 # How much of a file is read to find its header frame.
@@ -308,12 +414,8 @@ _HEADER_READ = 64 * 1024
 
 def file_header(path: str) -> dict[str, Any]:
     """The header map of a spill or dead-letter file ({} when unreadable)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_HEADER_READ)  # the header is the first frame: small
-    except OSError:
-        return {}
-    for _offset, payload in iter_frames(data):
+    data = read_file(path, _HEADER_READ)  # the header is the first frame: small
+    for _offset, payload in iter_frames(data or b""):
         return payload if isinstance(payload, dict) else {}
     return {}
 
@@ -323,7 +425,7 @@ class FolderSummary:
     """What one spill folder holds, for ``logship spill status``."""
 
     folder: str
-    url: str | None = None
+    url: str | None = None  # as the files record it, redacted
     files: int = 0
     events: int = 0
     bytes: int = 0
@@ -332,30 +434,41 @@ class FolderSummary:
     live_owners: set[int] = dataclasses.field(default_factory=set)  # pids still writing
     live_files: int = 0
     locked_files: int = 0  # encrypted under a key we do not have
+    urls: dict[str, str] = dataclasses.field(default_factory=dict)  # path -> recorded endpoint
+    refused: str | None = None  # why logship will not use this folder
+
+
+def recorded_url(header: dict[str, Any]) -> str | None:
+    """The endpoint a file's header records, redacted (older files stored it whole)."""
+    url = header.get("url")
+    return redact_url(url) if isinstance(url, str) else None
 
 
 def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) -> FolderSummary:
     """Count files, events and bytes in a spill folder (reads every file)."""
-    out = FolderSummary(folder)
+    out = FolderSummary(folder, refused=folder_problem(folder, tighten=False))
     for f in list_files(folder):
         out.files += 1
         out.bytes += f.size
         out.oldest = f.mtime if out.oldest is None else min(out.oldest, f.mtime)
         header = file_header(f.path)
-        out.url = out.url or header.get("url")
+        url = recorded_url(header)
+        if url is not None:
+            out.urls[f.path] = url
+        out.url = out.url or url
         if f.state != "r" and owner_alive(f.owner, live_tokens, f.mtime):
             out.live_files += 1
             out.live_owners.add(int(f.owner.split(".")[1]))
         if key_problem(header, sealer):
             out.locked_files += 1
             continue
-        for _offset, payload in spill_frames(f.path, read_acks(f.ack_path), sealer):
-            if payload is None:
+        for _offset, batch in spill_frames(f.path, read_acks(f.ack_path), sealer):
+            if batch is None:
                 out.corrupt += 1
             else:
-                out.events += int(payload.get("n", 0))
+                out.events += batch.n
     if out.url is None:
-        out.url = file_header(os.path.join(folder, DEAD_LETTER_NAME)).get("url")
+        out.url = recorded_url(file_header(os.path.join(folder, DEAD_LETTER_NAME)))
     return out
 
 
@@ -363,7 +476,10 @@ def find_folders(path: str) -> list[str]:
     """``path`` if it is a spill folder, else the spill folders directly under it."""
 
     def is_spill_folder(p: str) -> bool:
-        return has_spilled(p) or os.path.exists(os.path.join(p, DEAD_LETTER_NAME))
+        try:
+            return has_spilled(p) or any(is_dead_letter(n) for n in os.listdir(p))
+        except OSError:
+            return False
 
     if is_spill_folder(path):
         return [path]
@@ -375,128 +491,20 @@ def find_folders(path: str) -> list[str]:
 
 
 def purge(folder: str, live_tokens: set[str], dead_letters: bool) -> tuple[int, int]:
-    """Delete spill files no live handler is writing; returns (files deleted, files kept)."""
+    """Delete spill files no live handler is writing; returns (files deleted, files kept).
+
+    Raises :class:`UnsafeFolder` for a folder that is not the user's own.
+    """
     deleted = kept = 0
-    with folder_lock(folder):
+    with folder_lock(ensure_dir(folder)):
         for f in list_files(folder):
             if f.state != "r" and owner_alive(f.owner, live_tokens, f.mtime):
                 kept += 1
                 continue
             remove_quietly(f.path, f.ack_path)
             deleted += 1
-        if dead_letters and os.path.exists(os.path.join(folder, DEAD_LETTER_NAME)):
-            remove_quietly(os.path.join(folder, DEAD_LETTER_NAME))
-            deleted += 1
+        if dead_letters:
+            for path in dead_letter_paths(folder):
+                remove_quietly(path)
+                deleted += 1
     return deleted, kept
-
-
-# -- dead letters -------------------------------------------------------------
-
-
-def write_dead_letter(
-    folder: str,
-    url: str,
-    key: str,
-    events: list[dict[str, Any]],
-    status: int,
-    reason: str,
-    sealer: Sealer | None = None,
-) -> str:
-    """Record a batch the server rejected for good; return the file's path.
-
-    Appends happen under the folder lock, so processes sharing the folder
-    never interleave their frames.
-    """
-    ensure_dir(folder)
-    path = os.path.join(folder, DEAD_LETTER_NAME)
-    payload = {"key": key, "events": events, "status": status, "reason": reason}
-    payload.update(time=time.time(), url=url)
-    with folder_lock(folder):
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            data = encode_frame(payload, sealer)
-            if os.fstat(fd).st_size == 0:
-                header = {"kind": "dead-letter", "url": url, "created": time.time()}
-                if sealer is not None:
-                    header["key_id"] = sealer.key_id
-                data = FILE_HEADER + encode_frame(header) + data
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-    return path
-
-
-@dataclasses.dataclass
-class DeadLetter:
-    """One batch the server rejected for good, as ``write_dead_letter`` recorded it."""
-
-    time: float | None  # Unix time of the rejection
-    url: str | None
-    status: int | None
-    reason: str  # the server's answer body, or the error
-    events: list[dict[str, Any]] | None  # None: encrypted under a key not given
-
-
-@dataclasses.dataclass
-class DeadLetters:
-    """A folder's dead-letter file, read: its batches, oldest first."""
-
-    url: str | None = None
-    batches: list[DeadLetter] = dataclasses.field(default_factory=list)
-    corrupt: int = 0  # damaged regions, skipped
-    locked: int = 0  # batches that cannot be opened with the key given
-    locked_why: str = ""  # why, with what to do
-
-    @property
-    def events(self) -> int:
-        """Events in the batches that could be read."""
-        return sum(len(b.events or ()) for b in self.batches)
-
-
-def read_dead_letters(folder: str, sealer: Sealer | None = None) -> DeadLetters:
-    """Read ``folder``'s dead-letter file; an absent one reads as empty."""
-    out = DeadLetters()
-    data = _read(os.path.join(folder, DEAD_LETTER_NAME))
-    if not data:
-        return out
-    result = read_frames(data)
-    out.corrupt = result.corrupt
-    frames = result.frames
-    header: dict[str, Any] = {}
-    if frames and frames[0].get("kind") == "dead-letter":
-        header, frames = frames[0], frames[1:]
-    # (A damaged header frame was counted as corrupt; every frame left is a batch.)
-    url = header.get("url")
-    out.url = url if isinstance(url, str) else None
-    out.locked_why = key_problem(header, sealer) or (
-        "it is encrypted under a key not given: set LOGSHIP_SPILL_KEY"
-        if sealer is None
-        else "it was encrypted with another spill_key"
-    )
-    for frame in frames:
-        try:
-            payload = open_payload(frame, sealer)
-        except WrongKey:
-            out.batches.append(DeadLetter(None, out.url, None, "", None))
-            out.locked += 1
-            continue
-        except (ValueError, msgpack.UnpackException):
-            out.corrupt += 1  # opened, but not a batch
-            continue
-        out.batches.append(_dead_letter(payload, out.url))
-    return out
-
-
-def _dead_letter(payload: dict[str, Any], url: str | None) -> DeadLetter:
-    """A ``DeadLetter`` from a frame's map, tolerating mistyped fields."""
-    when, status, reason = payload.get("time"), payload.get("status"), payload.get("reason")
-    events, own_url = payload.get("events"), payload.get("url")
-    if not (isinstance(when, (int, float)) and math.isfinite(when)):
-        when = None
-    return DeadLetter(
-        time=None if when is None else float(when),
-        url=own_url if isinstance(own_url, str) else url,
-        status=status if isinstance(status, int) and not isinstance(status, bool) else None,
-        reason=reason if isinstance(reason, str) else "",
-        events=[e for e in events if isinstance(e, dict)] if isinstance(events, list) else [],
-    )

@@ -10,6 +10,10 @@ when ``compress`` is on). Spilling costs no re-encoding and a replay sends
 the same bytes under the same key. A frame delivered from a claimed file is
 recorded in the file's ``ID.ack`` side file, so a file taken over half-sent
 resumes where it stopped; the file goes once every frame is acknowledged.
+
+A folder that is not the user's own (see ``safefiles``) is never used: the
+store turns itself off, says so once, and every batch that would have gone
+there is dropped and counted.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from logship.pure.batching import Batch, Origin
-from logship.pure.frames import FILE_HEADER, encode_frame
+from logship.pure.frames import FILE_HEADER, SpilledBatch, encode_frame
+from logship.pure.redact_url import redact_url
 from logship.pure.sealing import Sealer
 from logship.worker import spillfolder as sf
 from logship.worker.diagnostics import Warner
@@ -50,7 +54,8 @@ class _Claim:
     path: str
     id: str
     own: bool  # written by this handler: its batches are still outstanding here
-    frames: deque[tuple[int, Any]]  # the file is read whole when claimed
+    own_frames: list[tuple[int, int]]  # (batch id, events) it was written with, when own
+    frames: deque[tuple[int, SpilledBatch | None]]  # the file is read whole when claimed
     acked: set[int]
     in_flight: set[int] = field(default_factory=set)
     exhausted: bool = False
@@ -95,7 +100,7 @@ class SpillStore:
         self.warner = warner
         self.sealer = sealer
         self._locked: set[str] = set()  # ids of files under a key we do not have
-        self.url = url
+        self.url = redact_url(url)  # recorded in file headers: never a secret
         self.max_bytes = max_bytes
         self.segment_max = max(16 * 1024, min(4 * MiB, max_bytes // 8))
         self.pipeline = pipeline
@@ -106,6 +111,33 @@ class SpillStore:
         self._claims: dict[str, _Claim] = {}
         self._current: _Claim | None = None
         self._next_scan = 0.0  # monotonic time of the next look for files to claim
+        #: Why the folder is not used (see ``safefiles``); None while it is.
+        self.refused: str | None = None
+        problem = sf.folder_problem(folder)  # an existing folder is judged at once
+        if problem is not None:
+            self._refuse(problem)
+
+    def _refuse(self, why: str) -> None:
+        """Stop using the folder for good: nothing more is read or written there."""
+        self.refused = why
+        with self.pipeline.lock:
+            self.pipeline.spill_refused = why
+        self.warner.warn(
+            "spill-refused",
+            "logship: %s; logship runs without a spill and never writes there: events that "
+            "do not fit in memory are dropped (counted). Use a folder of this user "
+            "(spill_dir), or fix its owner (see docs/security.md).",
+            why,
+            interval=float("inf"),
+        )
+
+    def _folder(self) -> str:
+        """The folder, made or checked now; ``UnsafeFolder`` (after refusing it) when not ours."""
+        try:
+            return sf.ensure_dir(self.folder)
+        except sf.UnsafeFolder as e:
+            self._refuse(str(e))
+            raise
 
     # -- writing ---------------------------------------------------------------
 
@@ -115,9 +147,46 @@ class SpillStore:
         The cap check and the append happen under the folder lock, so
         processes sharing the folder cannot both take the last free bytes.
         Raises ``OSError`` for a disk that is full, read-only or gone; then
-        nothing of the batch stays on disk.
+        nothing of the batch stays on disk. False too once the folder is
+        refused.
         """
-        frame = encode_frame(
+        if self.refused is not None:
+            return False
+        self._check_vanished()
+        planned = self._active
+        path, file_id = (
+            (planned.path, planned.id) if planned else sf.new_file_name(self.folder, self.owner)
+        )
+        frame = self._frame(batch, file_id)
+        header = b"" if planned else self._header()
+        if len(frame) + len(header) > self.max_bytes:
+            return False
+        try:
+            folder = self._folder()
+        except sf.UnsafeFolder:
+            return False
+        with sf.folder_lock(folder):
+            if not self._make_room(len(frame) + len(header)):
+                return False
+            if planned is not None and self._active is None:
+                # Making room gave up the file we meant to append to: start a
+                # new one, with its own header (and room for it).
+                path, file_id = sf.new_file_name(self.folder, self.owner)
+                frame, header = self._frame(batch, file_id), self._header()
+                if not self._make_room(len(frame) + len(header)):
+                    return False
+            active = self._active or self._open(path, file_id, header)
+            _write_all(active.fd, frame, active.size)
+        active.size += len(frame)
+        active.frames.append((batch.id, batch.count))
+        if active.size >= self.segment_max:
+            self.seal()
+        self._next_scan = 0.0
+        return True
+
+    def _frame(self, batch: Batch, file_id: str) -> bytes:
+        """``batch`` as a frame of the file ``file_id`` (sealed ones are bound to it)."""
+        return encode_frame(
             {
                 "key": batch.key,
                 "bid": batch.id,
@@ -127,22 +196,9 @@ class SpillStore:
                 "body": batch.body,
             },
             self.sealer,
+            file_id,
+            count=batch.count,
         )
-        self._check_vanished()
-        header = b"" if self._active else self._header()
-        if len(frame) + len(header) > self.max_bytes:
-            return False
-        with sf.folder_lock(sf.ensure_dir(self.folder)):
-            if not self._make_room(len(frame) + len(header)):
-                return False
-            active = self._active or self._open(header)
-            _write_all(active.fd, frame, active.size)
-        active.size += len(frame)
-        active.frames.append((batch.id, batch.count))
-        if active.size >= self.segment_max:
-            self.seal()
-        self._next_scan = 0.0
-        return True
 
     def _header(self) -> bytes:
         header = {
@@ -157,9 +213,8 @@ class SpillStore:
             header["key_id"] = self.sealer.key_id
         return FILE_HEADER + encode_frame(header)
 
-    def _open(self, header: bytes) -> _Active:
-        path, file_id = sf.new_file_name(self.folder, self.owner)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+    def _open(self, path: str, file_id: str, header: bytes) -> _Active:
+        fd = sf.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
         try:
             _write_all(fd, header, 0)
         except OSError:
@@ -223,7 +278,9 @@ class SpillStore:
                 break
             if self._active and f.id == self._active.id:
                 continue
-            if f.id in self._claims or not self._may_take(f) or not self._readable(f):
+            # Files under a key this process does not hold are deleted too: it
+            # can never deliver them, and they must not hold the cap for ever.
+            if f.id in self._claims or not self._may_take(f):
                 continue
             self._drop_file(f)
             used -= f.size
@@ -238,13 +295,32 @@ class SpillStore:
         return used + need <= self.max_bytes
 
     def _drop_file(self, f: sf.SpillFile) -> None:
-        """Delete a spill file for the cap, counting its undelivered events as dropped."""
+        """Delete a spill file for the cap, counting its undelivered events as dropped.
+
+        Damaged frames are counted in ``corrupt`` and skipped; a file under a
+        key this process does not hold is counted by the event counts its
+        frames show in the clear, and said, naming the key.
+        """
         own = self._own_frames.pop(f.id, None)
         if own is not None:
             self.pipeline.lose_spilled(own)
         else:
-            n = sum(p.get("n", 0) for _o, p in sf.spill_frames(f.path, sf.read_acks(f.ack_path)))
-            self.pipeline.adopt_and_drop(n)
+            counts = sf.count_frames(f.path, sf.read_acks(f.ack_path), self.sealer)
+            self.pipeline.adopt_and_drop(counts.events)
+            if counts.corrupt:
+                self.pipeline.count("corrupt", counts.corrupt)
+            problem = sf.key_problem(sf.file_header(f.path), self.sealer)
+            if problem is not None:
+                unknown = f" and {counts.unknown} batches of unknown size" if counts.unknown else ""
+                self.warner.warn(
+                    f"spill-key-drop-{f.id}",
+                    "logship: deleted %s for spill_max_bytes: %s, so this process can never "
+                    "deliver its %d events%s (dropped, counted).",
+                    f.path,
+                    problem,
+                    counts.events,
+                    unknown,
+                )
         sf.remove_quietly(f.path, f.ack_path)
 
     # -- claiming and replay ---------------------------------------------------
@@ -274,6 +350,8 @@ class SpillStore:
 
     def backlog(self) -> bool:
         """Whether a replay might find something (cheap; rescans now and then)."""
+        if self.refused is not None:
+            return False
         if self._current is not None or self._own_frames:
             return True
         return time.monotonic() >= self._next_scan
@@ -286,13 +364,12 @@ class SpillStore:
                 return None
             batch = None
             while claim.frames and batch is None:
-                offset, payload = claim.frames.popleft()
-                if payload is None:
+                offset, spilled = claim.frames.popleft()
+                if spilled is None:
                     self.pipeline.count("corrupt")
                     continue
-                batch = self._batch_of(claim, offset, payload)
-                if batch is not None:
-                    claim.in_flight.add(offset)
+                batch = self._batch_of(claim, offset, spilled)
+                claim.in_flight.add(offset)
             if not claim.frames:
                 # Known now, not on the next call: the last ack deletes the file.
                 claim.exhausted = True
@@ -302,6 +379,8 @@ class SpillStore:
                 return batch
 
     def _claim_next(self) -> _Claim | None:
+        if self.refused is not None:
+            return None
         self._check_vanished()  # our sealed files may be gone before we replay them
         if time.monotonic() < self._next_scan and not self._own_frames:
             return None
@@ -312,7 +391,7 @@ class SpillStore:
             self._next_scan = time.monotonic() + _RESCAN_INTERVAL
             return None
         try:
-            with sf.folder_lock(sf.ensure_dir(self.folder)):
+            with sf.folder_lock(self._folder()):
                 for f in sf.list_files(self.folder):
                     if f.id not in self._claims and self._may_take(f) and self._readable(f):
                         chosen = f
@@ -322,34 +401,34 @@ class SpillStore:
                     return None
                 path = chosen.renamed(self.folder, "c", self.owner)
                 os.rename(chosen.path, path)
+        except sf.UnsafeFolder:
+            return None  # refused, and said
         except OSError:
             self._next_scan = time.monotonic() + _RESCAN_INTERVAL
             raise
-        own = self._own_frames.pop(chosen.id, None) is not None
+        own_frames = self._own_frames.pop(chosen.id, None)
         acked = sf.read_acks(chosen.ack_path)
         frames = deque(sf.spill_frames(path, acked, self.sealer))
-        claim = _Claim(path, chosen.id, own, frames, acked)
+        claim = _Claim(path, chosen.id, own_frames is not None, own_frames or [], frames, acked)
         self._claims[chosen.id] = claim
         self._current = claim
         return claim
 
-    def _batch_of(self, claim: _Claim, offset: int, payload: dict[str, Any]) -> Batch | None:
-        n = int(payload.get("n", 0))
+    def _batch_of(self, claim: _Claim, offset: int, spilled: SpilledBatch) -> Batch:
+        """A checked frame (see ``frames.read_batch``) as a batch to send again."""
         batch = Batch(
-            body=payload["body"],
-            count=n,
-            encoding=str(payload.get("enc", "json")),
-            gzipped=bool(payload.get("gz", False)),
-            key=str(payload.get("key") or ""),
+            body=spilled.body,
+            count=spilled.n,
+            encoding=spilled.enc,
+            gzipped=spilled.gz,
+            key=spilled.key,
         )
-        bid = payload.get("bid")
+        bid = spilled.bid
         batch.origin = Origin(claim.id, offset)
-        if not (claim.own and isinstance(bid, int) and self.pipeline.is_outstanding(bid)):
+        if not (claim.own and bid is not None and self.pipeline.is_outstanding(bid)):
             self.pipeline.adopt(batch)
         else:
             batch.id = bid
-        if not batch.key:
-            return None
         return batch
 
     def ack(self, origin: Origin) -> None:
@@ -369,6 +448,9 @@ class SpillStore:
 
     def _finish_if_done(self, claim: _Claim) -> None:
         if claim.exhausted and not claim.in_flight:
+            # Our batches that did not come back from the file (damaged on
+            # disk) are lost: counted, not left pending for ever.
+            self.pipeline.lose_spilled(claim.own_frames)
             del self._claims[claim.id]
             sf.remove_quietly(claim.path, os.path.join(self.folder, claim.id + sf.ACK_SUFFIX))
 
@@ -381,7 +463,7 @@ class SpillStore:
             return  # nothing of ours is on disk
         self.seal()
         try:
-            with sf.folder_lock(sf.ensure_dir(self.folder)):
+            with sf.folder_lock(self._folder()):
                 for f in sf.list_files(self.folder):
                     if f.owner == self.owner:
                         os.rename(f.path, f.renamed(self.folder, "r", self.owner))
@@ -392,5 +474,5 @@ class SpillStore:
         self._own_frames.clear()
 
     def usage(self) -> int:
-        """Bytes the spill folder holds now."""
-        return sf.folder_bytes(self.folder)
+        """Bytes the spill folder holds now (none in a folder that is refused)."""
+        return 0 if self.refused is not None else sf.folder_bytes(self.folder)

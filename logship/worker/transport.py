@@ -23,6 +23,7 @@ import requests.auth
 from logship.pure.diagnosis import connection_kind, tls_kind
 from logship.pure.options import Options, check_header_value, read_token_file
 from logship.pure.protocols import Answer
+from logship.pure.redact_url import redact_url, scrub, url_secrets
 from logship.worker.connections import (
     AddressBook,
     days_left,
@@ -82,6 +83,7 @@ class Transport:
         self._token = opts.token
         self._token_file = opts.token_file
         self._token_mtime: float | None = None
+        self._url_secrets = url_secrets(opts.url)
         self.session = requests.Session()
         # requests would read the proxy variables, the CA bundle variables and
         # ~/.netrc again on every request: a measurable share of the worker's
@@ -134,6 +136,16 @@ class Transport:
                 )
         return f"Bearer {self._token}" if self._token else None
 
+    def scrub(self, text: str) -> str:
+        """``text`` without the token or the URL's secrets: errors and answers may quote them.
+
+        ``stats()``, warnings and dead letters show what this returns.
+        """
+        secrets = list(self._url_secrets)
+        if self._token:
+            secrets.append((self._token, "[token]"))
+        return scrub(text, secrets)
+
     def send(self, body: bytes, headers: dict[str, str]) -> Answer:
         """POST one body with the protocol's ``headers``; return the answer, never raise."""
         headers = {**self.headers, **headers}
@@ -154,12 +166,8 @@ class Transport:
                 verify=self.verify,
             )
         except Exception as e:  # every failure to get an answer is retried, none raised
-            error = f"{type(e).__name__}: {e}"
-            if self._token:
-                # An error may quote the header it could not send; stats() and
-                # warnings show this text.
-                for shown in (self._token, repr(self._token)[1:-1]):
-                    error = error.replace(shown, "[token]")
+            # An error may quote the header it could not send, or the URL.
+            error = self.scrub(f"{type(e).__name__}: {e}")
             return Answer(None, error=error, kind=error_kind(e))
         cert_days = None
         if self.url.startswith("https") and time.monotonic() >= self._next_cert_check:
@@ -169,7 +177,11 @@ class Transport:
             # Read a bounded amount: a server answering nonsense must not be
             # able to make the worker hold an endless body in memory.
             raw = resp.raw.read(_MAX_ANSWER_BYTES, decode_content=True) or b""
-            text = raw[:500].decode("utf-8", "replace") if resp.status_code >= 300 else ""
+            # A server may echo the request (its Authorization header too): the
+            # body becomes a warning and a dead letter's reason.
+            text = (
+                self.scrub(raw.decode("utf-8", "replace"))[:500] if resp.status_code >= 300 else ""
+            )
             if resp.raw.read(1):
                 resp.close()  # more than we will read: drop this connection
             else:
@@ -177,10 +189,11 @@ class Transport:
         except Exception:
             text = ""
             resp.close()
+        location = resp.headers.get("Location")
         return Answer(
             resp.status_code,
             retry_after=resp.headers.get("Retry-After"),
-            location=resp.headers.get("Location"),
+            location=redact_url(self.scrub(location)) if location else None,
             body=text,
             cert_days_left=cert_days,
         )
