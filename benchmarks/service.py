@@ -175,7 +175,7 @@ def main() -> None:
             "request": c.latency_summary(plan.samples) if plan.samples else None,
             "window_s": window,
             "cpu_s": cpu,
-            "cpu_share": cpu / window if window else None,
+            "cpu_share": cpu / window if events else None,
             "cpu_us_per_event": cpu / events * 1e6 if events else None,
             "probe": probe.summary() if probe else None,
             "logged": plan.total * args.logs,
