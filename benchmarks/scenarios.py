@@ -88,25 +88,29 @@ class Scenario:
 
 
 def contenders(
-    name: str, script: str, args: str = "", suffix: str = "", own: str = "peers", **kw: Any
+    name: str,
+    script: str,
+    args: str = "",
+    suffix: str = "",
+    own: str = "peers",
+    timeout: float = 60.0,
+    folder: bool = False,
 ) -> tuple[Case, ...]:
     """Case ``name/KIND+suffix``, ``--handler KIND args``, for each contender.
 
     The floor and logship get ``own`` runs, the peers ``--peer-repeat`` (or
-    one each when ``own`` is "once"); ``kw`` are the other fields of each
-    :class:`Case` (``folder`` is the shipping handlers' only).
+    one each when ``own`` is "once"); ``folder`` is for the handlers that ship.
     """
-    folder = kw.pop("folder", False)
     return tuple(
         Case(
             f"{name}/{kind}{suffix}",
             script,
             f"--handler {kind} {args}",
             live=kind != "null",
+            timeout=timeout,
             runs=own if kind in ("null", "ship") or own == "once" else "peers",
             peer="" if kind in ("null", "ship") else kind,
             folder=folder and kind != "null",
-            **kw,
         )
         for _label, kind in CONTENDERS
     )
@@ -166,7 +170,12 @@ LATENCY = Scenario(
         Case("latency/down", "latency.py", "--handler down"),
         *contenders("latency", "latency.py", "--exception-every 100", suffix="+exc", own=""),
         Case("latency/ship+redact", "latency.py", "--handler ship --redact", live=True),
-        Case("latency/ship+redact-secret", "latency.py", "--handler ship --redact --secret", True),
+        Case(
+            "latency/ship+redact-secret",
+            "latency.py",
+            "--handler ship --redact --secret",
+            live=True,
+        ),
     ),
     tables=(
         TableSpec(
@@ -259,8 +268,8 @@ THROUGHPUT = Scenario(
             "throughput/ship-block",
             "throughput.py",
             f"--handler ship --overflow block {_DEADLINE}",
-            True,
-            75,
+            live=True,
+            timeout=75,
         ),
         # 50,000 is a multiple of batch_max_records: the last batch goes out full at
         # the last call. A burst that ends mid-batch shows what its tail waits for.
@@ -268,8 +277,8 @@ THROUGHPUT = Scenario(
             "throughput/ship-tail",
             "throughput.py",
             f"--handler ship --events 50500 {_DEADLINE}",
-            True,
-            75,
+            live=True,
+            timeout=75,
         ),
     ),
     tables=(

@@ -103,23 +103,16 @@ class Schedule:
 
     def serve(self, k: int) -> None:
         """Thread ``k``: serve requests k, k + threads, ..., each when it is due."""
-        perf, spin_, piece, info, logs = (
-            time.perf_counter_ns,
-            spin,
-            self.piece,
-            self.info,
-            self.logs,
-        )
-        msg, arg = c.MESSAGE
+        perf, piece, info, (msg, arg) = time.perf_counter_ns, self.piece, self.info, c.MESSAGE
         for n in range(k, self.total, self.threads):
             due = self.start_ns + round(n * 1e9 / self.rate)
             pause = due - perf()
             if pause > 0:
                 time.sleep(pause / 1e9)
-            for i in range(n * logs, (n + 1) * logs):
-                spin_(piece)
+            for i in range(n * self.logs, (n + 1) * self.logs):  # each call its own request_id
+                spin(piece)
                 info(msg, i, arg, extra={"request_id": i})
-            spin_(piece)
+            spin(piece)
             if self.first <= n < self.stop:
                 self.samples.append(perf() - due)
 
