@@ -36,8 +36,10 @@ $(VENV)/.installed-bench: setup.cfg pyproject.toml benchmarks/install.py
 	$(BIN)/python benchmarks/install.py; rc=$$?; \
 	if [ $$rc -eq 0 ]; then touch $@; elif [ $$rc -ne 3 ]; then exit $$rc; fi
 
+# About 13 minutes of both cores; BENCH_ARGS passes options to run.py, e.g.
+# BENCH_ARGS="--only service --service-seconds 2" (docs/performance.md).
 bench: $(VENV)/.installed-bench
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # The documentation site (mkdocs.yml): docs/ built into site/. Not part of
 # `make test`; --strict fails the build on a broken link or a page missing

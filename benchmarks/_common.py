@@ -1,8 +1,9 @@
-"""Helpers shared by the benchmark cases (the child processes).
+"""What the benchmark cases (the child processes) share.
 
 Each case script builds its handler with :func:`bench_handler`, logs the one
-workload of :func:`log_events` (or times it call by call), and prints one
-JSON object with :func:`emit_result`; ``run.py`` reads it back.
+workload of :func:`log_events` (or times it call by call with
+:func:`timed_calls`), and prints one JSON object with :func:`emit_result`;
+``run.py`` reads it back.
 """
 
 from __future__ import annotations
@@ -18,40 +19,46 @@ import socket
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import psutil
-from peers import BY_KIND, PEER_KINDS
+from _harness import receiver, receiver_stats
+from peers import BY_KIND, PEER_KINDS, Closer
 
 if TYPE_CHECKING:
     import logship
 
 LOGGER_NAME = "bench"
-STATS_PATH = "/_logship/stats"
-_POLL_INTERVAL = 0.01
-
+MiB = 2**20
+#: The call every case makes: a message with two arguments, and one ``extra`` field.
+MESSAGE = ("user %s did %s", "thing")
+#: The same call with a card number and a password in it: RedactFilter's slow path.
+SECRET_MESSAGE = ("user %s paid with 4111 1111 1111 1111, password=%s", "hunter2")
 #: Handler kinds a case accepts: a NullHandler floor, a ShipHandler to a
 #: live receiver (``--url``), a ShipHandler to a port where nothing listens,
 #: or one of the peers of ``peers.py`` to a live ``peer_receivers.py``.
 HANDLER_KINDS = ("null", "ship", "down", *PEER_KINDS)
 #: The kinds that ship to a live receiver at ``--url``.
 LIVE_KINDS = ("ship", *PEER_KINDS)
-#: Temporary folders this process made; an abandoned process removes them itself.
-_TEMPORARY: list[str] = []
 #: A peer has no stats() to say it is done: it is taken as done once nothing
 #: has arrived for the longest it holds an event plus this many seconds.
 SETTLE_MARGIN = 2.0
+_POLL_INTERVAL = 0.01
+#: What an abandoned process still does before it ends (temporary folders, its own receiver).
+_AT_ABANDON: list[Closer] = []
 
 
 def case_parser(description: str | None) -> argparse.ArgumentParser:
     """The options every case takes: the handler kind, its URL and overflow."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--handler", choices=HANDLER_KINDS, required=True)
-    parser.add_argument("--url", help="the live receiver (with --handler ship or a peer)")
+    parser.add_argument(
+        "--url", help="the live receiver (default: a peer_receivers.py of the case's own)"
+    )
     parser.add_argument("--overflow", help="ShipHandler overflow policy (default: its own)")
     return parser
 
@@ -73,9 +80,6 @@ def dead_endpoint() -> tuple[socket.socket, str]:
     return sock, f"http://127.0.0.1:{sock.getsockname()[1]}/bench"
 
 
-Closer = Callable[[], None]
-
-
 def make_handler(
     args: argparse.Namespace, spill_dir: str | None = None, **options: Any
 ) -> tuple[logging.Handler, Closer]:
@@ -91,28 +95,25 @@ def make_handler(
     """
     if args.handler == "null":
         return logging.NullHandler(), lambda: None
+    if args.handler != "down" and not args.url:
+        raise SystemExit(f"--handler {args.handler} needs --url")
     folder = spill_dir or tempfile.mkdtemp(prefix="logship-bench-")
     cleanup: list[Closer] = []
     if not spill_dir:
-        _TEMPORARY.append(folder)
         cleanup.append(lambda: shutil.rmtree(folder, ignore_errors=True))
+        _AT_ABANDON.append(cleanup[-1])
     if args.handler in BY_KIND:
-        if not args.url:
-            raise SystemExit(f"--handler {args.handler} needs --url")
         os.chdir(folder)
         handler, close = BY_KIND[args.handler].build(args.url)
     else:
         import logship  # only ShipHandler cases pay for the import
 
+        url = args.url
         if args.handler == "down":
             dead, url = dead_endpoint()
             cleanup.append(dead.close)
             # Nothing can be delivered; do not spend the default 5 s trying at close().
             options.setdefault("shutdown_timeout", 0.5)
-        elif args.url:
-            url = args.url
-        else:
-            raise SystemExit("--handler ship needs --url")
         if args.overflow:
             options["overflow"] = args.overflow
         ship = logship.ShipHandler(url=url, spill_dir=folder, **options)
@@ -130,12 +131,23 @@ def make_handler(
 def bench_handler(
     args: argparse.Namespace, spill_dir: str | None = None, **options: Any
 ) -> Iterator[logging.Handler]:
-    """:func:`make_handler`'s handler, closed (and its temporary folder removed) after."""
-    handler, close = make_handler(args, spill_dir, **options)
+    """:func:`make_handler`'s handler, closed (and its temporary folder removed) after.
+
+    A live kind run without ``--url`` (a case run by hand) gets a receiver of
+    its own, stopped after the handler is closed.
+    """
+    own = ExitStack()
+    _AT_ABANDON.append(own.close)
     try:
-        yield handler
+        if args.handler in LIVE_KINDS and not args.url:
+            args.url = own.enter_context(receiver())
+        handler, close = make_handler(args, spill_dir, **options)
+        try:
+            yield handler
+        finally:
+            close()
     finally:
-        close()
+        own.close()
 
 
 def bench_logger(handler: logging.Handler) -> logging.Logger:
@@ -153,10 +165,10 @@ def bench_logger(handler: logging.Handler) -> logging.Logger:
 
 
 def log_events(logger: logging.Logger, start: int, stop: int) -> None:
-    """The workload: one INFO call with two arguments and one ``extra`` field per event."""
-    info = logger.info
+    """The workload: :data:`MESSAGE` with ``request_id`` ``i`` in ``extra``, for i in the range."""
+    info, (msg, arg) = logger.info, MESSAGE
     for i in range(start, stop):
-        info("user %s did %s", i, "thing", extra={"request_id": i})
+        info(msg, i, arg, extra={"request_id": i})
 
 
 def _fail(i: int) -> None:
@@ -164,15 +176,21 @@ def _fail(i: int) -> None:
 
 
 def timed_calls(
-    logger: logging.Logger, start: int, n: int, exception_every: int = 0
+    logger: logging.Logger,
+    start: int,
+    n: int,
+    exception_every: int = 0,
+    message: tuple[str, str] = MESSAGE,
 ) -> tuple[list[int], list[int]]:
     """Make ``n`` timed log calls; return every call's nanoseconds and the exception calls' ones.
 
-    The calls are those of :func:`log_events`; with ``exception_every`` K,
-    every K-th is ``logger.exception(...)`` inside an ``except`` block instead.
+    The calls are those of :func:`log_events` (with ``message`` instead of
+    :data:`MESSAGE`); with ``exception_every`` K, every K-th is
+    ``logger.exception(...)`` inside an ``except`` block instead.
     """
     perf = time.perf_counter_ns
     info, exception = logger.info, logger.exception
+    msg, arg = message
     samples = [0] * n
     exc_samples: list[int] = []
     for k in range(n):
@@ -182,19 +200,19 @@ def timed_calls(
                 _fail(i)
             except ValueError:
                 t0 = perf()
-                exception("user %s failed %s", i, "thing", extra={"request_id": i})
+                exception("user %s failed %s", i, arg, extra={"request_id": i})
                 t1 = perf()
             exc_samples.append(t1 - t0)
         else:
             t0 = perf()
-            info("user %s did %s", i, "thing", extra={"request_id": i})
+            info(msg, i, arg, extra={"request_id": i})
             t1 = perf()
         samples[k] = t1 - t0
     return samples, exc_samples
 
 
 def handler_stats(handler: logging.Handler) -> dict[str, Any] | None:
-    """``handler.stats()`` for a ShipHandler, None for the NullHandler."""
+    """``handler.stats()`` for a ShipHandler, None for the others."""
     stats = getattr(handler, "stats", None)
     return dict(stats()) if stats is not None else None
 
@@ -202,16 +220,6 @@ def handler_stats(handler: logging.Handler) -> dict[str, Any] | None:
 def flush_shipped(handler: logging.Handler, timeout: float) -> bool:
     """Wait until a ShipHandler has delivered every event (True) or ``timeout`` passed."""
     return bool(cast("logship.ShipHandler", handler).flush(timeout))
-
-
-def receiver_stats(url: str, timeout: float = 2.0) -> dict[str, int]:
-    """The counters of the receiver serving ``url`` (``GET /_logship/stats``)."""
-    parts = urllib.parse.urlsplit(url)
-    with urllib.request.urlopen(
-        f"{parts.scheme}://{parts.netloc}{STATS_PATH}", timeout=timeout
-    ) as r:
-        data: dict[str, int] = json.load(r)
-    return data
 
 
 def wait_for_receiver(
@@ -296,9 +304,9 @@ def peak_rss_bytes() -> int:
 
 
 def latency_summary(samples_ns: Sequence[int]) -> dict[str, float]:
-    """p50, p99, p99.9, max and mean of per-call times, in microseconds."""
-    ordered = sorted(samples_ns)
-    n = len(ordered)
+    """p50, p99, p99.9, max and mean of per-call times, in microseconds (zeros when none)."""
+    ordered = sorted(samples_ns) or [0]
+    n = len(samples_ns)
 
     def pct(p: float) -> float:
         # Nearest rank: the smallest sample with at least p% of samples at or below it.
@@ -310,7 +318,7 @@ def latency_summary(samples_ns: Sequence[int]) -> dict[str, float]:
         "p99": pct(99),
         "p99.9": pct(99.9),
         "max": ordered[-1] / 1000,
-        "mean": sum(ordered) / n / 1000,
+        "mean": sum(ordered) / len(ordered) / 1000,
     }
 
 
@@ -318,16 +326,16 @@ def emit_result(result: dict[str, Any], abandon: bool = False) -> None:
     """Print the case's result as one line of stdout, for ``run.py``.
 
     With ``abandon`` the process then ends at once, closing nothing (but
-    removing the temporary folders it made): for a case that measured what
-    it needed and must not wait for a peer to deliver (or fail to deliver)
-    what it still holds.
+    removing the temporary folders it made and stopping a receiver of its
+    own): for a case that measured what it needed and must not wait for a
+    peer to deliver (or fail to deliver) what it still holds.
     """
     result.setdefault("pid", os.getpid())
     result.setdefault("python", sys.version.split()[0])
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     if abandon:
-        for folder in _TEMPORARY:
-            shutil.rmtree(folder, ignore_errors=True)
+        for step in reversed(_AT_ABANDON):
+            step()
         sys.stderr.flush()
         os._exit(0)

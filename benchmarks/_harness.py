@@ -1,10 +1,12 @@
-"""The parent's side: run a case in a fresh subprocess, and start a receiver.
+"""The processes a benchmark talks to: a case in a fresh subprocess, and a receiver.
 
 Each case runs as ``sys.executable benchmarks/<case>.py ...`` with a hard
 timeout and prints one JSON object on its own stdout line, the last such line
-(a peer may print after it). The receiver is ``python -m logship receive
---port 0 --quiet``, or ``benchmarks/peer_receivers.py`` for the comparison
-with the peers, in its own process.
+(a peer may print after it). The receiver is ``benchmarks/peer_receivers.py``
+(every handler's wire), or ``python -m logship receive`` for the tools, in a
+process of its own; :func:`receiver_stats` reads its counters. Only the
+standard library is imported here: the cases, ``peers.py`` and ``run.py``
+all use it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +28,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
+STATS_PATH = "/_logship/stats"
 _RECEIVER_PREFIX = "logship receive: listening on "
 _RECEIVER_START_TIMEOUT = 15.0
 
@@ -95,13 +100,23 @@ def _tail(text: str | bytes | None, lines: int = 15) -> str:
     return "\n".join((text or "").splitlines()[-lines:])
 
 
+#: ``logship receive``: logship's wire only (the tools use it).
 RECEIVER = (sys.executable, "-m", "logship", "receive", "--port", "0", "--quiet")
-#: The receiver of the comparison with the peers: every peer's wire, and outages.
+#: The benchmark's receiver: every handler's wire format, and outages.
 PEER_RECEIVER = (sys.executable, os.path.join(HERE, "peer_receivers.py"), "--port", "0")
 
 
+def receiver_stats(url: str, timeout: float = 2.0) -> dict[str, int]:
+    """The counters of the receiver serving ``url`` (``GET /_logship/stats``)."""
+    parts = urllib.parse.urlsplit(url)
+    target = f"{parts.scheme}://{parts.netloc}{STATS_PATH}"
+    with urllib.request.urlopen(target, timeout=timeout) as r:
+        data: dict[str, int] = json.load(r)
+    return data
+
+
 @contextmanager
-def receiver(command: Sequence[str] = RECEIVER) -> Iterator[str]:
+def receiver(command: Sequence[str] = PEER_RECEIVER) -> Iterator[str]:
     """Start a fresh receiver process; yield the URL to ship to; stop it after.
 
     Raises ``RuntimeError``, with the tail of its stderr, when it does not start.

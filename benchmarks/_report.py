@@ -1,11 +1,24 @@
-"""Tables for the terminal and for Markdown, and the median of repeated runs."""
+"""The report: tables built from descriptions, printable as text or Markdown.
+
+A table is described once (:class:`TableSpec`): its rows (each a case and the
+NullHandler case it is set against), its columns (each a header and what it
+reads from a row), its targets and its notes. :func:`build` makes it from a
+run's results: for each case key, ``{"median": ..., "runs": [...]}``, plus
+``"skipped": reason`` for a peer that could not run. Targets are printed
+next to the figures, never asserted.
+"""
 
 from __future__ import annotations
 
+import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+Results = dict[str, Any]
+#: A title or a note: fixed, or made from the results (a figure in the text).
+Text = str | Callable[[Results], str]
 
 
 @dataclass
@@ -21,37 +34,25 @@ class Table:
         """Append a row; each cell is formatted with :func:`cell`."""
         self.rows.append([cell(c) for c in cells])
 
-    def add_failed(self, label: str) -> None:
-        """Append a row for a case that produced no result."""
-        self.rows.append([label, *["failed"] * (len(self.headers) - 1)])
-
     def text(self) -> str:
-        """Aligned columns: the first left-aligned, the others right-aligned."""
-        widths = [
-            max(len(r[i]) for r in [list(self.headers), *self.rows])
-            for i in range(len(self.headers))
-        ]
+        """Aligned columns (the first left-aligned, the others right-aligned), then the notes."""
+        table = [list(self.headers), *self.rows]
+        widths = [max(len(r[i]) for r in table) for i in range(len(self.headers))]
 
         def line(cells: Sequence[str]) -> str:
-            first = cells[0].ljust(widths[0])
-            return "  ".join(
-                [first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))]
-            )
+            rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
+            return "  ".join([cells[0].ljust(widths[0]), *rest])
 
         out = [self.title, "=" * len(self.title), line(self.headers)]
-        out.append("  ".join("-" * w for w in widths))
-        out += [line(r) for r in self.rows]
-        out += self.notes
-        return "\n".join(out)
+        out += ["  ".join("-" * w for w in widths), *map(line, self.rows)]
+        return "\n".join(out + [f"  {n}" for n in self.notes])
 
     def markdown(self) -> str:
-        """A GitHub-flavoured Markdown table under a heading."""
+        """A GitHub-flavoured Markdown table under a heading, the notes as a list."""
         out = [f"## {self.title}", "", "| " + " | ".join(self.headers) + " |"]
         out.append("|" + "|".join(["---"] + ["---:"] * (len(self.headers) - 1)) + "|")
         out += ["| " + " | ".join(r) + " |" for r in self.rows]
-        if self.notes:
-            out += ["", *(f"- {n.strip()}" for n in self.notes)]
-        return "\n".join(out)
+        return "\n".join(out + ([""] if self.notes else []) + [f"- {n}" for n in self.notes])
 
 
 def cell(value: object) -> str:
@@ -73,14 +74,25 @@ def cell(value: object) -> str:
 
 def ratio(a: float | None, b: float | None) -> float | None:
     """``a / b``, or None when either is missing or ``b`` is zero."""
-    if a is None or not b:
-        return None
-    return a / b
+    return None if a is None or not b else a / b
 
 
 def verdict(ok: bool | None) -> str:
     """How a target reads next to its figure."""
     return "n/a" if ok is None else ("MET" if ok else "MISSED")
+
+
+def figure(data: Any, path: str) -> float | None:
+    """The number at a dotted ``path`` (``"all.p99.9"``) in a result, or None when it is missing."""
+    while path:
+        if not isinstance(data, dict):
+            return None
+        if path in data:  # a key with a dot in it: "p99.9"
+            data, path = data[path], ""
+        else:
+            head, _, path = path.partition(".")
+            data = data.get(head)
+    return data if isinstance(data, (int, float)) and not isinstance(data, bool) else None
 
 
 def median_of(runs: Sequence[Any]) -> Any:
@@ -109,3 +121,197 @@ def median_of(runs: Sequence[Any]) -> Any:
 def _numeric(values: Sequence[Any]) -> bool:
     """Whether every value is a number (bools are not)."""
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def good_runs(results: Results, key: str) -> list[dict[str, Any]]:
+    """The runs of case ``key`` that produced a result (none when it did not run)."""
+    return [r for r in (results.get(key) or {}).get("runs", []) if "error" not in r]
+
+
+def median(results: Results, key: str) -> dict[str, Any] | None:
+    """The median result of case ``key``, or None."""
+    entry = results.get(key)
+    return entry.get("median") if entry else None
+
+
+def floor_key(key: str, keys: Collection[str]) -> str:
+    """The NullHandler case that case ``key`` is set against.
+
+    ``name/null+suffix`` for ``name/KIND+suffix`` (or ``-suffix``) when
+    ``keys`` has it, else ``name/null``.
+    """
+    name, _, rest = key.partition("/")
+    suffix = re.search(r"[+-].*", rest)
+    own = f"{name}/null{suffix.group() if suffix else ''}"
+    return own if own in keys else f"{name}/null"
+
+
+@dataclass(frozen=True)
+class Row:
+    """What a column reads: a row's figures, its floor's, its good runs, and every result."""
+
+    key: str
+    r: dict[str, Any]
+    floor: dict[str, Any]
+    runs: list[dict[str, Any]]
+    results: Results
+    part: str = "all"  # the part of a latency result the row shows: "all" or "exceptions"
+    is_floor: bool = False  # the NullHandler's own row
+
+
+@dataclass(frozen=True)
+class Col:
+    """A column: its header and what it reads from a row."""
+
+    header: str
+    get: Callable[[Row], object]
+
+
+def fig(header: str, path: str) -> Col:
+    """A column of the row's figure at ``path``."""
+    return Col(header, lambda row: figure(row.r, path))
+
+
+def over(header: str, path: str) -> Col:
+    """A column of the row's figure at ``path`` over the floor's."""
+    return Col(header, lambda row: ratio(figure(row.r, path), figure(row.floor, path)))
+
+
+def beyond(header: str, path: str) -> Col:
+    """A column of the row's figure at ``path`` less the floor's (none on the floor's row)."""
+
+    def get(row: Row) -> float | None:
+        mine, floor = figure(row.r, path), figure(row.floor, path)
+        return None if row.is_floor or mine is None or floor is None else mine - floor
+
+    return Col(header, get)
+
+
+def not_floor(col: Col) -> Col:
+    """``col``, empty on the floor's row (a figure that only a shipping handler has)."""
+    return Col(col.header, lambda row: None if row.is_floor else col.get(row))
+
+
+@dataclass(frozen=True)
+class Line:
+    """A row of a table: its label and its case (set against :func:`floor_key`'s)."""
+
+    label: str
+    key: str
+    part: str = "all"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target printed under its table: what it says, and its figure and verdict from results."""
+
+    text: str
+    check: Callable[[Results], tuple[str, bool | None]]
+
+
+def at_most(key: str, path: str, limit: float, aim: float = 0, name: str = "") -> Target:
+    """Target: case ``key``'s figure at ``path`` (``name``) at most ``limit`` times its floor's."""
+
+    def check(results: Results) -> tuple[str, bool | None]:
+        floor = median(results, floor_key(key, results))
+        x = ratio(figure(median(results, key), path), figure(floor, path))
+        return ("-", None) if x is None else (f"{x:.2f}x", x <= limit)
+
+    also = f" (aim {aim:g})" if aim else ""
+    name = name or path.split(".", 1)[-1]
+    return Target(f"{name} ≤ {limit:g}{also} x NullHandler's, {key}", check)
+
+
+def bound(
+    text: str, key: str, path: str, limit: float, fmt: str, least: bool = False, less: str = ""
+) -> Target:
+    """Target: case ``key``'s figure at ``path`` (less case ``less``'s) at most ``limit``.
+
+    With ``least``, at least ``limit``; the figure is shown with ``fmt``.
+    """
+
+    def check(results: Results) -> tuple[str, bool | None]:
+        x = figure(median(results, key), path)
+        if less and x is not None:
+            floor = figure(median(results, less), path)
+            x = None if floor is None else x - floor
+        return ("-", None) if x is None else (fmt.format(x), x >= limit if least else x <= limit)
+
+    return Target(f"{text}, {key}", check)
+
+
+def _median_figures(entry: dict[str, Any]) -> dict[str, Any] | None:
+    median: dict[str, Any] | None = entry.get("median")
+    return median
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table: title, rows, columns, targets and notes."""
+
+    title: str
+    lines: tuple[Line, ...]
+    columns: tuple[Col, ...]
+    targets: tuple[Target, ...] = ()
+    notes: tuple[Text, ...] = ()
+    #: A case's figures from its entry in the results: by default the median of its runs.
+    figures: Callable[[dict[str, Any]], dict[str, Any] | None] = _median_figures
+    first: str = "handler"
+
+
+def build(spec: TableSpec, results: Results) -> Table:
+    """The table ``spec`` describes, with a row for each of its cases that was selected.
+
+    A skipped case gets a ``skipped`` row, one with no result a ``failed``
+    row, each with its reason in a note.
+    """
+    t = Table(spec.title, [spec.first, *(c.header for c in spec.columns)])
+    for line in spec.lines:
+        entry = results.get(line.key)
+        if entry is None:
+            continue
+        r = None if "skipped" in entry else spec.figures(entry)
+        if r is None:
+            failed = "skipped" if "skipped" in entry else "failed"
+            errors = {x["error"].splitlines()[0] for x in entry["runs"] if "error" in x}
+            why = entry.get("skipped") or "; ".join(sorted(errors)) or "no run"
+            t.rows.append([line.label, *[failed] * len(spec.columns)])
+            t.notes.append(f"{line.label}: {failed}: {why}")
+            continue
+        floor = floor_key(line.key, results)
+        floor_figures = spec.figures(results[floor]) if floor in results else None
+        runs = good_runs(results, line.key)
+        row = Row(line.key, r, floor_figures or {}, runs, results, line.part, line.key == floor)
+        t.add(line.label, *(c.get(row) for c in spec.columns))
+    for target in spec.targets:
+        shown, ok = target.check(results)
+        t.notes.append(f"target {target.text}: {shown}  {verdict(ok)}")
+    t.notes += [n if isinstance(n, str) else n(results) for n in spec.notes]
+    return t
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A figure whose spread over the repeats says how noisy the run was."""
+
+    label: str
+    key: str
+    path: str
+    floor: str = ""  # a ratio to this case's figure, taken within each repeat
+
+
+def spread_table(spreads: Sequence[Spread], results: Results) -> Table:
+    """Each figure's minimum, median and maximum over the repeats."""
+    t = Table(
+        "Spread over the repeats (noise)", ["figure", "runs", "min", "median", "max", "max/min"]
+    )
+    for s in spreads:
+        runs = (results.get(s.key) or {}).get("runs", [])
+        floors = (results.get(s.floor) or {}).get("runs", [{}] * len(runs))
+        values = [figure(r, s.path) for r in runs]
+        if s.floor:  # case and floor ran back to back in each repeat
+            values = [ratio(v, figure(f, s.path)) for v, f in zip(values, floors, strict=False)]
+        got = [v for v in values if v is not None]
+        if got:
+            t.add(s.label, len(got), min(got), median_of(got), max(got), ratio(max(got), min(got)))
+    return t

@@ -1,67 +1,88 @@
-"""Case 1: the latency of one log call, as the application's thread sees it.
+"""The latency of one log call, as the application's thread sees it.
 
 Times each of ``--calls`` calls of ``logger.info("user %s did %s", i,
 "thing", extra={"request_id": i})`` with ``time.perf_counter_ns`` after
 ``--warmup`` untimed calls. With ``--exception-every K`` every K-th call is
 ``logger.exception(...)`` inside an ``except`` block instead; those calls are
-also summarised on their own. A peer of ``peers.py`` is abandoned once the
-calls are timed: what it still holds is not waited for.
+also summarised on their own. With ``--redact`` the handler has a
+``logship.RedactFilter``, whose ``filter()`` is also timed alone on fresh
+records; ``--secret`` puts a password and a card number in every message
+(the filter's slow path). A peer is abandoned once the calls are timed:
+what it still holds is not waited for.
 
-    python benchmarks/latency.py --handler null|ship|down|PEER [--url URL] [--exception-every 100]
+    python benchmarks/latency.py --handler null|ship|down|PEER [--url URL]
+        [--exception-every 100] [--redact [--secret]]
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from typing import Any
 
-from _common import (
-    PEER_KINDS,
-    bench_handler,
-    bench_logger,
-    case_parser,
-    emit_result,
-    flush_shipped,
-    handler_stats,
-    latency_summary,
-    timed_calls,
-)
+import _common as c
 
 # After the measured calls, how long a live ShipHandler may take to deliver them.
 _FLUSH_TIMEOUT = 20.0
 
 
+def filter_only(n: int, message: tuple[str, str]) -> dict[str, float]:
+    """``RedactFilter.filter`` alone on ``n`` fresh records of the timed call, each timed."""
+    import logship
+
+    f, perf, (msg, arg) = logship.RedactFilter(), time.perf_counter_ns, message
+    samples = [0] * n
+    for k in range(n):
+        record = logging.LogRecord(c.LOGGER_NAME, logging.INFO, __file__, 1, msg, (k, arg), None)
+        record.request_id = k
+        t0 = perf()
+        f.filter(record)
+        samples[k] = perf() - t0
+    return c.latency_summary(samples)
+
+
 def main() -> None:
     """Run the case and print its result."""
-    parser = case_parser(__doc__)
+    parser = c.case_parser(__doc__)
     parser.add_argument("--calls", type=int, default=50_000)
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--exception-every", type=int, default=0)
+    parser.add_argument("--redact", action="store_true", help="add a logship.RedactFilter")
+    parser.add_argument("--secret", action="store_true", help="secrets in every message")
     args = parser.parse_args()
-    with bench_handler(args) as handler:
-        logger = bench_logger(handler)
-        timed_calls(logger, 0, args.warmup, args.exception_every)
+    message = c.SECRET_MESSAGE if args.secret else c.MESSAGE
+    with c.bench_handler(args) as handler:
+        if args.redact:
+            import logship
+
+            handler.addFilter(logship.RedactFilter())
+        logger = c.bench_logger(handler)
+        c.timed_calls(logger, 0, args.warmup, args.exception_every, message)
         if args.handler == "ship":
-            flush_shipped(handler, _FLUSH_TIMEOUT)  # start from an empty pipeline
+            c.flush_shipped(handler, _FLUSH_TIMEOUT)  # start from an empty pipeline
         gc.collect()
         t0 = time.perf_counter()
-        samples, exc_samples = timed_calls(logger, args.warmup, args.calls, args.exception_every)
+        samples, exc = c.timed_calls(logger, args.warmup, args.calls, args.exception_every, message)
         loop_s = time.perf_counter() - t0
-        delivered = flush_shipped(handler, _FLUSH_TIMEOUT) if args.handler == "ship" else None
+        # Delivered before the filter is timed alone, so the worker does not compete.
+        flushed = c.flush_shipped(handler, _FLUSH_TIMEOUT) if args.handler == "ship" else None
         result: dict[str, Any] = {
             "case": "latency",
             "handler": args.handler,
             "exception_every": args.exception_every,
+            "redact": args.redact,
+            "secret": args.secret,
             "calls": args.calls,
             "loop_s": loop_s,
             "calls_per_s": args.calls / loop_s,
-            "all": latency_summary(samples),
-            "exceptions": latency_summary(exc_samples) if exc_samples else None,
-            "flushed": delivered,
-            "stats": handler_stats(handler),
+            "all": c.latency_summary(samples),
+            "exceptions": c.latency_summary(exc) if exc else None,
+            "filter": filter_only(args.calls, message) if args.redact else None,
+            "flushed": flushed,
+            "stats": c.handler_stats(handler),
         }
-        emit_result(result, abandon=args.handler in PEER_KINDS)
+        c.emit_result(result, abandon=args.handler in c.PEER_KINDS)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Comparison (c): the receiver answers 503 for 5 s while 20,000 events are logged, then recovers.
+"""Outage: the receiver answers 503 for 5 s while 20,000 events are logged, then recovers.
 
 Logs ``--warmup`` events, pauses, then asks ``peer_receivers.py`` for an
 outage of ``--outage`` seconds and logs ``--events`` events paced over it
@@ -32,25 +32,9 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from _common import (
-    LIVE_KINDS,
-    bench_handler,
-    bench_logger,
-    case_parser,
-    emit_result,
-    handler_stats,
-    latency_summary,
-    log_events,
-    paced,
-    receiver_stats,
-    rss_bytes,
-    settle_quiet,
-    timed_calls,
-    wait_for_receiver,
-)
+import _common as c
+from _harness import receiver_stats
 from peer_receivers import OUTAGE_PATH
-
-MiB = 2**20
 
 
 def start_outage(url: str, seconds: float) -> None:
@@ -63,7 +47,7 @@ def start_outage(url: str, seconds: float) -> None:
 
 def main() -> None:
     """Run the case and print its result."""
-    parser = case_parser(__doc__)
+    parser = c.case_parser(__doc__)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--outage", type=float, default=5.0, help="seconds of 503")
     parser.add_argument("--rate", type=float, default=0.0, help="events/s (default: over --outage)")
@@ -73,27 +57,31 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=30.0, help="seconds after the recovery")
     parser.add_argument("--retrying", type=float, default=3.0, help="a peer: see above")
     args = parser.parse_args()
-    live = args.handler in LIVE_KINDS
+    live = args.handler in c.LIVE_KINDS
     rate = args.rate or args.events / args.outage
-    with bench_handler(args) as handler:
-        logger = bench_logger(handler)
-        log_events(logger, 0, args.warmup)
+    with c.bench_handler(args) as handler:
+        logger = c.bench_logger(handler)
+        c.log_events(logger, 0, args.warmup)
         time.sleep(0.5)  # let the warm-up go out before the outage
         gc.collect()
         samples: list[int] = []
-        rss = [(0, rss_bytes())]
+        rss = [(0, c.rss_bytes())]
 
         def step(start: int, count: int) -> None:
-            samples.extend(timed_calls(logger, args.warmup + start, count)[0])
-            rss.append((start + count, rss_bytes()))
+            samples.extend(c.timed_calls(logger, args.warmup + start, count)[0])
+            rss.append((start + count, c.rss_bytes()))
 
         if live:
             start_outage(args.url, args.outage)
-        t0 = paced(args.events, rate, args.chunk, step)
+        t0 = c.paced(args.events, rate, args.chunk, step)
         loop_s = time.perf_counter() - t0
         recovered = t0 + args.outage
         after, first = int(args.after * rate), args.warmup + args.events
-        paced(after, rate, args.chunk, lambda s, n: log_events(logger, first + s, first + s + n))
+
+        def more(start: int, count: int) -> None:
+            c.log_events(logger, first + start, first + start + count)
+
+        c.paced(after, rate, args.chunk, more)
         total = first + after
         result: dict[str, Any] = {
             "case": "outage",
@@ -104,20 +92,20 @@ def main() -> None:
             "rate": rate,
             "outage_s": args.outage,
             "loop_s": loop_s,
-            "all": latency_summary(samples),
-            "rss_start_mib": rss[0][1] / MiB,
-            "rss_mid_mib": min(rss, key=lambda p: abs(p[0] - args.events / 2))[1] / MiB,
-            "rss_end_mib": rss[-1][1] / MiB,
-            "rss_peak_mib": max(r for _n, r in rss) / MiB,
+            "all": c.latency_summary(samples),
+            "rss_start_mib": rss[0][1] / c.MiB,
+            "rss_mid_mib": min(rss, key=lambda p: abs(p[0] - args.events / 2))[1] / c.MiB,
+            "rss_end_mib": rss[-1][1] / c.MiB,
+            "rss_peak_mib": max(r for _n, r in rss) / c.MiB,
         }
         result["rss_growth_mib"] = result["rss_end_mib"] - result["rss_start_mib"]
         result["rss_growth_first_half_mib"] = result["rss_mid_mib"] - result["rss_start_mib"]
         result["rss_growth_second_half_mib"] = result["rss_end_mib"] - result["rss_mid_mib"]
         if live:
-            quiet = settle_quiet(args.handler)
+            quiet = c.settle_quiet(args.handler)
             if quiet is not None:
                 quiet += args.retrying
-            waited = wait_for_receiver(
+            waited = c.wait_for_receiver(
                 handler, args.url, 0, total, recovered + args.deadline, quiet=quiet
             )
             result |= {
@@ -126,7 +114,7 @@ def main() -> None:
                 "timed_out": waited["timed_out"],
                 "settled": waited["settled"],
             }
-        result["stats"] = handler_stats(handler)
+        result["stats"] = c.handler_stats(handler)
         t_close = time.perf_counter()
     result["close_s"] = time.perf_counter() - t_close
     if live:
@@ -137,7 +125,7 @@ def main() -> None:
             "duplicates": counts["duplicates"],
             "refused": counts["outage_refused"],
         }
-    emit_result(result)
+    c.emit_result(result)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Case 5: replaying a spill folder to a live receiver, from a fresh process.
+"""Replaying a spill folder to a live receiver, from a fresh process.
 
 Counts the events spilled in ``--spill-dir`` (by reading the files, as
 ``logship spill status`` does), then builds a ShipHandler on that folder
@@ -20,15 +20,8 @@ from __future__ import annotations
 
 import time
 
-from _common import (
-    bench_handler,
-    case_parser,
-    emit_result,
-    folder_usage,
-    handler_stats,
-    receiver_stats,
-    wait_for_receiver,
-)
+import _common as c
+from _harness import receiver_stats
 
 from logship.worker import spillfolder
 
@@ -49,7 +42,7 @@ def wait_for_empty(folder: str, deadline: float) -> float | None:
 
 def main() -> None:
     """Run the case and print its result."""
-    parser = case_parser(__doc__)
+    parser = c.case_parser(__doc__)
     parser.add_argument("--spill-dir", required=True, help="the folder spill.py left")
     parser.add_argument("--deadline", type=float, default=40.0, help="seconds to wait for it all")
     args = parser.parse_args()
@@ -61,8 +54,8 @@ def main() -> None:
     n = on_disk.events
     base = receiver_stats(args.url)["unique"]
     cpu0, t0 = time.process_time(), time.perf_counter()
-    with bench_handler(args, spill_dir=args.spill_dir) as handler:
-        waited = wait_for_receiver(
+    with c.bench_handler(args, spill_dir=args.spill_dir) as handler:
+        waited = c.wait_for_receiver(
             handler,
             args.url,
             base,
@@ -72,11 +65,11 @@ def main() -> None:
         )
         cpu = time.process_time() - cpu0 - waited["poll_cpu_s"]
         emptied_at = wait_for_empty(args.spill_dir, waited["done_at"] + 5.0)
-        running = handler_stats(handler)
-    stats = handler_stats(handler)
-    left = folder_usage(args.spill_dir)
+        running = c.handler_stats(handler)
+    stats = c.handler_stats(handler)
+    left = c.folder_usage(args.spill_dir)
     elapsed = waited["done_at"] - t0
-    emit_result(
+    c.emit_result(
         {
             "case": "replay",
             "handler": args.handler,

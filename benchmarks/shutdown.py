@@ -1,4 +1,4 @@
-"""Comparison (d): log 10,000 events, then let the interpreter exit normally.
+"""Exit: log 10,000 events, then let the interpreter exit normally.
 
 Builds the handler and never closes it: what each handler does at a normal
 exit (``logging.shutdown``, its own ``atexit`` hook, its non-daemon threads)
@@ -17,21 +17,21 @@ from __future__ import annotations
 
 import time
 
-from _common import bench_logger, case_parser, emit_result, log_events, make_handler
+import _common as c
 
 
 def main() -> None:
     """Run the case, print its result, and exit."""
-    parser = case_parser(__doc__)
+    parser = c.case_parser(__doc__)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--spill-dir", help="the ShipHandler's spill folder, a peer's working one")
     args = parser.parse_args()
-    handler, _close = make_handler(args, args.spill_dir)  # never called: exit does what it does
-    logger = bench_logger(handler)
+    handler, _close = c.make_handler(args, args.spill_dir)  # never called: exit does what it does
+    logger = c.bench_logger(handler)
     t0 = time.perf_counter()
-    log_events(logger, 0, args.events)
+    c.log_events(logger, 0, args.events)
     last_call_at = time.monotonic()
-    emit_result(
+    c.emit_result(
         {
             "case": "shutdown",
             "handler": args.handler,

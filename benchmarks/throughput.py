@@ -1,13 +1,14 @@
-"""Case 2: end-to-end throughput, from the first log call to the last event counted.
+"""End to end: from the first log call to the last event counted by the receiver.
 
 Logs ``--events`` events as fast as the loop goes, then polls the
 receiver's ``/_logship/stats`` until every event the handler did not drop
-has been counted there (or a deadline passes). Reports delivered events per second,
-the process's CPU time per event (all threads: the loop and logship's
-workers; the polling itself is left out), peak RSS and lost events. With
-``--handler null`` it measures the same loop with a NullHandler. A peer of
-``peers.py``, which has no ``stats()``, is done when every event arrived or
-nothing has for the longest it holds one plus 2 s; it is then abandoned.
+has been counted there (or ``--deadline`` passes). Reports delivered events
+per second, the process's CPU time per event (all threads: the loop and the
+handler's workers; the polling itself is left out), peak RSS and lost
+events. With ``--handler null`` it measures the same loop with a
+NullHandler. A peer, which has no ``stats()``, is done when every event
+arrived or nothing has for the longest it holds one plus 2 s; it is then
+abandoned.
 
     python benchmarks/throughput.py --handler null|ship|PEER [--url URL] [--overflow block]
 """
@@ -17,57 +18,32 @@ from __future__ import annotations
 import gc
 import time
 
-from _common import (
-    LIVE_KINDS,
-    PEER_KINDS,
-    bench_handler,
-    bench_logger,
-    case_parser,
-    emit_result,
-    handler_stats,
-    log_events,
-    peak_rss_bytes,
-    receiver_stats,
-    settle_quiet,
-    wait_for_receiver,
-)
+import _common as c
+from _harness import receiver_stats
 
 
 def main() -> None:
     """Run the case and print its result."""
-    parser = case_parser(__doc__)
+    parser = c.case_parser(__doc__)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--deadline", type=float, default=60.0, help="seconds to wait for delivery")
     args = parser.parse_args()
-    with bench_handler(args) as handler:
-        logger = bench_logger(handler)
-        live = args.handler in LIVE_KINDS
+    live, n = args.handler in c.LIVE_KINDS, args.events
+    with c.bench_handler(args) as handler:
+        logger = c.bench_logger(handler)
         base = receiver_stats(args.url)["unique"] if live else 0
         gc.collect()
-        peak_before = peak_rss_bytes()
+        peak_before = c.peak_rss_bytes()
         cpu0, main0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
-        log_events(logger, 0, args.events)
+        c.log_events(logger, 0, n)
         t_loop, main_cpu = time.perf_counter(), time.thread_time() - main0
+        waited = {"done_at": t_loop, "unique": n, "poll_cpu_s": 0.0}
         if live:
-            waited = wait_for_receiver(
-                handler,
-                args.url,
-                base,
-                args.events,
-                t_loop + args.deadline,
-                quiet=settle_quiet(args.handler),
-            )
-        else:
-            waited = {
-                "done_at": t_loop,
-                "unique": args.events,
-                "poll_cpu_s": 0.0,
-                "timed_out": False,
-                "settled": False,
-            }
+            quiet = c.settle_quiet(args.handler)
+            deadline = t_loop + args.deadline
+            waited = c.wait_for_receiver(handler, args.url, base, n, deadline, quiet=quiet)
         cpu = time.process_time() - cpu0 - waited["poll_cpu_s"]
         elapsed = waited["done_at"] - t0
-        n = args.events
         result = {
             "case": "throughput",
             "handler": args.handler,
@@ -82,14 +58,14 @@ def main() -> None:
             "main_thread_cpu_us_per_event": main_cpu / n * 1e6,
             "received_unique": waited["unique"],
             "lost": n - waited["unique"],
-            "timed_out": waited["timed_out"],
-            "settled": waited["settled"],
-            "peak_rss_mib": peak_rss_bytes() / 2**20,
-            "peak_rss_growth_mib": (peak_rss_bytes() - peak_before) / 2**20,
-            "stats": handler_stats(handler),
+            "timed_out": waited.get("timed_out", False),
+            "settled": waited.get("settled", False),
+            "peak_rss_mib": c.peak_rss_bytes() / c.MiB,
+            "peak_rss_growth_mib": (c.peak_rss_bytes() - peak_before) / c.MiB,
+            "stats": c.handler_stats(handler),
             "receiver": receiver_stats(args.url) if live else None,
         }
-        emit_result(result, abandon=args.handler in PEER_KINDS)
+        c.emit_result(result, abandon=args.handler in c.PEER_KINDS)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ Each cause is shown as its count, with the median length of its calls in
 not p50. With ``--handler null`` the same calls go to a ``NullHandler``: the
 floor's noise.
 
-    .venv/bin/python benchmarks/tail.py [--handler null] [--calls 50000] [--runs 3]
+    .venv/bin/python benchmarks/tools/tail.py [--handler null] [--calls 50000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -29,11 +29,15 @@ import argparse
 import collections
 import contextlib
 import gc
+import os
 import statistics
 import sys
 import threading
 import time
 from typing import Any
+
+# The benchmarks' helpers are in the folder above this one.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _common import (
     bench_handler,
@@ -42,9 +46,8 @@ from _common import (
     handler_stats,
     latency_summary,
     log_events,
-    receiver_stats,
 )
-from _harness import receiver
+from _harness import RECEIVER, receiver, receiver_stats
 
 import logship.handler
 
@@ -84,7 +87,7 @@ def run(handler_kind: str, calls: int, slow_ns: int) -> tuple[dict[str, list[int
         real_yield(seconds)
 
     ship = handler_kind == "ship"
-    with receiver() if ship else contextlib.nullcontext("") as url:
+    with receiver(RECEIVER) if ship else contextlib.nullcontext("") as url:
         args = argparse.Namespace(handler=handler_kind, url=url, overflow=None)
         with bench_handler(args) as handler:
             logger = bench_logger(handler)

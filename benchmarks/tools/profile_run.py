@@ -9,7 +9,7 @@ that spent the most of it. Each thread is profiled on its own CPU clock
 cProfile's own overhead inflates small, frequent calls: read the shares,
 not the absolute figures; ``run.py`` gives those.
 
-    .venv/bin/python benchmarks/profile_run.py [--handler down] [--overflow block] [--top 15]
+    .venv/bin/python benchmarks/tools/profile_run.py [--handler down] [--overflow block] [--top 15]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import cProfile
 import io
+import os
 import pstats
 import sys
 import threading
@@ -25,8 +26,17 @@ import time
 from types import FrameType
 from typing import Any
 
-from _common import bench_handler, bench_logger, flush_shipped, handler_stats, log_events
-from _harness import receiver
+# The benchmarks' helpers are in the folder above this one.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _common import (
+    bench_handler,
+    bench_logger,
+    flush_shipped,
+    handler_stats,
+    log_events,
+)
+from _harness import RECEIVER, receiver
 
 _profiles: dict[str, cProfile.Profile] = {}
 
@@ -62,7 +72,7 @@ def main() -> None:
     threading.setprofile(_profile_this_thread)  # every thread started from now on
     with contextlib.ExitStack() as stack:
         if args.handler == "ship":
-            args.url = stack.enter_context(receiver())
+            args.url = stack.enter_context(receiver(RECEIVER))
             args.overflow = args.overflow or "block"
         with bench_handler(args) as handler:
             logger = bench_logger(handler)

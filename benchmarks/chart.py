@@ -1,0 +1,123 @@
+"""The chart of the comparison with the peers: one panel per headline figure, one bar per handler.
+
+Per-call p50 and p99.9 (table 1) and the service's request p99.9 (table 3)
+as ratios to the NullHandler of the same run, events per second delivered
+end to end (table 2) as they are, and CPU per event end to end (table 2) as
+a ratio. Written as SVG or PNG, by the file's name, with matplotlib; without
+it, :func:`write` says why and writes nothing.
+
+    .venv/bin/python benchmarks/chart.py [RESULTS.json ...] [--out FILE.svg|FILE.png]
+
+With several files their cases are merged, the later files' first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from _report import Results, cell, figure, median, ratio
+from install import not_installed, read_failures
+from scenarios import CONTENDERS
+
+#: The panels: title, case name, figure, and whether it is shown over the NullHandler's.
+PANELS = (
+    ("per-call p50, x NullHandler (table 1; lower is better)", "latency", "all.p50", True),
+    ("per-call p99.9, x NullHandler (table 1; lower is better)", "latency", "all.p99.9", True),
+    (
+        "a service's request p99.9, x NullHandler (table 3; lower is better)",
+        "service",
+        "request.p99.9",
+        True,
+    ),
+    (
+        "events/s delivered end to end (table 2; higher is better)",
+        "throughput",
+        "events_per_s",
+        False,
+    ),
+    (
+        "CPU per event end to end, x NullHandler (table 2; lower is better)",
+        "throughput",
+        "cpu_us_per_event",
+        True,
+    ),
+)
+LOGSHIP, OTHERS, FLOOR = "#1f6feb", "#8c959f", "#d0d7de"
+
+
+def values(results: Results, name: str, path: str, over_null: bool) -> list[float | None]:
+    """Each contender's figure for one panel (None where its case has none)."""
+    null = figure(median(results, f"{name}/null"), path)
+    out = []
+    for _label, kind in CONTENDERS:
+        x = figure(median(results, f"{name}/{kind}"), path)
+        out.append(ratio(x, null) if over_null else x)
+    return out
+
+
+def write(results: Results, info: dict[str, Any], path: str) -> str | None:
+    """Draw the chart to ``path``; None when it was written, else why it was not."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
+    except ImportError as e:
+        return not_installed(["matplotlib"], read_failures()) or f"matplotlib: {e}"
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 8})
+    labels = [label for label, _kind in CONTENDERS]
+    fig, axes = plt.subplots(len(PANELS), 1, figsize=(7.5, 1.55 * len(PANELS) + 0.6))
+    for ax, (title, name, path_, over_null) in zip(axes, PANELS, strict=True):
+        ys = values(results, name, path_, over_null)
+        ax.set_title(title, loc="left", fontsize=9)
+        ax.invert_yaxis()
+        ax.set_yticks(range(len(labels)), labels)
+        ax.spines[["top", "right"]].set_visible(False)
+        shown = [y for y in ys if y]
+        if not shown:
+            ax.text(0.5, 0.5, "not measured in this run", transform=ax.transAxes, ha="center")
+            ax.set_xticks([])
+            continue
+        colours = [FLOOR, LOGSHIP, *[OTHERS] * (len(ys) - 2)]
+        ax.barh(range(len(ys)), [y or 0 for y in ys], color=colours, height=0.7)
+        if max(shown) / min(shown) > 20:  # p99.9 and events/s span orders of magnitude
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,g}"))
+        for i, y in enumerate(ys):
+            text = "-" if not y else f"{cell(y)}x" if over_null else cell(y)
+            ax.text(y or min(shown), i, f" {text}", va="center", fontsize=7)
+        ax.set_xlim(right=max(shown) * (3 if ax.get_xscale() == "log" else 1.2))
+    fig.suptitle(
+        f"logship and its peers: the run of {info.get('date', '?')[:10]} (Python "
+        f"{info.get('python', '?')}, {info.get('cpus', '?')} CPUs; tables in latest.md)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Date": None} if path.endswith(".svg") else None)
+    plt.close(fig)
+    return None
+
+
+def main() -> None:
+    """Draw the chart from one or more results files."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    parser.add_argument("results", nargs="*", default=[os.path.join(here, "latest.json")])
+    parser.add_argument("--out", default=os.path.join(here, "latest.svg"))
+    args = parser.parse_args()
+    info: dict[str, Any] = {}
+    results: Results = {}
+    for name in args.results:
+        with open(name, encoding="utf-8") as f:
+            data = json.load(f)
+        info, results = info or data["meta"], {**results, **data["cases"]}
+    why = write(results, info, args.out)
+    print(f"chart skipped: {why}" if why else f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
