@@ -124,7 +124,7 @@ def test_a_spill_dir_that_is_a_link_is_refused(server, make_handler, tmp_path, w
 def test_a_spill_dir_that_is_a_file_fails_at_construction(server, make_handler, tmp_path):
     folder = tmp_path / "spill"
     folder.write_bytes(b"")
-    with pytest.raises(ValueError, match="option 'spill_dir' names .*, which cannot be a folder"):
+    with pytest.raises(ValueError, match=r"option 'spill_dir' names .*, which cannot be a folder"):
         make_handler(server.url(), **spill_opts(str(folder)))
     assert folder.read_bytes() == b""
 
