@@ -98,6 +98,7 @@ class ShipHandler(logging.Handler):
         url: str | None = None,
         *,
         level: int | str = logging.NOTSET,
+        protocol: Literal["http", "forward", "splunk", "elasticsearch", "otlp", "loki"] = "http",
         token: str | None = None,
         token_file: str | os.PathLike[str] | None = None,
         headers: Mapping[str, str] | None = None,
@@ -122,6 +123,11 @@ class ShipHandler(logging.Handler):
         timeout: float = 10.0,
         retry_max_backoff: float = 60.0,
         shutdown_timeout: float = 5.0,
+        tag: str | None = None,
+        index: str | None = None,
+        source: str | None = None,
+        sourcetype: str | None = None,
+        labels: list[str] | None = None,
     ) -> None:
         """Check every option and build the handler; no thread starts here.
 

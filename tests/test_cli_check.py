@@ -843,7 +843,7 @@ def test_argparse_usage_errors_exit_2(capsys, argv):
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["ftp://127.0.0.1/x"], "must start with http:// or https://"),
+        (["ftp://127.0.0.1/x"], "must start with http://, https://"),
         (["http://127.0.0.1:9/x", "--ca-file", "/nonexistent/ca.pem"], "'ca_file'"),
         (["http://127.0.0.1:9/x", "--client-key", "/etc/hostname"], "'client_key' needs"),
         (["http://127.0.0.1:9/x", "--timeout", "0"], "'timeout' must be a positive number"),

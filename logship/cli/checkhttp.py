@@ -21,7 +21,7 @@ from logship.pure import retry
 from logship.pure.batching import new_key
 from logship.pure.event import EventBuilder
 from logship.pure.options import Options
-from logship.pure.protocols import Answer
+from logship.pure.protocols import Answer, Request
 from logship.pure.protocols.http import HttpEncoder
 from logship.worker.diagnostics import Warner
 from logship.worker.transport import Transport
@@ -67,7 +67,7 @@ def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | No
     transport.session.hooks["response"].append(capture)
     sent = time.time()
     try:
-        answer = transport.send(body, {**encoder.headers(), "Idempotency-Key": new_key()})
+        answer = transport.send(Request(body, encoder.headers(), new_key(), 1))
     finally:
         transport.close()
     midpoint = (sent + seen.get("at", sent)) / 2

@@ -37,7 +37,8 @@ import msgpack
 
 from logship.pure.encoding import has_nonstring_keys
 from logship.pure.event import jsonable, safe_repr
-from logship.pure.options import ENCODINGS, HEADER_NAME
+from logship.pure.options import HEADER_NAME
+from logship.pure.protocols.registry import ENCODER_NAMES
 from logship.pure.sealing import Sealer, WrongKey
 
 MAGIC = b"LSHP"
@@ -126,7 +127,7 @@ class SpilledBatch:
 
     key: str  # the Idempotency-Key it was, and will be, sent under
     n: int  # its events
-    enc: str  # one of ENCODINGS
+    enc: str  # one of ENCODER_NAMES
     gz: bool
     body: bytes
     bid: int | None  # the batch id of the handler that wrote it
@@ -149,7 +150,7 @@ def read_batch(payload: Any) -> SpilledBatch | None:
         return None
     if not (type(n) is int and 0 <= n <= MAX_EVENTS):
         return None
-    if enc not in ENCODINGS or not isinstance(gz, bool):
+    if enc not in ENCODER_NAMES or not isinstance(gz, bool):
         return None
     if not (isinstance(body, bytes) and len(body) <= MAX_FRAME):
         return None

@@ -30,10 +30,12 @@ from typing import Any, Literal
 
 from logship.pure.sealing import Sealer, parse_key
 
+ProtocolName = Literal["http", "forward", "splunk", "elasticsearch", "otlp", "loki"]
 EncodingName = Literal["json", "ndjson", "msgpack"]
 OverflowPolicy = Literal["spill", "drop_oldest", "drop_newest", "block"]
 TlsVersion = Literal["1.2", "1.3"]
 
+PROTOCOLS: tuple[str, ...] = typing.get_args(ProtocolName)
 ENCODINGS: tuple[str, ...] = typing.get_args(EncodingName)
 OVERFLOW_POLICIES: tuple[str, ...] = typing.get_args(OverflowPolicy)
 TLS_MIN_VERSIONS: tuple[str, ...] = typing.get_args(TlsVersion)
@@ -65,6 +67,25 @@ _RESERVED_HEADERS = frozenset(
 )
 
 MiB = 1024 * 1024
+
+_HTTP_SCHEMES = ("http", "https")
+#: The URL schemes each protocol takes (SPEC section 8).
+PROTOCOL_SCHEMES: dict[str, tuple[str, ...]] = {
+    "http": _HTTP_SCHEMES,
+    "forward": ("tcp", "tls", "unix"),
+    "splunk": _HTTP_SCHEMES,
+    "elasticsearch": _HTTP_SCHEMES,
+    "otlp": _HTTP_SCHEMES,
+    "loki": _HTTP_SCHEMES,
+}
+#: The options only some protocols use, and which.
+PROTOCOL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "tag": ("forward",),
+    "index": ("elasticsearch", "splunk"),
+    "source": ("splunk",),
+    "sourcetype": ("splunk",),
+    "labels": ("loki",),
+}
 
 Check = Callable[[str, Any], Any]
 
@@ -202,20 +223,61 @@ def make_folder(name: str, path: str) -> None:
 
 
 def check_url(name: str, url: Any) -> str:
-    """``url`` if it is an absolute http(s) URL with a host, else raise naming ``name``."""
+    """``url`` if it is an absolute URL with a host (or a ``unix://`` path), else raise.
+
+    Which schemes the protocol takes is checked with the protocol (see
+    :func:`check_scheme`).
+    """
     if url is None:
         raise ValueError(f"logship: option {name!r} is required (or set LOGSHIP_URL)")
     _check_type(name, url, (str,), "a string")
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"logship: option {name!r} must start with http:// or https://: {url!r}")
+    scheme = parts.scheme.lower()
+    if scheme not in {s for schemes in PROTOCOL_SCHEMES.values() for s in schemes}:
+        raise ValueError(
+            f"logship: option {name!r} must start with http://, https://, tcp://, tls:// "
+            f"or unix://: {url!r}"
+        )
+    if scheme == "unix":
+        if parts.netloc or not parts.path:
+            raise ValueError(
+                f"logship: option {name!r}: a unix:// URL names a socket's path, "
+                f"as unix:///run/fluent.sock: {url!r}"
+            )
+        return str(url)
     if not parts.hostname:
         raise ValueError(f"logship: option {name!r} has no host name: {url!r}")
     try:
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        port = parts.port
     except ValueError:
         raise ValueError(f"logship: option {name!r} has an invalid port: {url!r}") from None
+    if scheme in ("tcp", "tls") and port is None:
+        raise ValueError(f"logship: option {name!r} needs a port ({scheme}://host:24224): {url!r}")
     return str(url)
+
+
+def check_scheme(protocol: str, url: str) -> None:
+    """Raise naming the options when ``protocol`` does not take ``url``'s scheme."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    schemes = PROTOCOL_SCHEMES[protocol]
+    if scheme not in schemes:
+        shown = " or ".join(f"{s}://" for s in schemes)
+        raise ValueError(
+            f"logship: option 'url' must start with {shown} for protocol {protocol!r}: {url!r}"
+        )
+
+
+def optional_label_names(name: str, value: Any) -> list[str] | None:
+    """A list of field names (strings), or None."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"logship: option {name!r} must be a list of field names")
+    for item in value:
+        _check_type(name, item, (str,), "a list of field names (strings)")
+        if not item:
+            raise ValueError(f"logship: option {name!r} has an empty field name")
+    return list(value)
 
 
 def check_token(name: str, value: Any) -> str | None:
@@ -356,9 +418,15 @@ class Options:
         shown="none",
         secret=True,  # it may hold a password: shown redacted, never in repr(options)
     )
+    protocol: ProtocolName = _option(
+        "http",
+        "what goes on the wire: the aggregator's own protocol ([protocols](protocols.md))",
+        _choice(ProtocolName),
+    )
     token: str | None = _option(
         None,
-        "sent as `Authorization: Bearer …`; never shown in `repr`, warnings or `stats()`",
+        "sent as `Authorization: Bearer …` (as the protocol sends a token); never shown "
+        "in `repr`, warnings or `stats()`",
         check_token,
         env="LOGSHIP_TOKEN",
         unless=("token_file",),
@@ -437,6 +505,27 @@ class Options:
     shutdown_timeout: float = _option(
         5.0, "how long `flush()` and `close()` may take together at exit", positive_seconds
     )
+    tag: str | None = _option(
+        None, "`forward` only: the tag of every record (default `logship`)", optional_text
+    )
+    index: str | None = _option(
+        None,
+        "`elasticsearch`: the index or data stream (default `logs-logship-default`); "
+        "`splunk`: the index (default: the token's)",
+        optional_text,
+    )
+    source: str | None = _option(
+        None, "`splunk` only: the events' `source` (default: the logger's name)", optional_text
+    )
+    sourcetype: str | None = _option(
+        None, "`splunk` only: the events' `sourcetype` (default `_json`)", optional_text
+    )
+    labels: list[str] | None = _option(
+        None,
+        "`loki` only: the event fields that become stream labels "
+        "(default: `level` and the keys of `fields`)",
+        optional_label_names,
+    )
 
 
 #: The option fields, in order.
@@ -474,6 +563,15 @@ def _cross_check(o: Options) -> None:
         raise ValueError("logship: option 'client_key' needs 'client_cert' as well")
     if o.ca_file and not o.verify:
         raise ValueError("logship: option 'ca_file' is given but 'verify' is False")
+    check_scheme(o.protocol, o.url)
+    wrong = [
+        name
+        for name, protocols in PROTOCOL_OPTIONS.items()
+        if getattr(o, name) is not None and o.protocol not in protocols
+    ]
+    if wrong:
+        uses = "; ".join(f"{n!r} is for {' and '.join(PROTOCOL_OPTIONS[n])}" for n in wrong)
+        raise ValueError(f"logship: protocol {o.protocol!r} takes no option {uses}")
 
 
 def build_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Options:

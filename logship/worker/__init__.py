@@ -19,7 +19,7 @@ from typing import Any
 from logship import lifecycle
 from logship.pure.event import EventBuilder
 from logship.pure.options import Options
-from logship.pure.protocols.http import StatusReader, encoder_named
+from logship.pure.protocols.registry import protocol_named
 from logship.pure.redact_url import redact_url
 from logship.pure.sealing import Sealer, parse_key
 from logship.pure.snapshot import resolve_mapping
@@ -73,6 +73,7 @@ class Worker:
             pace=pace,
         )
         self.ledger = Ledger(self.ring, _MAX_READY)
+        self.protocol = protocol_named(opts.protocol)  # one logship lacks fails here, loudly
         if opts.spill:
             # Imported here, on the thread that builds the handler, not by the
             # worker on its first spill: an import takes the import lock, and
@@ -134,14 +135,14 @@ class Worker:
     def _build(self) -> None:
         opts = self.opts
         builder = EventBuilder(self.fields)
-        encoder = encoder_named(opts.encoding, opts.compress, builder)
+        encoder = self.protocol.encoder(opts, builder)
         sealer = Sealer(parse_key(opts.spill_key)) if opts.spill_key else None
         store = None
         if opts.spill and self.spill_dir:
             store = SpillStore(
                 self.spill_dir, opts.url, opts.spill_max_bytes, self.ledger, self.warner, sealer
             )
-        self.transport = Transport(opts, self.warner)
+        self.transport = Transport(opts, self.warner, self.protocol)
         self.pump = Pump(opts, self.ledger, self.signals, encoder, self.warner, store)
         self.sender = Sender(
             opts,
@@ -149,7 +150,7 @@ class Worker:
             self.signals,
             self.transport,
             encoder,
-            StatusReader(),
+            self.protocol.reader(opts),
             self.warner,
             sealer,
         )

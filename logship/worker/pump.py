@@ -22,7 +22,7 @@ from logship.pure.batching import Batch, make_batches
 from logship.pure.event import usable_created
 from logship.pure.options import Options
 from logship.pure.protocols import Encoder
-from logship.pure.protocols.http import encoder_named
+from logship.pure.protocols.registry import decoder_named
 from logship.pure.timing import BatchTimer, Look
 from logship.ring import Signals
 from logship.worker.diagnostics import Warner
@@ -249,7 +249,7 @@ class Pump:
         if batch.encoding != encoder.name or batch.gzipped != encoder.compress:
             # Spilled under other settings: the transport speaks only ours.
             try:
-                events = encoder_named(batch.encoding, batch.gzipped).events_of(batch.body)
+                events = decoder_named(batch.encoding, batch.gzipped).events_of(batch.body)
             except Exception:  # a body that does not decode, or inflates past its bound
                 ledger.count("corrupt")
                 ledger.resolve(batch, "dropped")  # acknowledged: it leaves the disk

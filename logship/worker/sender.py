@@ -16,7 +16,7 @@ from collections import deque
 from logship.pure.batching import Batch, pick, split
 from logship.pure.diagnosis import hint
 from logship.pure.options import Options
-from logship.pure.protocols import Answer, AnswerReader, Encoder, Outcome
+from logship.pure.protocols import Answer, AnswerReader, Encoder, Outcome, Request
 from logship.pure.redact_url import redact_url
 from logship.pure.retry import Backoff, Verdict, hold_hint
 from logship.pure.sealing import Sealer
@@ -132,11 +132,9 @@ class Sender:
                 attempt += 1
 
     def _send(self, batch: Batch) -> Answer:
-        headers = dict(self._headers)
-        headers["Idempotency-Key"] = batch.key
         self.signals.sender_busy = True
         try:
-            return self.transport.send(batch.body, headers)
+            return self.transport.send(Request(batch.body, self._headers, batch.key, batch.count))
         finally:
             self.signals.sender_busy = False
 

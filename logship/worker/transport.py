@@ -12,8 +12,8 @@ from __future__ import annotations
 # land while the worker holds their import lock (which would hang the child).
 import encodings.idna  # noqa: F401
 import netrc  # noqa: F401
-import os
 import time
+import urllib.parse
 from typing import Any
 
 import requests
@@ -21,8 +21,9 @@ import requests.adapters
 import requests.auth
 
 from logship.pure.diagnosis import connection_kind, tls_kind
-from logship.pure.options import Options, check_header_value, read_token_file
-from logship.pure.protocols import Answer
+from logship.pure.options import Options
+from logship.pure.protocols import Answer, Request, WireProtocol
+from logship.pure.protocols.http import HTTP
 from logship.pure.redact_url import redact_url, scrub, url_secrets
 from logship.worker.connections import (
     AddressBook,
@@ -32,6 +33,7 @@ from logship.worker.connections import (
     tls_context,
 )
 from logship.worker.diagnostics import Warner
+from logship.worker.tokens import TokenSource
 
 USER_AGENT = "logship"
 _MAX_ANSWER_BYTES = 64 * 1024
@@ -46,8 +48,8 @@ def error_kind(exc: BaseException) -> str:
     return connection_kind(str(exc))
 
 
-class _Bearer(requests.auth.AuthBase):
-    """Sets ``Authorization: Bearer …`` on a request."""
+class _Authorization(requests.auth.AuthBase):
+    """Sets ``Authorization`` on a request (``Bearer …``, ``Splunk …``, ``ApiKey …``)."""
 
     def __init__(self, value: str) -> None:
         self.value = value
@@ -74,15 +76,22 @@ class _Adapter(requests.adapters.HTTPAdapter):
 _CERT_CHECK_INTERVAL = 3600.0
 
 
+def endpoint_url(url: str, default_path: str) -> str:
+    """``url``, with the protocol's standard path when it has none (SPEC section 8)."""
+    parts = urllib.parse.urlsplit(url)
+    if default_path and parts.path in ("", "/"):
+        return urllib.parse.urlunsplit(parts._replace(path=default_path))
+    return url
+
+
 class Transport:
     """POSTs request bodies to the configured endpoint."""
 
-    def __init__(self, opts: Options, warner: Warner) -> None:
-        self.url = opts.url
+    def __init__(self, opts: Options, warner: Warner, protocol: WireProtocol = HTTP) -> None:
+        self.url = endpoint_url(opts.url, protocol.default_path)
         self.timeout = opts.timeout
-        self._token = opts.token
-        self._token_file = opts.token_file
-        self._token_mtime: float | None = None
+        self._tokens = TokenSource(opts, warner)
+        self._scheme = protocol.auth or "Bearer"
         self._url_secrets = url_secrets(opts.url)
         self.session = requests.Session()
         # requests would read the proxy variables, the CA bundle variables and
@@ -110,54 +119,29 @@ class Transport:
         self.session.mount("https://", adapter)
         self.headers = {"User-Agent": USER_AGENT, **opts.headers}
 
-    def _authorization(self) -> str | None:
-        if self._token_file:
-            # Re-read a rotated secret; a stat per request is cheap next to the request.
-            try:
-                st = os.stat(self._token_file)
-                if st.st_mtime != self._token_mtime:
-                    token = read_token_file(self._token_file)
-                    self._token_mtime = st.st_mtime
-                    check_header_value(token, f"the token in {self._token_file}")
-                    self._token = token
-                    if st.st_mode & 0o004:
-                        self._warner.warn(
-                            "token-file-mode",
-                            "logship: the token file %s is readable by every user: chmod 600 it.",
-                            self._token_file,
-                        )
-            except (OSError, UnicodeDecodeError):
-                pass  # keep the last token that worked
-            except ValueError as e:  # a rotated file no HTTP client can send
-                self._warner.warn(
-                    "token-file-bad",
-                    "logship: %s: keeping the previous token. Fix the file.",
-                    e,
-                )
-        return f"Bearer {self._token}" if self._token else None
-
     def scrub(self, text: str) -> str:
         """``text`` without the token or the URL's secrets: errors and answers may quote them.
 
         ``stats()``, warnings and dead letters show what this returns.
         """
         secrets = list(self._url_secrets)
-        if self._token:
-            secrets.append((self._token, "[token]"))
+        token = self._tokens.current()
+        if token:
+            secrets.append((token, "[token]"))
         return scrub(text, secrets)
 
-    def send(self, body: bytes, headers: dict[str, str]) -> Answer:
-        """POST one body with the protocol's ``headers``; return the answer, never raise."""
-        headers = {**self.headers, **headers}
-        bearer = self._authorization()
+    def send(self, request: Request) -> Answer:
+        """POST one batch's body; return the answer or the failure, never raise."""
+        headers = {**self.headers, **request.headers, "Idempotency-Key": request.key}
+        token = self._tokens.current()
         try:
             resp = self.session.post(
                 self.url,
-                data=body,
+                data=request.body,
                 headers=headers,
                 # As an auth object, not a header: a netrc login (session.auth)
                 # would otherwise replace it with Basic auth.
-                auth=_Bearer(bearer) if bearer else None,
+                auth=_Authorization(f"{self._scheme} {token}") if token else None,
                 timeout=self.timeout,
                 # A redirect answered to a POST would become a GET elsewhere; the
                 # sender holds the batch and says so (see pure.retry.classify).

@@ -27,7 +27,26 @@ from logship.pure.retry import Verdict
 
 Event = dict[str, Any]
 
-__all__ = ["Answer", "AnswerReader", "Encoder", "Event", "Outcome", "Verdict"]
+__all__ = [
+    "Answer",
+    "AnswerReader",
+    "Encoder",
+    "Event",
+    "Outcome",
+    "Request",
+    "Verdict",
+    "WireProtocol",
+]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a transport sends for one batch."""
+
+    body: bytes  #: as the encoder made it
+    headers: Mapping[str, str]  #: the encoder's (``Content-Type``, ``Content-Encoding``)
+    key: str  #: the batch's Idempotency-Key: the same on every retry, and after a replay
+    count: int  #: events in the body
 
 
 @dataclass(frozen=True)
@@ -99,4 +118,26 @@ class AnswerReader(Protocol):
 
     def read(self, answer: Answer, count: int) -> Outcome:
         """The outcome of ``answer`` for a batch of ``count`` events."""
+        ...
+
+
+class WireProtocol(Protocol):
+    """How the worker assembles one protocol: an encoder, a reader, and which transport."""
+
+    #: The value of the ``protocol`` option.
+    name: str
+    #: The path a URL without one gets (``/v1/logs``); "" when the URL is used as given.
+    default_path: str
+    #: How the token is sent: ``Authorization: <auth> <token>``; "" when it is not a header
+    #: (``forward`` uses it as the handshake's shared key).
+    auth: str
+    #: ``"http"``, or ``"stream"`` (msgpack over TCP, TLS or a Unix socket).
+    transport: str
+
+    def encoder(self, opts: Any, builder: Any) -> Encoder:
+        """The encoder for ``opts`` (``builder``: the worker's ``EventBuilder``)."""
+        ...
+
+    def reader(self, opts: Any) -> AnswerReader:
+        """The answer reader for ``opts``."""
         ...

@@ -89,8 +89,34 @@ class StatusReader:
         )
 
 
-def encoder_named(name: str, compress: bool, builder: EventBuilder | None = None) -> HttpEncoder:
-    """The encoder that wrote (or will write) bodies called ``name``; ValueError when unknown."""
-    if name not in CONTENT_TYPES:
-        raise ValueError(f"no encoder is called {name!r}")
-    return HttpEncoder(name, compress, builder)
+class Http:
+    """``protocol="http"``: the body of ``encoding``, the token as ``Bearer``."""
+
+    name = "http"
+    default_path = ""
+    auth = "Bearer"
+    transport = "http"
+
+    def encoder(self, opts: Any, builder: EventBuilder | None) -> HttpEncoder:
+        """An encoder of the handler's ``encoding``, gzipped when ``compress``."""
+        return HttpEncoder(opts.encoding, opts.compress, builder)
+
+    def reader(self, opts: Any) -> StatusReader:
+        """The status decides."""
+        return StatusReader()
+
+
+HTTP = Http()
+
+
+def _decoder(name: str) -> Callable[[bool], HttpEncoder]:
+    def make(compressed: bool) -> HttpEncoder:
+        return HttpEncoder(name, compressed)
+
+    return make
+
+
+#: The encoders of this module by the name they record with a spilled batch.
+DECODERS: dict[str, Callable[[bool], HttpEncoder]] = {
+    name: _decoder(name) for name in CONTENT_TYPES
+}
