@@ -26,7 +26,7 @@ from logship.ring import Ring
 from logship.worker import Worker, spill_reserve
 from logship.worker.diagnostics import Warner
 from logship.worker.pipeline import Pipeline
-from logship.worker.spillfolder import default_spill_dir, has_spilled
+from logship.worker.spillfolder import default_spill_dir, has_spilled, load_folder_lock
 
 _get_ident = threading.get_ident
 _yield_gil = time.sleep  # sleep(0) releases the GIL and takes it back
@@ -74,6 +74,8 @@ class ShipHandler(logging.Handler):
         self._exit_deadline: float | None = None
         self._flush_returned = 0.0
         self._spill_dir = (opts.spill_dir or default_spill_dir(opts.url)) if opts.spill else None
+        if self._spill_dir:
+            load_folder_lock()
         lifecycle.track(self)
         if self._spill_dir and has_spilled(self._spill_dir):
             # Events spilled by an earlier run: replay them now, even if this

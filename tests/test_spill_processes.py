@@ -357,6 +357,41 @@ def test_graceful_exit_with_the_endpoint_down_spills_everything_for_the_next_pro
     assert events_on_disk(folder) == 0
 
 
+FRESH_PROCESS = """
+import logging, sys
+import logship
+h = logship.ShipHandler(
+    url=sys.argv[1], spill_dir=sys.argv[2], batch_max_records=10, flush_interval=0.05,
+    retry_max_backoff=0.2, shutdown_timeout=0.5,
+)
+loaded = "filelock" in sys.modules
+log = logging.getLogger("fresh")
+log.addHandler(h)
+log.setLevel(logging.INFO)
+log.propagate = False
+for i in range(40):
+    log.info("ev %d", i)
+h.close()
+print(loaded, h.stats()["spilled"], h.stats()["dropped"])
+"""
+
+
+def test_a_fresh_process_spills_at_close_with_a_short_shutdown_timeout(refused_url, tmp_path):
+    # The first spill comes at close: the lock's module, loaded with the handler,
+    # costs nothing of the 0.1 s kept for writing to disk.
+    folder = str(tmp_path / "spill")
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, refused_url, folder],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "40", "0"], done.stderr
+    assert events_on_disk(folder) == 40
+
+
 def test_kill_9_mid_stream_loses_at_most_what_was_in_memory(
     server, spawn, tmp_path, record_property
 ):

@@ -100,6 +100,18 @@ def folder_lock(folder: str) -> Any:
     return filelock.FileLock(os.path.join(folder, LOCK_NAME), timeout=LOCK_TIMEOUT, mode=0o600)
 
 
+def load_folder_lock() -> None:
+    """Import what :func:`folder_lock` needs now, before anything is spilled.
+
+    The first spill often comes at exit, and importing filelock there (it
+    brings asyncio and concurrent.futures: tenths of a second in a fresh
+    process) would use up the part of ``shutdown_timeout`` kept for writing
+    to disk; in an atexit hook on Python 3.12 the import fails outright
+    (concurrent.futures can no longer register its own exit hook).
+    """
+    import filelock  # noqa: F401
+
+
 # -- owners -------------------------------------------------------------------
 
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
