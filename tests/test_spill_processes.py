@@ -188,16 +188,12 @@ def events_on_disk(folder: str, pid: int | None = None) -> int:
     return total
 
 
-def owner_pids(folder: str) -> set[int]:
-    return {int(f.owner.split(".")[1]) for f in sf.list_files(folder)}
-
-
-def assert_one_writer_per_file(folder: str) -> int:
+def assert_one_writer_per_file(folder: str) -> set[int]:
     """Every event in a file its owner writes (``o``) was logged by that owner's process.
 
-    Returns how many such files were checked.
+    Returns the pids of the owners whose files were checked.
     """
-    checked = 0
+    checked: set[int] = set()
     for f in sf.list_files(folder):
         if f.state != "o":
             continue
@@ -213,8 +209,23 @@ def assert_one_writer_per_file(folder: str) -> int:
             raw = gzip.decompress(payload["body"]) if payload.get("gz") else payload["body"]
             pids = {e["pid"] for e in json.loads(raw)}
             assert pids == {owner_pid}, f"{f.path} holds events of {pids}"
-        checked += 1
+        checked.add(owner_pid)
     return checked
+
+
+def each_writes_alone(folder: str, pids: set[int], what: str) -> None:
+    """Wait until each of ``pids`` is seen writing a file of its own, checking every file seen.
+
+    (A file can be sealed and renamed between listing the folder and reading
+    it: then it is looked at again on the next round.)
+    """
+    seen: set[int] = set()
+
+    def all_seen() -> bool:
+        seen.update(assert_one_writer_per_file(folder))
+        return pids <= seen
+
+    require_within(all_seen, 10, what)
 
 
 class TrackingServer(FaultServer):
@@ -435,11 +446,9 @@ def test_two_processes_share_one_folder_while_the_endpoint_flaps(tracking, spawn
     both = {a.pid, b.pid}
     require_within(lambda: a.last_emitted() > 0 and b.last_emitted() > 0, 15, "both to log")
 
-    checked = 0
     for cycle in range(3):
         server.down()
-        require_within(lambda: both <= owner_pids(folder), 10, f"both to spill ({cycle})")
-        checked += assert_one_writer_per_file(folder)
+        each_writes_alone(folder, both, f"both to spill ({cycle})")
         spilled = {f.id for f in sf.list_files(folder)}
         server.up()
         require_within(
@@ -450,9 +459,7 @@ def test_two_processes_share_one_folder_while_the_endpoint_flaps(tracking, spawn
 
     # A exits while the endpoint is down: what it holds is spilled and released.
     server.down()
-    require_within(lambda: both <= owner_pids(folder), 10, "both to spill")
-    checked += assert_one_writer_per_file(folder)
-    assert checked >= 8
+    each_writes_alone(folder, both, "both to spill")
     a.send("stop")
     last_a = int(a.line("STOPPED").split()[1])
     a.stats("STATS")
