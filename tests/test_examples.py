@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import REPO, Proc, child_env
 
 from logship.cli.receive import Receiver
 
 from conftest import one
+from procs import REPO, Proc, child_env
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

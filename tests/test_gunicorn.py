@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import REPO, Proc, child_env
 
 from logship.cli.receive import Receiver
 
 from conftest import check_identity, wait_until
 from faultserver import FaultServer
+from procs import REPO, Proc, child_env
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gunicorn needs POSIX")
 

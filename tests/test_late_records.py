@@ -14,9 +14,9 @@ import sys
 import pytest
 
 from conftest import attach
+from procs import REPO, plain_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "tests", "scripts", "log_at_shutdown.py")
+SCRIPT = os.path.join(REPO, "tests", "scripts", "log_at_shutdown.py")
 
 
 def python_312_or_later() -> str | None:
@@ -43,11 +43,10 @@ def test_a_record_logged_during_shutdown_is_spilled_then_delivered(server, make_
     python = python_312_or_later()
     if python is None:
         pytest.skip("no Python 3.12+ interpreter here to run the shutdown case")
-    env = dict(os.environ)
-    # Run this checkout with this environment's pure-Python dependencies;
-    # msgpack's C extension is built for this interpreter, so use its fallback.
-    env["PYTHONPATH"] = os.pathsep.join([ROOT, *site.getsitepackages()])
-    env["MSGPACK_PUREPYTHON"] = "1"
+    # That interpreter runs the logship installed here, with this environment's
+    # dependencies; msgpack's C extension is built for this interpreter, so its
+    # pure-Python fallback is used.
+    env = plain_env(PYTHONPATH=os.pathsep.join(site.getsitepackages()), MSGPACK_PUREPYTHON="1")
     folder = str(tmp_path / "spill")
     out = subprocess.run(
         [python, SCRIPT, "http://127.0.0.1:1/app", folder],

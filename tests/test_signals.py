@@ -17,11 +17,11 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from procs import Proc, child_env
 
 from logship.signals import install_signal_handlers
 
 from faultserver import STALL, FaultServer
+from procs import Proc, child_env
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 pytestmark = posix_only

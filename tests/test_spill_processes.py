@@ -2,7 +2,7 @@
 adoption, the default folder, and disks that fill up.
 
 Every process is a real ``sys.executable`` running ``tests/spill_scripts/child.py``
-with ``PYTHONPATH`` at this checkout; every wait has a deadline, and every child
+importing the installed logship; every wait has a deadline, and every child
 still running at the end of a test is killed.
 """
 
@@ -30,8 +30,8 @@ from logship.worker import spillfolder as sf
 
 from conftest import check_identity, require, require_within
 from faultserver import FaultServer, Request
+from procs import REPO, child_env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "tests", "spill_scripts")
 
 # Small and fast: a ring of 200 events, batches of 20.
@@ -47,14 +47,6 @@ OPTS = {
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra)
-    return env
 
 
 class Child:
