@@ -27,6 +27,10 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+#: Where every child runs: ``-m`` and ``-c`` put the working directory first on
+#: sys.path, and from the checkout's root they would import its logship/
+#: instead of the installed wheel that is measured.
+CHILD_CWD = HERE
 
 STATS_PATH = "/_logship/stats"
 _RECEIVER_PREFIX = "logship receive: listening on "
@@ -46,7 +50,7 @@ def run_case(script: str, args: list[str], timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, os.path.join(HERE, script), *args]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=CHILD_CWD)
     except subprocess.TimeoutExpired as e:
         return {
             "error": f"timed out after {timeout:.0f} s",
@@ -85,7 +89,7 @@ def missing(modules: Sequence[str]) -> str | None:
     code = "".join(f"import {m}\n" for m in modules)
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=CHILD_CWD
         )
     except subprocess.TimeoutExpired:
         return "importing it timed out"
@@ -128,7 +132,7 @@ def receiver(command: Sequence[str] = PEER_RECEIVER) -> Iterator[str]:
             stderr=errors,
             stdin=subprocess.DEVNULL,
             text=True,
-            cwd=ROOT,
+            cwd=CHILD_CWD,
         )
         try:
             first = _first_line(proc, _RECEIVER_START_TIMEOUT)

@@ -1,19 +1,20 @@
-"""Install logship with its ``[bench]`` extra for ``make bench``, tolerating a peer that will not.
+"""Install the logship wheel and its ``[bench]`` extra for ``make bench``, even if a peer will not.
 
 The extra names the benchmark's own tools and the peers' packages. One
 package that cannot be installed here (no wheel for this Python, a
 dependency conflict, a registry that does not answer) would make pip refuse
 the whole extra, and with it the whole benchmark. So when installing the
-extra at once fails, logship is installed alone and then each requirement of
-the extra one at a time; those that still fail are written, with pip's
+extra at once fails, the wheel is installed alone and then each requirement
+of the extra one at a time; those that still fail are written, with pip's
 reason, to :data:`FAILURES` in the virtual environment, where ``run.py``
 reads them and reports the peers they belong to as skipped.
 
-Exits 0 when everything is installed, 3 when only some requirements failed
-(``make`` then installs again next time), 1 when logship itself or a tool the
-harness cannot run without failed.
+The benchmarks measure what users install, the wheel (``make bench`` builds
+it), never the source tree. Exits 0 when everything is installed, 3 when only
+some requirements failed (``make`` then installs again next time), 1 when
+logship itself or a tool the harness cannot run without failed.
 
-    .venv/bin/python benchmarks/install.py
+    .venv/bin/python benchmarks/install.py dist/pylogship-*.whl
 """
 
 from __future__ import annotations
@@ -90,11 +91,15 @@ def not_installed(packages: Sequence[str], failures: dict[str, str]) -> str | No
     return "; ".join(f"{n} could not be installed: {failures[n]}" for n in names) or None
 
 
-def main() -> int:
-    """Install, record what failed, and say so."""
+def main(argv: Sequence[str]) -> int:
+    """Install the wheel ``argv`` names, record what failed, and say so."""
+    if len(argv) != 1 or not argv[0].endswith(".whl"):
+        print("usage: benchmarks/install.py WHEEL", file=sys.stderr)
+        return 2
+    wheel = os.path.abspath(argv[0])
     failures: dict[str, str] = {}
-    if pip(["-e", ".[bench]"]) is not None:
-        reason = pip(["-e", "."])
+    if pip([f"{wheel}[bench]"]) is not None:
+        reason = pip([wheel])
         if reason is not None:
             print(f"logship itself could not be installed: {reason}", file=sys.stderr)
             return 1
@@ -109,4 +114,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

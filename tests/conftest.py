@@ -1,9 +1,11 @@
 """Shared fixtures: a fault-injecting collector, handlers that are always closed,
-logging's global state restored after each test, and a check for leaked threads."""
+logging's global state restored after each test, a check for leaked threads, and
+a working directory outside the checkout."""
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -23,6 +25,20 @@ FAST = {
     "shutdown_timeout": 3.0,
     "timeout": 5.0,
 }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cwd_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run the tests, and so every child they start, in an empty folder.
+
+    ``python -m`` and ``python -c`` put the working directory first on
+    ``sys.path``: a child started that way from the checkout would import its
+    ``logship/`` instead of the installed package under test.
+    """
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)
 
 
 @pytest.fixture(autouse=True)

@@ -21,14 +21,21 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """This environment, less LOGSHIP_*, importing logship from this checkout, unbuffered."""
+def plain_env(**extra: str) -> dict[str, str]:
+    """This environment less LOGSHIP_*, with ``extra``.
+
+    Nothing goes on ``PYTHONPATH``: a child of ``sys.executable`` imports the
+    logship installed in the test environment, as the tests do, never this
+    checkout (``tests/test_packaging.py`` checks that it does).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra)
     return env
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """:func:`plain_env`, unbuffered, writing no bytecode."""
+    return plain_env(**{"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **extra})
 
 
 class Proc:

@@ -23,18 +23,14 @@ from logship.worker import spillfolder as sf
 
 from conftest import FAST, attach, require_within
 from faultserver import FaultServer, status
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from procs import plain_env
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Any:
     """``python -m logship spill ARGS`` with stdin not a TTY; the completed process."""
-    if env is None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
     return subprocess.run(
         [sys.executable, "-m", "logship", "spill", *args],
-        env=env,
+        env=plain_env() if env is None else env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -216,11 +212,9 @@ def test_a_reason_cannot_drive_the_terminal(tmp_path):
 
 def dead_letters_to(folder: str, stdout: Any) -> Any:
     """``logship spill status --dead-letters`` writing to ``stdout``; the process, started."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
-    env["PYTHONPATH"] = REPO
     return subprocess.Popen(
         [sys.executable, "-m", "logship", "spill", "status", "--dir", folder, "--dead-letters"],
-        env=env,
+        env=plain_env(),
         stdin=subprocess.DEVNULL,
         stdout=stdout,
         stderr=subprocess.PIPE,
@@ -350,8 +344,7 @@ def test_purge_with_yes_deletes_but_keeps_dead_letters_and_live_writers_files(
 def test_commands_default_to_the_user_cache_dir(server, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOGSHIP_", "XDG_"))}
-    env["HOME"] = str(home)
+    env = {k: v for k, v in plain_env(HOME=str(home)).items() if not k.startswith("XDG_")}
     r = cli("status", env=dict(env))
     assert r.returncode == 0, r.stderr
     assert "nothing spilled" in r.stdout and str(home / ".cache" / "logship") in r.stdout

@@ -77,7 +77,7 @@ def test_spilled_frames_are_unreadable_without_the_key_and_replay_with_it(
     check_identity(stats)
 
 
-@pytest.mark.parametrize("other_key", [OTHER, None])
+@pytest.mark.parametrize("other_key", [OTHER, None], ids=["wrong-key", "no-key"])
 def test_a_wrong_or_missing_key_is_reported_not_counted_as_corrupt(
     server, make_handler, tmp_path, said, other_key
 ):

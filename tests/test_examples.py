@@ -149,7 +149,9 @@ def test_django_app(receiver: Receiver, tmp_path: Path) -> None:
     args = [sys.executable, manage, "runserver", "--noreload", "127.0.0.1:0"]
     env = example_env(receiver, tmp_path, DJANGO_RUNSERVER_HIDE_WARNING="true")
     with Proc(args, env=env) as p:
-        port = int(p.wait_for(r"Starting development server at http://127\.0\.0\.1:(\d+)/")[1])
+        # Django 6 (Python 3.12+) says "Starting WSGI development server at".
+        started = r"Starting (?:WSGI )?development server at http://127\.0\.0\.1:(\d+)/"
+        port = int(p.wait_for(started)[1])
         assert get(port, "/hello/?name=ada") == (200, "hello, ada\n")
         assert get(port, "/boom/")[0] == 500
         p.send_signal(signal.SIGINT)  # Ctrl-C: runserver exits normally

@@ -24,19 +24,12 @@ from typing import Any
 
 from conftest import attach, check_identity, wait_until
 from faultserver import STALL, status
+from procs import REPO, plain_env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "tests", "scripts")
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def script_env() -> dict[str, str]:
-    """The environment for a script: ``import logship`` from this checkout, no LOGSHIP_*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
-    return env
 
 
 class Script:
@@ -48,7 +41,7 @@ class Script:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=script_env(),
+            env=plain_env(),
         )
         self._buf = b""
         self.stderr = ""
@@ -98,7 +91,7 @@ class Script:
 def run_script(*args: object, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, os.path.join(SCRIPTS, str(args[0])), *map(str, args[1:])],
-        env=script_env(),
+        env=plain_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

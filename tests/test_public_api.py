@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 import re
 import subprocess
 import sys
@@ -11,13 +10,7 @@ import types
 
 import logship
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def script_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
-    return env
+from procs import plain_env
 
 
 def exported() -> set[str]:
@@ -81,7 +74,7 @@ def test_import_starts_nothing_and_touches_no_disk():
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env=script_env(),
+        env=plain_env(),
         capture_output=True,
         text=True,
         timeout=30,
@@ -93,7 +86,7 @@ def test_import_starts_nothing_and_touches_no_disk():
 def test_python_m_logship_help_exits_zero():
     result = subprocess.run(
         [sys.executable, "-m", "logship", "--help"],
-        env=script_env(),
+        env=plain_env(),
         capture_output=True,
         text=True,
         timeout=30,

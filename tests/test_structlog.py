@@ -19,8 +19,7 @@ import logship
 from logship.cli.receive import Receiver
 
 from conftest import attach, shipped
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from procs import REPO, plain_env
 
 
 @pytest.fixture(autouse=True)
@@ -263,14 +262,12 @@ def test_a_dict_message_is_resolved_on_the_callers_thread(server: Any, make_hand
 
 
 def test_structlog_example_against_a_live_receiver(tmp_path: Any) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
-    env["PYTHONPATH"] = ROOT
-    env["LOGSHIP_SPILL_DIR"] = str(tmp_path)  # not the user's cache folder
+    env = plain_env(LOGSHIP_SPILL_DIR=str(tmp_path))  # not the user's cache folder
     with Receiver() as receiver:
         done = subprocess.run(
             [
                 sys.executable,
-                os.path.join(ROOT, "examples", "structlog_app.py"),
+                os.path.join(REPO, "examples", "structlog_app.py"),
                 receiver.endpoint(),
             ],
             env=env,

@@ -43,16 +43,17 @@ class DemoError(Exception):
 
 def start_receiver(timeout: float = _START_TIMEOUT) -> tuple[subprocess.Popen[str], str]:
     """Start ``logship receive --port 0 --quiet``; return the process and its URL."""
-    env = dict(os.environ)
-    # The child must import this very logship, installed or not.
+    # The child must import this very logship, installed or not. `-m` puts the
+    # working directory first on sys.path, so the child starts in the folder
+    # that holds this package (site-packages, or a source tree), not where the
+    # demo was started, which may be a checkout holding another logship.
     root = os.path.dirname(os.path.dirname(os.path.abspath(logship.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(
         [sys.executable, "-m", "logship", "receive", "--port", "0", "--quiet"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         text=True,
-        env=env,
+        cwd=root,
     )
     stdout = proc.stdout
     assert stdout is not None

@@ -63,7 +63,7 @@ class Sealer:
         except ImportError:
             raise ValueError(
                 "logship: option 'spill_key' needs the 'encrypt' extra: "
-                "pip install 'logship[encrypt]'"
+                "pip install 'pylogship[encrypt]'"
             ) from None
         self._aead: Any = AESGCM(key)
         self.key_id = hashlib.sha256(b"logship-spill-key-id:" + key).hexdigest()[:16]
