@@ -19,6 +19,11 @@ PYTEST_JOBS ?= 2
 PYTEST_ARGS ?=
 PYTEST_OPTS := -n $(PYTEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
 
+# A real Fluent Bit for the protocol tests (tests/fluentbit.py), where the
+# workplace keeps one; the tests that need it are skipped, saying why, without.
+FLUENT_BIT ?= $(wildcard $(abspath ../shared/aggregators/fluent-bit))
+export FLUENT_BIT
+
 # What the distributions are built from. The folders are listed as well, so
 # that deleting a module rebuilds them too.
 DIST_SOURCES := setup.cfg pyproject.toml MANIFEST.in README.md \

@@ -188,3 +188,6 @@ def require(condition: object, message: object = "") -> None:
     """
     if not condition:
         pytest.fail(f"precondition failed: {message}")
+
+
+from fluentbit import fluent_bit  # noqa: E402, F401  (the fixture, for every test module)
