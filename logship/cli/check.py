@@ -29,6 +29,7 @@ from logship.cli.checkhttp import check_clock, check_post
 from logship.cli.tlsinfo import Finding, check_tls
 from logship.pure.options import (
     ENCODINGS,
+    PROTOCOLS,
     TLS_MIN_VERSIONS,
     Options,
     build_options,
@@ -83,6 +84,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per step (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.add_argument("--encoding", choices=ENCODINGS, default="json", help="default: json")
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="http",
+        help="the handler's protocol: what the test record is sent as (default: http)",
+    )
     p.set_defaults(run=run)
 
 
@@ -101,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 "tls_min_version": args.tls_min_version,
                 "timeout": args.timeout,
                 "encoding": args.encoding,
+                "protocol": args.protocol,
                 "spill": False,
             }
         )
@@ -197,6 +205,13 @@ def hider(opts: Options) -> Callable[[str], str]:
     return lambda text: scrub(text, masks)
 
 
+#: How each protocol sends its test record: ``(opts, token_from) -> (finding, the
+#: server's Date header or None, when the answer came)``.
+PROBES: dict[str, Callable[[Options, str | None], tuple[Finding, str | None, float]]] = {
+    "http": check_post,
+}
+
+
 def token_source(args: argparse.Namespace, opts: Options) -> str | None:
     """Where the token came from, for the report (never the token itself)."""
     if args.token:
@@ -288,8 +303,13 @@ def _endpoint_checks(opts: Options, token_from: str | None) -> Iterator[Step]:
         yield _step("post", Finding("SKIP", "skipped: the connection steps failed"))
         yield _step("clock", Finding("SKIP", "skipped: no answer from the server"))
         return
+    probe = PROBES.get(opts.protocol)
+    if probe is None:
+        yield _step("post", Finding("SKIP", f"no test record for protocol {opts.protocol!r}"))
+        yield _step("clock", Finding("SKIP", "skipped: no answer from the server"))
+        return
     started = time.perf_counter()
-    finding, date, midpoint = check_post(opts, token_from)
+    finding, date, midpoint = probe(opts, token_from)
     yield _step("post", finding, started)
     started = time.perf_counter()
     yield _step("clock", check_clock(date, midpoint), started)
