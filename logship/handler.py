@@ -43,6 +43,7 @@ from logship.pure.snapshot import IMMUTABLE, N_INIT, extras_of, resolve
 from logship.worker import Worker, spill_reserve
 from logship.worker.diagnostics import Warner
 from logship.worker.spillfolder import default_spill_dir, has_spilled
+from logship.worker.tokens import file_mode_problem
 
 _get_ident = threading.get_ident
 _yield_gil = time.sleep  # sleep(0) releases the GIL and takes it back
@@ -149,6 +150,12 @@ class ShipHandler(logging.Handler):
         if opts.spill and opts.spill_dir:
             make_folder("spill_dir", opts.spill_dir)
         self._new_worker()
+        if opts.token_file:
+            problem = file_mode_problem(opts.token_file)
+            if problem:  # said now, where the configuration is made, and again if it persists
+                self._warner.warn(
+                    "token-file-mode", "logship: the token file %s %s.", opts.token_file, problem
+                )
         lifecycle.track(self)
         if self._spill_dir and has_spilled(self._spill_dir):
             # Events spilled by an earlier run: replay them now, even if this

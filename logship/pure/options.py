@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 import os
 import re
+import ssl
 import types
 import typing
 import urllib.parse
@@ -552,6 +553,38 @@ def check_names(names: Iterable[str]) -> None:
     raise TypeError(f"logship: unknown option(s): {', '.join(parts)}")
 
 
+def _refuse_password() -> bytes:
+    # OpenSSL calls this instead of asking on the terminal for a key's password.
+    raise ValueError("the key is encrypted")
+
+
+def load_client_pair(ctx: ssl.SSLContext, cert: str, key: str | None) -> None:
+    """Load a client certificate (and key) into ``ctx``, never prompting for a password.
+
+    Raises ``ValueError`` for an encrypted key, ``ssl.SSLError`` or ``OSError``
+    for files that are not a matching PEM pair.
+    """
+    ctx.load_cert_chain(cert, key, password=_refuse_password)
+
+
+def _check_client_pair(cert: str, key: str | None) -> None:
+    """Load the pair once, at construction, so that a wrong one fails here, naming the option."""
+    named = "'client_key'" if key else "'client_cert' (which holds the key)"
+    try:
+        load_client_pair(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), cert, key)
+    except ValueError:
+        raise ValueError(
+            f"logship: option {named} names an encrypted private key: logship cannot ask "
+            "for its password; give an unencrypted key (readable by this user only)"
+        ) from None
+    except (ssl.SSLError, OSError) as e:
+        reason = getattr(e, "reason", None) or e.strerror or str(e)
+        raise ValueError(
+            f"logship: options 'client_cert' and 'client_key' cannot be loaded as a "
+            f"certificate and its key: {reason}"
+        ) from None
+
+
 def _cross_check(o: Options) -> None:
     """The rules that tie two options together."""
     if o.token is not None and o.token_file is not None:
@@ -561,6 +594,8 @@ def _cross_check(o: Options) -> None:
         raise ValueError("logship: option 'headers' sets Authorization and a token is given")
     if o.client_key and not o.client_cert:
         raise ValueError("logship: option 'client_key' needs 'client_cert' as well")
+    if o.client_cert:
+        _check_client_pair(o.client_cert, o.client_key)
     if o.ca_file and not o.verify:
         raise ValueError("logship: option 'ca_file' is given but 'verify' is False")
     check_scheme(o.protocol, o.url)

@@ -42,9 +42,9 @@ def resolve(value: Any, _depth: int = 0) -> tuple[Any, int]:
 
     Immutable scalars are kept; dicts, lists and tuples are copied (tuples
     as lists, as JSON and msgpack write them); anything else is its
-    ``repr``. Keys that are not strings, numbers, booleans or None become
-    their ``repr``. Past 32 levels of nesting (or a cycle), a container is
-    ``"<too deep>"``.
+    ``repr``. Keys that are not strings become text as JSON writes them
+    (:func:`key_text`). Past 32 levels of nesting (or a cycle), a container
+    is ``"<too deep>"``.
     """
     kind = type(value)
     if kind in IMMUTABLE:
@@ -62,12 +62,11 @@ def resolve(value: Any, _depth: int = 0) -> tuple[Any, int]:
         return "<too deep>", 10
     chars = 0
     if isinstance(value, dict):
-        out: dict[Any, Any] = {}
+        out: dict[str, Any] = {}
         for k, v in list(value.items()):
-            if type(k) not in IMMUTABLE or type(k) is bytes:
-                k = safe_repr(k)
+            k = k if type(k) is str else key_text(k)
             out[k], n = resolve(v, _depth + 1)
-            chars += n + (len(k) if type(k) is str else 0)
+            chars += n + len(k)
         return out, chars
     if isinstance(value, (list, tuple)):
         items = []
@@ -78,6 +77,24 @@ def resolve(value: Any, _depth: int = 0) -> tuple[Any, int]:
         return items, chars
     text = safe_repr(value)
     return text, len(text)
+
+
+def key_text(key: Any) -> str:
+    """A mapping key that is not a plain string, as JSON writes it (``1``, ``true``, ``null``).
+
+    Any other key becomes its ``repr``: every encoding then ships the same keys.
+    """
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, int):
+        return safe_repr(int.__index__(key))  # past 4300 digits: "<int of N bits>"
+    if isinstance(key, float):
+        return float.__repr__(key)
+    if isinstance(key, str):
+        return str.__str__(key)
+    return safe_repr(key)
 
 
 def resolve_mapping(mapping: Mapping[str, Any]) -> tuple[dict[str, Any], int]:

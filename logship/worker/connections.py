@@ -23,6 +23,8 @@ import urllib3.connectionpool
 import urllib3.exceptions
 from urllib3.util.ssl_ import create_urllib3_context
 
+from logship.pure.options import load_client_pair
+
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
@@ -125,12 +127,26 @@ def env_ca_bundle() -> tuple[str, str] | None:
     return None
 
 
-def tls_context(min_version: str, verify: bool) -> ssl.SSLContext:
-    """The TLS context for every connection: at least ``min_version``."""
-    return create_urllib3_context(
+def tls_context(
+    min_version: str,
+    verify: bool,
+    client_cert: str | None = None,
+    client_key: str | None = None,
+) -> ssl.SSLContext:
+    """The TLS context for every connection: at least ``min_version``, with the client pair.
+
+    The client certificate is loaded here, once, never by the HTTP client on
+    each connection: OpenSSL asks on the terminal for the password of an
+    encrypted key it loads without one, and this runs on a worker thread.
+    (The options refuse such a key at construction, by loading it the same way.)
+    """
+    ctx = create_urllib3_context(
         ssl_minimum_version=TLS_VERSIONS[min_version],
         cert_reqs=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE,
     )
+    if client_cert:
+        load_client_pair(ctx, client_cert, client_key)
+    return ctx
 
 
 def days_left(response: Any) -> float | None:

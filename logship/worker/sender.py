@@ -10,11 +10,14 @@ an event that ``close`` sets, never ``time.sleep``.
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections import deque
+from typing import Any
 
 from logship.pure.batching import Batch, pick, split
 from logship.pure.diagnosis import hint
+from logship.pure.event import safe_repr
 from logship.pure.options import Options
 from logship.pure.protocols import Answer, AnswerReader, Encoder, Outcome, Request
 from logship.pure.redact_url import redact_url
@@ -40,6 +43,27 @@ STATUS_HINTS = {
     "(Fluent Bit: buffer_max_size) or log smaller events",
     429: "the aggregator is rate-limiting this client",
 }
+
+
+def dead_letter_events(encoder: Encoder, batch: Batch) -> list[dict[str, Any]]:
+    """The events of a rejected batch, for its dead letter.
+
+    A body that does not decode (which logship never makes on purpose) is
+    kept whole, base64, as one record that says what it is: a dead letter
+    must never be lost because its events cannot be read back.
+    """
+    try:
+        return encoder.events_of(batch.body)
+    except Exception as e:
+        return [
+            {
+                "undecodable_body": base64.b64encode(batch.body).decode("ascii"),
+                "encoding": batch.encoding,
+                "gzipped": batch.gzipped,
+                "events": batch.count,
+                "error": safe_repr(e),
+            }
+        ]
 
 
 def status_hint(status: int) -> str:
@@ -225,7 +249,7 @@ class Sender:
         where = "not written"
         try:
             folder = self.opts.spill_dir or default_spill_dir(self.opts.url)
-            events = self.encoder.events_of(batch.body)
+            events = dead_letter_events(self.encoder, batch)
             where = write_dead_letter(
                 folder,
                 self.opts.url,

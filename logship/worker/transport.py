@@ -107,14 +107,13 @@ class Transport:
         self.session.verify = self.verify
         if not (opts.token or opts.token_file):
             self.session.auth = requests.utils.get_netrc_auth(opts.url)
-        if opts.client_cert:
-            self.session.cert = (
-                (opts.client_cert, opts.client_key) if opts.client_key else opts.client_cert
-            )
         self._book = AddressBook(self._on_dns_fallback)
         self._warner = warner
         self._next_cert_check = 0.0
-        adapter = _Adapter(self._book, tls_context(opts.tls_min_version, bool(opts.verify)))
+        context = tls_context(
+            opts.tls_min_version, bool(opts.verify), opts.client_cert, opts.client_key
+        )
+        adapter = _Adapter(self._book, context)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.headers = {"User-Agent": USER_AGENT, **opts.headers}
