@@ -23,10 +23,12 @@ import time
 import _common as c
 from _harness import receiver_stats
 
-from logship.worker import spillfolder
+from logship.cli import spillinspect as si
+from logship.worker.spill import folder as spillfolder
+from logship.worker.spill import safefiles as safe
 
 # The folder's lock file stays after the last spill file goes; it holds no events.
-_NOT_SPILL = frozenset({spillfolder.LOCK_NAME})
+_NOT_SPILL = frozenset({safe.LOCK_NAME})
 
 
 def wait_for_empty(folder: str, deadline: float) -> float | None:
@@ -48,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.handler != "ship":
         parser.error("replay needs --handler ship and --url")
-    on_disk = spillfolder.summarize(args.spill_dir, set())
+    on_disk = si.summarize(args.spill_dir, set())
     if not on_disk.events:
         raise SystemExit(f"nothing spilled in {args.spill_dir}: the spill case failed?")
     n = on_disk.events

@@ -42,7 +42,7 @@ from logship.pure.redact_url import redact_url
 from logship.pure.snapshot import IMMUTABLE, N_INIT, extras_of, resolve
 from logship.worker import Worker, spill_reserve
 from logship.worker.diagnostics import Warner
-from logship.worker.spillfolder import default_spill_dir, has_spilled
+from logship.worker.spill.folder import default_spill_dir, has_spilled
 from logship.worker.tokens import file_mode_problem
 
 _get_ident = threading.get_ident

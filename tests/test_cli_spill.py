@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 import logship
-from logship.worker import spillfolder as sf
+from logship.cli import spillinspect as si
+from logship.worker.spill import deadletters as dl
+from logship.worker.spill import folder as sf
 
 from conftest import FAST, attach, require_within
 from faultserver import FaultServer, status
@@ -62,7 +64,7 @@ def reject_one(server: FaultServer, make_handler: Callable[..., Any], folder: st
     attach(h, "rejected").info("rejected 0")
     require_within(lambda: h.stats()["rejected"] == 1, what="the rejection")
     h.close()
-    assert os.path.exists(os.path.join(folder, sf.DEAD_LETTER_NAME))
+    assert os.path.exists(os.path.join(folder, dl.DEAD_LETTER_NAME))
 
 
 def live_writer(server: FaultServer, make_handler: Callable[..., Any], folder: str) -> Any:
@@ -89,7 +91,7 @@ def live_writer(server: FaultServer, make_handler: Callable[..., Any], folder: s
 
 
 def events_on_disk(folder: str) -> int:
-    return sf.summarize(folder, set()).events
+    return si.summarize(folder, set()).events
 
 
 def numbers(server: FaultServer, tag: str) -> list[int]:
@@ -161,14 +163,14 @@ def test_dead_letters_are_readable_with_status(server, make_handler, tmp_path):
     assert record["url"] == server.url() and record["folder"] == folder
     assert record["event"]["message"] == "rejected 0" and record["event"]["uuid"]
     # Reading changes nothing.
-    assert sf.read_dead_letters(folder).batches[0].events == [record["event"]]
+    assert si.read_dead_letters(folder).batches[0].events == [record["event"]]
 
 
 def damaged_dead_letters(folder: str, batches: int, inside: bytes) -> None:
     """Write ``batches`` one-event dead letters, then flip the first byte of ``inside``."""
     for i in range(batches):
-        sf.write_dead_letter(folder, "http://127.0.0.1:9/app", f"k{i}", [{"n": i}], 400, "bad")
-    path = os.path.join(folder, sf.DEAD_LETTER_NAME)
+        dl.write_dead_letter(folder, "http://127.0.0.1:9/app", f"k{i}", [{"n": i}], 400, "bad")
+    path = os.path.join(folder, dl.DEAD_LETTER_NAME)
     with open(path, "rb") as f:
         data = bytearray(f.read())
     data[data.index(inside)] ^= 0xFF
@@ -193,7 +195,7 @@ def test_a_damaged_dead_letter_header_loses_no_batch(tmp_path):
     folder = str(tmp_path / "spill")
     damaged_dead_letters(folder, 2, b"dead-letter")  # inside the file's header frame
 
-    letters = sf.read_dead_letters(folder)
+    letters = si.read_dead_letters(folder)
     assert [b.events for b in letters.batches] == [[{"n": 0}], [{"n": 1}]]
     assert letters.corrupt == 1
 
@@ -201,7 +203,7 @@ def test_a_damaged_dead_letter_header_loses_no_batch(tmp_path):
 def test_a_reason_cannot_drive_the_terminal(tmp_path):
     folder = str(tmp_path / "spill")
     reason = "bad\x1b[2J\x1b]0;owned\x07 field\r\nnext"
-    sf.write_dead_letter(folder, "http://127.0.0.1:9/app", "k", [{"n": 1}], 400, reason)
+    dl.write_dead_letter(folder, "http://127.0.0.1:9/app", "k", [{"n": 1}], 400, reason)
     r = cli("status", "--dir", folder)
     assert "\x1b" not in r.stdout and "\x07" not in r.stdout
     assert "400  1 events  bad [2J ]0;owned field next" in r.stdout
@@ -226,7 +228,7 @@ def dead_letters_to(folder: str, stdout: Any) -> Any:
 def test_a_reader_gone_before_the_first_line_ends_the_command_quietly(tmp_path, events):
     folder = str(tmp_path / "spill")
     batch = [{"message": "x" * 100, "n": i} for i in range(events)]
-    sf.write_dead_letter(folder, "http://127.0.0.1:9/app", "k", batch, 400, "bad")
+    dl.write_dead_letter(folder, "http://127.0.0.1:9/app", "k", batch, 400, "bad")
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
@@ -243,7 +245,7 @@ def test_a_reader_gone_before_the_first_line_ends_the_command_quietly(tmp_path, 
 def test_a_reader_gone_partway_ends_the_command_quietly(tmp_path):
     folder = str(tmp_path / "spill")
     batch = [{"message": "x" * 100, "n": i} for i in range(3000)]  # far beyond a pipe's 64 KiB
-    sf.write_dead_letter(folder, "http://127.0.0.1:9/app", "k", batch, 400, "bad")
+    dl.write_dead_letter(folder, "http://127.0.0.1:9/app", "k", batch, 400, "bad")
     p = dead_letters_to(folder, subprocess.PIPE)
     assert p.stdout is not None
     assert p.stdout.readline().startswith("{")  # it is writing...
@@ -332,13 +334,13 @@ def test_purge_with_yes_deletes_but_keeps_dead_letters_and_live_writers_files(
     left = {f.path for f in sf.list_files(folder)}
     assert not (left & released), "the released files are deleted"
     assert own <= left, "a live writer's files are not"
-    assert os.path.exists(os.path.join(folder, sf.DEAD_LETTER_NAME))
+    assert os.path.exists(os.path.join(folder, dl.DEAD_LETTER_NAME))
 
     live.close()
     r = cli("purge", "--dir", folder, "--yes", "--dead-letters")
     assert r.returncode == 0, r.stdout + r.stderr
     assert sf.list_files(folder) == []
-    assert not os.path.exists(os.path.join(folder, sf.DEAD_LETTER_NAME))
+    assert not os.path.exists(os.path.join(folder, dl.DEAD_LETTER_NAME))
 
 
 def test_commands_default_to_the_user_cache_dir(server, tmp_path):

@@ -12,7 +12,7 @@ from test_cli_spill import cli
 from test_spill import Warnings, spill_opts
 
 from logship.pure.redact_url import redact_url, scrub, url_secrets
-from logship.worker import spillfolder as sf
+from logship.worker.spill import folder as sf
 
 from conftest import attach, check_identity, require_within
 from faultserver import status

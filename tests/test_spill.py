@@ -30,7 +30,9 @@ import pytest
 
 import logship
 from logship.pure import frames as fr
-from logship.worker import spillfolder as sf
+from logship.worker.spill import deadletters as dl
+from logship.worker.spill import folder as sf
+from logship.worker.spill import safefiles as safe
 
 from conftest import FAST, attach, check_identity, require, require_within
 from faultserver import STALL, FaultServer, status
@@ -101,7 +103,7 @@ def disk_frames(folder: str) -> list[tuple[str, int, dict[str, Any]]]:
 def spill_names(folder: str) -> list[str]:
     """Every spill, ack or dead-letter file in ``folder`` (not the lock)."""
     try:
-        return sorted(n for n in os.listdir(folder) if n != sf.LOCK_NAME)
+        return sorted(n for n in os.listdir(folder) if n != safe.LOCK_NAME)
     except FileNotFoundError:
         return []
 
@@ -640,7 +642,7 @@ def test_spill_folder_is_0700_and_every_file_0600_whatever_the_umask(
             lambda: server.arrivals >= start + 2, what="a delivered frame and a hung one"
         )
         names = os.listdir(folder)
-        assert {sf.DEAD_LETTER_NAME, sf.LOCK_NAME} <= set(names)
+        assert {dl.DEAD_LETTER_NAME, safe.LOCK_NAME} <= set(names)
         assert any(n.endswith(sf.ACK_SUFFIX) for n in names)
         assert any(n.startswith("c-") and n.endswith(sf.SUFFIX) for n in names)
         assert mode_of(folder) == 0o700

@@ -25,8 +25,10 @@ from typing import Any
 import platformdirs
 import pytest
 
+from logship.cli import spillinspect as si
 from logship.pure import frames as fr
-from logship.worker import spillfolder as sf
+from logship.worker.spill import folder as sf
+from logship.worker.spill import safefiles as safe
 
 from conftest import check_identity, require, require_within
 from faultserver import FaultServer, Request
@@ -569,7 +571,7 @@ def test_a_dead_processs_files_are_adopted_and_a_live_ones_are_not(
 
     # Once it dies, its files are free. (Holding the folder lock, which every claim
     # takes, while it dies and its files are counted: none can be claimed meanwhile.)
-    with sf.folder_lock(folder):
+    with safe.folder_lock(folder):
         live.kill9()
         live_on_disk = events_on_disk(folder, live.pid)
     require_within(lambda: events_on_disk(folder) == 0, 10, "the dead live process's files")
@@ -620,7 +622,7 @@ def test_the_folder_lock_guards_every_claim(server, spawn, make_handler, tmp_pat
     # The replay cannot claim the file while another process holds the lock.
     require_within(
         lambda: any("cannot read the spill folder" in m for m in warnings),
-        sf.LOCK_TIMEOUT + 5,
+        safe.LOCK_TIMEOUT + 5,
         "the claim to give up on the lock",
     )
     assert {f.state for f in sf.list_files(folder)} == {"r"}
@@ -667,7 +669,7 @@ def test_the_default_folder_is_per_endpoint_under_the_user_cache_dir(
     assert os.path.isdir(expected)
     assert stat.S_IMODE(os.stat(expected).st_mode) == 0o700
     assert events_on_disk(expected) == 50
-    assert sf.summarize(expected, set()).url == refused_url
+    assert si.summarize(expected, set()).url == refused_url
     # Another endpoint gets another folder.
     assert sf.endpoint_slug(refused_url + "x") != sf.endpoint_slug(refused_url)
     assert os.listdir(os.path.dirname(expected)) == [os.path.basename(expected)]

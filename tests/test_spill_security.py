@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 from test_spill import Warnings, drained, log_paced, numbers, spill_opts
 
+from logship.cli import spillinspect as si
 from logship.pure import frames as fr
-from logship.worker import spillfolder as sf
+from logship.worker.spill import deadletters as dl
+from logship.worker.spill import folder as sf
 
 from conftest import attach, check_identity, require, require_within
 from faultserver import status
@@ -149,7 +151,7 @@ def test_a_planted_dead_letter_link_is_not_followed(server, make_handler, tmp_pa
     folder.mkdir(mode=0o700)
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"precious\n")
-    (folder / sf.DEAD_LETTER_NAME).symlink_to(victim)
+    (folder / dl.DEAD_LETTER_NAME).symlink_to(victim)
     server.default = status(400, b"bad")
     h = make_handler(server.url(), **spill_opts(str(folder)))
     attach(h).info("rejected")
@@ -453,7 +455,7 @@ def test_dead_letters_are_capped_and_rotated(server, make_handler, tmp_path):
     assert len(letters) > 1, letters
     total = sum(os.path.getsize(os.path.join(folder, n)) for n in letters)
     assert total <= cap // 4, f"{total} bytes of dead letters, cap {cap // 4}"
-    read = sf.read_dead_letters(folder)
+    read = si.read_dead_letters(folder)
     kept = sorted(int(e["message"].split()[1]) for b in read.batches for e in b.events or ())
     assert kept and kept == list(range(kept[0], 400)), "the newest are kept, the oldest go"
 
@@ -466,7 +468,7 @@ def test_status_reads_dead_letters_as_a_stream(tmp_path, capsys):
     folder = str(tmp_path / "spill")
     batch = [{"message": os.urandom(512).hex(), "n": i} for i in range(1000)]  # ~1 MiB a frame
     for i in range(24):
-        sf.write_dead_letter(folder, "http://127.0.0.1:9/app", f"k{i}", batch, 400, "bad")
+        dl.write_dead_letter(folder, "http://127.0.0.1:9/app", f"k{i}", batch, 400, "bad")
     size = sum(
         os.path.getsize(os.path.join(folder, n))
         for n in os.listdir(folder)

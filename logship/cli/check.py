@@ -37,8 +37,8 @@ from logship.pure.options import (
     shown_name,
 )
 from logship.pure.redact_url import redact_url, scrub, url_secrets
-from logship.worker.safefiles import folder_problem
-from logship.worker.spillfolder import default_spill_dir
+from logship.worker.spill.folder import default_spill_dir
+from logship.worker.spill.safefiles import folder_problem
 
 
 @dataclass

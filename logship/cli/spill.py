@@ -23,13 +23,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import logship
+from logship.cli import spillinspect as si
 from logship.pure.diagnosis import hint as kind_hint
 from logship.pure.redact_url import MASK, normalize_url, redact_url
 from logship.pure.retry import Verdict, classify, hold_hint
 from logship.pure.sealing import Sealer, parse_key
-from logship.worker import spillfolder as sf
-from logship.worker.deadletters import DeadLetterReader
 from logship.worker.sender import status_hint
+from logship.worker.spill import folder as sf
+from logship.worker.spill.deadletters import DEAD_LETTER_NAME
+from logship.worker.spill.safefiles import UnsafeFolder
 
 _POLL = 0.1
 # Summaries here treat this process's own handlers as gone: the replaying
@@ -75,7 +77,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the chosen action; returns the exit status."""
     root = args.dir or sf.cache_root()
-    folders = sf.find_folders(root)
+    folders = si.find_folders(root)
     if args.action == "status":
         if args.dead_letters:
             return dead_letters(folders)
@@ -100,7 +102,7 @@ def status(folders: list[str], root: str) -> int:
     now = time.time()
     sealer = _sealer()
     for folder in folders:
-        s = sf.summarize(folder, _OURS, sealer)
+        s = si.summarize(folder, _OURS, sealer)
         print(folder)
         if s.refused:
             print(f"  refused       {s.refused}: logship will not use it (docs/security.md)")
@@ -118,12 +120,12 @@ def status(folders: list[str], root: str) -> int:
         if s.corrupt:
             print(f"  corrupt       {s.corrupt} damaged regions (skipped on replay)")
         # Read as a stream: only the latest few batches are kept.
-        letters = sf.read_dead_letters(folder, sealer, keep=_LATEST)
+        letters = si.read_dead_letters(folder, sealer, keep=_LATEST)
         if letters.count or letters.corrupt:
             damaged = f", {letters.corrupt} damaged regions" if letters.corrupt else ""
             print(
                 f"  dead letters  {letters.events} events in {letters.count} "
-                f"rejected batches{damaged} ({sf.DEAD_LETTER_NAME}; --dead-letters prints them)"
+                f"rejected batches{damaged} ({DEAD_LETTER_NAME}; --dead-letters prints them)"
             )
             _latest_rejections(letters)
     return 0
@@ -134,7 +136,7 @@ _LATEST = 3
 _REASON_CHARS = 100
 
 
-def _latest_rejections(letters: sf.DeadLetters) -> None:
+def _latest_rejections(letters: si.DeadLetters) -> None:
     for b in letters.batches:
         if b.events is None:
             print(f"    a rejected batch that cannot be read: {letters.locked_why}")
@@ -172,7 +174,7 @@ def dead_letters(folders: list[str]) -> int:
     sealer = _sealer()
     unreadable = 0
     for folder in folders:
-        letters = DeadLetterReader(folder, sealer)
+        letters = si.DeadLetterReader(folder, sealer)
         for b in letters:
             for event in b.events or ():
                 line = {
@@ -208,7 +210,7 @@ class _Target:
     why_no_token: str = ""
 
 
-def _target(s: sf.FolderSummary, url: str | None) -> _Target | str:
+def _target(s: si.FolderSummary, url: str | None) -> _Target | str:
     """Where to send a folder, or why it cannot be sent (a usage error).
 
     The token goes only to the endpoint it was given for: ``--url``, or the
@@ -282,7 +284,7 @@ def _replay_folder(folder: str, target: _Target, timeout: float) -> int:
         last_line = ""
         while True:
             st = handler.stats()
-            remaining = sf.summarize(folder, _OURS, sealer)
+            remaining = si.summarize(folder, _OURS, sealer)
             line = (
                 f"  sent {st['replayed']:>8}  dropped {st['dropped']:>6}  "
                 f"left on disk {remaining.events:>8}"
@@ -310,7 +312,7 @@ def _replay_folder(folder: str, target: _Target, timeout: float) -> int:
 
 def _report_left(folder: str, sealer: Sealer | None, st: dict[str, Any]) -> int:
     """Say what is left in ``folder`` and why; returns the spill files left."""
-    left = sf.summarize(folder, _OURS, sealer)
+    left = si.summarize(folder, _OURS, sealer)
     undelivered = left.files - left.live_files - left.locked_files
     if undelivered:
         print(f"{folder}: {left.events} events in {undelivered} files left: {_why_not_sent(st)}")
@@ -339,7 +341,7 @@ def replay(folders: list[str], root: str, url: str | None, timeout: float) -> in
     logging.getLogger("logship").setLevel(logging.WARNING)
     left = 0
     for folder in folders:
-        s = sf.summarize(folder, _OURS)
+        s = si.summarize(folder, _OURS)
         if s.refused:
             print(f"{folder}: {s.refused}: not replayed (docs/security.md)")
             left += s.files
@@ -366,7 +368,7 @@ def purge(folders: list[str], root: str, yes: bool, dead_letters: bool) -> int:
     if not folders:
         print(f"nothing spilled under {root}")
         return 0
-    total = sum(sf.summarize(f, _OURS).events for f in folders)
+    total = sum(si.summarize(f, _OURS).events for f in folders)
     if not yes:
         prompt = f"Delete {total} spilled events in {len(folders)} folder(s) under {root}? [y/N] "
         try:
@@ -379,8 +381,8 @@ def purge(folders: list[str], root: str, yes: bool, dead_letters: bool) -> int:
     refused = 0
     for folder in folders:
         try:
-            deleted, kept = sf.purge(folder, _OURS, dead_letters)
-        except sf.UnsafeFolder as e:
+            deleted, kept = si.purge(folder, _OURS, dead_letters)
+        except UnsafeFolder as e:
             print(f"{folder}: {e}: nothing deleted (docs/security.md)")
             refused += 1
             continue

@@ -44,6 +44,8 @@ class Batch:
     id: int = field(default_factory=lambda: next(_batch_ids))
     raw_size: int = 0  # encoded bytes before compression
     origin: Origin | None = None  # set when read back from the spill
+    #: Read back from this handler's own spill: the id it had when spilled.
+    spilled_id: int | None = None
     on_disk: bool = False  # a copy was spilled (at close) while it was in flight
 
     def __len__(self) -> int:

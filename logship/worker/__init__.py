@@ -28,7 +28,7 @@ from logship.worker.diagnostics import Warner
 from logship.worker.ledger import Ledger
 from logship.worker.pump import Pump
 from logship.worker.sender import Sender
-from logship.worker.spillstore import SpillStore
+from logship.worker.spill.store import SpillStore
 from logship.worker.transport import Transport
 
 __all__ = ["Worker", "spill_reserve"]
@@ -139,9 +139,7 @@ class Worker:
         sealer = Sealer(parse_key(opts.spill_key)) if opts.spill_key else None
         store = None
         if opts.spill and self.spill_dir:
-            store = SpillStore(
-                self.spill_dir, opts.url, opts.spill_max_bytes, self.ledger, self.warner, sealer
-            )
+            store = SpillStore(self.spill_dir, opts.url, opts.spill_max_bytes, self.warner, sealer)
         self.transport = Transport(opts, self.warner, self.protocol)
         self.pump = Pump(opts, self.ledger, self.signals, encoder, self.warner, store)
         self.sender = Sender(

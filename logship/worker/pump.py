@@ -28,7 +28,7 @@ from logship.ring import Signals
 from logship.worker.diagnostics import Warner
 from logship.worker.ledger import Ledger
 from logship.worker.slices import Slicer
-from logship.worker.spillstore import SpillStore
+from logship.worker.spill.store import SpillStore
 
 _open_ids = itertools.count(-1, -1)  # negative: never equal to a sealed batch's id
 
@@ -71,6 +71,8 @@ class Pump:
         #: Set by close: spill what is left in memory, release the files, and stop.
         self.final_requested = False
         self.final_done = threading.Event()
+        if store is not None:
+            self._account()  # a folder refused when the store was made: stats() says so now
 
     def look(self) -> Look:
         """What the batch timer needs to know, read now."""
@@ -239,12 +241,19 @@ class Pump:
             if ledger.health.healthy is False and probing:
                 return False
         try:
-            batch = store.next_batch()
+            batch = store.next_batch(endpoint_up=bool(ledger.health.healthy))
         except OSError as e:
             self.warner.warn("replay-error", "logship: cannot read the spill folder: %s", e)
             return False
+        finally:
+            self._account()
         if batch is None:
             return False
+        own = batch.spilled_id
+        if own is not None and ledger.is_outstanding(own):
+            batch.id = own  # this handler's own, still counted pending: no adoption
+        else:
+            ledger.adopt(batch)
         encoder = self.encoder
         if batch.encoding != encoder.name or batch.gzipped != encoder.compress:
             # Spilled under other settings: the transport speaks only ours.
@@ -270,9 +279,27 @@ class Pump:
 
     def _note_usage(self) -> None:
         if self.store is not None:
+            self._account()
             usage = self.store.usage()
             with self.ledger.lock:
                 self.ledger.spill_bytes = usage
+
+    def _account(self) -> None:
+        """Apply what the spill store did to the accounting (see ``SpillNews``)."""
+        assert self.store is not None
+        news = self.store.take_news()
+        if not news:
+            return
+        ledger = self.ledger
+        if news.lost_own:
+            ledger.lose_spilled(news.lost_own)
+        if news.foreign_dropped:
+            ledger.adopt_and_drop(news.foreign_dropped)
+        if news.corrupt:
+            ledger.count("corrupt", news.corrupt)
+        if news.refused is not None:
+            with ledger.lock:
+                ledger.spill_refused = news.refused
 
     def final(self) -> None:
         """At close, after delivery had its chance: spill what memory holds, release files.

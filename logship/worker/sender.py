@@ -26,7 +26,8 @@ from logship.pure.sealing import Sealer
 from logship.ring import Signals
 from logship.worker.diagnostics import Warner
 from logship.worker.ledger import Ledger
-from logship.worker.spillfolder import default_spill_dir, write_dead_letter
+from logship.worker.spill.deadletters import write_dead_letter
+from logship.worker.spill.folder import default_spill_dir
 from logship.worker.transport import Transport
 
 #: A server certificate closer than this to expiry draws a warning, once a day.

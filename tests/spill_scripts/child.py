@@ -46,7 +46,7 @@ import time
 from typing import Any
 
 import logship
-from logship.worker import spillfolder
+from logship.worker.spill import folder as spillfolder
 
 DEADLINE = 30.0
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import sys
 
-from logship.worker import spillfolder
+from logship.worker.spill import safefiles as safe
 
 
 def main() -> None:
     folder = sys.argv[1]
-    lock = spillfolder.folder_lock(folder)
+    lock = safe.folder_lock(folder)
     lock.acquire(timeout=10)
     print("locked", flush=True)
     sys.stdin.readline()

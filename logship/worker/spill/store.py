@@ -26,12 +26,12 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from logship.pure.batching import Batch, Origin
-from logship.pure.frames import FILE_HEADER, SpilledBatch, encode_frame
+from logship.pure.frames import FILE_HEADER, SpilledBatch, encode_frame, key_problem
 from logship.pure.redact_url import redact_url
 from logship.pure.sealing import Sealer
-from logship.worker import spillfolder as sf
 from logship.worker.diagnostics import Warner
-from logship.worker.ledger import Ledger as Pipeline
+from logship.worker.spill import folder as sf
+from logship.worker.spill import safefiles as safe
 
 MiB = 1024 * 1024
 #: Owners of this process's open handlers (see ``spillfolder.owner_alive``).
@@ -84,15 +84,37 @@ def _trim(fd: int, size: int) -> None:
         pass
 
 
+@dataclass
+class SpillNews:
+    """What the store did or found that the accounting must hear of (see ``SpillStore.news``)."""
+
+    #: This handler's spilled batches ``(batch id, events)`` that are gone: deleted for the
+    #: cap, deleted by something else, or damaged on disk. Dropped.
+    lost_own: list[tuple[int, int]] = field(default_factory=list)
+    #: Another owner's events deleted for the cap: adopted, then dropped.
+    foreign_dropped: int = 0
+    #: Damaged frames skipped.
+    corrupt: int = 0
+    #: Why the folder is not used, once it is refused.
+    refused: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.lost_own or self.foreign_dropped or self.corrupt or self.refused)
+
+
 class SpillStore:
-    """Spill files of one handler in one folder."""
+    """Spill files of one handler in one folder.
+
+    It counts nothing itself: what the accounting must know (batches lost,
+    damage, a refused folder) collects in :attr:`news`, which the pump takes
+    after each call (:meth:`take_news`) and applies to the ledger.
+    """
 
     def __init__(
         self,
         folder: str,
         url: str,
         max_bytes: int,
-        pipeline: Pipeline,
         warner: Warner,
         sealer: Sealer | None = None,
     ) -> None:
@@ -103,7 +125,7 @@ class SpillStore:
         self.url = redact_url(url)  # recorded in file headers: never a secret
         self.max_bytes = max_bytes
         self.segment_max = max(16 * 1024, min(4 * MiB, max_bytes // 8))
-        self.pipeline = pipeline
+        self.news = SpillNews()
         self.owner = sf.new_owner()
         LIVE_OWNERS.add(self.owner)
         self._active: _Active | None = None
@@ -113,15 +135,13 @@ class SpillStore:
         self._next_scan = 0.0  # monotonic time of the next look for files to claim
         #: Why the folder is not used (see ``safefiles``); None while it is.
         self.refused: str | None = None
-        problem = sf.folder_problem(folder)  # an existing folder is judged at once
+        problem = safe.folder_problem(folder)  # an existing folder is judged at once
         if problem is not None:
             self._refuse(problem)
 
     def _refuse(self, why: str) -> None:
         """Stop using the folder for good: nothing more is read or written there."""
-        self.refused = why
-        with self.pipeline.lock:
-            self.pipeline.spill_refused = why
+        self.refused = self.news.refused = why
         self.warner.warn(
             "spill-refused",
             "logship: %s; logship runs without a spill and never writes there: events that "
@@ -131,11 +151,16 @@ class SpillStore:
             interval=float("inf"),
         )
 
+    def take_news(self) -> SpillNews:
+        """What happened since the last call, for the accounting."""
+        news, self.news = self.news, SpillNews()
+        return news
+
     def _folder(self) -> str:
         """The folder, made or checked now; ``UnsafeFolder`` (after refusing it) when not ours."""
         try:
-            return sf.ensure_dir(self.folder)
-        except sf.UnsafeFolder as e:
+            return safe.ensure_dir(self.folder)
+        except safe.UnsafeFolder as e:
             self._refuse(str(e))
             raise
 
@@ -163,9 +188,9 @@ class SpillStore:
             return False
         try:
             folder = self._folder()
-        except sf.UnsafeFolder:
+        except safe.UnsafeFolder:
             return False
-        with sf.folder_lock(folder):
+        with safe.folder_lock(folder):
             if not self._make_room(len(frame) + len(header)):
                 return False
             if planned is not None and self._active is None:
@@ -214,7 +239,7 @@ class SpillStore:
         return FILE_HEADER + encode_frame(header)
 
     def _open(self, path: str, file_id: str, header: bytes) -> _Active:
-        fd = sf.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
+        fd = safe.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
         try:
             _write_all(fd, header, 0)
         except OSError:
@@ -244,7 +269,7 @@ class SpillStore:
             for file_id in [i for i in self._own_frames if i not in present]:
                 gone += self._own_frames.pop(file_id)
         if gone:
-            self.pipeline.lose_spilled(gone)
+            self.news.lost_own += gone
             self.warner.warn(
                 "spill-disk",
                 "logship: spill files in %s were deleted by something else; %d spilled "
@@ -303,13 +328,12 @@ class SpillStore:
         """
         own = self._own_frames.pop(f.id, None)
         if own is not None:
-            self.pipeline.lose_spilled(own)
+            self.news.lost_own += own
         else:
             counts = sf.count_frames(f.path, sf.read_acks(f.ack_path), self.sealer)
-            self.pipeline.adopt_and_drop(counts.events)
-            if counts.corrupt:
-                self.pipeline.count("corrupt", counts.corrupt)
-            problem = sf.key_problem(sf.file_header(f.path), self.sealer)
+            self.news.foreign_dropped += counts.events
+            self.news.corrupt += counts.corrupt
+            problem = key_problem(sf.file_header(f.path), self.sealer)
             if problem is not None:
                 unknown = f" and {counts.unknown} batches of unknown size" if counts.unknown else ""
                 self.warner.warn(
@@ -329,7 +353,7 @@ class SpillStore:
         """False for a file encrypted under a key we do not have: it is left alone, said once."""
         if f.id in self._locked:
             return False
-        problem = sf.key_problem(sf.file_header(f.path), self.sealer)
+        problem = key_problem(sf.file_header(f.path), self.sealer)
         if problem is None:
             return True
         self._locked.add(f.id)
@@ -356,17 +380,23 @@ class SpillStore:
             return True
         return time.monotonic() >= self._next_scan
 
-    def next_batch(self) -> Batch | None:
-        """The next spilled batch to send, claiming a file when needed; None when none."""
+    def next_batch(self, endpoint_up: bool) -> Batch | None:
+        """The next spilled batch to send, claiming a file when needed; None when none.
+
+        ``endpoint_up``: the last request succeeded, so this handler's own file
+        being written is sealed and replayed next. A batch of this handler
+        carries the id it had (``Batch.spilled_id``): the caller knows
+        whether it is still outstanding, or to be adopted.
+        """
         while True:
-            claim = self._current or self._claim_next()
+            claim = self._current or self._claim_next(endpoint_up)
             if claim is None:
                 return None
             batch = None
             while claim.frames and batch is None:
                 offset, spilled = claim.frames.popleft()
                 if spilled is None:
-                    self.pipeline.count("corrupt")
+                    self.news.corrupt += 1
                     continue
                 batch = self._batch_of(claim, offset, spilled)
                 claim.in_flight.add(offset)
@@ -378,20 +408,20 @@ class SpillStore:
             if batch is not None:
                 return batch
 
-    def _claim_next(self) -> _Claim | None:
+    def _claim_next(self, endpoint_up: bool) -> _Claim | None:
         if self.refused is not None:
             return None
         self._check_vanished()  # our sealed files may be gone before we replay them
         if time.monotonic() < self._next_scan and not self._own_frames:
             return None
-        if self._active and not self._own_frames and self.pipeline.health.healthy:
+        if self._active and not self._own_frames and endpoint_up:
             self.seal()  # the endpoint is back: our open file is next in line
         chosen: sf.SpillFile | None = None
         if not sf.has_spilled(self.folder):  # one listing, no lock, no folder created
             self._next_scan = time.monotonic() + _RESCAN_INTERVAL
             return None
         try:
-            with sf.folder_lock(self._folder()):
+            with safe.folder_lock(self._folder()):
                 for f in sf.list_files(self.folder):
                     if f.id not in self._claims and self._may_take(f) and self._readable(f):
                         chosen = f
@@ -401,7 +431,7 @@ class SpillStore:
                     return None
                 path = chosen.renamed(self.folder, "c", self.owner)
                 os.rename(chosen.path, path)
-        except sf.UnsafeFolder:
+        except safe.UnsafeFolder:
             return None  # refused, and said
         except OSError:
             self._next_scan = time.monotonic() + _RESCAN_INTERVAL
@@ -423,12 +453,9 @@ class SpillStore:
             gzipped=spilled.gz,
             key=spilled.key,
         )
-        bid = spilled.bid
         batch.origin = Origin(claim.id, offset)
-        if not (claim.own and bid is not None and self.pipeline.is_outstanding(bid)):
-            self.pipeline.adopt(batch)
-        else:
-            batch.id = bid
+        if claim.own:
+            batch.spilled_id = spilled.bid
         return batch
 
     def ack(self, origin: Origin) -> None:
@@ -450,7 +477,7 @@ class SpillStore:
         if claim.exhausted and not claim.in_flight:
             # Our batches that did not come back from the file (damaged on
             # disk) are lost: counted, not left pending for ever.
-            self.pipeline.lose_spilled(claim.own_frames)
+            self.news.lost_own += claim.own_frames
             del self._claims[claim.id]
             sf.remove_quietly(claim.path, os.path.join(self.folder, claim.id + sf.ACK_SUFFIX))
 
@@ -463,7 +490,7 @@ class SpillStore:
             return  # nothing of ours is on disk
         self.seal()
         try:
-            with sf.folder_lock(self._folder()):
+            with safe.folder_lock(self._folder()):
                 for f in sf.list_files(self.folder):
                     if f.owner == self.owner:
                         os.rename(f.path, f.renamed(self.folder, "r", self.owner))

@@ -52,72 +52,16 @@ from logship.pure.frames import (
     SpilledBatch,
     clear_count,
     iter_frames,
-    key_problem,
     open_payload,
     read_batch,
 )
 from logship.pure.redact_url import normalize_url, redact_url
 from logship.pure.sealing import Sealer, WrongKey
-from logship.worker.deadletters import (
-    DEAD_LETTER_NAME,
-    DeadLetter,
-    DeadLetters,
-    dead_letter_paths,
-    is_dead_letter,
-    read_dead_letters,
-    write_dead_letter,
-)
-from logship.worker.safefiles import (
-    LOCK_NAME,
-    LOCK_TIMEOUT,
-    UnsafeFile,
-    UnsafeFolder,
-    ensure_dir,
-    folder_lock,
-    folder_problem,
+from logship.worker.spill.deadletters import is_dead_letter
+from logship.worker.spill.safefiles import (
     open_file,
     read_file,
 )
-
-__all__ = [
-    "ACK_SUFFIX",
-    "DEAD_LETTER_NAME",
-    "LOCK_NAME",
-    "LOCK_TIMEOUT",
-    "SUFFIX",
-    "DeadLetter",
-    "DeadLetters",
-    "FolderSummary",
-    "SpillFile",
-    "UnsafeFile",
-    "UnsafeFolder",
-    "append_ack",
-    "cache_root",
-    "count_frames",
-    "default_spill_dir",
-    "endpoint_slug",
-    "ensure_dir",
-    "file_header",
-    "find_folders",
-    "folder_bytes",
-    "folder_lock",
-    "folder_problem",
-    "has_spilled",
-    "key_problem",
-    "list_files",
-    "new_file_name",
-    "new_owner",
-    "open_file",
-    "owner_alive",
-    "purge",
-    "read_acks",
-    "read_dead_letters",
-    "read_file",
-    "remove_quietly",
-    "spill_frames",
-    "summarize",
-    "write_dead_letter",
-]
 
 SUFFIX = ".lship"
 ACK_SUFFIX = ".ack"
@@ -418,93 +362,3 @@ def file_header(path: str) -> dict[str, Any]:
     for _offset, payload in iter_frames(data or b""):
         return payload if isinstance(payload, dict) else {}
     return {}
-
-
-@dataclasses.dataclass
-class FolderSummary:
-    """What one spill folder holds, for ``logship spill status``."""
-
-    folder: str
-    url: str | None = None  # as the files record it, redacted
-    files: int = 0
-    events: int = 0
-    bytes: int = 0
-    corrupt: int = 0
-    oldest: float | None = None  # Unix time of the oldest file
-    live_owners: set[int] = dataclasses.field(default_factory=set)  # pids still writing
-    live_files: int = 0
-    locked_files: int = 0  # encrypted under a key we do not have
-    urls: dict[str, str] = dataclasses.field(default_factory=dict)  # path -> recorded endpoint
-    refused: str | None = None  # why logship will not use this folder
-
-
-def recorded_url(header: dict[str, Any]) -> str | None:
-    """The endpoint a file's header records, redacted (older files stored it whole)."""
-    url = header.get("url")
-    return redact_url(url) if isinstance(url, str) else None
-
-
-def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) -> FolderSummary:
-    """Count files, events and bytes in a spill folder (reads every file)."""
-    out = FolderSummary(folder, refused=folder_problem(folder, tighten=False))
-    for f in list_files(folder):
-        out.files += 1
-        out.bytes += f.size
-        out.oldest = f.mtime if out.oldest is None else min(out.oldest, f.mtime)
-        header = file_header(f.path)
-        url = recorded_url(header)
-        if url is not None:
-            out.urls[f.path] = url
-        out.url = out.url or url
-        if f.state != "r" and owner_alive(f.owner, live_tokens, f.mtime):
-            out.live_files += 1
-            out.live_owners.add(int(f.owner.split(".")[1]))
-        if key_problem(header, sealer):
-            out.locked_files += 1
-            continue
-        for _offset, batch in spill_frames(f.path, read_acks(f.ack_path), sealer):
-            if batch is None:
-                out.corrupt += 1
-            else:
-                out.events += batch.n
-    if out.url is None:
-        out.url = recorded_url(file_header(os.path.join(folder, DEAD_LETTER_NAME)))
-    return out
-
-
-def find_folders(path: str) -> list[str]:
-    """``path`` if it is a spill folder, else the spill folders directly under it."""
-
-    def is_spill_folder(p: str) -> bool:
-        try:
-            return has_spilled(p) or any(is_dead_letter(n) for n in os.listdir(p))
-        except OSError:
-            return False
-
-    if is_spill_folder(path):
-        return [path]
-    try:
-        subs = sorted(os.path.join(path, d) for d in os.listdir(path))
-    except OSError:
-        return []
-    return [p for p in subs if os.path.isdir(p) and is_spill_folder(p)]
-
-
-def purge(folder: str, live_tokens: set[str], dead_letters: bool) -> tuple[int, int]:
-    """Delete spill files no live handler is writing; returns (files deleted, files kept).
-
-    Raises :class:`UnsafeFolder` for a folder that is not the user's own.
-    """
-    deleted = kept = 0
-    with folder_lock(ensure_dir(folder)):
-        for f in list_files(folder):
-            if f.state != "r" and owner_alive(f.owner, live_tokens, f.mtime):
-                kept += 1
-                continue
-            remove_quietly(f.path, f.ack_path)
-            deleted += 1
-        if dead_letters:
-            for path in dead_letter_paths(folder):
-                remove_quietly(path)
-                deleted += 1
-    return deleted, kept
