@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
-from logship import lifecycle
+from logship import lifecycle, tracecontext
 from logship.context import get_context
 from logship.lifecycle import WORKER_THREADS
 from logship.pure.event import (
@@ -124,6 +124,7 @@ class ShipHandler(logging.Handler):
         timeout: float = 10.0,
         retry_max_backoff: float = 60.0,
         shutdown_timeout: float = 5.0,
+        trace_context: bool = True,
         tag: str | None = None,
         index: str | None = None,
         source: str | None = None,
@@ -142,6 +143,8 @@ class ShipHandler(logging.Handler):
         self.options: Options = opts
         # Above this many characters one event could not fit the ring at all.
         self._max_event_chars = opts.capacity_bytes
+        # Looked for now, not when logship is imported (SPEC section 10).
+        self._trace_ids = tracecontext.reader() if opts.trace_context else None
         self._start_lock = threading.Lock()
         self._closed = False
         self._exit_deadline: float | None = None
@@ -282,6 +285,11 @@ class ShipHandler(logging.Handler):
                 else:
                     extras, chars = extras_of(record)
                     size += chars
+            trace_ids = self._trace_ids
+            if trace_ids is not None:
+                ids = trace_ids()
+                if ids is not None:  # extra= may set its own; it wins, as it does over fields=
+                    extras = ids if extras is None else {**ids, **extras}
             if size > self._max_event_chars:
                 message, exception, stack, extras, size = self._truncate(
                     message, exception, stack, extras

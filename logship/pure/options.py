@@ -506,6 +506,11 @@ class Options:
     shutdown_timeout: float = _option(
         5.0, "how long `flush()` and `close()` may take together at exit", positive_seconds
     )
+    trace_context: bool = _option(
+        True,
+        "add `trace_id` and `span_id` of OpenTelemetry's current span, when one is recording",
+        boolean,
+    )
     tag: str | None = _option(
         None, "`forward` only: the tag of every record (default `logship`)", optional_text
     )
