@@ -430,7 +430,8 @@ class ShipHandler(logging.Handler):
         ``replayed``, ``retries``, ``corrupt``, ``truncated``. Current
         gauges: ``pending``, ``queued``, ``spill_bytes``, ``spill_refused``. The last delivery
         outcome: ``last_success``, ``last_error``, ``last_error_kind``,
-        ``last_error_time``. [The reference][the-keys-of-stats] says what each
+        ``last_error_time``; and ``cert_expiry``, when the server's
+        certificate expires. [The reference][the-keys-of-stats] says what each
         key means.
 
         Every event is in exactly one of shipped, dropped, rejected or

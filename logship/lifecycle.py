@@ -29,8 +29,13 @@ _uwsgi_warned = False
 
 
 def track(handler: _ForkAware) -> None:
-    """Reset ``handler`` in every forked child."""
+    """Reset ``handler`` in every forked child (and list it in :func:`live_handlers`)."""
     _handlers.add(handler)
+
+
+def live_handlers() -> list[Any]:
+    """Every handler of this process not yet garbage-collected (closed ones included)."""
+    return list(_handlers)
 
 
 def _after_fork_in_child() -> None:

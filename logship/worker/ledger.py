@@ -56,6 +56,8 @@ class Health:
         self.last_error: str | None = None
         self.last_error_kind: str | None = None  # e.g. "dns", "tls-expired", "http-401"
         self.last_error_time: float | None = None
+        #: When the server's certificate expires (Unix time), as last read (https only).
+        self.cert_expiry: float | None = None
 
     def succeeded(self) -> None:
         self.healthy, self.unreachable = True, False
@@ -310,6 +312,7 @@ class Ledger:
             c = dict(self.counters)
             h = self.health
             last = (h.last_success, h.last_error, h.last_error_kind, h.last_error_time)
+            cert_expiry = h.cert_expiry
             in_memory, spill_bytes = self.in_memory, self.spill_bytes
             spill_refused = self.spill_refused
         dropped = c["dropped"] + ring["ring_dropped"]
@@ -331,6 +334,7 @@ class Ledger:
             "last_error": last[1],
             "last_error_kind": last[2],
             "last_error_time": last[3],
+            "cert_expiry": cert_expiry,
         }
         out["pending"] = out["emitted"] + out["adopted"] - out["shipped"] - dropped - c["rejected"]
         return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -213,6 +214,9 @@ class Sender:
 
     def _check_certificate(self, answer: Answer) -> None:
         days = answer.cert_days_left
+        if days is not None:
+            with self.ledger.lock:
+                self.ledger.health.cert_expiry = time.time() + days * 86400.0
         if days is not None and days < CERT_WARN_DAYS:
             self.warner.warn(
                 "cert-expiry",
