@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from logship import lifecycle, tracecontext
@@ -96,9 +96,10 @@ class ShipHandler(logging.Handler):
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Sequence[str] | None = None,
         *,
         level: int | str = logging.NOTSET,
+        balance: Literal["failover", "round_robin"] = "failover",
         protocol: Literal["http", "forward", "splunk", "elasticsearch", "otlp", "loki"] = "http",
         token: str | None = None,
         token_file: str | os.PathLike[str] | None = None,
@@ -430,9 +431,9 @@ class ShipHandler(logging.Handler):
         ``replayed``, ``retries``, ``corrupt``, ``truncated``. Current
         gauges: ``pending``, ``queued``, ``spill_bytes``, ``spill_refused``. The last delivery
         outcome: ``last_success``, ``last_error``, ``last_error_kind``,
-        ``last_error_time``; and ``cert_expiry``, when the server's
-        certificate expires. [The reference][the-keys-of-stats] says what each
-        key means.
+        ``last_error_time``; ``cert_expiry``, when the server's
+        certificate expires; and ``endpoints``, each endpoint's view.
+        [The reference][the-keys-of-stats] says what each key means.
 
         Every event is in exactly one of shipped, dropped, rejected or
         pending: ``emitted + adopted == shipped + dropped + rejected +
@@ -465,7 +466,8 @@ class ShipHandler(logging.Handler):
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
-        return f"<{type(self).__name__} url={redact_url(self.options.url)!r} level={level}>"
+        shown = ",".join(redact_url(u) for u in self.options.url)
+        return f"<{type(self).__name__} url={shown!r} level={level}>"
 
 
 # help() and inspect.signature() would show __new__'s (*args, **kwargs): show

@@ -31,13 +31,17 @@ from typing import Any
 from logship import lifecycle
 from logship.pure.redact_url import redact_url
 
-try:
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-    from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
-except ImportError as e:  # pragma: no cover - the extra is what the error names
-    raise ImportError(
-        "logship.metrics needs the 'prometheus' extra: pip install 'pylogship[prometheus]'"
-    ) from e
+
+def _prometheus() -> Any:
+    """prometheus_client's metric families, imported when first needed."""
+    try:
+        from prometheus_client import core
+    except ImportError as e:
+        raise ImportError(
+            "logship.metrics needs the 'prometheus' extra: pip install 'pylogship[prometheus]'"
+        ) from e
+    return core
+
 
 __all__ = ["COUNTERS", "GAUGES", "LogshipCollector", "register"]
 
@@ -91,8 +95,13 @@ def _label_of(handler: Any) -> str:
     return str(number)
 
 
-class LogshipCollector(Collector):
-    """A Prometheus collector of every live ``ShipHandler``'s ``stats()``."""
+class LogshipCollector:
+    """A Prometheus collector of every live ``ShipHandler``'s ``stats()``.
+
+    Any registry takes it (a collector is anything with ``collect()``); the
+    module imports ``prometheus_client`` only when metrics are collected or
+    registered, so it imports without the extra.
+    """
 
     def __init__(self, handlers: Iterable[Any] | None = None) -> None:
         #: The handlers to report: all live ones (None), or these.
@@ -105,13 +114,16 @@ class LogshipCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         """One family per figure, one sample per handler."""
+        core = _prometheus()
+        CounterMetricFamily, GaugeMetricFamily = core.CounterMetricFamily, core.GaugeMetricFamily
         rows = []
         for handler in self._live():
             try:
                 stats = handler.stats()
             except Exception:  # a scrape must never fail because of one handler
                 continue
-            rows.append(((redact_url(handler.options.url), _label_of(handler)), stats))
+            shown = ",".join(redact_url(u) for u in handler.options.url)
+            rows.append(((shown, _label_of(handler)), stats))
         for key in COUNTERS:
             family = CounterMetricFamily(f"logship_{key}", _HELP[key], labels=_LABELS)
             for labels, stats in rows:
@@ -136,8 +148,12 @@ class LogshipCollector(Collector):
             yield times
 
 
-def register(registry: CollectorRegistry | None = None) -> LogshipCollector:
-    """Register a collector of every live handler into ``registry`` (the default one); return it."""
+def register(registry: Any = None) -> LogshipCollector:
+    """Register a collector of every live handler into ``registry`` (the default one); return it.
+
+    Raises ``ImportError`` naming the extra when ``prometheus_client`` is missing.
+    """
+    core = _prometheus()
     collector = LogshipCollector()
-    (registry if registry is not None else REGISTRY).register(collector)
+    (registry if registry is not None else core.REGISTRY).register(collector)
     return collector

@@ -271,7 +271,7 @@ def test_environment_fills_unset_options(monkeypatch, tmp_path):
     monkeypatch.setenv("LOGSHIP_TOKEN", "env-token")
     monkeypatch.setenv("LOGSHIP_SPILL_DIR", str(tmp_path / "spill"))
     o = build_from_env().options
-    assert o.url == "https://env.example:9880/env"
+    assert o.url == ("https://env.example:9880/env",)
     assert o.token == "env-token"
     assert o.spill_dir == str(tmp_path / "spill")
 
@@ -300,14 +300,14 @@ def test_an_explicit_argument_wins_over_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("LOGSHIP_SPILL_DIR", str(tmp_path / "env-spill"))
 
     o = build(url="https://arg.example/arg", token="arg-token", spill_dir=str(tmp_path)).options
-    assert o.url == "https://arg.example/arg"
+    assert o.url == ("https://arg.example/arg",)
     assert o.token == "arg-token" and o.token_file is None
     assert o.spill_dir == str(tmp_path)
 
     # An explicit token_file wins over LOGSHIP_TOKEN: the two are one setting.
     o = build_from_env(token_file=str(secret)).options
     assert o.token_file == str(secret) and o.token is None
-    assert o.url == "https://env.example/env"
+    assert o.url == ("https://env.example/env",)
 
 
 def test_a_malformed_logship_url_is_refused_naming_url(monkeypatch):

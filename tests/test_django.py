@@ -45,7 +45,7 @@ def client() -> Client:
 
 
 def test_the_handler_comes_from_settings_logging(ship: ShipHandler, server: FaultServer) -> None:
-    assert ship.options.url == server.url("/django")
+    assert ship.options.url == (server.url("/django"),)
     assert ship.level == logging.INFO
     assert logging.getLogger().level == logging.INFO
 

@@ -7,6 +7,7 @@ import inspect
 import logging.config
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,9 @@ def test_each_parameter_type_takes_what_the_option_holds():
     held = typing.get_type_hints(Options)
     for name in OPTION_NAMES:
         param, kept = init[name], held[name]
+        if name == "url":  # one URL or several: kept as a tuple
+            assert _members(param) == {str, Sequence[str], type(None)} and kept == tuple[str, ...]
+            continue
         if typing.get_origin(kept) is typing.Literal:
             assert param == kept, name
             continue
@@ -114,11 +118,11 @@ def test_the_environment_fills_only_unset_options(tmp_path):
     token_file.write_text("from-file\n")
     env = {"LOGSHIP_URL": "http://env/x", "LOGSHIP_TOKEN": "from-env"}
     opts = build_options({"token_file": str(token_file)}, env)
-    assert opts.url == "http://env/x"
+    assert opts.url == ("http://env/x",)
     assert opts.token is None and opts.token_file == str(token_file)
     env["LOGSHIP_TOKEN_FILE"] = str(token_file)
     opts = build_options({"url": "http://arg/x"}, env)
-    assert opts.url == "http://arg/x" and opts.token == "from-env" and opts.token_file is None
+    assert opts.url == ("http://arg/x",) and opts.token == "from-env" and opts.token_file is None
 
 
 def test_secrets_stay_out_of_the_options_repr():
@@ -141,4 +145,4 @@ def _have_crypto() -> bool:
 def test_options_are_read_only():
     opts = build_options({"url": "http://h/x"})
     with pytest.raises(AttributeError):
-        opts.url = "http://other/x"  # type: ignore[misc]
+        opts.url = ("http://other/x",)  # type: ignore[misc]

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"logship check: error: {str(e).removeprefix('logship: ')}", file=sys.stderr)
         return 2
     hide = hider(opts)
-    url = hide(redact_url(opts.url))
+    url = hide(redact_url(opts.url[0]))
     steps: list[Step] = []
     if not args.json:
         print(f"logship check {url}", flush=True)
@@ -199,7 +199,7 @@ def hider(opts: Options) -> Callable[[str], str]:
     token = opts.token or (read_token_file(opts.token_file) if opts.token_file else None)
     masks = [(value, f"[header {name}]") for name, value in opts.headers.items()]
     masks = [(value, mask) for value, mask in masks if len(value) >= MIN_HIDDEN]
-    masks += url_secrets(opts.url)
+    masks += url_secrets(opts.url[0])
     if token:
         masks.append((token, "[token]"))
     return lambda text: scrub(text, masks)
@@ -260,7 +260,7 @@ def check_spill_folder(folder: str) -> Finding:
 
 def _endpoint_checks(opts: Options, token_from: str | None) -> Iterator[Step]:
     """DNS, TCP, TLS, the test POST and the clock."""
-    parts = urllib.parse.urlsplit(opts.url)
+    parts = urllib.parse.urlsplit(opts.url[0])
     host = parts.hostname or ""
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)

@@ -145,7 +145,7 @@ def _judge(
 
 
 def _no_answer(kind: str | None, error: str, opts: Options, what: str) -> Finding:
-    https = opts.url.startswith("https:")
+    https = opts.url[0].startswith("https:")
     if kind == "timeout":
         fix = f"no answer in {opts.timeout:g} s: check the aggregator's health, or raise --timeout"
     elif (kind and kind.startswith("tls")) or (https and "SSL" in error):

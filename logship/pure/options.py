@@ -32,6 +32,7 @@ from typing import Any, Literal
 from logship.pure.sealing import Sealer, parse_key
 
 ProtocolName = Literal["http", "forward", "splunk", "elasticsearch", "otlp", "loki"]
+BalanceName = Literal["failover", "round_robin"]
 EncodingName = Literal["json", "ndjson", "msgpack"]
 OverflowPolicy = Literal["spill", "drop_oldest", "drop_newest", "block"]
 TlsVersion = Literal["1.2", "1.3"]
@@ -102,6 +103,7 @@ class Spec:
     #: in code must not be joined by a token file named in the environment.
     unless: tuple[str, ...] = ()
     shown_default: str | None = None  #: the default as the reference shows it
+    shown_type: str | None = None  #: the type as the reference shows it (when not the field's)
 
 
 def _option(
@@ -113,11 +115,12 @@ def _option(
     unless: tuple[str, ...] = (),
     shown: str | None = None,
     secret: bool = False,
+    shown_type: str | None = None,
 ) -> Any:
     return dataclasses.field(
         default=default,
         repr=not secret,  # kept out of repr(options), and so of tracebacks and logs
-        metadata={"spec": Spec(doc, check, env, unless, shown)},
+        metadata={"spec": Spec(doc, check, env, unless, shown, shown_type)},
     )
 
 
@@ -255,6 +258,20 @@ def check_url(name: str, url: Any) -> str:
     if scheme in ("tcp", "tls") and port is None:
         raise ValueError(f"logship: option {name!r} needs a port ({scheme}://host:24224): {url!r}")
     return str(url)
+
+
+def check_urls(name: str, value: Any) -> tuple[str, ...]:
+    """One URL, several (a list, or ``LOGSHIP_URL``'s comma-separated), as a tuple; each checked."""
+    if isinstance(value, str) and "," in value:
+        value = [part.strip() for part in value.split(",")]
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"logship: option {name!r} is an empty list")
+        urls = tuple(check_url(name, u) for u in value)
+        if len({u.lower() for u in urls}) != len(urls):
+            raise ValueError(f"logship: option {name!r} names an endpoint twice")
+        return urls
+    return (check_url(name, value),)
 
 
 def check_scheme(protocol: str, url: str) -> None:
@@ -411,13 +428,19 @@ class Options:
     the module docstring.
     """
 
-    url: str = _option(
+    url: tuple[str, ...] = _option(
         None,
-        "the endpoint: `http://` or `https://`",
-        check_url,
+        "the endpoint, or a list of endpoints (`LOGSHIP_URL`: comma-separated)",
+        check_urls,
         env="LOGSHIP_URL",
         shown="none",
+        shown_type="`str` or `list[str]`",
         secret=True,  # it may hold a password: shown redacted, never in repr(options)
+    )
+    balance: BalanceName = _option(
+        "failover",
+        "with several endpoints: `failover` (the first that answers) or `round_robin`",
+        _choice(BalanceName),
     )
     protocol: ProtocolName = _option(
         "http",
@@ -534,6 +557,11 @@ class Options:
     )
 
 
+def primary_url(o: Options) -> str:
+    """The first endpoint: what names the handler in warnings and its spill folder."""
+    return o.url[0]
+
+
 #: The option fields, in order.
 FIELDS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Options)
 #: Every option's name.
@@ -603,7 +631,10 @@ def _cross_check(o: Options) -> None:
         _check_client_pair(o.client_cert, o.client_key)
     if o.ca_file and not o.verify:
         raise ValueError("logship: option 'ca_file' is given but 'verify' is False")
-    check_scheme(o.protocol, o.url)
+    for url in o.url:
+        check_scheme(o.protocol, url)
+    if o.balance != "failover" and len(o.url) == 1:
+        raise ValueError("logship: option 'balance' needs several endpoints in 'url'")
     wrong = [
         name
         for name, protocols in PROTOCOL_OPTIONS.items()
@@ -667,5 +698,6 @@ def options_table() -> str:
     rows = ["| option | type | default | meaning |", "| --- | --- | --- | --- |"]
     for f in FIELDS:
         doc = spec_of(f).doc
-        rows.append(f"| `{f.name}` | {_type_text(hints[f.name])} | {_default_text(f)} | {doc} |")
+        kind = spec_of(f).shown_type or _type_text(hints[f.name])
+        rows.append(f"| `{f.name}` | {kind} | {_default_text(f)} | {doc} |")
     return "\n".join(rows) + "\n"

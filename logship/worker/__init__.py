@@ -91,7 +91,7 @@ class Worker:
         self.threads: list[threading.Thread] = []
         self.pump: Pump | None = None
         self.sender: Sender | None = None
-        self.transport: Transport | None = None
+        self.transports: list[Transport] = []
 
     # -- the application's side ------------------------------------------------
 
@@ -139,14 +139,16 @@ class Worker:
         sealer = Sealer(parse_key(opts.spill_key)) if opts.spill_key else None
         store = None
         if opts.spill and self.spill_dir:
-            store = SpillStore(self.spill_dir, opts.url, opts.spill_max_bytes, self.warner, sealer)
-        self.transport = Transport(opts, self.warner, self.protocol)
+            store = SpillStore(
+                self.spill_dir, opts.url[0], opts.spill_max_bytes, self.warner, sealer
+            )
+        self.transports = [Transport(opts, self.warner, self.protocol, url) for url in opts.url]
         self.pump = Pump(opts, self.ledger, self.signals, encoder, self.warner, store)
         self.sender = Sender(
             opts,
             self.ledger,
             self.signals,
-            self.transport,
+            self.transports,
             encoder,
             self.protocol.reader(opts),
             self.warner,
@@ -236,8 +238,8 @@ class Worker:
         lost = self._abandon()
         # Even with a request still running: its connection, returned to a
         # closed pool later, is closed then instead of lingering.
-        if self.transport is not None:
-            self.transport.close()
+        for transport in self.transports:
+            transport.close()
         return done and not lost
 
     def _abandon(self) -> int:
@@ -248,7 +250,7 @@ class Worker:
                 "logship: closed with %d events neither delivered to %s nor spilled "
                 "(dropped, counted)",
                 lost,
-                redact_url(self.opts.url),
+                ",".join(redact_url(u) for u in self.opts.url),
             )
         return lost
 

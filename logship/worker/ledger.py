@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from logship.pure.batching import Batch, Origin
+from logship.pure.endpoints import EndpointSet
 from logship.ring import Item, Ring
 
 COUNTERS = (
@@ -102,6 +103,8 @@ class Ledger:
         self.health = Health()
         self.spill_bytes = 0
         self.spill_refused: str | None = None  # why the spill folder is not used, if it is not
+        #: The sender's endpoint set (health and back-off per endpoint), once it exists.
+        self.endpoints: EndpointSet | None = None
 
     # -- pump side -----------------------------------------------------------
 
@@ -313,6 +316,7 @@ class Ledger:
             h = self.health
             last = (h.last_success, h.last_error, h.last_error_kind, h.last_error_time)
             cert_expiry = h.cert_expiry
+            endpoints = self.endpoints.views() if self.endpoints is not None else []
             in_memory, spill_bytes = self.in_memory, self.spill_bytes
             spill_refused = self.spill_refused
         dropped = c["dropped"] + ring["ring_dropped"]
@@ -335,6 +339,7 @@ class Ledger:
             "last_error_kind": last[2],
             "last_error_time": last[3],
             "cert_expiry": cert_expiry,
+            "endpoints": endpoints,
         }
         out["pending"] = out["emitted"] + out["adopted"] - out["shipped"] - dropped - c["rejected"]
         return out

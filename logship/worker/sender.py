@@ -18,6 +18,7 @@ from typing import Any
 
 from logship.pure.batching import Batch, pick, split
 from logship.pure.diagnosis import hint
+from logship.pure.endpoints import Endpoint, EndpointSet
 from logship.pure.event import safe_repr
 from logship.pure.options import Options
 from logship.pure.protocols import Answer, AnswerReader, Encoder, Outcome, Request
@@ -85,22 +86,28 @@ class Sender:
         opts: Options,
         ledger: Ledger,
         signals: Signals,
-        transport: Transport,
+        transports: list[Transport],
         encoder: Encoder,
         reader: AnswerReader,
         warner: Warner,
         sealer: Sealer | None = None,
     ) -> None:
         self.opts = opts
-        self.shown_url = redact_url(opts.url)  # what warnings name: no secret
         self.sealer = sealer
         self.ledger = ledger
         self.signals = signals
-        self.transport = transport
+        #: One transport per endpoint, in the order of ``url``.
+        self.transports = transports
         self.encoder = encoder
         self.reader = reader
         self.warner = warner
-        self.backoff = Backoff(ceiling=opts.retry_max_backoff)
+        #: Each endpoint's health and back-off; read by ``stats()`` under the ledger's lock.
+        self.endpoints = EndpointSet(
+            [Endpoint(redact_url(u)) for u in opts.url],
+            opts.balance,
+            Backoff(ceiling=opts.retry_max_backoff),
+        )
+        ledger.endpoints = self.endpoints
         self._headers = encoder.headers()
         #: Set by close once its deadline passes; interrupts any back-off wait.
         self.stop_event = threading.Event()
@@ -119,28 +126,39 @@ class Sender:
                 self.warner.warn("sender-error", "logship: internal error sending a batch: %r", e)
 
     def deliver(self, batch: Batch) -> None:
-        """Send ``batch`` (and what answers make of it) until all is resolved or we stop."""
+        """Send ``batch`` (and what answers make of it) until all is resolved or we stop.
+
+        Each attempt goes to the endpoint the endpoint set picks; a failure
+        backs that endpoint off and the batch goes at once to the next one
+        that may be tried, under the same Idempotency-Key. Only when every
+        endpoint is backing off does the sender wait.
+        """
         todo = deque([batch])
-        attempt = 0
         while todo and not self.stop_event.is_set():
             b = todo[0]
+            with self.ledger.lock:
+                i = self.endpoints.pick(time.monotonic())
+                wait = self.endpoints.until_next(time.monotonic()) if i is None else 0.0
+            if i is None:
+                self._wait(wait)
+                continue
             self.ledger.in_flight = b
-            answer = self._send(b)
+            answer = self._send(i, b)
             outcome = self.reader.read(answer, b.count)
             if outcome.parts:
                 todo.popleft()
-                retry = self._settle_parts(b, outcome, answer)
+                retry = self._settle_parts(i, b, outcome, answer)
                 if retry:
                     todo.extendleft(reversed(retry))
-                    self._retry_later(outcome, answer, attempt)
-                    attempt += 1
+                    self._retry_later(i, outcome, answer)
                 continue
             verdict = outcome.verdict
             if verdict is Verdict.DELIVERED:
+                with self.ledger.lock:
+                    self.endpoints.succeeded(i, b.count)
                 self.ledger.resolve(b, "shipped")
-                self._check_certificate(answer)
+                self._check_certificate(i, answer)
                 todo.popleft()
-                attempt = 0
             elif verdict is Verdict.SPLIT and len(b) > 1:
                 halves = split(
                     b, self.encoder.units_of(b.body), self.encoder, self.opts.batch_max_bytes
@@ -149,22 +167,22 @@ class Sender:
                 if self.ledger.replace(b, halves):
                     todo.extendleft(reversed(halves))
             elif verdict is Verdict.SPLIT or verdict is Verdict.REJECT:
-                self._reject(b, outcome)
+                self._reject(i, b, outcome)
                 todo.popleft()
             elif verdict is Verdict.HOLD:
-                self._hold(outcome, answer)
+                self._hold(i, outcome, answer)
             else:
-                self._retry_later(outcome, answer, attempt)
-                attempt += 1
+                self._retry_later(i, outcome, answer)
 
-    def _send(self, batch: Batch) -> Answer:
+    def _send(self, i: int, batch: Batch) -> Answer:
         self.signals.sender_busy = True
         try:
-            return self.transport.send(Request(batch.body, self._headers, batch.key, batch.count))
+            request = Request(batch.body, self._headers, batch.key, batch.count)
+            return self.transports[i].send(request)
         finally:
             self.signals.sender_busy = False
 
-    def _settle_parts(self, batch: Batch, outcome: Outcome, answer: Answer) -> list[Batch]:
+    def _settle_parts(self, i: int, batch: Batch, outcome: Outcome, answer: Answer) -> list[Batch]:
         """Resolve the groups of a per-event answer; return the batches to send again."""
         units = self.encoder.units_of(batch.body)
         groups = [
@@ -174,79 +192,94 @@ class Sender:
         if not self.ledger.replace(batch, [part for _v, part in groups]):
             return []  # close gave up on it meanwhile
         again: list[Batch] = []
+        delivered = 0
         for verdict, part in groups:
             if verdict is Verdict.DELIVERED:
+                delivered += part.count
                 self.ledger.resolve(part, "shipped")
             elif verdict in (Verdict.REJECT, Verdict.SPLIT):
-                self._reject(part, outcome)
+                self._reject(i, part, outcome)
             else:
                 again.append(part)
+        with self.ledger.lock:
+            self.endpoints.succeeded(i, delivered)
         if not again:
-            self._check_certificate(answer)
+            self._check_certificate(i, answer)
         return again
 
-    def _hold(self, outcome: Outcome, answer: Answer) -> None:
-        """A configuration problem: keep the batch, warn, try again at the back-off ceiling."""
+    def _hold(self, i: int, outcome: Outcome, answer: Answer) -> None:
+        """A configuration problem: keep the batch, warn; that endpoint waits the ceiling."""
         status = answer.status or 0
-        self.ledger.failed(f"HTTP {status}", outcome.kind, answered=True)
+        error = f"HTTP {status}"
+        with self.ledger.lock:
+            self.endpoints.held(i, time.monotonic(), error)
+            others = self.endpoints.any_up(time.monotonic())
+        self.ledger.failed(error, outcome.kind, answered=True, answering=others)
+        shown = self.endpoints.endpoints[i].url
         self.warner.warn(
-            f"hold-{status}",
+            f"hold-{status}-{i}",
             "logship: %s answered %d; %s. Events are kept and retried every %.0f s.",
-            self.shown_url,
+            shown,
             status,
             hold_hint(status, answer.location),
             self.opts.retry_max_backoff,
         )
-        self._wait(self.opts.retry_max_backoff)
 
-    def _retry_later(self, outcome: Outcome, answer: Answer, attempt: int) -> None:
-        """A transient failure: note it, warn, and back off."""
+    def _retry_later(self, i: int, outcome: Outcome, answer: Answer) -> None:
+        """A transient failure: note it, warn; that endpoint backs off, the others take over."""
         error = f"HTTP {answer.status}" if answer.status else answer.error or "no answer"
-        self.ledger.failed(error, outcome.kind, answered=answer.status is not None)
+        now = time.monotonic()
+        with self.ledger.lock:
+            self.endpoints.failed(i, now, error, outcome.retry_after)
+            others = self.endpoints.any_up(now)
+        # The handler is down only when no endpoint is left to take its batches.
+        self.ledger.failed(
+            error, outcome.kind, answered=answer.status is not None, answering=others
+        )
         self.ledger.count("retries")
-        self._warn_transient(answer, outcome)
-        self._wait(self.backoff.after(attempt, outcome.retry_after))
+        self._warn_transient(i, answer, outcome)
 
     def _wait(self, seconds: float) -> None:
         if self.ledger.draining:
             seconds = min(seconds, _DRAINING_MAX_WAIT)
         self.stop_event.wait(seconds)
 
-    def _check_certificate(self, answer: Answer) -> None:
+    def _check_certificate(self, i: int, answer: Answer) -> None:
         days = answer.cert_days_left
         if days is not None:
             with self.ledger.lock:
                 self.ledger.health.cert_expiry = time.time() + days * 86400.0
         if days is not None and days < CERT_WARN_DAYS:
             self.warner.warn(
-                "cert-expiry",
+                f"cert-expiry-{i}",
                 "logship: the certificate of %s expires in %.1f days: renew it before "
                 "delivery stops.",
-                self.shown_url,
+                self.endpoints.endpoints[i].url,
                 days,
                 interval=86400.0,
             )
 
-    def _warn_transient(self, answer: Answer, outcome: Outcome) -> None:
+    def _warn_transient(self, i: int, answer: Answer, outcome: Outcome) -> None:
+        shown = self.endpoints.endpoints[i].url
         if answer.status is None:
             kind = answer.kind or "connection"
             self.warner.warn(
-                f"conn-{kind}",
+                f"conn-{kind}-{i}",
                 "logship: cannot deliver to %s: %s (%s). Retrying with back-off.",
-                self.shown_url,
+                shown,
                 hint(kind),
                 answer.error,
             )
         else:
             self.warner.warn(
-                f"status-{answer.status}",
+                f"status-{answer.status}-{i}",
                 "logship: %s answered %d: %s. Retrying with back-off.",
-                self.shown_url,
+                shown,
                 answer.status,
                 outcome.reason[:200] if outcome.parts else status_hint(answer.status),
             )
 
-    def _reject(self, batch: Batch, outcome: Outcome) -> None:
+    def _reject(self, i: int, batch: Batch, outcome: Outcome) -> None:
         status = int(outcome.kind[5:]) if outcome.kind.startswith("http-") else 0
         reason = outcome.reason
         if not self.ledger.is_outstanding(batch.id):
@@ -257,7 +290,7 @@ class Sender:
             events = dead_letter_events(self.encoder, batch)
             where = write_dead_letter(
                 folder,
-                self.opts.url,
+                self.opts.url[0],
                 batch.key,
                 events,
                 status,
@@ -267,6 +300,8 @@ class Sender:
             )
         except Exception as e:  # the events are counted as rejected either way
             where = f"not written ({e!r})"
+        with self.ledger.lock:
+            self.endpoints.answered(i)
         self.ledger.failed(
             f"HTTP {status}: {reason[:200]}", outcome.kind, answered=True, answering=True
         )
@@ -275,7 +310,7 @@ class Sender:
         self.warner.warn(
             f"reject-{status}",
             "logship: %s rejected a batch of %d events with %d (%s): %s. Dead-letter file: %s",
-            self.shown_url,
+            self.endpoints.endpoints[i].url,
             batch.count,
             status,
             reason[:200],

@@ -87,26 +87,33 @@ def endpoint_url(url: str, default_path: str) -> str:
 class Transport:
     """POSTs request bodies to the configured endpoint."""
 
-    def __init__(self, opts: Options, warner: Warner, protocol: WireProtocol = HTTP) -> None:
-        self.url = endpoint_url(opts.url, protocol.default_path)
+    def __init__(
+        self,
+        opts: Options,
+        warner: Warner,
+        protocol: WireProtocol = HTTP,
+        url: str | None = None,
+    ) -> None:
+        url = url or opts.url[0]
+        self.url = endpoint_url(url, protocol.default_path)
         self.timeout = opts.timeout
         self._tokens = TokenSource(opts, warner)
         self._scheme = protocol.auth or "Bearer"
-        self._url_secrets = url_secrets(opts.url)
+        self._url_secrets = url_secrets(url)
         self.session = requests.Session()
         # requests would read the proxy variables, the CA bundle variables and
         # ~/.netrc again on every request: a measurable share of the worker's
         # CPU. They are read once here, as requests would read them, when
         # the worker starts.
         self.session.trust_env = False
-        self.session.proxies = requests.utils.get_environ_proxies(opts.url)
+        self.session.proxies = requests.utils.get_environ_proxies(url)
         self.verify: bool | str = opts.ca_file if opts.ca_file else opts.verify
         bundle = env_ca_bundle() if self.verify is True else None
         if bundle:
             self.verify = bundle[1]
         self.session.verify = self.verify
         if not (opts.token or opts.token_file):
-            self.session.auth = requests.utils.get_netrc_auth(opts.url)
+            self.session.auth = requests.utils.get_netrc_auth(url)
         self._book = AddressBook(self._on_dns_fallback)
         self._warner = warner
         self._next_cert_check = 0.0

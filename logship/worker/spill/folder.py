@@ -38,7 +38,7 @@ import socket
 import stat
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgpack
@@ -104,9 +104,19 @@ def cache_root() -> str:
     return str(platformdirs.user_cache_dir("logship"))
 
 
-def default_spill_dir(url: str) -> str:
-    """The per-endpoint default folder under the user's cache directory."""
-    return os.path.join(cache_root(), endpoint_slug(url))
+def default_spill_dir(url: str | Sequence[str]) -> str:
+    """The default folder under the user's cache directory: one per endpoint, or set of them.
+
+    Several endpoints (a fleet) share one folder, named after the first with
+    a hash of them all, so that the handler's spill is one whatever endpoint
+    replays it.
+    """
+    urls = [url] if isinstance(url, str) else list(url)
+    slug = endpoint_slug(urls[0])
+    if len(urls) > 1:
+        shown = ",".join(sorted(redact_url(normalize_url(u)) for u in urls))
+        slug += "-" + hashlib.sha256(shown.encode("utf-8")).hexdigest()[:10]
+    return os.path.join(cache_root(), slug)
 
 
 # -- owners -------------------------------------------------------------------
