@@ -147,13 +147,14 @@ def test_failover_goes_back_to_the_first_when_it_recovers(servers, make_handler)
     assert h.flush(10)
     assert len(b.events()) == 1
     a.up()
-    require_within(lambda: h.stats()["endpoints"][0]["next_try"] if False else True)
-    # Once its back-off has passed, the next batch tries the first again.
-    require_within(
-        lambda: (log.info("probe"), h.flush(5), len(a.events()) > 0)[2],
-        10,
-        "the first to take over",
-    )
+
+    def first_takes_over() -> bool:
+        # Once its back-off has passed, the next batch tries the first again.
+        log.info("probe")
+        assert h.flush(5)
+        return bool(a.events())
+
+    require_within(first_takes_over, 10, "the first endpoint to take over again")
     assert h.stats()["endpoints"][0]["state"] == "up"
 
 
