@@ -18,9 +18,7 @@ and "Format events for HTTP Event Collector":
 from __future__ import annotations
 
 import gzip
-import http.server
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,7 +28,7 @@ from logship.cli import main
 from logship.worker.deadletters import read_dead_letters
 
 from conftest import attach, check_identity, require_within
-from faultserver import FaultServer, Request, status
+from faultserver import Action, FaultServer, Request, status
 
 TOKEN = "hec-0f3e"
 SUCCESS = {"text": "Success", "code": 0}
@@ -43,32 +41,23 @@ class FakeHec(FaultServer):
     def __init__(self) -> None:
         super().__init__()
         self.indexed: list[dict[str, Any]] = []  # envelopes taken, in order
+        self.taken: list[list[dict[str, Any]]] = []  # by request answered by respond
         #: the envelope HEC cannot take: ``(code, text)``, or None to take it
         self.refuse: Callable[[dict[str, Any]], tuple[int, str] | None] = lambda env: None
         self.indexes: set[str] | None = None  # the token's allowed indexes (None: any)
         self.needs_channel = False  # indexer acknowledgement on for the token
         self.busy_at: int | None = None  # once: index this many envelopes, then say busy
 
-    def _handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
-        wire = h.rfile.read(int(h.headers.get("Content-Length") or 0))
-        arrived = time.monotonic()
-        headers = dict(h.headers.items())
-        with self.cond:
-            self.arrivals += 1
-            action = self.script.popleft() if self.script else None
+    def respond(self, path: str, headers: dict[str, str], wire: bytes) -> Action:
+        """Index what the request holds, as HEC does, and answer with HEC's JSON."""
         taken: list[dict[str, Any]] = []
-        if action is not None:
-            code, answer, extra = action.status, action.body, action.headers
-        else:
-            code, body, extra = self._index(h.path, headers, wire, taken)
-            answer = json.dumps(body).encode()
-        self._record(Request(h.path, headers, wire, [e["event"] for e in taken], code, arrived))
-        h.send_response(code)
-        for k, v in {"Content-Type": "application/json", **extra}.items():
-            h.send_header(k, v)
-        h.send_header("Content-Length", str(len(answer)))
-        h.end_headers()
-        h.wfile.write(answer)
+        code, body, extra = self._index(path, headers, wire, taken)
+        with self.cond:
+            self.indexed.extend(taken)
+            self.taken.append(taken)
+        return Action(
+            "status", code, {"Content-Type": "application/json", **extra}, json.dumps(body).encode()
+        )
 
     def _index(
         self, path: str, headers: dict[str, str], wire: bytes, taken: list[dict[str, Any]]
@@ -104,8 +93,6 @@ class FakeHec(FaultServer):
             refused = self.refuse(envelope)
             if refused is not None:
                 return 400, {"text": refused[1], "code": refused[0], **failed}, {}
-            with self.cond:
-                self.indexed.append(envelope)
             taken.append(envelope)
             n += 1
         if n == 0:
@@ -151,9 +138,10 @@ def test_invalid_event_number_indexes_those_before_dead_letters_it_and_resends_t
     assert h.flush(10), h.stats()
     assert hec.messages() == [f"m{i}" for i in range(10) if i != 4]  # each once, in order
     first, second = hec.snapshot()
-    assert first.answered == 400 and len(first.events) == 4
-    assert second.answered == 200 and [e["message"] for e in second.events] == [
-        f"m{i}" for i in range(5, 10)
+    assert (first.answered, second.answered) == (400, 200)
+    assert [[e["event"]["message"] for e in taken] for taken in hec.taken] == [
+        ["m0", "m1", "m2", "m3"],
+        ["m5", "m6", "m7", "m8", "m9"],
     ]
     # the rest goes under a key derived from the batch's
     assert second.headers["Idempotency-Key"].startswith(first.headers["Idempotency-Key"] + ".")
@@ -202,7 +190,8 @@ def test_busy_part_way_keeps_what_was_indexed_and_resends_only_the_rest(hec, mak
     assert h.flush(10), h.stats()
     assert hec.messages() == [f"p{i}" for i in range(8)]  # none twice
     busy, rest = hec.snapshot()
-    assert busy.answered == 503 and len(rest.events) == 5
+    assert (busy.answered, rest.answered) == (503, 200)
+    assert [len(taken) for taken in hec.taken] == [3, 5]
     stats = h.stats()
     assert stats["shipped"] == 8 and stats["retries"] == 1 and stats["rejected"] == 0
     check_identity(stats)
