@@ -33,10 +33,11 @@ from collections.abc import Callable, Iterable, Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from logship.pure.encoding import Encoding, gzip_compress, gzip_decompress
-from logship.pure.event import EventBuilder, encode_safely, safe_repr
+from logship.pure.encoding import Encoding
+from logship.pure.event import EventBuilder, safe_repr
 from logship.pure.protocols import Event
 from logship.pure.protocols.http import StatusReader
+from logship.pure.protocols.jsonbody import EventJsonEncoder
 from logship.pure.protocols.stamps import epoch_micros
 
 #: The standard path of Loki's push endpoint.
@@ -77,7 +78,7 @@ def label_value(value: Any) -> str | None:
         return safe_repr(value)
 
 
-class LokiEncoder:
+class LokiEncoder(EventJsonEncoder):
     """Events as one Loki push request, grouped into streams by label, gzipped when ``compress``."""
 
     name = "loki"
@@ -90,26 +91,12 @@ class LokiEncoder:
         builder: EventBuilder | None = None,
         labels: Iterable[str] = (FALLBACK_LABEL,),
     ) -> None:
-        self.compress = compress
-        self._builder = builder
+        super().__init__(compress, builder)
         # (field, label name); a name two fields share goes to the first of them.
         named: dict[str, str] = {}
         for field in labels:
             named.setdefault(label_name(field), field)
         self._labels = [(field, name) for name, field in named.items()]
-        self._headers = {"Content-Type": "application/json"}
-        if compress:
-            self._headers["Content-Encoding"] = "gzip"
-
-    def units(self, items: Sequence[Any]) -> list[bytes]:
-        """One single-entry stream per ring item (``logship.ring.Item``)."""
-        builder = self._builder
-        if builder is None:
-            raise RuntimeError("an encoder without an event builder cannot encode ring items")
-        return [
-            encode_safely(self.unit, builder, event, item.message)
-            for event, item in zip(builder.build_many(items), items, strict=True)
-        ]
 
     def unit(self, event: Event) -> bytes:
         """One event as a stream of one entry: its labels, its time, its line."""
@@ -138,26 +125,18 @@ class LokiEncoder:
         for labels, values in streams.items():
             values.sort(key=_by_time)  # stable: entries of one instant keep their order
             joined.append(_stream(labels, b",".join(value for _t, value in values)))
-        raw = b'{"streams":[' + b",".join(joined) + b"]}"
-        return (gzip_compress(raw) if self.compress else raw), len(raw)
+        return self.finished(b'{"streams":[' + b",".join(joined) + b"]}")
 
     def units_of(self, body: bytes) -> list[bytes]:
         """The single-entry streams of a body this encoder made (its labels and lines as sent)."""
         return [
             _stream(_dumps(labels).encode("ascii"), _dumps(value))
-            for labels, value in _entries(self._raw(body))
+            for labels, value in _entries(self.raw(body))
         ]
 
     def events_of(self, body: bytes) -> list[Event]:
         """The events of a body this encoder made: each line read back."""
-        return [_event_of(labels, value) for labels, value in _entries(self._raw(body))]
-
-    def headers(self) -> dict[str, str]:
-        """``Content-Type: application/json``, and ``Content-Encoding: gzip`` when compressing."""
-        return dict(self._headers)
-
-    def _raw(self, body: bytes) -> bytes:
-        return gzip_decompress(body) if self.compress else body
+        return [_event_of(labels, value) for labels, value in _entries(self.raw(body))]
 
 
 def _by_time(entry: tuple[int, bytes]) -> int:

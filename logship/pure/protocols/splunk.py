@@ -28,10 +28,11 @@ from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from logship.pure.encoding import Encoding, gzip_compress, gzip_decompress
-from logship.pure.event import EventBuilder, encode_safely
+from logship.pure.encoding import Encoding
+from logship.pure.event import EventBuilder
 from logship.pure.protocols import Answer, Event, Outcome
 from logship.pure.protocols.http import StatusReader
+from logship.pure.protocols.jsonbody import EventJsonEncoder
 from logship.pure.protocols.stamps import epoch_micros
 from logship.pure.retry import Verdict
 
@@ -48,7 +49,7 @@ _JSON = Encoding("json")
 _decoder = json.JSONDecoder()
 
 
-class SplunkEncoder:
+class SplunkEncoder(EventJsonEncoder):
     """Events as concatenated HEC envelopes, gzipped when ``compress``."""
 
     name = "splunk"
@@ -63,27 +64,13 @@ class SplunkEncoder:
         sourcetype: str | None = None,
         index: str | None = None,
     ) -> None:
-        self.compress = compress
-        self._builder = builder
+        super().__init__(compress, builder)
         self._source = f'"source":{_quote(source)},' if source else None
         # The fields every envelope of this handler shares, between its source and its event.
         tail = f'"sourcetype":{_quote(sourcetype or DEFAULT_SOURCETYPE)},'
         if index:
             tail += f'"index":{_quote(index)},'
         self._tail = f'{tail}"event":'.encode("ascii")
-        self._headers = {"Content-Type": "application/json"}
-        if compress:
-            self._headers["Content-Encoding"] = "gzip"
-
-    def units(self, items: Sequence[Any]) -> list[bytes]:
-        """One envelope per ring item (``logship.ring.Item``)."""
-        builder = self._builder
-        if builder is None:
-            raise RuntimeError("an encoder without an event builder cannot encode ring items")
-        return [
-            encode_safely(self.unit, builder, event, item.message)
-            for event, item in zip(builder.build_many(items), items, strict=True)
-        ]
 
     def unit(self, event: Event) -> bytes:
         """One event's envelope; values JSON cannot carry are replaced, never raised."""
@@ -103,23 +90,15 @@ class SplunkEncoder:
 
     def body(self, units: Sequence[bytes]) -> tuple[bytes, int]:
         """The envelopes one after another, gzipped when asked."""
-        raw = b"".join(units)
-        return (gzip_compress(raw) if self.compress else raw), len(raw)
+        return self.finished(b"".join(units))
 
     def units_of(self, body: bytes) -> list[bytes]:
         """The envelopes of a body this encoder made, in order, exactly as they were sent."""
-        return [unit for unit, _envelope in _envelopes(self._raw(body))]
+        return [unit for unit, _envelope in _envelopes(self.raw(body))]
 
     def events_of(self, body: bytes) -> list[Event]:
         """The events of a body this encoder made."""
-        return [_event_of(envelope) for _unit, envelope in _envelopes(self._raw(body))]
-
-    def headers(self) -> dict[str, str]:
-        """``Content-Type: application/json``, and ``Content-Encoding: gzip`` when compressing."""
-        return dict(self._headers)
-
-    def _raw(self, body: bytes) -> bytes:
-        return gzip_decompress(body) if self.compress else body
+        return [_event_of(envelope) for _unit, envelope in _envelopes(self.raw(body))]
 
 
 def _envelopes(raw: bytes) -> list[tuple[bytes, Any]]:
