@@ -16,7 +16,7 @@ import pytest
 
 from logship.cli import main
 
-from conftest import attach, check_identity, require_within, wait_until
+from conftest import attach, check_identity, require_held, require_within, wait_until
 
 TOKEN = "hec-7d1f0c2a9b"
 
@@ -83,11 +83,8 @@ def test_a_wrong_token_holds_the_events_until_the_token_is_right(
     log = attach(h)
     for i in range(20):
         log.warning("held %d", i)
-    require_within(lambda: h.stats()["last_error_kind"] == "http-403", what="a 403")
-    stats = h.stats()
-    assert stats["pending"] == 20 and stats["dropped"] == 0 and stats["rejected"] == 0
-    assert stats["shipped"] == 0 and fb.records() == []
-    check_identity(stats)
+    require_held(h, "http-403", 20)
+    assert fb.records() == []
 
     write_token(token_file, TOKEN, 2_000_000)  # held batches are retried at the ceiling
     found = envelopes(fb, 20)
@@ -127,9 +124,7 @@ def test_events_spilled_under_a_wrong_token_are_replayed_by_the_next_handler(
 @pytest.mark.parametrize("token, verdict", [(TOKEN, "PASS"), ("wrong", "FAIL")])
 def test_logship_check_sends_its_test_event_as_an_envelope(fluent_bit, capsys, token, verdict):
     fb = splunk_input(fluent_bit)
-    code = main(
-        ["check", f"http://127.0.0.1:{fb.port}", "--protocol", "splunk", "--token", token]
-    )
+    code = main(["check", f"http://127.0.0.1:{fb.port}", "--protocol", "splunk", "--token", token])
     out = capsys.readouterr().out
     post = next(line for line in out.splitlines() if line.strip().startswith("POST"))
     assert post.split()[1] == verdict, out
