@@ -130,6 +130,20 @@ def check_identity(stats: dict[str, Any]) -> None:
     ), stats
 
 
+def require_held(handler: logship.ShipHandler, kind: str, n: int) -> dict[str, Any]:
+    """Wait for the answer ``kind`` ("http-401", …); then all ``n`` events are still pending.
+
+    A held batch loses nothing (SPEC section 4): none shipped, dropped or rejected.
+    Returns the stats.
+    """
+    require_within(lambda: handler.stats()["last_error_kind"] == kind, what=f"an answer {kind}")
+    stats = handler.stats()
+    assert stats["pending"] == n, stats
+    assert stats["shipped"] == stats["dropped"] == stats["rejected"] == 0, stats
+    check_identity(stats)
+    return stats
+
+
 def flushed(handler: logship.ShipHandler, server: FaultServer) -> list[dict[str, Any]]:
     """Flush ``handler`` (it must deliver everything), check its counters, return what arrived."""
     assert handler.flush(10), handler.stats()

@@ -1,6 +1,7 @@
 """A small HTTP collector on 127.0.0.1 that can be told to misbehave.
 
-Each request takes the next action from a script (or the default action):
+Each request takes the next action from a script (or the default action, or
+what :meth:`FaultServer.respond` makes of the request):
 answer a status (with headers and a body), close the connection without an
 answer, or stall until released. It can also refuse bodies over a size with
 413, and go down and come back up on the same port.
@@ -226,7 +227,8 @@ class FaultServer:
         with self.cond:
             self.arrivals += 1
             self.cond.notify_all()
-            action = self.script.popleft() if self.script else self.default
+            scripted = self.script.popleft() if self.script else None
+        action = scripted or self.respond(h.path, headers, wire)
         if self.max_body is not None and len(wire) > self.max_body:
             action = status(413, b"Request Entity Too Large")
         try:
@@ -250,6 +252,13 @@ class FaultServer:
         h.send_header("Content-Length", str(len(action.body)))
         h.end_headers()
         h.wfile.write(action.body)
+
+    def respond(self, path: str, headers: dict[str, str], wire: bytes) -> Action:
+        """The answer to a request no scripted action answers: :attr:`default`.
+
+        A fake of one aggregator overrides it to answer from what the request holds.
+        """
+        return self.default
 
     @staticmethod
     def hang_up(h: Any) -> None:

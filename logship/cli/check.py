@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 from logship.cli.checkhttp import check_clock, check_post
+from logship.cli.checkloki import check_loki
+from logship.cli.checksplunk import check_splunk
 from logship.cli.tlsinfo import Finding, check_tls
 from logship.pure.options import (
     ENCODINGS,
@@ -209,6 +211,8 @@ def hider(opts: Options) -> Callable[[str], str]:
 #: server's Date header or None, when the answer came)``.
 PROBES: dict[str, Callable[[Options, str | None], tuple[Finding, str | None, float]]] = {
     "http": check_post,
+    "splunk": check_splunk,
+    "loki": check_loki,
 }
 
 

@@ -1,10 +1,11 @@
 """The HTTP steps of ``logship check``: a test POST, and the clock skew it reveals.
 
 The event is made, encoded, compressed and sent by logship's own code
-(:class:`~logship.pure.event.EventBuilder`, :mod:`logship.pure.encoding`,
+(:class:`~logship.pure.event.EventBuilder`, the protocol's encoder,
 :class:`~logship.worker.transport.Transport`), so the answer is the one a
 handler would get: the token and any extra ``headers`` are applied by that
-transport too. What the answer means follows :mod:`logship.pure.retry`.
+transport too. What the answer means follows :mod:`logship.pure.retry`, after
+what the protocol's own probe makes of it (``logship.cli.checksplunk``, …).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import email.utils
 import logging
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from logship.cli.tlsinfo import Finding, handshake_fix
@@ -21,8 +22,8 @@ from logship.pure import retry
 from logship.pure.batching import new_key
 from logship.pure.event import EventBuilder
 from logship.pure.options import Options
-from logship.pure.protocols import Answer, Request
-from logship.pure.protocols.http import HttpEncoder
+from logship.pure.protocols import Answer, Request, WireProtocol
+from logship.pure.protocols.http import HTTP
 from logship.worker.diagnostics import Warner
 from logship.worker.transport import Transport
 
@@ -51,12 +52,25 @@ def sample_event() -> dict[str, Any]:
     )
 
 
-def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | None, float]:
-    """POST one event; return the finding, the server's ``Date`` and when it was made."""
-    encoder = HttpEncoder(opts.encoding, True)
+#: A protocol's own reading of the test answer: ``(answer, status line, what was sent,
+#: options, token source)`` to a finding, or None where the HTTP status says it all.
+Judge = Callable[[Answer, str, str, Options, str | None], Finding | None]
+
+
+def check_post(
+    opts: Options,
+    token_from: str | None,
+    protocol: WireProtocol = HTTP,
+    judge: Judge | None = None,
+) -> tuple[Finding, str | None, float]:
+    """POST one event as ``protocol`` sends it; the finding, the server's ``Date``, and when.
+
+    ``judge`` reads the protocol's own answers first; the HTTP status decides the rest.
+    """
+    encoder = protocol.encoder(opts, None)
     event = sample_event()
     body, _raw = encoder.body([encoder.unit(event)])
-    transport = Transport(opts, Warner(3600.0))
+    transport = Transport(opts, Warner(3600.0), protocol)
     seen: dict[str, Any] = {}
 
     def capture(response: Any, *args: Any, **kwargs: Any) -> None:
@@ -76,7 +90,9 @@ def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | No
     if answer.status is None:
         return _no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, midpoint
     status = f"{answer.status} {seen.get('reason', '')}".rstrip()
-    finding = _judge(answer.status, answer, status, what, opts, token_from, event["uuid"])
+    finding = judge(answer, status, what, opts, token_from) if judge else None
+    if finding is None:
+        finding = _judge(answer.status, answer, status, what, opts, token_from, event["uuid"])
     return finding, seen.get("date"), midpoint
 
 

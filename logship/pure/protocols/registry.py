@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from logship.pure.protocols import Encoder, WireProtocol, http
+from logship.pure.protocols import Encoder, WireProtocol, http, loki, splunk
 
-PROTOCOLS: dict[str, WireProtocol] = {"http": http.HTTP}
+PROTOCOLS: dict[str, WireProtocol] = {
+    "http": http.HTTP,
+    "splunk": splunk.SPLUNK,
+    "loki": loki.LOKI,
+}
 
-_DECODERS: dict[str, Callable[[bool], Encoder]] = {**http.DECODERS}
+_DECODERS: dict[str, Callable[[bool], Encoder]] = {
+    **http.DECODERS,
+    **splunk.DECODERS,
+    **loki.DECODERS,
+}
 
 #: Every name a spilled batch may record as its encoder.
 ENCODER_NAMES = frozenset(_DECODERS)
