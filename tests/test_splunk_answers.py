@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from logship.cli import main
-from logship.worker.deadletters import read_dead_letters
+from logship.cli.spillinspect import read_dead_letters
 
 from conftest import attach, check_identity, require_held
 from faultserver import Action, FaultServer, Request, status
