@@ -6,6 +6,7 @@ The spill folders are made by real handlers (an endpoint that is down, then
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -428,3 +429,38 @@ def test_status_and_replay_refuse_a_folder_of_another_user(server, tmp_path):
     r = cli("replay", "--dir", folder)
     assert r.returncode == 1 and "is owned by uid 54321" in r.stdout + r.stderr
     assert server.requests == []
+
+
+def test_replay_speaks_the_protocol_the_files_were_spilled_in(server, tmp_path):
+    folder = str(tmp_path / "spill")
+    server.down()
+    h = logship.ShipHandler(
+        url=server.url(""),
+        protocol="splunk",
+        token="hec-token",
+        spill_dir=folder,
+        batch_max_records=10,
+        **{**FAST, "shutdown_timeout": 0.5},
+    )
+    log = attach(h, "spill-splunk", logging.INFO)
+    for i in range(25):
+        log.info("hec %d", i)
+    h.close()
+    server.up()
+    env = {**plain_env(), "LOGSHIP_URL": server.url(""), "LOGSHIP_TOKEN": "hec-token"}
+    done = cli("replay", "--dir", folder, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {r.path for r in server.requests} == {"/services/collector/event"}
+    assert {r.headers["Authorization"] for r in server.requests} == {"Splunk hec-token"}
+    events = [e["event"]["message"] for r in server.requests for e in concatenated(r.wire)]
+    assert sorted(events) == sorted(f"hec {i}" for i in range(25))
+
+
+def concatenated(wire: bytes) -> list[dict[str, Any]]:
+    """The JSON objects of a gzipped HEC body, one after another."""
+    text, pos, out = gzip.decompress(wire).decode(), 0, []
+    decoder = json.JSONDecoder()
+    while pos < len(text):
+        obj, pos = decoder.raw_decode(text, pos)
+        out.append(obj)
+    return out

@@ -273,10 +273,15 @@ def _why_not_sent(st: dict[str, Any]) -> str:
     return f"{kind_hint(kind)} ({error})"
 
 
-def _replay_folder(folder: str, target: _Target, timeout: float) -> int:
-    """Adopt and send one folder's files; returns the spill files left afterwards."""
+def _replay_folder(folder: str, target: _Target, timeout: float, protocol: str) -> int:
+    """Adopt and send one folder's files, in ``protocol``; returns the spill files left."""
     with _no_token_from_environment(target.token):
-        handler = logship.ShipHandler(url=target.url, spill_dir=folder, shutdown_timeout=5.0)
+        handler = logship.ShipHandler(
+            url=target.url,
+            spill_dir=folder,
+            shutdown_timeout=5.0,
+            protocol=protocol,  # type: ignore[arg-type]
+        )
     sealer = _sealer()  # the handler takes LOGSHIP_SPILL_KEY too: count what it can open
     tty = sys.stdout.isatty()
     try:
@@ -355,7 +360,8 @@ def replay(folders: list[str], root: str, url: str | None, timeout: float) -> in
             print(f"{f.path} -> {shown}")
         if target.why_no_token:
             print(f"  no token sent to {shown}: {target.why_no_token}")
-        left += _replay_folder(folder, target, timeout)
+        # As the files were sent: a spilled Splunk or Loki batch is no JSON array.
+        left += _replay_folder(folder, target, timeout, s.protocol or "http")
     if left:
         print(f"{left} spill files remain")
         return 1

@@ -17,6 +17,7 @@ from typing import Any
 import msgpack
 
 from logship.pure.frames import iter_frames, key_problem, open_payload
+from logship.pure.options import PROTOCOLS
 from logship.pure.redact_url import redact_url
 from logship.pure.sealing import Sealer, WrongKey
 from logship.worker.spill.deadletters import (
@@ -53,6 +54,7 @@ class FolderSummary:
     locked_files: int = 0  # encrypted under a key we do not have
     urls: dict[str, str] = dataclasses.field(default_factory=dict)  # path -> recorded endpoint
     refused: str | None = None  # why logship will not use this folder
+    protocol: str | None = None  # what the files were sent as (older files record none: http)
 
 
 def recorded_url(header: dict[str, Any]) -> str | None:
@@ -73,6 +75,9 @@ def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) 
         if url is not None:
             out.urls[f.path] = url
         out.url = out.url or url
+        recorded = header.get("protocol")
+        if out.protocol is None and isinstance(recorded, str) and recorded in PROTOCOLS:
+            out.protocol = recorded
         if f.state != "r" and owner_alive(f.owner, live_tokens, f.mtime):
             out.live_files += 1
             out.live_owners.add(int(f.owner.split(".")[1]))

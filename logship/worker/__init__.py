@@ -140,7 +140,12 @@ class Worker:
         store = None
         if opts.spill and self.spill_dir:
             store = SpillStore(
-                self.spill_dir, opts.url[0], opts.spill_max_bytes, self.warner, sealer
+                self.spill_dir,
+                opts.url[0],
+                opts.spill_max_bytes,
+                self.warner,
+                sealer,
+                protocol=opts.protocol,
             )
         self.transports = [Transport(opts, self.warner, self.protocol, url) for url in opts.url]
         self.pump = Pump(opts, self.ledger, self.signals, encoder, self.warner, store)

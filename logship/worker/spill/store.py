@@ -117,6 +117,7 @@ class SpillStore:
         max_bytes: int,
         warner: Warner,
         sealer: Sealer | None = None,
+        protocol: str = "http",
     ) -> None:
         self.folder = folder
         self.warner = warner
@@ -126,6 +127,8 @@ class SpillStore:
         self.max_bytes = max_bytes
         self.segment_max = max(16 * 1024, min(4 * MiB, max_bytes // 8))
         self.news = SpillNews()
+        #: Recorded in file headers: ``logship spill replay`` speaks it to the endpoint.
+        self.protocol = protocol
         self.owner = sf.new_owner()
         LIVE_OWNERS.add(self.owner)
         self._active: _Active | None = None
@@ -229,6 +232,7 @@ class SpillStore:
         header = {
             "kind": "spill",
             "url": self.url,
+            "protocol": self.protocol,
             "owner": self.owner,
             "host": socket.gethostname(),
             "pid": os.getpid(),
