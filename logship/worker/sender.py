@@ -42,6 +42,13 @@ STATUS_HINTS = {
 }
 
 
+#: What to check when a server took a batch but refused some of its events, unnamed.
+PARTLY_HINT = (
+    "the server does not say which: the dead letter holds the whole batch, and the "
+    "count is in stats()['rejected']"
+)
+
+
 def status_hint(status: int) -> str:
     """What an HTTP status means for the operator."""
     if status in STATUS_HINTS:
@@ -111,7 +118,10 @@ class Sender:
                 continue
             verdict = outcome.verdict
             if verdict is Verdict.DELIVERED:
-                self.ledger.resolve(b, "shipped")
+                if outcome.rejected:
+                    self._reject(b, outcome, partly=True)
+                else:
+                    self.ledger.resolve(b, "shipped")
                 self._check_certificate(answer)
                 todo.popleft()
                 attempt = 0
@@ -217,9 +227,16 @@ class Sender:
                 outcome.reason[:200] if outcome.parts else status_hint(answer.status),
             )
 
-    def _reject(self, batch: Batch, outcome: Outcome) -> None:
+    def _reject(self, batch: Batch, outcome: Outcome, partly: bool = False) -> None:
+        """Dead-letter ``batch``; count it rejected, or (``partly``) ``outcome.rejected`` of it.
+
+        The server that rejects only some events without saying which
+        (``Outcome.rejected``) gets the whole batch in the dead letter, its
+        reason telling how many.
+        """
         status = int(outcome.kind[5:]) if outcome.kind.startswith("http-") else 0
         reason = outcome.reason
+        rejected = min(outcome.rejected, batch.count) if partly else batch.count
         if not self.ledger.is_outstanding(batch.id):
             return  # close took it over
         where = "not written"
@@ -242,14 +259,19 @@ class Sender:
             f"HTTP {status}: {reason[:200]}", outcome.kind, answered=True, answering=True
         )
         # Resolved only now: once flush() says done, the dead letter is on disk.
-        self.ledger.resolve(batch, "rejected")
+        if partly:
+            self.ledger.resolve(batch, "shipped", rejected=rejected)
+            what, hint = f"{rejected} events of a batch of {batch.count}", PARTLY_HINT
+        else:
+            self.ledger.resolve(batch, "rejected")
+            what, hint = f"a batch of {batch.count} events", status_hint(status)
         self.warner.warn(
             f"reject-{status}",
-            "logship: %s rejected a batch of %d events with %d (%s): %s. Dead-letter file: %s",
+            "logship: %s rejected %s with %d (%s): %s. Dead-letter file: %s",
             self.shown_url,
-            batch.count,
+            what,
             status,
             reason[:200],
-            status_hint(status),
+            hint,
             where,
         )
