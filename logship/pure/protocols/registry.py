@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from logship.pure.protocols import Encoder, WireProtocol, http
+from logship.pure.protocols import Encoder, WireProtocol, http, otlp
 
-PROTOCOLS: dict[str, WireProtocol] = {"http": http.HTTP}
+PROTOCOLS: dict[str, WireProtocol] = {"http": http.HTTP, "otlp": otlp.OTLP}
 
-_DECODERS: dict[str, Callable[[bool], Encoder]] = {**http.DECODERS}
+_DECODERS: dict[str, Callable[[bool], Encoder]] = {**http.DECODERS, **otlp.DECODERS}
 
 #: Every name a spilled batch may record as its encoder.
 ENCODER_NAMES = frozenset(_DECODERS)
