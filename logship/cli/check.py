@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 from logship.cli.checkhttp import check_clock, check_post
+from logship.cli.checkotlp import check_otlp
 from logship.cli.tlsinfo import Finding, check_tls
 from logship.pure.options import (
     ENCODINGS,
@@ -209,6 +210,7 @@ def hider(opts: Options) -> Callable[[str], str]:
 #: server's Date header or None, when the answer came)``.
 PROBES: dict[str, Callable[[Options, str | None], tuple[Finding, str | None, float]]] = {
     "http": check_post,
+    "otlp": check_otlp,
 }
 
 
