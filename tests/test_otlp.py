@@ -56,6 +56,13 @@ def event(**fields: Any) -> dict[str, Any]:
     return {**base, **fields}
 
 
+def log_record(e: dict[str, Any], observed: int = OBSERVED) -> tuple[Any, Any, dict[str, Any]]:
+    """The scope, resource key and log record (parsed) the writer makes of ``e``."""
+    scope, resource, text = o.RecordWriter().write(e, observed)
+    record: dict[str, Any] = json.loads(text)
+    return scope, resource, record
+
+
 def attributes(record: dict[str, Any]) -> dict[str, Any]:
     return {a["key"]: a["value"] for a in record["attributes"]}
 
@@ -262,7 +269,7 @@ def test_an_event_maps_field_by_field():
         trace_id="5B8EFFF798038103D269B633813FC60C",
         span_id="eee19b7ec3c1b174",
     )
-    scope, resource, record = o.log_record(e, OBSERVED, o.Clock())
+    scope, resource, record = log_record(e)
     assert scope == "app"
     assert resource == ("web-1", "6.8.0-45-generic", "billing")
     assert record == {
@@ -299,13 +306,13 @@ def test_an_event_maps_field_by_field():
     ],
 )
 def test_ids_of_another_form_stay_attributes(field, value):
-    _s, _r, record = o.log_record(event(**{field: value}), 0, o.Clock())
+    _s, _r, record = log_record(event(**{field: value}), 0)
     assert "traceId" not in record and "spanId" not in record
     assert attributes(record)[field] == o.any_value(value)
 
 
 def test_a_field_named_like_a_derived_attribute_is_kept_under_extra():
-    _s, _r, record = o.log_record(event(**{"log.record.uid": "mine", "x": 1}), 0, o.Clock())
+    _s, _r, record = log_record(event(**{"log.record.uid": "mine", "x": 1}), 0)
     attrs = attributes(record)
     assert attrs["log.record.uid"] == {"stringValue": event()["uuid"]}
     assert attrs["extra_log.record.uid"] == {"stringValue": "mine"}
@@ -313,7 +320,7 @@ def test_a_field_named_like_a_derived_attribute_is_kept_under_extra():
 
 @pytest.mark.parametrize("stamp", ["yesterday", "1969-12-31T23:59:59.000000Z", 17])
 def test_a_timestamp_that_is_no_unix_time_stays_an_attribute(stamp):
-    _s, _r, record = o.log_record(event(timestamp=stamp), OBSERVED, o.Clock())
+    _s, _r, record = log_record(event(timestamp=stamp))
     assert "timeUnixNano" not in record
     assert attributes(record)["timestamp"] == o.any_value(stamp)
 
@@ -330,7 +337,7 @@ def test_timestamps_to_nanoseconds_and_back():
 def test_a_fallback_event_still_maps():
     builder = EventBuilder({})
     fallback = builder.fallback("msg", RuntimeError("x"))
-    _s, _r, record = o.log_record(fallback, 0, o.Clock())
+    _s, _r, record = log_record(fallback, 0)
     assert record["severityNumber"] == 17
     assert attributes(record)["build_error"] == {"stringValue": "RuntimeError('x')"}
 

@@ -6,7 +6,7 @@ A body is one ``ExportLogsServiceRequest`` in the OTLP JSON encoding: a
 (the logger's name is the scope's), and in that the log records. 64-bit
 integers are decimal strings, ``traceId``/``spanId`` lowercase hex, enums
 integers (OTLP specification, "JSON Protobuf Encoding"). How each event
-field maps is :func:`log_record`'s docstring and ``docs/aggregators/opentelemetry.md``.
+field maps is :meth:`RecordWriter.write`'s docstring and ``docs/aggregators/opentelemetry.md``.
 
 **Units.** The pump sizes and batches events one at a time, but a body
 groups them by resource and scope, so a unit carries its group with it:
@@ -42,6 +42,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from logship.pure.encoding import gzip_compress, gzip_decompress
@@ -86,6 +87,7 @@ _CACHE_MAX = 256
 _json_encode = json.JSONEncoder(
     separators=(",", ":"), allow_nan=False, default=safe_repr, check_circular=False
 ).encode
+_quote: Callable[[str], str] = encode_basestring_ascii
 
 
 def _dumps(value: Any) -> bytes:
@@ -242,7 +244,7 @@ def _attribute(key: str, value: Any) -> dict[str, Any]:
     return {"key": key, "value": any_value(value)}
 
 
-def _utf8_strings(value: Any) -> Any:
+def _utf8_strings(value: Any, depth: int = 0) -> Any:
     """``value`` with every string's lone surrogates escaped (protobuf strings are UTF-8)."""
     if isinstance(value, str):
         try:
@@ -250,10 +252,15 @@ def _utf8_strings(value: Any) -> Any:
             return value
         except UnicodeEncodeError:
             return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if depth >= _MAX_DEPTH:
+        return value
     if isinstance(value, dict):
-        return {_utf8_strings(k): _utf8_strings(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_utf8_strings(v) for v in value]
+        return {
+            (_utf8_strings(k) if isinstance(k, str) else k): _utf8_strings(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_utf8_strings(v, depth + 1) for v in value]
     return value
 
 
@@ -327,97 +334,173 @@ def service_of(event: Event) -> str | None:
     return service if isinstance(service, str) and service else None
 
 
-def log_record(
-    event: Event, observed: int, clock: Clock, levelno: int | None = None
-) -> tuple[Any, ResourceKey, dict[str, Any]]:
-    """The scope name, the resource and the OTLP log record of one event.
+_ABSENT = object()
 
-    - ``timestamp`` is ``timeUnixNano``; when the event was encoded is
-      ``observedTimeUnixNano`` (``observed``);
-    - ``level`` gives ``severityText`` and ``severityNumber`` as the SDK
-      maps them (from ``levelno`` when the record's is known);
-    - ``logger`` names the scope; ``message`` is the ``body``;
-    - ``hostname``, ``kernel_version`` and ``service`` go to the resource
-      (``host.name``, ``os.version``, ``service.name``);
-    - ``uuid`` is ``log.record.uid``; ``pid`` ``process.pid``; ``thread``
-      ``thread.name``; ``module`` and ``func`` ``code.function.name``
-      (``module.func``, fully qualified as far as the event knows);
-      ``line`` ``code.line.number``; ``stack`` ``code.stacktrace``;
-    - ``exception`` is ``exception.stacktrace``, with ``exception.type``
-      and ``exception.message`` read from it (:func:`exception_parts`);
-    - ``trace_id`` and ``span_id`` of the right length are the record's
-      ``traceId`` and ``spanId``;
-    - every other field is an attribute of its own name; one that names an
-      attribute derived here is kept as ``extra_`` and its name.
-    """
-    fields = dict(event)
-    record: dict[str, Any] = {}
-    nanos = clock.nanos(fields.get("timestamp"))
-    if nanos is not None and nanos >= 0:  # fixed64: a time before 1970 stays an attribute
-        del fields["timestamp"]
-        record["timeUnixNano"] = str(nanos)
-    record["observedTimeUnixNano"] = str(observed)
-    level = fields.pop("level", None)
-    if isinstance(level, str):
-        number = levelno if levelno is not None else level_number(level)
-        record["severityNumber"] = severity_number(number) if number is not None else 0
-        record["severityText"] = SEVERITY_TEXTS.get(level, level)
-    elif level is not None:
-        fields["level"] = level
-    scope = fields.pop("logger", "")
-    if "message" in fields:
-        record["body"] = any_value(fields.pop("message"))
-    service = service_of(fields)
-    if service is not None:
-        del fields["service"]
-    resource: ResourceKey = (
-        fields.pop("hostname", None),
-        fields.pop("kernel_version", None),
-        service,
-    )
-    ids = {}
-    for field, name, digits in (("trace_id", "traceId", 32), ("span_id", "spanId", 16)):
-        ident = hex_id(fields.get(field), digits)
-        if ident is not None:  # one of another form stays an attribute
+
+def value_text(value: Any) -> str:
+    """The JSON text of ``value``'s ``AnyValue`` (:func:`any_value`); strings and ints directly."""
+    kind = type(value)
+    if kind is str:
+        return '{"stringValue":' + _quote(value) + "}"
+    if kind is int and _INT64_MIN <= value <= _INT64_MAX:
+        return '{"intValue":"' + int.__repr__(value) + '"}'
+    return _json_encode(any_value(value))
+
+
+def attribute_text(key: str, value: Any) -> str:
+    """The JSON text of one ``KeyValue`` attribute."""
+    return '{"key":' + _quote(key) + ',"value":' + value_text(value) + "}"
+
+
+class RecordWriter:
+    """Events to OTLP log records' JSON text (:meth:`write`), with what repeats cached."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self._severities: dict[tuple[str, int | None], str] = {}
+        #: The attributes of a record's origin (pid, thread, module, func, line),
+        #: the same for every record from one place, with the fields they use.
+        self._wheres: dict[tuple[Any, ...], Where] = {}
+
+    def write(
+        self, event: Event, observed: int, levelno: int | None = None
+    ) -> tuple[Any, ResourceKey, str]:
+        """The scope name, the resource and the OTLP log record (JSON text) of one event.
+
+        - ``timestamp`` is ``timeUnixNano``; when the event was encoded is
+          ``observedTimeUnixNano`` (``observed``);
+        - ``level`` gives ``severityText`` and ``severityNumber`` as the SDK
+          maps them (from ``levelno`` when the record's is known);
+        - ``logger`` names the scope; ``message`` is the ``body``;
+        - ``hostname``, ``kernel_version`` and ``service`` go to the resource
+          (``host.name``, ``os.version``, ``service.name``);
+        - ``uuid`` is ``log.record.uid``; ``pid`` ``process.pid``; ``thread``
+          ``thread.name``; ``module`` and ``func`` ``code.function.name``
+          (``module.func``, fully qualified as far as the event knows);
+          ``line`` ``code.line.number``; ``stack`` ``code.stacktrace``;
+        - ``exception`` is ``exception.stacktrace``, with ``exception.type``
+          and ``exception.message`` read from it (:func:`exception_parts`);
+        - ``trace_id`` and ``span_id`` of the right length are the record's
+          ``traceId`` and ``spanId``;
+        - every other field is an attribute of its own name; one that names an
+          attribute derived here is kept as ``extra_`` and its name.
+        """
+        fields = dict(event)
+        parts = []
+        nanos = self.clock.nanos(fields.get("timestamp"))
+        if nanos is not None and nanos >= 0:  # fixed64: a time before 1970 stays an attribute
+            del fields["timestamp"]
+            parts.append(f'"timeUnixNano":"{nanos}"')
+        parts.append(f'"observedTimeUnixNano":"{observed}"')
+        level = fields.pop("level", None)
+        if isinstance(level, str):
+            parts.append(self._severity(level, levelno))
+        elif level is not None:
+            fields["level"] = level
+        scope = fields.pop("logger", "")
+        if "message" in fields:
+            parts.append('"body":' + value_text(fields.pop("message")))
+        service = service_of(fields)
+        if service is not None:
+            del fields["service"]
+        resource = (fields.pop("hostname", None), fields.pop("kernel_version", None), service)
+        ids = []
+        for field, name, digits in (("trace_id", "traceId", 32), ("span_id", "spanId", 16)):
+            ident = hex_id(fields.get(field), digits)
+            if ident is not None:  # one of another form stays an attribute
+                del fields[field]
+                ids.append(f'"{name}":"{ident}"')
+        attributes, taken = self._derived(fields)
+        for key, value in fields.items():
+            name = _key(key)
+            attributes.append(
+                attribute_text(COLLISION_PREFIX + name if name in taken else name, value)
+            )
+        parts.append('"attributes":[' + ",".join(attributes) + "]")
+        return scope, resource, "{" + ",".join(parts + ids) + "}"
+
+    def _severity(self, level: str, levelno: int | None) -> str:
+        known = self._severities.get((level, levelno))
+        if known is None:
+            number = levelno if levelno is not None else level_number(level)
+            text = SEVERITY_TEXTS.get(level, level)
+            known = f'"severityNumber":{severity_number(number) if number is not None else 0},'
+            known += f'"severityText":{_quote(text)}'
+            if len(self._severities) < _CACHE_MAX:
+                self._severities[(level, levelno)] = known
+        return known
+
+    def _derived(self, fields: Event) -> tuple[list[str], set[str]]:
+        """The attributes made from core fields, and their names; the fields taken out."""
+        out, names = [], set()
+        if "uuid" in fields:
+            out.append(attribute_text(UID, fields.pop("uuid")))
+            names.add(UID)
+        get = fields.get
+        where = (
+            get("pid", _ABSENT),
+            get("thread", _ABSENT),
+            get("module", _ABSENT),
+            get("func", _ABSENT),
+            get("line", _ABSENT),
+        )
+        try:
+            known = self._wheres.get(where)
+        except TypeError:  # a value that cannot be a key: not cached
+            known = None
+        if known is None:
+            known = _where(*where)
+            try:
+                if len(self._wheres) >= _CACHE_MAX:
+                    self._wheres.clear()
+                self._wheres[where] = known
+            except TypeError:
+                pass
+        texts, used, made = known
+        out += texts
+        for field in used:
             del fields[field]
-            ids[name] = ident
-    attributes = _derived(fields)
-    taken = {a["key"] for a in attributes}
-    for key, value in fields.items():
-        name = _key(key)
-        attributes.append(_attribute(COLLISION_PREFIX + name if name in taken else name, value))
-    record["attributes"] = attributes
-    record.update(ids)
-    return scope, resource, record
+        names.update(made)
+        exception = fields.get("exception")
+        if isinstance(exception, str):
+            del fields["exception"]
+            kind, message = exception_parts(exception)
+            if kind is not None:
+                out.append(attribute_text(EXC_TYPE, kind))
+            if message is not None:
+                out.append(attribute_text(EXC_MESSAGE, message))
+            out.append(attribute_text(EXC_STACKTRACE, exception))
+            names.update((EXC_TYPE, EXC_MESSAGE, EXC_STACKTRACE))
+        if isinstance(fields.get("stack"), str):
+            out.append(attribute_text(STACK, fields.pop("stack")))
+            names.add(STACK)
+        return out, names
 
 
-def _derived(fields: Event) -> list[dict[str, Any]]:
-    """The attributes made from core fields, each field taken out of ``fields``."""
-    out = []
-    for field, name in (("uuid", UID), ("pid", PID), ("thread", THREAD)):
-        if field in fields:
-            out.append(_attribute(name, fields.pop(field)))
-    module, func = fields.get("module"), fields.get("func")
+#: The attributes of a record's origin, the event fields they use, and their names.
+Where = tuple[list[str], frozenset[str], frozenset[str]]
+
+
+def _where(pid: Any, thread: Any, module: Any, func: Any, line: Any) -> Where:
+    """The origin's attributes (``_ABSENT``: a field the event lacks)."""
+    texts, used, names = [], [], []
+    for field, name, value in (("pid", PID, pid), ("thread", THREAD, thread)):
+        if value is not _ABSENT:
+            texts.append(attribute_text(name, value))
+            used.append(field)
+            names.append(name)
     if isinstance(func, str):
-        del fields["func"]
+        used.append("func")
         if isinstance(module, str):
-            del fields["module"]
+            used.append("module")
             func = f"{module}.{func}"
-        out.append(_attribute(FUNCTION, func))
-    if "line" in fields:
-        out.append(_attribute(LINE, fields.pop("line")))
-    exception = fields.get("exception")
-    if isinstance(exception, str):
-        del fields["exception"]
-        kind, message = exception_parts(exception)
-        if kind is not None:
-            out.append(_attribute(EXC_TYPE, kind))
-        if message is not None:
-            out.append(_attribute(EXC_MESSAGE, message))
-        out.append(_attribute(EXC_STACKTRACE, exception))
-    if isinstance(fields.get("stack"), str):
-        out.append(_attribute(STACK, fields.pop("stack")))
-    return out
+        texts.append(attribute_text(FUNCTION, func))
+        names.append(FUNCTION)
+    if line is not _ABSENT:
+        texts.append(attribute_text(LINE, line))
+        used.append("line")
+        names.append(LINE)
+    return texts, frozenset(used), frozenset(names)
 
 
 def resource_attributes(key: ResourceKey, default_service: str, system: str) -> dict[str, Any]:
@@ -438,7 +521,7 @@ def resource_attributes(key: ResourceKey, default_service: str, system: str) -> 
 def event_of(
     resource: Mapping[str, Any], scope: Mapping[str, Any], record: Mapping[str, Any]
 ) -> Event:
-    """The event a log record of this module stands for (the inverse of :func:`log_record`).
+    """The event a log record of this module stands for (the inverse of :meth:`RecordWriter.write`).
 
     A ``service.name`` that is a default (``unknown_service…``) is left out;
     ``exception.type`` and ``exception.message`` are left out when the
@@ -537,7 +620,7 @@ class OtlpEncoder:
         self.compress = compress
         self._builder = builder
         self._observed = clock
-        self._clock = Clock()
+        self._writer = RecordWriter()
         self._default_service = default_service_name(
             os.environ if environ is None else environ, sys.executable
         )
@@ -580,11 +663,12 @@ class OtlpEncoder:
         return known
 
     def _encode(self, event: Event, observed: int, levelno: int | None = None) -> bytes:
-        scope, resource, record = log_record(event, observed, self._clock, levelno)
-        text = _dumps(record)
-        if b"\\ud" in text:  # a surrogate: maybe a lone one, which protobuf refuses
-            text = _dumps(_utf8_strings(record))
-        return self._resource_key(resource) + b"\0" + self._scope(scope) + b"\n" + text
+        scope, resource, text = self._writer.write(event, observed, levelno)
+        if "\\ud" in text:  # a surrogate: maybe a lone one, which protobuf refuses
+            scope, resource, text = self._writer.write(_utf8_strings(event), observed, levelno)
+        return (
+            self._resource_key(resource) + b"\0" + self._scope(scope) + b"\n" + text.encode("ascii")
+        )
 
     def _safely(self, event: Event, observed: int, levelno: int | None, message: str) -> bytes:
         try:
