@@ -36,12 +36,17 @@ MiB = 2**20
 MESSAGE = ("user %s did %s", "thing")
 #: The same call with a card number and a password in it: RedactFilter's slow path.
 SECRET_MESSAGE = ("user %s paid with 4111 1111 1111 1111, password=%s", "hunter2")
+#: logship speaking an aggregator's own protocol, by kind: compared with the peer
+#: that speaks it (``ship-otlp`` with the OpenTelemetry SDK's exporter).
+SHIP_PROTOCOLS = {"ship-otlp": "otlp"}
+#: The kinds that are a ShipHandler delivering to the live receiver.
+SHIP_KINDS = ("ship", *SHIP_PROTOCOLS)
 #: Handler kinds a case accepts: a NullHandler floor, a ShipHandler to a
 #: live receiver (``--url``), a ShipHandler to a port where nothing listens,
 #: or one of the peers of ``peers.py`` to a live ``peer_receivers.py``.
-HANDLER_KINDS = ("null", "ship", "down", *PEER_KINDS)
+HANDLER_KINDS = ("null", *SHIP_KINDS, "down", *PEER_KINDS)
 #: The kinds that ship to a live receiver at ``--url``.
-LIVE_KINDS = ("ship", *PEER_KINDS)
+LIVE_KINDS = (*SHIP_KINDS, *PEER_KINDS)
 #: A peer has no stats() to say it is done: it is taken as done once nothing
 #: has arrived for the longest it holds an event plus this many seconds.
 SETTLE_MARGIN = 2.0
@@ -116,6 +121,8 @@ def make_handler(
             options.setdefault("shutdown_timeout", 0.5)
         if args.overflow:
             options["overflow"] = args.overflow
+        if args.handler in SHIP_PROTOCOLS:
+            options["protocol"] = SHIP_PROTOCOLS[args.handler]
         ship = logship.ShipHandler(url=url, spill_dir=folder, **options)
         handler, close = ship, ship.close
 

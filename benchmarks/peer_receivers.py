@@ -11,7 +11,9 @@ request handler that takes, on any path:
 - ``application/x-www-form-urlencoded``: the standard library's
   ``HTTPHandler``, one record per request;
 - ``application/x-protobuf``: an OTLP/HTTP ``ExportLogsServiceRequest``,
-  whose log records are counted (decoded with ``opentelemetry-proto``).
+  whose log records are counted (decoded with ``opentelemetry-proto``): the
+  OpenTelemetry SDK's exporter; and the same request in OTLP's JSON encoding
+  (``application/json`` with ``resourceLogs``): logship's ``protocol="otlp"``.
 
 A second port speaks Fluentd's forward protocol for fluent-logger: entries
 are counted in Message, Forward and PackedForward modes (gzip-compressed
@@ -50,7 +52,7 @@ from typing import Any
 
 import msgpack
 
-from logship.cli.bodies import BadRequest, decode, gunzip
+from logship.cli.bodies import BadRequest, decode, decompress, gunzip
 from logship.cli.httpd import STATS_PATH, Handler, Server
 from logship.cli.receive import Receiver
 
@@ -58,6 +60,7 @@ OUTAGE_PATH = "/_bench/outage"
 _FORM = "application/x-www-form-urlencoded"
 _PROTOBUF = "application/x-protobuf"
 _TEXT = "text/plain"
+_JSON = "application/json"
 
 
 class Outage:
@@ -123,6 +126,23 @@ def otlp_events(body: bytes) -> list[dict[str, Any]]:
     return events
 
 
+def otlp_json_events(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """One ``{"message", "uuid", "request_id"}`` per log record of an OTLP JSON request."""
+    events = []
+    for resource in doc.get("resourceLogs", []):
+        for scope in resource.get("scopeLogs", []):
+            for record in scope.get("logRecords", []):
+                attributes = {a["key"]: a["value"] for a in record.get("attributes", [])}
+                event: dict[str, Any] = {
+                    "message": record.get("body", {}).get("stringValue", ""),
+                    "uuid": attributes.get("log.record.uid", {}).get("stringValue"),
+                }
+                if "request_id" in attributes:
+                    event["request_id"] = int(attributes["request_id"]["intValue"])
+                events.append(event)
+    return events
+
+
 def http_events(body: bytes, content_type: str | None, encoding: str | None) -> list[Any]:
     """The events of one POST body, whichever peer sent it."""
     kind = (content_type or "").split(";", 1)[0].strip().lower()
@@ -133,6 +153,14 @@ def http_events(body: bytes, content_type: str | None, encoding: str | None) -> 
         return otlp_events(body)
     if kind == _TEXT:
         return decode(body, "application/x-ndjson", encoding)
+    if kind == _JSON:
+        raw = decompress(body, encoding)
+        if raw[:64].lstrip().startswith(b'{"resourceLogs"'):
+            try:
+                return otlp_json_events(json.loads(raw))
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                raise BadRequest(f"malformed OTLP JSON: {e}") from None
+        return decode(raw, content_type, None)
     return decode(body, content_type, encoding)
 
 

@@ -45,6 +45,7 @@ from peers import PEERS
 CONTENDERS = (
     ("NullHandler (floor)", "null"),
     ("logship ShipHandler", "ship"),
+    ("logship ShipHandler, protocol=otlp", "ship-otlp"),
     *((p.label, p.kind) for p in PEERS),
 )
 #: Events/s of the paced spill cases: steady, and well within what the worker
@@ -109,7 +110,8 @@ def contenders(
             live=kind != "null",
             timeout=timeout,
             runs=own if kind in ("null", "ship") or own == "once" else "peers",
-            peer="" if kind in ("null", "ship") else kind,
+            # logship's own kinds (ship, ship-PROTOCOL) need no peer's package
+            peer="" if kind == "null" or kind.startswith("ship") else kind,
             folder=folder and kind != "null",
         )
         for _label, kind in CONTENDERS

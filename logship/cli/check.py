@@ -28,6 +28,7 @@ from typing import Any, cast
 from logship.cli.checkhttp import check_clock, check_post
 from logship.cli.checkloki import check_loki
 from logship.cli.checksplunk import check_splunk
+from logship.cli.checkotlp import check_otlp
 from logship.cli.tlsinfo import Finding, check_tls
 from logship.pure.options import (
     ENCODINGS,
@@ -213,6 +214,7 @@ PROBES: dict[str, Callable[[Options, str | None], tuple[Finding, str | None, flo
     "http": check_post,
     "splunk": check_splunk,
     "loki": check_loki,
+    "otlp": check_otlp,
 }
 
 

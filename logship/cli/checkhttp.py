@@ -15,6 +15,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from logship.cli.tlsinfo import Finding, handshake_fix
@@ -22,7 +23,7 @@ from logship.pure import retry
 from logship.pure.batching import new_key
 from logship.pure.event import EventBuilder
 from logship.pure.options import Options
-from logship.pure.protocols import Answer, Request, WireProtocol
+from logship.pure.protocols import Answer, Encoder, Request, WireProtocol
 from logship.pure.protocols.http import HTTP
 from logship.worker.diagnostics import Warner
 from logship.worker.transport import Transport
@@ -52,6 +53,40 @@ def sample_event() -> dict[str, Any]:
     )
 
 
+@dataclass(frozen=True)
+class Posted:
+    """One test POST: the answer, the status line, the server's ``Date``, when it was made."""
+
+    answer: Answer
+    status: str  # "201 Created"
+    date: str | None
+    midpoint: float  # the Unix time halfway between sending and the answer
+
+
+def post_once(
+    opts: Options, encoder: Encoder, event: dict[str, Any], protocol: WireProtocol = HTTP
+) -> tuple[Posted, int]:
+    """Send ``event`` as ``encoder`` and ``protocol`` make it, as a handler would; the size too."""
+    body, _raw = encoder.body([encoder.unit(event)])
+    transport = Transport(opts, Warner(3600.0), protocol)
+    seen: dict[str, Any] = {}
+
+    def capture(response: Any, *args: Any, **kwargs: Any) -> None:
+        seen["date"] = response.headers.get("Date")
+        seen["reason"] = response.reason or ""
+        seen["at"] = time.time()
+
+    transport.session.hooks["response"].append(capture)
+    sent = time.time()
+    try:
+        answer = transport.send(Request(body, encoder.headers(), new_key(), 1))
+    finally:
+        transport.close()
+    midpoint = (sent + seen.get("at", sent)) / 2
+    status = f"{answer.status} {seen.get('reason', '')}".rstrip()
+    return Posted(answer, status, seen.get("date"), midpoint), len(body)
+
+
 #: A protocol's own reading of the test answer: ``(answer, status line, what was sent,
 #: options, token source)`` to a finding, or None where the HTTP status says it all.
 Judge = Callable[[Answer, str, str, Options, str | None], Finding | None]
@@ -69,31 +104,18 @@ def check_post(
     """
     encoder = protocol.encoder(opts, None)
     event = sample_event()
-    body, _raw = encoder.body([encoder.unit(event)])
-    transport = Transport(opts, Warner(3600.0), protocol)
-    seen: dict[str, Any] = {}
-
-    def capture(response: Any, *args: Any, **kwargs: Any) -> None:
-        seen["date"] = response.headers.get("Date")
-        seen["reason"] = response.reason or ""
-        seen["at"] = time.time()
-
-    transport.session.hooks["response"].append(capture)
-    sent = time.time()
-    try:
-        answer = transport.send(Request(body, encoder.headers(), new_key(), 1))
-    finally:
-        transport.close()
-    midpoint = (sent + seen.get("at", sent)) / 2
+    posted, size = post_once(opts, encoder, event, protocol)
+    answer = posted.answer
     auth = credentials(token_from, opts.headers)
-    what = f"1 event, {encoder.name}, gzip, {len(body)} bytes, {auth}"
+    what = f"1 event, {encoder.name}, gzip, {size} bytes, {auth}"
     if answer.status is None:
-        return _no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, midpoint
-    status = f"{answer.status} {seen.get('reason', '')}".rstrip()
-    finding = judge(answer, status, what, opts, token_from) if judge else None
+        return no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, posted.midpoint
+    finding = judge(answer, posted.status, what, opts, token_from) if judge else None
     if finding is None:
-        finding = _judge(answer.status, answer, status, what, opts, token_from, event["uuid"])
-    return finding, seen.get("date"), midpoint
+        finding = _judge(
+            answer.status, answer, posted.status, what, opts, token_from, event["uuid"]
+        )
+    return finding, posted.date, posted.midpoint
 
 
 def credentials(token_from: str | None, headers: Mapping[str, str]) -> str:
@@ -124,6 +146,27 @@ def refused_fix(code: int, token_from: str | None, headers: bool) -> str:
     return "the endpoint wants a token: pass --token or --token-file"
 
 
+def refusal(
+    code: int, answer: Answer, status: str, what: str, opts: Options, token: str | None
+) -> Finding | None:
+    """The finding for what every HTTP protocol's answer may be: 401, 403, 404, 3xx, 413."""
+    if code == 401:
+        fix = refused_fix(code, token, bool(opts.headers))
+        return Finding("FAIL", f"{status}: authentication was refused ({what})", fix)
+    if code == 403:
+        fix = refused_fix(code, token, bool(opts.headers))
+        return Finding("FAIL", f"{status}: access is forbidden ({what})", fix)
+    if code == 404 or 300 <= code < 400:  # held, as retry.classify says
+        return Finding("FAIL", f"{status} ({what})", retry.hold_hint(code, answer.location))
+    if code == 413:
+        fix = (
+            "a proxy's or the aggregator's body limit refuses even one small event: raise it "
+            "(Fluent Bit buffer_max_size, nginx client_max_body_size)"
+        )
+        return Finding("FAIL", f"{status}: the body is too large for the server ({what})", fix)
+    return None
+
+
 def _judge(
     code: int, answer: Answer, status: str, what: str, opts: Options, token: str | None, uid: str
 ) -> Finding:
@@ -132,20 +175,9 @@ def _judge(
     said = f": the server says {reason[:300]!r}" if reason else ""
     if verdict is retry.Verdict.DELIVERED:
         return Finding("PASS", f"{status}: the test event was taken ({what}; uuid {uid})")
-    if code == 401:
-        fix = refused_fix(code, token, bool(opts.headers))
-        return Finding("FAIL", f"{status}: authentication was refused ({what})", fix)
-    if code == 403:
-        fix = refused_fix(code, token, bool(opts.headers))
-        return Finding("FAIL", f"{status}: access is forbidden ({what})", fix)
-    if verdict is retry.Verdict.HOLD:  # 404 and redirects
-        return Finding("FAIL", f"{status} ({what})", retry.hold_hint(code, answer.location))
-    if code == 413:
-        fix = (
-            "a proxy's or the aggregator's body limit refuses even one small event: raise it "
-            "(Fluent Bit buffer_max_size, nginx client_max_body_size)"
-        )
-        return Finding("FAIL", f"{status}: the body is too large for the server ({what})", fix)
+    refused = refusal(code, answer, status, what, opts, token)
+    if refused is not None:
+        return refused
     if code in (408, 429):
         fix = "the aggregator is overloaded; logship retries with back-off, but add capacity"
         return Finding("WARN", f"{status}: asked to retry later ({what})", fix)
@@ -160,7 +192,8 @@ def _judge(
     return Finding("FAIL", f"{status}{said or ': no reason given'} ({what})", fix)
 
 
-def _no_answer(kind: str | None, error: str, opts: Options, what: str) -> Finding:
+def no_answer(kind: str | None, error: str, opts: Options, what: str) -> Finding:
+    """The finding for a test POST that got no HTTP answer (``kind``: why), with the fix."""
     https = opts.url[0].startswith("https:")
     if kind == "timeout":
         fix = f"no answer in {opts.timeout:g} s: check the aggregator's health, or raise --timeout"

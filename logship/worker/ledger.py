@@ -215,9 +215,11 @@ class Ledger:
                 self.in_flight = new[0] if new else None
             return True
 
-    def resolve(self, batch: Batch, counter: str) -> bool:
+    def resolve(self, batch: Batch, counter: str, rejected: int = 0) -> bool:
         """Mark ``batch`` finished, adding its events to ``counter``.
 
+        ``rejected`` of them go to ``rejected`` instead: a server that took the
+        batch but refused that many of its events without saying which.
         Returns False, counting nothing, when the batch was resolved already;
         a request that outlived ``close`` must not count its events twice.
         A batch that ``close`` spilled while it was in flight and that is
@@ -230,10 +232,11 @@ class Ledger:
             if self.outstanding.pop(batch.id, None) is None:
                 return False
             n = batch.count
-            self.counters[counter] += n
+            self.counters[counter] += n - rejected
+            self.counters["rejected"] += rejected
             if batch.origin is not None:
                 if counter == "shipped":
-                    self.counters["replayed"] += n
+                    self.counters["replayed"] += n - rejected
                 batch.origin.parts -= 1
                 if batch.origin.parts == 0:
                     self.acks.append(batch.origin)

@@ -67,6 +67,11 @@ def dead_letter_events(encoder: Encoder, batch: Batch) -> list[dict[str, Any]]:
                 "error": safe_repr(e),
             }
         ]
+#: What to check when a server took a batch but refused some of its events, unnamed.
+PARTLY_HINT = (
+    "the server does not say which: the dead letter holds the whole batch, and the "
+    "count is in stats()['rejected']"
+)
 
 
 def status_hint(status: int) -> str:
@@ -154,9 +159,12 @@ class Sender:
                 continue
             verdict = outcome.verdict
             if verdict is Verdict.DELIVERED:
-                with self.ledger.lock:
-                    self.endpoints.succeeded(i, b.count)
-                self.ledger.resolve(b, "shipped")
+                if outcome.rejected:
+                    self._reject(i, b, outcome, partly=True)
+                else:
+                    with self.ledger.lock:
+                        self.endpoints.succeeded(i, b.count)
+                    self.ledger.resolve(b, "shipped")
                 self._check_certificate(i, answer)
                 todo.popleft()
             elif verdict is Verdict.SPLIT and len(b) > 1:
@@ -279,9 +287,16 @@ class Sender:
                 outcome.reason[:200] if outcome.parts else status_hint(answer.status),
             )
 
-    def _reject(self, i: int, batch: Batch, outcome: Outcome) -> None:
+    def _reject(self, i: int, batch: Batch, outcome: Outcome, partly: bool = False) -> None:
+        """Dead-letter ``batch``; count it rejected, or (``partly``) ``outcome.rejected`` of it.
+
+        The server that rejects only some events without saying which
+        (``Outcome.rejected``) gets the whole batch in the dead letter, its
+        reason telling how many.
+        """
         status = int(outcome.kind[5:]) if outcome.kind.startswith("http-") else 0
         reason = outcome.reason
+        rejected = min(outcome.rejected, batch.count) if partly else batch.count
         if not self.ledger.is_outstanding(batch.id):
             return  # close took it over
         where = "not written"
@@ -301,19 +316,27 @@ class Sender:
         except Exception as e:  # the events are counted as rejected either way
             where = f"not written ({e!r})"
         with self.ledger.lock:
-            self.endpoints.answered(i)
+            if partly:  # the rest was taken
+                self.endpoints.succeeded(i, batch.count - rejected)
+            else:
+                self.endpoints.answered(i)
         self.ledger.failed(
             f"HTTP {status}: {reason[:200]}", outcome.kind, answered=True, answering=True
         )
         # Resolved only now: once flush() says done, the dead letter is on disk.
-        self.ledger.resolve(batch, "rejected")
+        if partly:
+            self.ledger.resolve(batch, "shipped", rejected=rejected)
+            what, hint = f"{rejected} events of a batch of {batch.count}", PARTLY_HINT
+        else:
+            self.ledger.resolve(batch, "rejected")
+            what, hint = f"a batch of {batch.count} events", status_hint(status)
         self.warner.warn(
             f"reject-{status}",
-            "logship: %s rejected a batch of %d events with %d (%s): %s. Dead-letter file: %s",
+            "logship: %s rejected %s with %d (%s): %s. Dead-letter file: %s",
             self.endpoints.endpoints[i].url,
-            batch.count,
+            what,
             status,
             reason[:200],
-            status_hint(status),
+            hint,
             where,
         )

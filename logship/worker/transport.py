@@ -168,10 +168,12 @@ class Transport:
             # able to make the worker hold an endless body in memory.
             raw = resp.raw.read(_MAX_ANSWER_BYTES, decode_content=True) or b""
             # A server may echo the request (its Authorization header too): the
-            # body becomes a warning and a dead letter's reason.
-            text = (
-                self.scrub(raw.decode("utf-8", "replace"))[:500] if resp.status_code >= 300 else ""
-            )
+            # body becomes a warning and a dead letter's reason. A 2xx body is
+            # kept whole (bounded above): a protocol may read it (OTLP's
+            # partialSuccess).
+            text = self.scrub(raw.decode("utf-8", "replace")) if raw else ""
+            if resp.status_code >= 300:
+                text = text[:500]
             if resp.raw.read(1):
                 resp.close()  # more than we will read: drop this connection
             else:

@@ -70,6 +70,8 @@ class Outcome:
     ``parts`` is empty when ``verdict`` holds for the whole batch; otherwise
     it lists ``(verdict, indices)`` groups that cover every event once, and
     ``verdict`` is the one that decides how long to wait (the worst).
+    ``rejected``, with ``DELIVERED``: how many of the batch's events the
+    server refused without saying which (OTLP's ``partialSuccess``).
     """
 
     verdict: Verdict
@@ -77,6 +79,7 @@ class Outcome:
     retry_after: float | None = None  # seconds the server asked for
     reason: str = ""  # the server's words, for warnings and dead letters
     kind: str = ""  # a short name for stats()["last_error_kind"]: "http-503", "refused", …
+    rejected: int = 0
 
 
 class Encoder(Protocol):

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from logship.pure.protocols import Encoder, WireProtocol, http, loki, splunk
+from logship.pure.protocols import Encoder, WireProtocol, http, loki, otlp, splunk
 
 PROTOCOLS: dict[str, WireProtocol] = {
     "http": http.HTTP,
     "splunk": splunk.SPLUNK,
     "loki": loki.LOKI,
+    "otlp": otlp.OTLP,
 }
 
 _DECODERS: dict[str, Callable[[bool], Encoder]] = {
     **http.DECODERS,
     **splunk.DECODERS,
     **loki.DECODERS,
+    **otlp.DECODERS,
 }
 
 #: Every name a spilled batch may record as its encoder.
