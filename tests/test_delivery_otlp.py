@@ -21,7 +21,9 @@ from typing import Any
 
 import pytest
 
-from logship.worker import spillfolder as sf
+from logship.cli import spillinspect as si
+from logship.worker.spill import deadletters as dl
+from logship.worker.spill import folder as sf
 
 from conftest import attach, check_identity, require_within, wait_until
 from faultserver import FaultServer, Request, status
@@ -232,7 +234,7 @@ def test_a_partial_success_counts_the_rejected_and_dead_letters_the_batch(
     assert stats["pending"] == 0 and stats["dropped"] == 0
     check_identity(stats)
     # The whole batch is in the dead letter (which 2 the server does not say), with the count.
-    (letter,) = sf.read_dead_letters(str(tmp_path)).batches
+    (letter,) = si.read_dead_letters(str(tmp_path)).batches
     assert {e["uuid"] for e in letter.events} == uids(reqs[0])
     assert letter.status == 200
     assert letter.reason == (
@@ -250,7 +252,7 @@ def test_a_partial_success_rejecting_every_record_rejects_the_batch(server, make
     stats = h.stats()
     assert stats["shipped"] == 0 and stats["pending"] == 0
     check_identity(stats)
-    (letter,) = sf.read_dead_letters(str(tmp_path)).batches
+    (letter,) = si.read_dead_letters(str(tmp_path)).batches
     assert len(letter.events) == 5 and "schema mismatch" in letter.reason
 
 
@@ -262,7 +264,7 @@ def test_a_partial_success_that_only_warns_is_delivered(server, make_handler, tm
     stats = h.stats()
     assert stats["shipped"] == 5 and stats["rejected"] == 0
     check_identity(stats)
-    assert not sf.read_dead_letters(str(tmp_path)).batches
+    assert not si.read_dead_letters(str(tmp_path)).batches
 
 
 def test_a_replayed_batch_partly_rejected_counts_only_the_rest_as_replayed(
@@ -331,7 +333,7 @@ def test_other_failures_are_rejected_dead_lettered_and_never_resent(
     assert h.flush(10)
     reqs = snapshot(server)
     assert [r.answered for r in reqs] == [code, 201]
-    (letter,) = sf.read_dead_letters(str(tmp_path)).batches
+    (letter,) = si.read_dead_letters(str(tmp_path)).batches
     assert letter.status == code and letter.reason == "ResourceLogs[0]: invalid timeUnixNano"
     assert {e["uuid"] for e in letter.events} == uids(reqs[0])
     assert sorted(e["message"] for e in letter.events) == [f"first {i}" for i in range(5)]
@@ -468,4 +470,4 @@ def test_dead_letters_print_as_events_with_spill_status(server, make_handler, tm
         "rejected",
     )
     assert event["service"] == "billing" and event["order"] == 7 and event["uuid"]
-    assert wait_until(lambda: os.path.exists(os.path.join(folder, sf.DEAD_LETTER_NAME)))
+    assert wait_until(lambda: os.path.exists(os.path.join(folder, dl.DEAD_LETTER_NAME)))

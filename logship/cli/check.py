@@ -27,8 +27,8 @@ from typing import Any, cast
 
 from logship.cli.checkhttp import check_clock, check_post
 from logship.cli.checkloki import check_loki
-from logship.cli.checksplunk import check_splunk
 from logship.cli.checkotlp import check_otlp
+from logship.cli.checksplunk import check_splunk
 from logship.cli.tlsinfo import Finding, check_tls
 from logship.pure.options import (
     ENCODINGS,

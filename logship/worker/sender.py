@@ -67,6 +67,8 @@ def dead_letter_events(encoder: Encoder, batch: Batch) -> list[dict[str, Any]]:
                 "error": safe_repr(e),
             }
         ]
+
+
 #: What to check when a server took a batch but refused some of its events, unnamed.
 PARTLY_HINT = (
     "the server does not say which: the dead letter holds the whole batch, and the "
