@@ -148,11 +148,11 @@ class Sender:
         if not self.ledger.replace(batch, [part for _v, part in groups]):
             return []  # close gave up on it meanwhile
         again: list[Batch] = []
-        for verdict, part in groups:
+        for i, (verdict, part) in enumerate(groups):
             if verdict is Verdict.DELIVERED:
                 self.ledger.resolve(part, "shipped")
             elif verdict in (Verdict.REJECT, Verdict.SPLIT):
-                self._reject(part, outcome)
+                self._reject(part, outcome.part(i))
             else:
                 again.append(part)
         if not again:
@@ -161,7 +161,7 @@ class Sender:
 
     def _hold(self, outcome: Outcome, answer: Answer) -> None:
         """A configuration problem: keep the batch, warn, try again at the back-off ceiling."""
-        status = answer.status or 0
+        status = outcome.status(answer.status)
         self.ledger.failed(f"HTTP {status}", outcome.kind, answered=True)
         self.warner.warn(
             f"hold-{status}",
@@ -214,11 +214,14 @@ class Sender:
                 "logship: %s answered %d: %s. Retrying with back-off.",
                 self.shown_url,
                 answer.status,
-                outcome.reason[:200] if outcome.parts else status_hint(answer.status),
+                # A retry on a 2xx is the body's doing (items of a bulk answer): say why.
+                outcome.reason[:200]
+                if outcome.parts or answer.status < 300
+                else status_hint(answer.status),
             )
 
     def _reject(self, batch: Batch, outcome: Outcome) -> None:
-        status = int(outcome.kind[5:]) if outcome.kind.startswith("http-") else 0
+        status = outcome.status()
         reason = outcome.reason
         if not self.ledger.is_outstanding(batch.id):
             return  # close took it over

@@ -36,7 +36,10 @@ from logship.worker.diagnostics import Warner
 from logship.worker.tokens import TokenSource
 
 USER_AGENT = "logship"
-_MAX_ANSWER_BYTES = 64 * 1024
+# An answer is read up to this much. Enough for a bulk answer that judges a
+# thousand events one by one, each with an error (Elasticsearch writes about
+# 200 to 600 bytes per item); a server answering endlessly is cut off here.
+_MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 def error_kind(exc: BaseException) -> str:
@@ -162,10 +165,9 @@ class Transport:
             # able to make the worker hold an endless body in memory.
             raw = resp.raw.read(_MAX_ANSWER_BYTES, decode_content=True) or b""
             # A server may echo the request (its Authorization header too): the
-            # body becomes a warning and a dead letter's reason.
-            text = (
-                self.scrub(raw.decode("utf-8", "replace"))[:500] if resp.status_code >= 300 else ""
-            )
+            # body becomes a warning and a dead letter's reason. Kept for a 2xx
+            # too: some protocols judge each event in a success's body.
+            text = self.scrub(raw.decode("utf-8", "replace")) if raw else ""
             if resp.raw.read(1):
                 resp.close()  # more than we will read: drop this connection
             else:
