@@ -19,6 +19,7 @@ import pytest
 from logship.pure.batching import make_batches
 from logship.pure.event import EventBuilder
 from logship.pure.frames import ENCODER_NAMES
+from logship.pure.options import build_options
 from logship.pure.protocols import Answer, Outcome, Verdict
 from logship.pure.protocols.elasticsearch import (
     DEFAULT_INDEX,
@@ -369,3 +370,30 @@ def test_an_answer_cut_short_splits_the_batch_until_it_can_be_read():
     cut = json.dumps({"took": 3, "errors": True, "items": [conflict(i) for i in range(9)]})[:300]
     assert read(Answer(200, body=cut), 9).verdict is S
     assert read(Answer(200, body=cut), 1).verdict is R
+
+
+# -- the index option ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("index", "words"),
+    [
+        ("Logs-app", "it must be lowercase"),
+        ("logs app", "it must not hold ' '"),
+        ("logs/app", "it must not hold '/'"),
+        ("logs:app", "it must not hold ':'"),
+        ("_logs", "it must not start with '-', '_' or '+'"),
+        ("..", "nor be '.' or '..'"),
+        ("é" * 128, "it must not be longer than 255 bytes"),
+    ],
+)
+def test_an_index_name_elasticsearch_refuses_is_refused_naming_the_option(index, words):
+    with pytest.raises(ValueError, match="option 'index'") as e:
+        build_options({"url": "http://h:9200", "protocol": "elasticsearch", "index": index})
+    assert words in str(e.value)
+
+
+@pytest.mark.parametrize("index", ["logs-app-prod", "app_logs.2026", "é" * 127])
+def test_an_index_name_elasticsearch_takes_is_kept(index):
+    opts = build_options({"url": "http://h:9200", "protocol": "elasticsearch", "index": index})
+    assert opts.index == index
