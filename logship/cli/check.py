@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
+from logship.cli.checkelastic import check_bulk
 from logship.cli.checkhttp import check_clock, check_post
 from logship.cli.tlsinfo import Finding, check_tls
 from logship.pure.options import (
@@ -61,7 +62,9 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("url", metavar="URL", help="the endpoint, as given to ShipHandler(url=...)")
     token = p.add_mutually_exclusive_group()
-    token.add_argument("--token", help="bearer token (default: LOGSHIP_TOKEN)")
+    token.add_argument(
+        "--token", help="the token, sent as the protocol sends it (default: LOGSHIP_TOKEN)"
+    )
     token.add_argument("--token-file", help="file holding the token (default: LOGSHIP_TOKEN_FILE)")
     p.add_argument(
         "--header",
@@ -90,6 +93,9 @@ def add_parser(subparsers: Any) -> None:
         default="http",
         help="the handler's protocol: what the test record is sent as (default: http)",
     )
+    p.add_argument(
+        "--index", help="the handler's index option (elasticsearch: where the test record goes)"
+    )
     p.set_defaults(run=run)
 
 
@@ -109,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                 "timeout": args.timeout,
                 "encoding": args.encoding,
                 "protocol": args.protocol,
+                "index": args.index,
                 "spill": False,
             }
         )
@@ -209,6 +216,7 @@ def hider(opts: Options) -> Callable[[str], str]:
 #: server's Date header or None, when the answer came)``.
 PROBES: dict[str, Callable[[Options, str | None], tuple[Finding, str | None, float]]] = {
     "http": check_post,
+    "elasticsearch": check_bulk,
 }
 
 

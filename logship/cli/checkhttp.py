@@ -14,6 +14,7 @@ import logging
 import socket
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from logship.cli.tlsinfo import Finding, handshake_fix
@@ -57,6 +58,31 @@ def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | No
     event = sample_event()
     body, _raw = encoder.body([encoder.unit(event)])
     transport = Transport(opts, Warner(3600.0))
+    try:
+        sent = send_test(transport, Request(body, encoder.headers(), new_key(), 1))
+    finally:
+        transport.close()
+    auth = credentials(token_from, opts.headers)
+    what = f"1 event, {encoder.name}, gzip, {len(body)} bytes, {auth}"
+    answer = sent.answer
+    if answer.status is None:
+        return no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, sent.midpoint
+    finding = judge(answer.status, answer, sent.status, what, opts, token_from, event["uuid"])
+    return finding, sent.date, sent.midpoint
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A test request's answer, with what the report and the clock step read of it."""
+
+    answer: Answer
+    status: str  # "201 Created", or "" without an answer
+    date: str | None  # the server's Date header
+    midpoint: float  # halfway between sending and the answer, for the clock skew
+
+
+def send_test(transport: Transport, request: Request) -> Sent:
+    """Send one test request through ``transport`` exactly as a handler would."""
     seen: dict[str, Any] = {}
 
     def capture(response: Any, *args: Any, **kwargs: Any) -> None:
@@ -67,17 +93,11 @@ def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | No
     transport.session.hooks["response"].append(capture)
     sent = time.time()
     try:
-        answer = transport.send(Request(body, encoder.headers(), new_key(), 1))
+        answer = transport.send(request)
     finally:
-        transport.close()
-    midpoint = (sent + seen.get("at", sent)) / 2
-    auth = credentials(token_from, opts.headers)
-    what = f"1 event, {encoder.name}, gzip, {len(body)} bytes, {auth}"
-    if answer.status is None:
-        return _no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, midpoint
-    status = f"{answer.status} {seen.get('reason', '')}".rstrip()
-    finding = _judge(answer.status, answer, status, what, opts, token_from, event["uuid"])
-    return finding, seen.get("date"), midpoint
+        transport.session.hooks["response"].remove(capture)
+    status = f"{answer.status} {seen.get('reason', '')}".rstrip() if answer.status else ""
+    return Sent(answer, status, seen.get("date"), (sent + seen.get("at", sent)) / 2)
 
 
 def credentials(token_from: str | None, headers: Mapping[str, str]) -> str:
@@ -108,9 +128,10 @@ def refused_fix(code: int, token_from: str | None, headers: bool) -> str:
     return "the endpoint wants a token: pass --token or --token-file"
 
 
-def _judge(
+def judge(
     code: int, answer: Answer, status: str, what: str, opts: Options, token: str | None, uid: str
 ) -> Finding:
+    """What the answer to a test event says, by its HTTP status (SPEC section 4)."""
     verdict = retry.classify(code)
     reason = answer.body.strip()
     said = f": the server says {reason[:300]!r}" if reason else ""
@@ -144,7 +165,8 @@ def _judge(
     return Finding("FAIL", f"{status}{said or ': no reason given'} ({what})", fix)
 
 
-def _no_answer(kind: str | None, error: str, opts: Options, what: str) -> Finding:
+def no_answer(kind: str | None, error: str, opts: Options, what: str) -> Finding:
+    """What a test request that got no HTTP answer says, and what to check."""
     https = opts.url.startswith("https:")
     if kind == "timeout":
         fix = f"no answer in {opts.timeout:g} s: check the aggregator's health, or raise --timeout"
