@@ -9,6 +9,7 @@ a 400 ``mapper_parsing_exception``, a mix of them in one HTTP 200 with
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import subprocess
@@ -273,4 +274,18 @@ def test_an_error_for_the_whole_request_keeps_its_reason(bulk, make_handler, tmp
         "illegal_argument_exception: no write index is defined"
     }
     assert [line["status"] for line in letters] == [400, 400]
+    check_identity(h.stats())
+
+
+def test_without_a_token_the_urls_user_and_password_go_as_basic_auth(bulk, make_handler):
+    """OpenSearch's security plugin has no API keys: its users log in with a password."""
+    url = bulk.url().replace("http://", "http://logship:s3cret-pw@")
+    h = make_handler(url, protocol="elasticsearch")
+    attach(h).info("to opensearch")
+    assert h.flush(5), h.stats()
+    (req,) = bulk.snapshot()
+    assert (
+        req.headers["Authorization"] == "Basic " + base64.b64encode(b"logship:s3cret-pw").decode()
+    )
+    assert "s3cret-pw" not in repr(h) and "s3cret-pw" not in str(h.stats())
     check_identity(h.stats())
