@@ -17,6 +17,7 @@ import pytest
 from logship.cli import main
 
 from fakebulk import FakeBulk, mapper_parsing
+from faultserver import status
 
 TOKEN = "a2V5LWlkOmtleS1zZWNyZXQ="
 
@@ -123,7 +124,7 @@ def test_a_refused_key_fails_as_the_handler_would_be_held(bulk, capsys):
         "reason": "unable to authenticate with provided credentials",
     }
     bulk.version = (401, json.dumps({"error": error, "status": 401}).encode())
-    bulk.then(401, json.dumps({"error": error, "status": 401}).encode())
+    bulk.then(status(401, json.dumps({"error": error, "status": 401}).encode()))
     code, line, out = post_line(capsys, bulk.url(), "--token", TOKEN)
     assert code == 1
     assert "GET / answered 401" in line and "authentication was refused" in line

@@ -20,6 +20,7 @@ import pytest
 
 from conftest import attach, check_identity, wait_until
 from fakebulk import REJECTED_EXECUTION, FakeBulk, mapper_parsing
+from faultserver import status
 from procs import plain_env
 
 TOKEN = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="
@@ -237,9 +238,9 @@ def test_a_413_splits_the_batch_until_it_fits(bulk, make_handler):
     log = attach(h)
     log_fated(log, ["ok"] * 200)
     assert h.flush(15), h.stats()
-    reqs = bulk.snapshot()
-    assert reqs[0].status == 413
-    assert all(r.status == 200 for r in reqs if r.ids)
+    assert bulk.requests[0].answered == 413  # the whole batch, refused by size
+    assert all(r.answered == 413 for r in bulk.requests)
+    assert all(r.status == 200 for r in bulk.snapshot())
     assert indexed_is(bulk) == list(range(200))
     assert max(bulk.attempts.values()) == 1  # nothing sent twice once it fitted
     stats = h.stats()
@@ -248,7 +249,7 @@ def test_a_413_splits_the_batch_until_it_fits(bulk, make_handler):
 
 
 def test_a_2xx_that_is_not_a_bulk_answer_is_sent_again(bulk, make_handler, warnings):
-    bulk.then(200, b"OK")
+    bulk.then(status(200, b"OK"))
     h = es_handler(make_handler, bulk)
     log = attach(h)
     log_fated(log, ["ok"] * 5)
@@ -263,7 +264,7 @@ def test_a_2xx_that_is_not_a_bulk_answer_is_sent_again(bulk, make_handler, warni
 
 def test_an_error_for_the_whole_request_keeps_its_reason(bulk, make_handler, tmp_path):
     error = {"type": "illegal_argument_exception", "reason": "no write index is defined"}
-    bulk.then(400, json.dumps({"error": error, "status": 400}).encode())
+    bulk.then(status(400, json.dumps({"error": error, "status": 400}).encode()))
     folder = str(tmp_path / "spill")
     h = es_handler(make_handler, bulk, spill_dir=folder)
     log = attach(h)

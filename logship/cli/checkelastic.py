@@ -16,19 +16,10 @@ import json
 import urllib.parse
 from typing import Any
 
-from logship.cli.checkhttp import (
-    NO_ANSWER,
-    credentials,
-    judge,
-    no_answer,
-    refused_fix,
-    sample_event,
-    send_test,
-)
+from logship.cli.checkhttp import credentials, http_finding, refused_fix, send_sample
 from logship.cli.tlsinfo import Finding
-from logship.pure.batching import new_key
 from logship.pure.options import Options, read_token_file
-from logship.pure.protocols import Request, Verdict
+from logship.pure.protocols import Verdict
 from logship.pure.protocols.elasticsearch import (
     DEFAULT_INDEX,
     ELASTICSEARCH,
@@ -48,31 +39,22 @@ def check_bulk(opts: Options, token_from: str | None) -> tuple[Finding, str | No
     Returns the finding, the server's ``Date`` header and when the test
     request was made (for the clock step).
     """
+    server = describe_server(opts)
     index = opts.index or DEFAULT_INDEX
-    encoder = BulkEncoder(index, True)
-    event = sample_event()
-    body, _raw = encoder.body([encoder.unit(event)])
-    transport = Transport(opts, Warner(3600.0), ELASTICSEARCH)
-    try:
-        server = describe_server(transport, opts)
-        sent = send_test(transport, Request(body, encoder.headers(), new_key(), 1))
-    finally:
-        transport.close()
+    sent = send_sample(opts, BulkEncoder(index, True), ELASTICSEARCH)
     auth = credentials(token_from, opts.headers)
-    what = f"1 event into {index!r}, gzip, {len(body)} bytes, {auth}"
+    what = f"1 event into {index!r}, gzip, {sent.size} bytes, {auth}"
     answer = sent.answer
-    if answer.status is None:
-        finding = no_answer(answer.kind, answer.error or "", opts, what)
-        return _said_first(server, finding), NO_ANSWER, sent.midpoint
-    if not 200 <= answer.status < 300:
-        finding = judge(answer.status, answer, sent.status, what, opts, token_from, event["uuid"])
-        return _said_first(server, finding), sent.date, sent.midpoint
+    if answer.status is None or not 200 <= answer.status < 300:
+        finding, date, midpoint = http_finding(sent, what, opts, token_from)
+        return _said_first(server, finding), date, midpoint
     outcome = BulkReader().read(answer, 1)
     if outcome.verdict is Verdict.DELIVERED:
-        detail = f"{sent.status}: the test event was indexed ({what}; _id {event['uuid']})"
-        return _said_first(server, Finding("PASS", detail)), sent.date, sent.midpoint
-    finding = item_finding(outcome.status(), outcome.verdict, outcome.reason, index, token_from)
-    finding = finding._replace(detail=f"{finding.detail} ({what})")
+        detail = f"{sent.status}: the test event was indexed ({what}; _id {sent.event['uuid']})"
+        finding = Finding("PASS", detail)
+    else:
+        finding = item_finding(outcome.status(), outcome.verdict, outcome.reason, index, token_from)
+        finding = finding._replace(detail=f"{finding.detail} ({what})")
     return _said_first(server, finding), sent.date, sent.midpoint
 
 
@@ -122,9 +104,10 @@ def root_url(bulk_url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=path, query="", fragment=""))
 
 
-def describe_server(transport: Transport, opts: Options) -> str:
-    """Who answered ``GET /``, in words: ``Elasticsearch 8.15.0``, or why it is not known."""
+def describe_server(opts: Options) -> str:
+    """Who answers ``GET /``, in words (``Elasticsearch 8.15.0``), or why it is not known."""
     token = opts.token or (read_token_file(opts.token_file) if opts.token_file else None)
+    transport = Transport(opts, Warner(3600.0), ELASTICSEARCH)
     headers = dict(transport.headers)
     if token:
         headers["Authorization"] = f"{ELASTICSEARCH.auth} {token}"
@@ -136,12 +119,12 @@ def describe_server(transport: Transport, opts: Options) -> str:
             allow_redirects=False,
             stream=True,
         )
-        try:
-            raw = resp.raw.read(_MAX_VERSION_BYTES, decode_content=True) or b""
-        finally:
-            resp.close()
-    except Exception as e:  # the bulk request below says what is wrong with the connection
+        raw = resp.raw.read(_MAX_VERSION_BYTES, decode_content=True) or b""
+        resp.close()
+    except Exception as e:  # the bulk request says what is wrong with the connection
         return f"GET / got no answer ({transport.scrub(type(e).__name__)})"
+    finally:
+        transport.close()
     if resp.status_code == 403:
         return (
             "GET / answered 403: this key may not read the version (that takes the cluster "

@@ -22,8 +22,8 @@ from logship.pure import retry
 from logship.pure.batching import new_key
 from logship.pure.event import EventBuilder
 from logship.pure.options import Options
-from logship.pure.protocols import Answer, Request
-from logship.pure.protocols.http import HttpEncoder
+from logship.pure.protocols import Answer, Encoder, Request, WireProtocol
+from logship.pure.protocols.http import HTTP, HttpEncoder
 from logship.worker.diagnostics import Warner
 from logship.worker.transport import Transport
 
@@ -55,34 +55,30 @@ def sample_event() -> dict[str, Any]:
 def check_post(opts: Options, token_from: str | None) -> tuple[Finding, str | None, float]:
     """POST one event; return the finding, the server's ``Date`` and when it was made."""
     encoder = HttpEncoder(opts.encoding, True)
-    event = sample_event()
-    body, _raw = encoder.body([encoder.unit(event)])
-    transport = Transport(opts, Warner(3600.0))
-    try:
-        sent = send_test(transport, Request(body, encoder.headers(), new_key(), 1))
-    finally:
-        transport.close()
-    auth = credentials(token_from, opts.headers)
-    what = f"1 event, {encoder.name}, gzip, {len(body)} bytes, {auth}"
-    answer = sent.answer
-    if answer.status is None:
-        return no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, sent.midpoint
-    finding = judge(answer.status, answer, sent.status, what, opts, token_from, event["uuid"])
-    return finding, sent.date, sent.midpoint
+    sent = send_sample(opts, encoder)
+    what = (
+        f"1 event, {encoder.name}, gzip, {sent.size} bytes, {credentials(token_from, opts.headers)}"
+    )
+    return http_finding(sent, what, opts, token_from)
 
 
 @dataclass(frozen=True)
 class Sent:
-    """A test request's answer, with what the report and the clock step read of it."""
+    """A sample event sent as a handler sends it, and what came back."""
 
+    event: dict[str, Any]
+    size: int  # bytes of the body, as sent
     answer: Answer
-    status: str  # "201 Created", or "" without an answer
+    status: str  # "201 Created"; "" when no answer came
     date: str | None  # the server's Date header
-    midpoint: float  # halfway between sending and the answer, for the clock skew
+    midpoint: float  # halfway between sending and the answer: the clock step's moment
 
 
-def send_test(transport: Transport, request: Request) -> Sent:
-    """Send one test request through ``transport`` exactly as a handler would."""
+def send_sample(opts: Options, encoder: Encoder, protocol: WireProtocol = HTTP) -> Sent:
+    """Send one :func:`sample_event` as a handler of ``protocol`` would, through ``encoder``."""
+    event = sample_event()
+    body, _raw = encoder.body([encoder.unit(event)])
+    transport = Transport(opts, Warner(3600.0), protocol)
     seen: dict[str, Any] = {}
 
     def capture(response: Any, *args: Any, **kwargs: Any) -> None:
@@ -93,11 +89,24 @@ def send_test(transport: Transport, request: Request) -> Sent:
     transport.session.hooks["response"].append(capture)
     sent = time.time()
     try:
-        answer = transport.send(request)
+        answer = transport.send(Request(body, encoder.headers(), new_key(), 1))
     finally:
-        transport.session.hooks["response"].remove(capture)
+        transport.close()
+    midpoint = (sent + seen.get("at", sent)) / 2
     status = f"{answer.status} {seen.get('reason', '')}".rstrip() if answer.status else ""
-    return Sent(answer, status, seen.get("date"), (sent + seen.get("at", sent)) / 2)
+    return Sent(event, len(body), answer, status, seen.get("date"), midpoint)
+
+
+def http_finding(
+    sent: Sent, what: str, opts: Options, token_from: str | None
+) -> tuple[Finding, str | None, float]:
+    """What the HTTP status of a sample's answer says, the server's ``Date``, and when."""
+    answer = sent.answer
+    if answer.status is None:
+        return _no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, sent.midpoint
+    uid = sent.event["uuid"]
+    finding = _judge(answer.status, answer, sent.status, what, opts, token_from, uid)
+    return finding, sent.date, sent.midpoint
 
 
 def credentials(token_from: str | None, headers: Mapping[str, str]) -> str:
@@ -128,10 +137,9 @@ def refused_fix(code: int, token_from: str | None, headers: bool) -> str:
     return "the endpoint wants a token: pass --token or --token-file"
 
 
-def judge(
+def _judge(
     code: int, answer: Answer, status: str, what: str, opts: Options, token: str | None, uid: str
 ) -> Finding:
-    """What the answer to a test event says, by its HTTP status (SPEC section 4)."""
     verdict = retry.classify(code)
     reason = answer.body.strip()
     said = f": the server says {reason[:300]!r}" if reason else ""
@@ -165,8 +173,7 @@ def judge(
     return Finding("FAIL", f"{status}{said or ': no reason given'} ({what})", fix)
 
 
-def no_answer(kind: str | None, error: str, opts: Options, what: str) -> Finding:
-    """What a test request that got no HTTP answer says, and what to check."""
+def _no_answer(kind: str | None, error: str, opts: Options, what: str) -> Finding:
     https = opts.url.startswith("https:")
     if kind == "timeout":
         fix = f"no answer in {opts.timeout:g} s: check the aggregator's health, or raise --timeout"
