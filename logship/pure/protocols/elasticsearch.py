@@ -52,6 +52,8 @@ _UUID_KEY = b',"uuid":"'
 # twice once the time is renamed; Elasticsearch refuses duplicate keys.
 _TIME = TIME_FIELD.encode()
 _TIME_KEY = b',"' + _TIME + b'":'
+# What joins the _id to the document, whose time is renamed.
+_ID_END_DOC_START = b'"}}\n{"' + _TIME + b'":'
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -91,10 +93,10 @@ class BulkEncoder:
             or end < 0
             or b"\\" in uid  # an escape: its closing quote may not be the one found
             or not doc.startswith(_JSON_HEAD)
-            or _TIME_KEY in doc
+            or (b"@" in doc and _TIME_KEY in doc)  # (one byte is found much faster)
         ):
             return self.unit(json.loads(doc))  # an unusual event: the general path
-        return self._action_head + uid + b'"}}\n{"' + _TIME + b'":' + doc[len(_JSON_HEAD) :]
+        return self._action_head + uid + _ID_END_DOC_START + doc[len(_JSON_HEAD) :]
 
     def unit(self, event: Event) -> bytes:
         """An event dict's action and document; never raises."""
