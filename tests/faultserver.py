@@ -122,6 +122,9 @@ class FaultServer:
             def do_POST(self) -> None:
                 server._handle(self)
 
+            def do_GET(self) -> None:
+                server._handle_get(self)
+
         class Server(http.server.ThreadingHTTPServer):
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client that drops a connection or refuses our certificate
@@ -259,6 +262,10 @@ class FaultServer:
         A fake of one aggregator overrides it to answer from what the request holds.
         """
         return self.default
+
+    def _handle_get(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        """A GET (a probe's version or health page): none here; a subclass may serve one."""
+        h.send_error(404)
 
     @staticmethod
     def hang_up(h: Any) -> None:

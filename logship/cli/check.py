@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
+from logship.cli.checkelastic import check_bulk
 from logship.cli.checkhttp import check_clock, check_post
 from logship.cli.checkloki import check_loki
 from logship.cli.checkotlp import check_otlp
@@ -64,7 +65,9 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("url", metavar="URL", help="the endpoint, as given to ShipHandler(url=...)")
     token = p.add_mutually_exclusive_group()
-    token.add_argument("--token", help="bearer token (default: LOGSHIP_TOKEN)")
+    token.add_argument(
+        "--token", help="the token, sent as the protocol sends it (default: LOGSHIP_TOKEN)"
+    )
     token.add_argument("--token-file", help="file holding the token (default: LOGSHIP_TOKEN_FILE)")
     p.add_argument(
         "--header",
@@ -93,6 +96,9 @@ def add_parser(subparsers: Any) -> None:
         default="http",
         help="the handler's protocol: what the test record is sent as (default: http)",
     )
+    p.add_argument(
+        "--index", help="the handler's index option (elasticsearch: where the test record goes)"
+    )
     p.set_defaults(run=run)
 
 
@@ -112,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 "timeout": args.timeout,
                 "encoding": args.encoding,
                 "protocol": args.protocol,
+                "index": args.index,
                 "spill": False,
             }
         )
@@ -215,6 +222,7 @@ PROBES: dict[str, Callable[[Options, str | None], tuple[Finding, str | None, flo
     "splunk": check_splunk,
     "loki": check_loki,
     "otlp": check_otlp,
+    "elasticsearch": check_bulk,
 }
 
 

@@ -53,40 +53,6 @@ def sample_event() -> dict[str, Any]:
     )
 
 
-@dataclass(frozen=True)
-class Posted:
-    """One test POST: the answer, the status line, the server's ``Date``, when it was made."""
-
-    answer: Answer
-    status: str  # "201 Created"
-    date: str | None
-    midpoint: float  # the Unix time halfway between sending and the answer
-
-
-def post_once(
-    opts: Options, encoder: Encoder, event: dict[str, Any], protocol: WireProtocol = HTTP
-) -> tuple[Posted, int]:
-    """Send ``event`` as ``encoder`` and ``protocol`` make it, as a handler would; the size too."""
-    body, _raw = encoder.body([encoder.unit(event)])
-    transport = Transport(opts, Warner(3600.0), protocol)
-    seen: dict[str, Any] = {}
-
-    def capture(response: Any, *args: Any, **kwargs: Any) -> None:
-        seen["date"] = response.headers.get("Date")
-        seen["reason"] = response.reason or ""
-        seen["at"] = time.time()
-
-    transport.session.hooks["response"].append(capture)
-    sent = time.time()
-    try:
-        answer = transport.send(Request(body, encoder.headers(), new_key(), 1))
-    finally:
-        transport.close()
-    midpoint = (sent + seen.get("at", sent)) / 2
-    status = f"{answer.status} {seen.get('reason', '')}".rstrip()
-    return Posted(answer, status, seen.get("date"), midpoint), len(body)
-
-
 #: A protocol's own reading of the test answer: ``(answer, status line, what was sent,
 #: options, token source)`` to a finding, or None where the HTTP status says it all.
 Judge = Callable[[Answer, str, str, Options, str | None], Finding | None]
@@ -103,19 +69,63 @@ def check_post(
     ``judge`` reads the protocol's own answers first; the HTTP status decides the rest.
     """
     encoder = protocol.encoder(opts, None)
+    sent = send_sample(opts, encoder, protocol)
+    what = (
+        f"1 event, {encoder.name}, gzip, {sent.size} bytes, {credentials(token_from, opts.headers)}"
+    )
+    answer = sent.answer
+    if judge is not None and answer.status is not None:
+        finding = judge(answer, sent.status, what, opts, token_from)
+        if finding is not None:
+            return finding, sent.date, sent.midpoint
+    return http_finding(sent, what, opts, token_from)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A sample event sent as a handler sends it, and what came back."""
+
+    event: dict[str, Any]
+    size: int  # bytes of the body, as sent
+    answer: Answer
+    status: str  # "201 Created"; "" when no answer came
+    date: str | None  # the server's Date header
+    midpoint: float  # halfway between sending and the answer: the clock step's moment
+
+
+def send_sample(opts: Options, encoder: Encoder, protocol: WireProtocol = HTTP) -> Sent:
+    """Send one :func:`sample_event` as a handler of ``protocol`` would, through ``encoder``."""
     event = sample_event()
-    posted, size = post_once(opts, encoder, event, protocol)
-    answer = posted.answer
-    auth = credentials(token_from, opts.headers)
-    what = f"1 event, {encoder.name}, gzip, {size} bytes, {auth}"
+    body, _raw = encoder.body([encoder.unit(event)])
+    transport = Transport(opts, Warner(3600.0), protocol)
+    seen: dict[str, Any] = {}
+
+    def capture(response: Any, *args: Any, **kwargs: Any) -> None:
+        seen["date"] = response.headers.get("Date")
+        seen["reason"] = response.reason or ""
+        seen["at"] = time.time()
+
+    transport.session.hooks["response"].append(capture)
+    sent = time.time()
+    try:
+        answer = transport.send(Request(body, encoder.headers(), new_key(), 1))
+    finally:
+        transport.close()
+    midpoint = (sent + seen.get("at", sent)) / 2
+    status = f"{answer.status} {seen.get('reason', '')}".rstrip() if answer.status else ""
+    return Sent(event, len(body), answer, status, seen.get("date"), midpoint)
+
+
+def http_finding(
+    sent: Sent, what: str, opts: Options, token_from: str | None
+) -> tuple[Finding, str | None, float]:
+    """What the HTTP status of a sample's answer says, the server's ``Date``, and when."""
+    answer = sent.answer
     if answer.status is None:
-        return no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, posted.midpoint
-    finding = judge(answer, posted.status, what, opts, token_from) if judge else None
-    if finding is None:
-        finding = _judge(
-            answer.status, answer, posted.status, what, opts, token_from, event["uuid"]
-        )
-    return finding, posted.date, posted.midpoint
+        return no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, sent.midpoint
+    uid = sent.event["uuid"]
+    finding = _judge(answer.status, answer, sent.status, what, opts, token_from, uid)
+    return finding, sent.date, sent.midpoint
 
 
 def credentials(token_from: str | None, headers: Mapping[str, str]) -> str:

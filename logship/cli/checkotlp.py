@@ -14,9 +14,8 @@ from logship.cli.checkhttp import (
     NO_ANSWER,
     credentials,
     no_answer,
-    post_once,
     refusal,
-    sample_event,
+    send_sample,
 )
 from logship.cli.tlsinfo import Finding
 from logship.pure.options import Options
@@ -27,14 +26,14 @@ from logship.pure.retry import Verdict
 
 def check_otlp(opts: Options, token_from: str | None) -> tuple[Finding, str | None, float]:
     """POST one log record; return the finding, the server's ``Date`` and when it was made."""
-    event = sample_event()
-    posted, size = post_once(opts, OtlpEncoder(True), event, OTLP)
-    answer = posted.answer
-    what = f"1 log record, OTLP JSON, gzip, {size} bytes, {credentials(token_from, opts.headers)}"
+    sent = send_sample(opts, OtlpEncoder(True), OTLP)
+    answer = sent.answer
+    auth = credentials(token_from, opts.headers)
+    what = f"1 log record, OTLP JSON, gzip, {sent.size} bytes, {auth}"
     if answer.status is None:
-        return no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, posted.midpoint
-    finding = judge(answer, posted.status, what, opts, token_from, event["uuid"])
-    return finding, posted.date, posted.midpoint
+        return no_answer(answer.kind, answer.error or "", opts, what), NO_ANSWER, sent.midpoint
+    finding = judge(answer, sent.status, what, opts, token_from, sent.event["uuid"])
+    return finding, sent.date, sent.midpoint
 
 
 def judge(

@@ -643,6 +643,30 @@ def _cross_check(o: Options) -> None:
     if wrong:
         uses = "; ".join(f"{n!r} is for {' and '.join(PROTOCOL_OPTIONS[n])}" for n in wrong)
         raise ValueError(f"logship: protocol {o.protocol!r} takes no option {uses}")
+    if o.protocol == "elasticsearch" and o.index is not None:
+        check_index_name("index", o.index)
+
+
+#: What Elasticsearch and OpenSearch refuse in an index or data stream name.
+_INDEX_FORBIDDEN = frozenset('\\/*?"<>|,#: ')
+
+
+def check_index_name(name: str, index: str) -> None:
+    """Raise naming the option when Elasticsearch would refuse ``index`` as an index name.
+
+    Otherwise every event would come back refused, one dead letter after another.
+    """
+    problem = None
+    if index != index.lower():
+        problem = "it must be lowercase"
+    elif bad := sorted(_INDEX_FORBIDDEN.intersection(index)):
+        problem = f"it must not hold {' '.join(repr(c) for c in bad)}"
+    elif index[0] in "-_+" or index in (".", ".."):
+        problem = "it must not start with '-', '_' or '+', nor be '.' or '..'"
+    elif len(index.encode("utf-8")) > 255:
+        problem = "it must not be longer than 255 bytes"
+    if problem:
+        raise ValueError(f"logship: option {name!r} is {index!r}, not an index name: {problem}")
 
 
 def build_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Options:

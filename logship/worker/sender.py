@@ -196,19 +196,19 @@ class Sender:
         """Resolve the groups of a per-event answer; return the batches to send again."""
         units = self.encoder.units_of(batch.body)
         groups = [
-            (verdict, pick(batch, units, indices, self.encoder, str(i)))
-            for i, (verdict, indices) in enumerate(outcome.parts)
+            (verdict, pick(batch, units, indices, self.encoder, str(k)))
+            for k, (verdict, indices) in enumerate(outcome.parts)
         ]
         if not self.ledger.replace(batch, [part for _v, part in groups]):
             return []  # close gave up on it meanwhile
         again: list[Batch] = []
         delivered = 0
-        for verdict, part in groups:
+        for k, (verdict, part) in enumerate(groups):
             if verdict is Verdict.DELIVERED:
                 delivered += part.count
                 self.ledger.resolve(part, "shipped")
             elif verdict in (Verdict.REJECT, Verdict.SPLIT):
-                self._reject(i, part, outcome)
+                self._reject(i, part, outcome.part(k))
             else:
                 again.append(part)
         with self.ledger.lock:
@@ -219,7 +219,7 @@ class Sender:
 
     def _hold(self, i: int, outcome: Outcome, answer: Answer) -> None:
         """A configuration problem: keep the batch, warn; that endpoint waits the ceiling."""
-        status = answer.status or 0
+        status = outcome.status(answer.status)
         error = f"HTTP {status}"
         with self.ledger.lock:
             self.endpoints.held(i, time.monotonic(), error)
@@ -237,7 +237,9 @@ class Sender:
 
     def _retry_later(self, i: int, outcome: Outcome, answer: Answer) -> None:
         """A transient failure: note it, warn; that endpoint backs off, the others take over."""
-        error = f"HTTP {answer.status}" if answer.status else answer.error or "no answer"
+        # The status the outcome is about: a bulk answer of 200 may retry items refused with 429.
+        status = outcome.status(answer.status)
+        error = f"HTTP {status}" if status else answer.error or "no answer"
         now = time.monotonic()
         with self.ledger.lock:
             self.endpoints.failed(i, now, error, outcome.retry_after)
@@ -286,7 +288,10 @@ class Sender:
                 "logship: %s answered %d: %s. Retrying with back-off.",
                 shown,
                 answer.status,
-                outcome.reason[:200] if outcome.parts else status_hint(answer.status),
+                # A retry on a 2xx is the body's doing (items of a bulk answer): say why.
+                outcome.reason[:200]
+                if outcome.parts or answer.status < 300
+                else status_hint(answer.status),
             )
 
     def _reject(self, i: int, batch: Batch, outcome: Outcome, partly: bool = False) -> None:
@@ -296,7 +301,7 @@ class Sender:
         (``Outcome.rejected``) gets the whole batch in the dead letter, its
         reason telling how many.
         """
-        status = int(outcome.kind[5:]) if outcome.kind.startswith("http-") else 0
+        status = outcome.status()
         reason = outcome.reason
         rejected = min(outcome.rejected, batch.count) if partly else batch.count
         if not self.ledger.is_outstanding(batch.id):

@@ -36,7 +36,10 @@ from logship.worker.diagnostics import Warner
 from logship.worker.tokens import TokenSource
 
 USER_AGENT = "logship"
-_MAX_ANSWER_BYTES = 64 * 1024
+# An answer is read up to this much. Enough for a bulk answer that judges a
+# thousand events one by one, each with an error (Elasticsearch writes about
+# 200 to 600 bytes per item); a server answering endlessly is cut off here.
+_MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 def error_kind(exc: BaseException) -> str:
@@ -169,8 +172,8 @@ class Transport:
             raw = resp.raw.read(_MAX_ANSWER_BYTES, decode_content=True) or b""
             # A server may echo the request (its Authorization header too): the
             # body becomes a warning and a dead letter's reason. A 2xx body is
-            # kept whole (bounded above): a protocol may read it (OTLP's
-            # partialSuccess).
+            # kept whole (bounded above): some protocols judge each event in a
+            # success's body (a bulk answer's items, OTLP's partialSuccess).
             text = self.scrub(raw.decode("utf-8", "replace")) if raw else ""
             if resp.status_code >= 300:
                 text = text[:500]

@@ -20,7 +20,7 @@ is not HTTP) and touches neither the pump nor the spill.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from logship.pure.retry import Verdict
@@ -56,7 +56,7 @@ class Answer:
     status: int | None
     retry_after: str | None = None
     location: str | None = None
-    body: str = ""  # the answer's text (bounded; secrets scrubbed by the transport)
+    body: str = ""  # the answer's text, 2xx too (bounded; secrets scrubbed by the transport)
     error: str | None = None  # set when no answer came back
     cert_days_left: float | None = None  # of the server's certificate, checked now and then
     kind: str | None = None  # why no answer came back: see ``pure.diagnosis``
@@ -72,6 +72,8 @@ class Outcome:
     ``verdict`` is the one that decides how long to wait (the worst).
     ``rejected``, with ``DELIVERED``: how many of the batch's events the
     server refused without saying which (OTLP's ``partialSuccess``).
+    ``notes``, when given, holds one ``(kind, reason)`` per part: what the
+    answer said of that group alone (see :meth:`part`).
     """
 
     verdict: Verdict
@@ -80,6 +82,29 @@ class Outcome:
     reason: str = ""  # the server's words, for warnings and dead letters
     kind: str = ""  # a short name for stats()["last_error_kind"]: "http-503", "refused", …
     rejected: int = 0
+    notes: tuple[tuple[str, str], ...] = ()
+
+    def status(self, answered: int | None = None) -> int:
+        """The HTTP status this outcome is about: its kind's (``http-403``), else ``answered``.
+
+        They differ when a 2xx answer judges its events one by one: a bulk
+        answer of 200 whose items were all refused with 403 is about a 403.
+        0 when there is neither.
+        """
+        if self.kind.startswith("http-") and self.kind[5:].isdigit():
+            return int(self.kind[5:])
+        return answered or 0
+
+    def part(self, i: int) -> Outcome:
+        """This outcome as it concerns part ``i``: with that part's own kind and reason, if noted.
+
+        A rejected group's dead letter then keeps the reason the server gave
+        for its events, not a summary of the whole answer.
+        """
+        if i >= len(self.notes):
+            return self
+        kind, reason = self.notes[i]
+        return replace(self, kind=kind, reason=reason)
 
 
 class Encoder(Protocol):

@@ -84,7 +84,7 @@ class StatusReader:
         return Outcome(
             classify(answer.status),
             retry_after=parse_retry_after(answer.retry_after),
-            reason=answer.body,
+            reason=answer.body[:500],  # quoted in warnings and dead letters: bounded
             kind=f"http-{answer.status}",
         )
 

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from logship.pure.protocols import Encoder, WireProtocol, http, loki, otlp, splunk
+from logship.pure.protocols import (
+    Encoder,
+    WireProtocol,
+    elasticsearch,
+    http,
+    loki,
+    otlp,
+    splunk,
+)
 
 PROTOCOLS: dict[str, WireProtocol] = {
     "http": http.HTTP,
+    "elasticsearch": elasticsearch.ELASTICSEARCH,
     "splunk": splunk.SPLUNK,
     "loki": loki.LOKI,
     "otlp": otlp.OTLP,
@@ -21,6 +30,7 @@ PROTOCOLS: dict[str, WireProtocol] = {
 
 _DECODERS: dict[str, Callable[[bool], Encoder]] = {
     **http.DECODERS,
+    **elasticsearch.DECODERS,
     **splunk.DECODERS,
     **loki.DECODERS,
     **otlp.DECODERS,
