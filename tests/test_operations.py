@@ -340,13 +340,15 @@ def test_a_rejected_batch_is_the_last_error(server, make_handler, tmp_path):
 
 
 SHIP_ONLY = """
-import logging, logship
+import logging, threading, time, logship
 handler = logship.ShipHandler(url={url!r}, spill=False, shutdown_timeout=0.5,
                               retry_max_backoff=0.2)
 logging.getLogger().addHandler(handler)
 {silence}
 logging.getLogger("app").warning("nobody hears this")
-handler.flush(5)
+deadline = time.monotonic() + 20
+while handler.stats()["last_error_kind"] is None and time.monotonic() < deadline:
+    threading.Event().wait(0.01)  # until the first attempt has failed (and been said)
 """
 
 
