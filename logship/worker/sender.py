@@ -16,7 +16,7 @@ from collections import deque
 from logship.pure.batching import Batch, pick, split
 from logship.pure.diagnosis import hint
 from logship.pure.options import Options
-from logship.pure.protocols import Answer, AnswerReader, Encoder, Outcome, Request
+from logship.pure.protocols import Answer, AnswerReader, Encoder, Outcome, Request, Transport
 from logship.pure.redact_url import redact_url
 from logship.pure.retry import Backoff, Verdict, hold_hint
 from logship.pure.sealing import Sealer
@@ -24,7 +24,6 @@ from logship.ring import Signals
 from logship.worker.diagnostics import Warner
 from logship.worker.ledger import Ledger
 from logship.worker.spillfolder import default_spill_dir, write_dead_letter
-from logship.worker.transport import Transport
 
 #: A server certificate closer than this to expiry draws a warning, once a day.
 CERT_WARN_DAYS = 14.0
@@ -161,14 +160,19 @@ class Sender:
 
     def _hold(self, outcome: Outcome, answer: Answer) -> None:
         """A configuration problem: keep the batch, warn, try again at the back-off ceiling."""
-        status = answer.status or 0
-        self.ledger.failed(f"HTTP {status}", outcome.kind, answered=True)
+        status = answer.status
+        if status is None:  # refused without an HTTP status: a stream protocol's handshake
+            error = outcome.reason
+            said = f"refused the batch: {error}; {hint(outcome.kind)}"
+        else:
+            fix = hold_hint(status, answer.location)
+            error, said = f"HTTP {status}", f"answered {status}; {fix}"
+        self.ledger.failed(error, outcome.kind, answered=True)
         self.warner.warn(
-            f"hold-{status}",
-            "logship: %s answered %d; %s. Events are kept and retried every %.0f s.",
+            f"hold-{outcome.kind if status is None else status}",
+            "logship: %s %s. Events are kept and retried every %.0f s.",
             self.shown_url,
-            status,
-            hold_hint(status, answer.location),
+            said,
             self.opts.retry_max_backoff,
         )
         self._wait(self.opts.retry_max_backoff)
@@ -238,18 +242,19 @@ class Sender:
             )
         except Exception as e:  # the events are counted as rejected either way
             where = f"not written ({e!r})"
-        self.ledger.failed(
-            f"HTTP {status}: {reason[:200]}", outcome.kind, answered=True, answering=True
-        )
+        # Without an HTTP status (a stream protocol), the outcome's kind says what it was.
+        code, fix = (status, status_hint(status)) if status else (outcome.kind, hint(outcome.kind))
+        error = f"HTTP {status}: {reason[:200]}" if status else reason[:200]
+        self.ledger.failed(error, outcome.kind, answered=True, answering=True)
         # Resolved only now: once flush() says done, the dead letter is on disk.
         self.ledger.resolve(batch, "rejected")
         self.warner.warn(
-            f"reject-{status}",
-            "logship: %s rejected a batch of %d events with %d (%s): %s. Dead-letter file: %s",
+            f"reject-{code}",
+            "logship: %s rejected a batch of %d events with %s (%s): %s. Dead-letter file: %s",
             self.shown_url,
             batch.count,
-            status,
+            code,
             reason[:200],
-            status_hint(status),
+            fix,
             where,
         )
