@@ -87,6 +87,12 @@ PROTOCOL_OPTIONS: dict[str, tuple[str, ...]] = {
     "labels": ("loki",),
 }
 
+#: The largest ``batch_max_bytes`` a protocol takes, where its servers refuse larger
+#: batches without saying so. forward: a message, and its entries once decompressed, must
+#: fit Fluent Bit's forward buffer_max_size (6,144,000 bytes by default), or the server
+#: closes the connection without an ack; 4 MiB leaves room around the entries.
+PROTOCOL_MAX_BATCH_BYTES: dict[str, int] = {"forward": 4 * MiB}
+
 Check = Callable[[str, Any], Any]
 
 
@@ -412,7 +418,7 @@ class Options:
 
     url: str = _option(
         None,
-        "the endpoint: `http://` or `https://`",
+        "the endpoint: `http://` or `https://`; `forward`: `tcp://`, `tls://` or `unix://`",
         check_url,
         env="LOGSHIP_URL",
         shown="none",
@@ -444,13 +450,18 @@ class Options:
     encoding: EncodingName = _option(
         "json", "what a request body holds (see below)", _choice(EncodingName)
     )
-    compress: bool = _option(True, "gzip request bodies (`Content-Encoding: gzip`)", boolean)
+    compress: bool = _option(
+        True,
+        "gzip request bodies (`Content-Encoding: gzip`; `forward`: CompressedPackedForward)",
+        boolean,
+    )
     batch_max_records: int = _option(
         1000, "a batch is sent when it holds this many events…", positive_int
     )
     batch_max_bytes: int = _option(
         MiB,
-        "…or this many encoded, uncompressed bytes (a larger event goes alone)…",
+        "…or this many encoded, uncompressed bytes (a larger event goes alone; "
+        "`forward`: at most 4 MiB)…",
         positive_int,
         shown="1 MiB",
     )
@@ -564,6 +575,19 @@ def _cross_check(o: Options) -> None:
     if o.ca_file and not o.verify:
         raise ValueError("logship: option 'ca_file' is given but 'verify' is False")
     check_scheme(o.protocol, o.url)
+    most = PROTOCOL_MAX_BATCH_BYTES.get(o.protocol)
+    if most is not None and o.batch_max_bytes > most:
+        raise ValueError(
+            f"logship: option 'batch_max_bytes' is {o.batch_max_bytes}; protocol "
+            f"{o.protocol!r} takes at most {most} (its servers' message limit)"
+        )
+    if "http" not in PROTOCOL_SCHEMES[o.protocol]:  # a stream protocol: no HTTP request
+        if o.headers:
+            raise ValueError(f"logship: protocol {o.protocol!r} takes no option 'headers'")
+        if o.encoding != "json":
+            raise ValueError(
+                f"logship: protocol {o.protocol!r} takes no option 'encoding' (it is msgpack)"
+            )
     wrong = [
         name
         for name, protocols in PROTOCOL_OPTIONS.items()

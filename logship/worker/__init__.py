@@ -19,6 +19,7 @@ from typing import Any
 from logship import lifecycle
 from logship.pure.event import EventBuilder
 from logship.pure.options import Options
+from logship.pure.protocols import Transport
 from logship.pure.protocols.registry import protocol_named
 from logship.pure.redact_url import redact_url
 from logship.pure.sealing import Sealer, parse_key
@@ -29,7 +30,8 @@ from logship.worker.ledger import Ledger
 from logship.worker.pump import Pump
 from logship.worker.sender import Sender
 from logship.worker.spillstore import SpillStore
-from logship.worker.transport import Transport
+from logship.worker.stream import StreamTransport
+from logship.worker.transport import Transport as HttpTransport
 
 __all__ = ["Worker", "spill_reserve"]
 
@@ -142,7 +144,11 @@ class Worker:
             store = SpillStore(
                 self.spill_dir, opts.url, opts.spill_max_bytes, self.ledger, self.warner, sealer
             )
-        self.transport = Transport(opts, self.warner, self.protocol)
+        self.transport = (
+            StreamTransport(opts, self.warner)
+            if self.protocol.transport == "stream"
+            else HttpTransport(opts, self.warner, self.protocol)
+        )
         self.pump = Pump(opts, self.ledger, self.signals, encoder, self.warner, store)
         self.sender = Sender(
             opts,

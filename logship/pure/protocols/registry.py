@@ -10,11 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from logship.pure.protocols import Encoder, WireProtocol, http
+from logship.pure.protocols import Encoder, WireProtocol, forward, http
 
-PROTOCOLS: dict[str, WireProtocol] = {"http": http.HTTP}
+PROTOCOLS: dict[str, WireProtocol] = {
+    "http": http.HTTP,
+    "forward": forward.FORWARD,
+}
 
-_DECODERS: dict[str, Callable[[bool], Encoder]] = {**http.DECODERS}
+_DECODERS: dict[str, Callable[[bool], Encoder]] = {
+    **http.DECODERS,
+    **forward.DECODERS,
+}
 
 #: Every name a spilled batch may record as its encoder.
 ENCODER_NAMES = frozenset(_DECODERS)
