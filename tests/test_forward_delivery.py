@@ -323,6 +323,25 @@ def test_close_does_not_wait_out_a_missing_ack(fake, make_handler):
     check_identity(stats)
 
 
+def test_a_batch_spilled_while_unacknowledged_is_replayed_under_the_same_chunk(
+    fake, make_handler, tmp_path
+):
+    srv = fake().then(SILENT)
+    spill = {"spill": True, "spill_dir": str(tmp_path / "spill")}
+    first = forward_handler(make_handler, srv.url, timeout=30.0, shutdown_timeout=1.0, **spill)
+    emit(attach(first), 10)
+    require_within(lambda: srv.messages, what="the first message")
+    first.close()  # no ack within the budget: the batch goes to disk with its key
+    assert first.stats()["spilled"] == 10
+    # A handler built on the folder replays it at once.
+    second = forward_handler(make_handler, srv.url, **spill)
+    require_within(lambda: second.stats()["replayed"] == 10, what="the replay")
+    sent, replayed = srv.messages
+    assert replayed.chunk == sent.chunk and replayed.action == ACK
+    assert [e["uuid"] for e in replayed.events] == [e["uuid"] for e in sent.events]
+    check_identity(second.stats())
+
+
 # -- the handshake ----------------------------------------------------------------------------
 
 
