@@ -28,7 +28,7 @@ import calendar
 import hashlib
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgpack
@@ -120,31 +120,29 @@ class ForwardEncoder:
         raw = b"".join(units)
         return (gzip_compress(raw) if self.compress else raw), len(raw)
 
-    def _entries(self, body: bytes) -> tuple[bytes, msgpack.Unpacker]:
+    def _entries(self, body: bytes) -> Iterator[tuple[Any, bytes]]:
+        """Each entry of a body this encoder made, decoded and as its bytes."""
         raw = gzip_decompress(body) if self.compress else body
         unpacker = msgpack.Unpacker(
             raw=False, strict_map_key=False, max_buffer_size=max(len(raw), 1024)
         )
         unpacker.feed(raw)
-        return raw, unpacker
-
-    def units_of(self, body: bytes) -> list[bytes]:
-        """The entries of a body this encoder made, byte for byte."""
-        raw, unpacker = self._entries(body)
-        units, start = [], 0
-        for _entry in unpacker:
+        start = 0
+        for entry in unpacker:
             end = unpacker.tell()
-            units.append(raw[start:end])
+            yield entry, raw[start:end]
             start = end
         if start != len(raw):
             raise ValueError("a forward body that ends inside an entry")
-        return units
+
+    def units_of(self, body: bytes) -> list[bytes]:
+        """The entries of a body this encoder made, byte for byte."""
+        return [unit for _entry, unit in self._entries(body)]
 
     def events_of(self, body: bytes) -> list[Event]:
         """The events (the entries' records) of a body this encoder made."""
-        _raw, unpacker = self._entries(body)
         events = []
-        for entry in unpacker:
+        for entry, _unit in self._entries(body):
             if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
                 raise ValueError(f"a forward entry that is no [time, record]: {entry!r:.80}")
             events.append(entry[1])
