@@ -19,6 +19,7 @@ import socket
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -36,12 +37,15 @@ MiB = 2**20
 MESSAGE = ("user %s did %s", "thing")
 #: The same call with a card number and a password in it: RedactFilter's slow path.
 SECRET_MESSAGE = ("user %s paid with 4111 1111 1111 1111, password=%s", "hunter2")
+#: The ShipHandlers that ship to a live receiver: over HTTP (``--url``), and with
+#: ``protocol="forward"`` to the receiver's forward port (beside fluent-logger).
+SHIP_KINDS = ("ship", "ship-forward")
 #: Handler kinds a case accepts: a NullHandler floor, a ShipHandler to a
-#: live receiver (``--url``), a ShipHandler to a port where nothing listens,
-#: or one of the peers of ``peers.py`` to a live ``peer_receivers.py``.
-HANDLER_KINDS = ("null", "ship", "down", *PEER_KINDS)
+#: live receiver, a ShipHandler to a port where nothing listens, or one of
+#: the peers of ``peers.py`` to a live ``peer_receivers.py``.
+HANDLER_KINDS = ("null", *SHIP_KINDS, "down", *PEER_KINDS)
 #: The kinds that ship to a live receiver at ``--url``.
-LIVE_KINDS = ("ship", *PEER_KINDS)
+LIVE_KINDS = (*SHIP_KINDS, *PEER_KINDS)
 #: A peer has no stats() to say it is done: it is taken as done once nothing
 #: has arrived for the longest it holds an event plus this many seconds.
 SETTLE_MARGIN = 2.0
@@ -109,6 +113,10 @@ def make_handler(
         import logship  # only ShipHandler cases pay for the import
 
         url = args.url
+        if args.handler == "ship-forward":
+            host = urllib.parse.urlsplit(url).hostname
+            url = f"tcp://{host}:{receiver_stats(url)['forward_port']}"
+            options["protocol"] = "forward"
         if args.handler == "down":
             dead, url = dead_endpoint()
             cleanup.append(dead.close)

@@ -59,14 +59,15 @@ def main() -> None:
             handler.addFilter(logship.RedactFilter())
         logger = c.bench_logger(handler)
         c.timed_calls(logger, 0, args.warmup, args.exception_every, message)
-        if args.handler == "ship":
+        if args.handler in c.SHIP_KINDS:
             c.flush_shipped(handler, _FLUSH_TIMEOUT)  # start from an empty pipeline
         gc.collect()
         t0 = time.perf_counter()
         samples, exc = c.timed_calls(logger, args.warmup, args.calls, args.exception_every, message)
         loop_s = time.perf_counter() - t0
         # Delivered before the filter is timed alone, so the worker does not compete.
-        flushed = c.flush_shipped(handler, _FLUSH_TIMEOUT) if args.handler == "ship" else None
+        shipping = args.handler in c.SHIP_KINDS
+        flushed = c.flush_shipped(handler, _FLUSH_TIMEOUT) if shipping else None
         result: dict[str, Any] = {
             "case": "latency",
             "handler": args.handler,

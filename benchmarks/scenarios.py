@@ -45,8 +45,11 @@ from peers import PEERS
 CONTENDERS = (
     ("NullHandler (floor)", "null"),
     ("logship ShipHandler", "ship"),
+    ("logship ShipHandler, protocol=forward", "ship-forward"),
     *((p.label, p.kind) for p in PEERS),
 )
+#: The contenders that are logship itself: no peer package to import.
+_OURS = ("null", "ship", "ship-forward")
 #: Events/s of the paced spill cases: steady, and well within what the worker
 #: spills on a 2-CPU machine (about 80,000/s there before the first drop).
 SPILL_RATE = 50_000
@@ -109,7 +112,7 @@ def contenders(
             live=kind != "null",
             timeout=timeout,
             runs=own if kind in ("null", "ship") or own == "once" else "peers",
-            peer="" if kind in ("null", "ship") else kind,
+            peer="" if kind in _OURS else kind,
             folder=folder and kind != "null",
         )
         for _label, kind in CONTENDERS
