@@ -31,6 +31,7 @@ import msgpack
 import pytest
 
 from conftest import attach, check_identity, require_within, wait_until
+from fluentbit import free_port
 
 ACK, ACK_CLOSE, SILENT, CLOSE, CUT = "ack", "ack-close", "silent", "close", "cut"
 
@@ -50,7 +51,9 @@ class Message:
 class FakeForward:
     """A forward server on 127.0.0.1 (or a Unix socket) that can be told to misbehave."""
 
-    def __init__(self, shared_key: bytes | None = None, unix_path: str | None = None) -> None:
+    def __init__(
+        self, shared_key: bytes | None = None, unix_path: str | None = None, port: int = 0
+    ) -> None:
         self.shared_key = shared_key
         self.unix_path = unix_path
         self.script: deque[str] = deque()
@@ -66,7 +69,8 @@ class FakeForward:
             self._sock.bind(unix_path)
         else:
             self._sock = socket.socket()
-            self._sock.bind(("127.0.0.1", 0))
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.bind(("127.0.0.1", port))
         self._sock.listen(16)
         self._sock.settimeout(0.05)
         self._threads: list[threading.Thread] = []
@@ -340,6 +344,27 @@ def test_a_batch_spilled_while_unacknowledged_is_replayed_under_the_same_chunk(
     assert replayed.chunk == sent.chunk and replayed.action == ACK
     assert [e["uuid"] for e in replayed.events] == [e["uuid"] for e in sent.events]
     check_identity(second.stats())
+
+
+def test_logship_spill_replay_sends_a_forward_spill_to_the_endpoint_it_records(
+    fake, make_handler, tmp_path
+):
+    spill_dir, port = str(tmp_path / "spill"), free_port()  # nothing listens there yet
+    url = f"tcp://127.0.0.1:{port}"
+    down = forward_handler(make_handler, url, spill=True, spill_dir=spill_dir)
+    emit(attach(down), 10)
+    down.close()
+    assert down.stats()["spilled"] == 10
+    srv = fake(port=port)
+    out = subprocess.run(
+        [sys.executable, "-m", "logship", "spill", "replay", "--dir", spill_dir],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "everything spilled was delivered" in out.stdout
+    assert len(set(srv.uuids())) == 10
 
 
 # -- the handshake ----------------------------------------------------------------------------

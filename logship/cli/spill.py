@@ -24,6 +24,7 @@ from typing import Any
 
 import logship
 from logship.pure.diagnosis import hint as kind_hint
+from logship.pure.options import url_protocol
 from logship.pure.redact_url import MASK, normalize_url, redact_url
 from logship.pure.retry import Verdict, classify, hold_hint
 from logship.pure.sealing import Sealer, parse_key
@@ -274,7 +275,12 @@ def _why_not_sent(st: dict[str, Any]) -> str:
 def _replay_folder(folder: str, target: _Target, timeout: float) -> int:
     """Adopt and send one folder's files; returns the spill files left afterwards."""
     with _no_token_from_environment(target.token):
-        handler = logship.ShipHandler(url=target.url, spill_dir=folder, shutdown_timeout=5.0)
+        # Spill files record the endpoint, not the protocol: a scheme only one
+        # protocol takes (tcp://, tls://, unix://: forward) names it.
+        protocol = url_protocol(target.url) or "http"
+        handler = logship.ShipHandler(
+            url=target.url, protocol=protocol, spill_dir=folder, shutdown_timeout=5.0
+        )
     sealer = _sealer()  # the handler takes LOGSHIP_SPILL_KEY too: count what it can open
     tty = sys.stdout.isatty()
     try:

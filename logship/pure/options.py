@@ -273,6 +273,13 @@ def check_scheme(protocol: str, url: str) -> None:
         )
 
 
+def url_protocol(url: str) -> ProtocolName | None:
+    """The one protocol that takes ``url``'s scheme; None when several do (``https://``)."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    takers = [name for name, schemes in PROTOCOL_SCHEMES.items() if scheme in schemes]
+    return typing.cast(ProtocolName, takers[0]) if len(takers) == 1 else None
+
+
 def optional_label_names(name: str, value: Any) -> list[str] | None:
     """A list of field names (strings), or None."""
     if value is None:
