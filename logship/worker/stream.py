@@ -39,7 +39,7 @@ from logship.pure.diagnosis import connection_kind, tls_kind
 from logship.pure.options import Options
 from logship.pure.protocols import Answer, Request
 from logship.pure.protocols import forward as fw
-from logship.pure.redact_url import scrub, url_secrets
+from logship.pure.redact_url import url_secrets
 from logship.worker.connections import cert_days_left, tls_context, trusted_locations
 from logship.worker.diagnostics import Warner
 from logship.worker.tokens import TokenSource
@@ -136,12 +136,8 @@ class StreamTransport:
         self._next_cert_check = 0.0
 
     def scrub(self, text: str) -> str:
-        """``text`` without the token or the URL's secrets, for warnings and ``stats()``."""
-        secrets = list(self._url_secrets)
-        token = self._tokens.current()
-        if token:
-            secrets.append((token, "[token]"))
-        return scrub(text, secrets)
+        """``text`` without the token or the URL's secrets (see ``TokenSource.scrub``)."""
+        return self._tokens.scrub(text, self._url_secrets)
 
     # -- sending -------------------------------------------------------------------------
 
