@@ -447,6 +447,17 @@ def test_one_event_too_large_for_any_server_is_dead_lettered_and_the_rest_delive
     assert [len(r["event"]["message"]) for r in rejected] == [7_000_000], out.stdout[-500:]
 
 
+def test_tls_files_that_do_not_load_are_said_by_every_send_never_raised(make_handler, tmp_path):
+    bad = tmp_path / "client.pem"
+    bad.write_text("not a certificate")
+    h = forward_handler(make_handler, "tls://127.0.0.1:9", client_cert=str(bad))
+    emit(attach(h), 3)  # the worker starts on the first call: nothing may reach it
+    require_within(lambda: h.stats()["last_error_kind"] == "tls", what="the TLS failure")
+    stats = h.stats()
+    assert "cannot load the TLS files" in stats["last_error"] and stats["pending"] == 3
+    check_identity(stats)
+
+
 # -- fork ---------------------------------------------------------------------------------------
 
 

@@ -119,13 +119,17 @@ class StreamTransport:
         self._url_secrets = url_secrets(opts.url)
         self._hostname = socket.gethostname().encode("utf-8")
         self._context: ssl.SSLContext | None = None
+        self._context_error: str | None = None  # said by every send: never raised here
         if self.scheme == "tls":
             self._context = tls_context(opts.tls_min_version, opts.verify)
-            if opts.verify:
-                cafile, capath = trusted_locations(opts.ca_file)
-                self._context.load_verify_locations(cafile=cafile, capath=capath)
-            if opts.client_cert:
-                self._context.load_cert_chain(opts.client_cert, opts.client_key)
+            try:
+                if opts.verify:
+                    cafile, capath = trusted_locations(opts.ca_file)
+                    self._context.load_verify_locations(cafile=cafile, capath=capath)
+                if opts.client_cert:
+                    self._context.load_cert_chain(opts.client_cert, opts.client_key)
+            except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+                self._context_error = f"cannot load the TLS files (ca_file, client_cert): {e}"
         self._conn: _Connection | None = None
         self._lock = threading.Lock()  # close() runs on another thread than send()
         self._closed = False
@@ -244,6 +248,8 @@ class StreamTransport:
 
     def _open(self) -> _Connection:
         """A new socket to the endpoint, connected (and TLS shaken hands) within ``timeout``."""
+        if self._context_error:
+            raise _Failed(self._context_error, "tls")
         if self.scheme == "unix":
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
