@@ -15,9 +15,9 @@ and a replay carry the same id. Each entry's time is an **EventTime**
 the event's ``timestamp``; the record is the event itself.
 
 The server answers ``{"ack": <chunk>}`` once the chunk is in its buffer. The
-transport reports that ack, or why none came, in an
-:class:`~logship.pure.protocols.Answer`, and :class:`AckReader` says what it
-means. Servers configured with a ``shared_key`` open each connection with a
+transport reports that ack (an :class:`~logship.pure.protocols.Answer` whose
+``ack`` header names the message's chunk), or why none came (its ``kind``),
+and :class:`AckReader` says what it means. Servers configured with a ``shared_key`` open each connection with a
 ``HELO``; :func:`ping` and :func:`pong_problem` are the client's side of that
 handshake, with the handler's token as the shared key.
 """
