@@ -17,9 +17,10 @@ the event's ``timestamp``; the record is the event itself.
 The server answers ``{"ack": <chunk>}`` once the chunk is in its buffer. The
 transport reports that ack (an :class:`~logship.pure.protocols.Answer` whose
 ``ack`` header names the message's chunk), or why none came (its ``kind``),
-and :class:`AckReader` says what it means. Servers configured with a ``shared_key`` open each connection with a
-``HELO``; :func:`ping` and :func:`pong_problem` are the client's side of that
-handshake, with the handler's token as the shared key.
+and :class:`AckReader` says what it means. Servers configured with a
+``shared_key`` open each connection with a ``HELO``; :func:`ping` and
+:func:`pong_problem` are the client's side of that handshake, with the
+handler's token as the shared key.
 """
 
 from __future__ import annotations
