@@ -19,6 +19,7 @@ import socket
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -37,8 +38,9 @@ MESSAGE = ("user %s did %s", "thing")
 #: The same call with a card number and a password in it: RedactFilter's slow path.
 SECRET_MESSAGE = ("user %s paid with 4111 1111 1111 1111, password=%s", "hunter2")
 #: logship speaking an aggregator's own protocol, by kind: compared with the peer
-#: that speaks it (``ship-otlp`` with the OpenTelemetry SDK's exporter).
-SHIP_PROTOCOLS = {"ship-otlp": "otlp"}
+#: that speaks it (``ship-otlp`` with the OpenTelemetry SDK's exporter,
+#: ``ship-forward``, to the receiver's forward port, with fluent-logger).
+SHIP_PROTOCOLS = {"ship-otlp": "otlp", "ship-forward": "forward"}
 #: The kinds that are a ShipHandler delivering to the live receiver.
 SHIP_KINDS = ("ship", *SHIP_PROTOCOLS)
 #: Handler kinds a case accepts: a NullHandler floor, a ShipHandler to a
@@ -114,6 +116,9 @@ def make_handler(
         import logship  # only ShipHandler cases pay for the import
 
         url = args.url
+        if args.handler == "ship-forward":
+            host = urllib.parse.urlsplit(url).hostname
+            url = f"tcp://{host}:{receiver_stats(url)['forward_port']}"
         if args.handler == "down":
             dead, url = dead_endpoint()
             cleanup.append(dead.close)

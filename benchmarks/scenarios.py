@@ -46,6 +46,7 @@ CONTENDERS = (
     ("NullHandler (floor)", "null"),
     ("logship ShipHandler", "ship"),
     ("logship ShipHandler, protocol=otlp", "ship-otlp"),
+    ("logship ShipHandler, protocol=forward", "ship-forward"),
     *((p.label, p.kind) for p in PEERS),
 )
 #: Events/s of the paced spill cases: steady, and well within what the worker

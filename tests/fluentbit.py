@@ -55,10 +55,15 @@ class FluentBit:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.out = self.folder / "out.log"
         self.ports: list[int] = []
+        self._waits: list[int | str] = []  # the TCP ports and Unix sockets to wait for
         sections = ["[SERVICE]\n    flush 0.1\n    grace 1\n    log_level warn\n"]
         for settings in inputs:
             port = free_port()
             self.ports.append(port)
+            if any("{port}" in str(v) for v in settings.values()):
+                self._waits.append(port)
+            if "unix_path" in settings:
+                self._waits.append(str(settings["unix_path"]))
             lines = "".join(
                 f"    {k} {str(v).replace('{port}', str(port))}\n" for k, v in settings.items()
             )
@@ -78,13 +83,13 @@ class FluentBit:
         return self.ports[0]
 
     def start(self, timeout: float = 15.0) -> FluentBit:
-        """Start it and wait until every TCP input accepts connections."""
+        """Start it and wait until every TCP input and Unix socket accepts connections."""
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [binary(), "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
-        for port in self.ports:
+        for port in self._waits:
             while not _listening(port):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
@@ -149,9 +154,14 @@ class FluentBit:
         self.stop()
 
 
-def _listening(port: int) -> bool:
+def _listening(where: int | str) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        if isinstance(where, str):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(0.2)
+                s.connect(where)
+                return True
+        with socket.create_connection(("127.0.0.1", where), timeout=0.2):
             return True
     except OSError:
         return False

@@ -20,9 +20,9 @@ import urllib.request
 from typing import Any
 
 import pytest
-from fluentbit import FluentBit
 
 from conftest import attach, check_identity, require
+from fluentbit import FluentBit
 
 STDOUT = "\n[OUTPUT]\n    name stdout\n    match *\n    format json_lines\n"
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 from logship.cli.checkelastic import check_bulk
+from logship.cli.checkforward import check_forward, check_unix
 from logship.cli.checkhttp import check_clock, check_post
 from logship.cli.checkloki import check_loki
 from logship.cli.checkotlp import check_otlp
@@ -223,6 +224,7 @@ PROBES: dict[str, Callable[[Options, str | None], tuple[Finding, str | None, flo
     "loki": check_loki,
     "otlp": check_otlp,
     "elasticsearch": check_bulk,
+    "forward": check_forward,
 }
 
 
@@ -276,15 +278,23 @@ def _endpoint_checks(opts: Options, token_from: str | None) -> Iterator[Step]:
     """DNS, TCP, TLS, the test POST and the clock."""
     parts = urllib.parse.urlsplit(opts.url[0])
     host = parts.hostname or ""
-    https = parts.scheme == "https"
+    https = parts.scheme in ("https", "tls")
     port = parts.port or (443 if https else 80)
+    unix = parts.scheme == "unix"  # a socket file: no name to resolve, no TCP
 
     started = time.perf_counter()
-    addresses, finding = check_dns(host, port, opts.timeout)
+    addresses: list[Any] = []
+    if unix:
+        finding = Finding("SKIP", "a Unix socket: no host name to resolve")
+    else:
+        addresses, finding = check_dns(host, port, opts.timeout)
     yield _step("dns", finding, started)
 
     started = time.perf_counter()
-    if addresses:
+    if unix:
+        reachable, finding = check_unix(urllib.parse.unquote(parts.path), opts.timeout)
+        yield _step("tcp", finding, started)
+    elif addresses:
         reachable, finding = check_tcp(addresses, opts.timeout)
         yield _step("tcp", finding, started)
     else:
@@ -293,7 +303,8 @@ def _endpoint_checks(opts: Options, token_from: str | None) -> Iterator[Step]:
 
     started = time.perf_counter()
     if not https:
-        yield _step("tls", Finding("SKIP", "plain http://: nothing to check, nothing encrypted"))
+        plain = f"plain {parts.scheme}://: nothing to check, nothing encrypted"
+        yield _step("tls", Finding("SKIP", plain))
         tls_ok = True
     elif reachable:
         family, sockaddr = reachable[0]

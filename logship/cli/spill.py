@@ -25,6 +25,7 @@ from typing import Any
 import logship
 from logship.cli import spillinspect as si
 from logship.pure.diagnosis import hint as kind_hint
+from logship.pure.options import url_protocol
 from logship.pure.redact_url import MASK, normalize_url, redact_url
 from logship.pure.retry import Verdict, classify, hold_hint
 from logship.pure.sealing import Sealer, parse_key
@@ -360,8 +361,11 @@ def replay(folders: list[str], root: str, url: str | None, timeout: float) -> in
             print(f"{f.path} -> {shown}")
         if target.why_no_token:
             print(f"  no token sent to {shown}: {target.why_no_token}")
-        # As the files were sent: a spilled Splunk or Loki batch is no JSON array.
-        left += _replay_folder(folder, target, timeout, s.protocol or "http")
+        # As the files were sent: a spilled Splunk or Loki batch is no JSON
+        # array. Files from before headers named the protocol: a scheme only
+        # one protocol takes (tcp://, tls://, unix://: forward) names it.
+        protocol = s.protocol or url_protocol(target.url) or "http"
+        left += _replay_folder(folder, target, timeout, protocol)
     if left:
         print(f"{left} spill files remain")
         return 1

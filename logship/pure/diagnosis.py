@@ -36,6 +36,13 @@ KIND_HINTS = {
     "refused": "the connection was refused: is the aggregator listening on that port?",
     "timeout": "the request timed out: the aggregator is slow or unreachable (see timeout)",
     "connection": "the connection failed: check the network path to the aggregator",
+    # The forward protocol's (pure.protocols.forward): answers with no HTTP status.
+    "no-ack": "the server did not acknowledge the chunk within timeout: it is overloaded "
+    "(Fluent Bit closes connections while its input is paused) or dropped the message "
+    "(Fluent Bit buffer_max_size, Fluentd chunk_size_limit)",
+    "shared-key": "check that token (or token_file) holds the server's shared_key",
+    "too-large": "one event is larger than a forward message may be: log smaller events",
+    "not-forward": "the server does not speak the forward protocol: check the URL's port",
 }
 
 _DNS_NEEDLES = (

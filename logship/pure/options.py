@@ -89,6 +89,12 @@ PROTOCOL_OPTIONS: dict[str, tuple[str, ...]] = {
     "labels": ("loki",),
 }
 
+#: The largest ``batch_max_bytes`` a protocol takes, where its servers refuse larger
+#: batches without saying so. forward: a message, and its entries once decompressed, must
+#: fit Fluent Bit's forward buffer_max_size (6,144,000 bytes by default), or the server
+#: closes the connection without an ack; 4 MiB leaves room around the entries.
+PROTOCOL_MAX_BATCH_BYTES: dict[str, int] = {"forward": 4 * MiB}
+
 Check = Callable[[str, Any], Any]
 
 
@@ -285,6 +291,13 @@ def check_scheme(protocol: str, url: str) -> None:
         )
 
 
+def url_protocol(url: str) -> ProtocolName | None:
+    """The one protocol that takes ``url``'s scheme; None when several do (``https://``)."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    takers = [name for name, schemes in PROTOCOL_SCHEMES.items() if scheme in schemes]
+    return typing.cast(ProtocolName, takers[0]) if len(takers) == 1 else None
+
+
 def optional_label_names(name: str, value: Any) -> list[str] | None:
     """A list of field names (strings), or None."""
     if value is None:
@@ -430,7 +443,8 @@ class Options:
 
     url: tuple[str, ...] = _option(
         None,
-        "the endpoint, or a list of endpoints (`LOGSHIP_URL`: comma-separated)",
+        "the endpoint, or a list of them (`LOGSHIP_URL`: comma-separated): `http(s)://`; "
+        "`forward`: `tcp://`, `tls://` or `unix://`",
         check_urls,
         env="LOGSHIP_URL",
         shown="none",
@@ -468,13 +482,18 @@ class Options:
     encoding: EncodingName = _option(
         "json", "what a request body holds (see below)", _choice(EncodingName)
     )
-    compress: bool = _option(True, "gzip request bodies (`Content-Encoding: gzip`)", boolean)
+    compress: bool = _option(
+        True,
+        "gzip request bodies (`Content-Encoding: gzip`; `forward`: CompressedPackedForward)",
+        boolean,
+    )
     batch_max_records: int = _option(
         1000, "a batch is sent when it holds this many events…", positive_int
     )
     batch_max_bytes: int = _option(
         MiB,
-        "…or this many encoded, uncompressed bytes (a larger event goes alone)…",
+        "…or this many encoded, uncompressed bytes (a larger event goes alone; "
+        "`forward`: at most 4 MiB)…",
         positive_int,
         shown="1 MiB",
     )
@@ -635,6 +654,19 @@ def _cross_check(o: Options) -> None:
         check_scheme(o.protocol, url)
     if o.balance != "failover" and len(o.url) == 1:
         raise ValueError("logship: option 'balance' needs several endpoints in 'url'")
+    most = PROTOCOL_MAX_BATCH_BYTES.get(o.protocol)
+    if most is not None and o.batch_max_bytes > most:
+        raise ValueError(
+            f"logship: option 'batch_max_bytes' is {o.batch_max_bytes}; protocol "
+            f"{o.protocol!r} takes at most {most} (its servers' message limit)"
+        )
+    if "http" not in PROTOCOL_SCHEMES[o.protocol]:  # a stream protocol: no HTTP request
+        if o.headers:
+            raise ValueError(f"logship: protocol {o.protocol!r} takes no option 'headers'")
+        if o.encoding != "json":
+            raise ValueError(
+                f"logship: protocol {o.protocol!r} takes no option 'encoding' (it is msgpack)"
+            )
     wrong = [
         name
         for name, protocols in PROTOCOL_OPTIONS.items()

@@ -19,6 +19,7 @@ from typing import Any
 from logship import lifecycle
 from logship.pure.event import EventBuilder
 from logship.pure.options import Options
+from logship.pure.protocols import Transport
 from logship.pure.protocols.registry import protocol_named
 from logship.pure.redact_url import redact_url
 from logship.pure.sealing import Sealer, parse_key
@@ -29,7 +30,8 @@ from logship.worker.ledger import Ledger
 from logship.worker.pump import Pump
 from logship.worker.sender import Sender
 from logship.worker.spill.store import SpillStore
-from logship.worker.transport import Transport
+from logship.worker.stream import StreamTransport
+from logship.worker.transport import Transport as HttpTransport
 
 __all__ = ["Worker", "spill_reserve"]
 
@@ -147,7 +149,12 @@ class Worker:
                 sealer,
                 protocol=opts.protocol,
             )
-        self.transports = [Transport(opts, self.warner, self.protocol, url) for url in opts.url]
+        self.transports = [
+            StreamTransport(opts, self.warner, url)
+            if self.protocol.transport == "stream"
+            else HttpTransport(opts, self.warner, self.protocol, url)
+            for url in opts.url
+        ]
         self.pump = Pump(opts, self.ledger, self.signals, encoder, self.warner, store)
         self.sender = Sender(
             opts,

@@ -1,6 +1,7 @@
 """Connection-level behaviour under ``requests``: DNS fallback and the TLS context.
 
-Runs on the sender thread. Only ``transport`` uses this module.
+Runs on the sender thread. Only ``transport`` and ``stream`` use this module
+(``stream`` for the TLS context and the CA bundle alone).
 
 When the endpoint's name stops resolving after it once worked (a DNS outage
 is a common way for a log pipeline to go quiet), connections go to the last
@@ -153,9 +154,37 @@ def days_left(response: Any) -> float | None:
     """Days until the peer certificate of a verified HTTPS response expires."""
     try:
         sock = response.raw.connection.sock
-        cert = sock.getpeercert() if sock is not None else None
+    except AttributeError:
+        return None
+    return cert_days_left(sock) if sock is not None else None
+
+
+def cert_days_left(sock: Any) -> float | None:
+    """Days until the certificate a verified TLS socket's peer showed expires."""
+    try:
+        cert = sock.getpeercert()
     except (AttributeError, ValueError, OSError):
         return None
     if not cert or "notAfter" not in cert:
         return None
     return (ssl.cert_time_to_seconds(cert["notAfter"]) - time.time()) / 86400.0
+
+
+def trusted_locations(ca_file: str | None) -> tuple[str | None, str | None]:
+    """The CA file or folder a verified connection trusts, as ``requests`` chooses it.
+
+    ``ca_file``, else ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (a folder
+    given there is a folder of hashed certificates), else certifi's bundle,
+    ``requests``' own default: a socket opened without ``requests`` then
+    trusts exactly what an HTTPS request would. Returns ``(cafile, capath)``.
+    """
+    if ca_file:
+        return ca_file, None
+    bundle = env_ca_bundle()
+    if bundle:
+        path = bundle[1]
+        return (None, path) if os.path.isdir(path) else (path, None)
+    import certifi  # requests' own dependency and default bundle
+
+    where: str = certifi.where()
+    return where, None

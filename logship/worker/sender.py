@@ -21,7 +21,7 @@ from logship.pure.diagnosis import hint
 from logship.pure.endpoints import Endpoint, EndpointSet
 from logship.pure.event import safe_repr
 from logship.pure.options import Options
-from logship.pure.protocols import Answer, AnswerReader, Encoder, Outcome, Request
+from logship.pure.protocols import Answer, AnswerReader, Encoder, Outcome, Request, Transport
 from logship.pure.redact_url import redact_url
 from logship.pure.retry import Backoff, Verdict, hold_hint
 from logship.pure.sealing import Sealer
@@ -30,7 +30,6 @@ from logship.worker.diagnostics import Warner
 from logship.worker.ledger import Ledger
 from logship.worker.spill.deadletters import write_dead_letter
 from logship.worker.spill.folder import default_spill_dir
-from logship.worker.transport import Transport
 
 #: A server certificate closer than this to expiry draws a warning, once a day.
 CERT_WARN_DAYS = 14.0
@@ -219,19 +218,23 @@ class Sender:
 
     def _hold(self, i: int, outcome: Outcome, answer: Answer) -> None:
         """A configuration problem: keep the batch, warn; that endpoint waits the ceiling."""
-        status = outcome.status(answer.status)
-        error = f"HTTP {status}"
+        if answer.status is None:  # refused without an HTTP status: a stream's handshake
+            error = outcome.reason
+            said = f"refused the batch: {error}; {hint(outcome.kind)}"
+            key = outcome.kind
+        else:
+            status = outcome.status(answer.status)
+            fix = hold_hint(status, answer.location)
+            error, said, key = f"HTTP {status}", f"answered {status}; {fix}", str(status)
         with self.ledger.lock:
             self.endpoints.held(i, time.monotonic(), error)
             others = self.endpoints.any_up(time.monotonic())
         self.ledger.failed(error, outcome.kind, answered=True, answering=others)
-        shown = self.endpoints.endpoints[i].url
         self.warner.warn(
-            f"hold-{status}-{i}",
-            "logship: %s answered %d; %s. Events are kept and retried every %.0f s.",
-            shown,
-            status,
-            hold_hint(status, answer.location),
+            f"hold-{key}-{i}",
+            "logship: %s %s. Events are kept and retried every %.0f s.",
+            self.endpoints.endpoints[i].url,
+            said,
             self.opts.retry_max_backoff,
         )
 
@@ -327,23 +330,25 @@ class Sender:
                 self.endpoints.succeeded(i, batch.count - rejected)
             else:
                 self.endpoints.answered(i)
-        self.ledger.failed(
-            f"HTTP {status}: {reason[:200]}", outcome.kind, answered=True, answering=True
-        )
+        # Without an HTTP status (a stream protocol), the outcome's kind says what it was.
+        code = str(status) if status else outcome.kind
+        error = f"HTTP {status}: {reason[:200]}" if status else reason[:200]
+        self.ledger.failed(error, outcome.kind, answered=True, answering=True)
         # Resolved only now: once flush() says done, the dead letter is on disk.
         if partly:
             self.ledger.resolve(batch, "shipped", rejected=rejected)
-            what, hint = f"{rejected} events of a batch of {batch.count}", PARTLY_HINT
+            what, fix = f"{rejected} events of a batch of {batch.count}", PARTLY_HINT
         else:
             self.ledger.resolve(batch, "rejected")
-            what, hint = f"a batch of {batch.count} events", status_hint(status)
+            fix = status_hint(status) if status else hint(outcome.kind)
+            what = f"a batch of {batch.count} events"
         self.warner.warn(
-            f"reject-{status}",
-            "logship: %s rejected %s with %d (%s): %s. Dead-letter file: %s",
+            f"reject-{code}",
+            "logship: %s rejected %s with %s (%s): %s. Dead-letter file: %s",
             self.endpoints.endpoints[i].url,
             what,
-            status,
+            code,
             reason[:200],
-            hint,
+            fix,
             where,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from logship.pure.options import Options, check_header_value, read_token_file
+from logship.pure.redact_url import scrub
 from logship.worker.diagnostics import Warner
 
 
@@ -47,6 +48,15 @@ class TokenSource:
             except OSError:
                 pass  # keep the last token that worked
         return self._token
+
+    def scrub(self, text: str, secrets: list[tuple[str, str]]) -> str:
+        """``text`` without the current token, nor the ``(secret, mask)`` pairs of ``secrets``.
+
+        Errors and answers may quote the token or the URL's secrets; ``stats()``,
+        warnings and dead letters show what this returns.
+        """
+        token = self.current()
+        return scrub(text, [*secrets, (token, "[token]")] if token else secrets)
 
     def _reload(self, mtime: float) -> None:
         assert self._file is not None

@@ -24,7 +24,7 @@ from logship.pure.diagnosis import connection_kind, tls_kind
 from logship.pure.options import Options
 from logship.pure.protocols import Answer, Request, WireProtocol
 from logship.pure.protocols.http import HTTP
-from logship.pure.redact_url import redact_url, scrub, url_secrets
+from logship.pure.redact_url import redact_url, url_secrets
 from logship.worker.connections import (
     AddressBook,
     days_left,
@@ -129,15 +129,8 @@ class Transport:
         self.headers = {"User-Agent": USER_AGENT, **opts.headers}
 
     def scrub(self, text: str) -> str:
-        """``text`` without the token or the URL's secrets: errors and answers may quote them.
-
-        ``stats()``, warnings and dead letters show what this returns.
-        """
-        secrets = list(self._url_secrets)
-        token = self._tokens.current()
-        if token:
-            secrets.append((token, "[token]"))
-        return scrub(text, secrets)
+        """``text`` without the token or the URL's secrets (see ``TokenSource.scrub``)."""
+        return self._tokens.scrub(text, self._url_secrets)
 
     def send(self, request: Request) -> Answer:
         """POST one batch's body; return the answer or the failure, never raise."""

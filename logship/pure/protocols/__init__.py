@@ -5,7 +5,8 @@ Shipping is three parts, each owned by one module:
 - an **encoder** (:class:`Encoder`): ring items (or event dicts) to wire
   units, one per event; units joined into a body (compressed when the
   protocol compresses); a body taken apart again into units and events;
-- a **transport** (``logship.worker.transport``): moves a body and its
+- a **transport** (:class:`Transport`: ``logship.worker.transport`` for
+  HTTP, ``logship.worker.stream`` for a stream socket): moves a body and its
   headers to the endpoint and brings back an :class:`Answer`; it knows
   nothing of events;
 - an **answer reader** (:class:`AnswerReader`): an :class:`Answer` in, an
@@ -34,6 +35,7 @@ __all__ = [
     "Event",
     "Outcome",
     "Request",
+    "Transport",
     "Verdict",
     "WireProtocol",
 ]
@@ -138,6 +140,18 @@ class Encoder(Protocol):
 
     def headers(self) -> dict[str, str]:
         """The headers that say what a body is (``Content-Type``, ``Content-Encoding``)."""
+        ...
+
+
+class Transport(Protocol):
+    """Moves a request to the endpoint and brings back its answer (in ``logship.worker``)."""
+
+    def send(self, request: Request) -> Answer:
+        """Send one batch; every failure comes back as an :class:`Answer`, never raised."""
+        ...
+
+    def close(self) -> None:
+        """Close the connections it keeps; a ``send`` still running may then fail."""
         ...
 
 

@@ -14,6 +14,7 @@ from logship.pure.protocols import (
     Encoder,
     WireProtocol,
     elasticsearch,
+    forward,
     http,
     loki,
     otlp,
@@ -22,6 +23,7 @@ from logship.pure.protocols import (
 
 PROTOCOLS: dict[str, WireProtocol] = {
     "http": http.HTTP,
+    "forward": forward.FORWARD,
     "elasticsearch": elasticsearch.ELASTICSEARCH,
     "splunk": splunk.SPLUNK,
     "loki": loki.LOKI,
@@ -30,6 +32,7 @@ PROTOCOLS: dict[str, WireProtocol] = {
 
 _DECODERS: dict[str, Callable[[bool], Encoder]] = {
     **http.DECODERS,
+    **forward.DECODERS,
     **elasticsearch.DECODERS,
     **splunk.DECODERS,
     **loki.DECODERS,
