@@ -1,7 +1,7 @@
 """Celery's prefork pool: examples/celery_app run by a real worker (docs/frameworks/celery.md).
 
 The worker is a subprocess in a session of its own (``celery -A tasks worker
---pool prefork``); this process sends it tasks through the same broker, the
+--pool prefork``); this process queues its tasks through the same broker, the
 filesystem transport in a folder of ``tmp_path``. kombu's in-memory transport
 would not do: its queues live in the memory of the process that made them, so
 tasks sent from here would never reach the worker.
@@ -69,17 +69,20 @@ def test_each_task_event_arrives_exactly_once(receiver: Receiver, tmp_path: Path
     args = [sys.executable, "-m", "celery", "--workdir", EXAMPLE, "-A", "tasks", "worker"]
     args += ["--pool", "prefork", "--concurrency", "2", "--max-tasks-per-child", str(PER_CHILD)]
     args += ["--loglevel", "INFO", "--hostname", "example@localhost"]
+    # Every task is queued before the worker starts: the filesystem transport's
+    # reader takes no lock, and a worker that picks up a message file still
+    # being written stops on it ("Unrecoverable error: JSONDecodeError").
     app = producer(broker)
+    sent = {}
+    with app.connection_for_write() as conn:
+        for i in range(TASKS):
+            order = f"o-{i}"
+            result = app.send_task(
+                "tasks.charge", args=[order, 1000 + i], connection=conn, ignore_result=True
+            )
+            sent[order] = result.id
     with Proc(args, env=env, new_session=True) as worker:
         worker.wait_for(r"example@localhost ready\.", 60)
-        sent = {}
-        with app.connection_for_write() as conn:
-            for i in range(TASKS):
-                order = f"o-{i}"
-                result = app.send_task(
-                    "tasks.charge", args=[order, 1000 + i], connection=conn, ignore_result=True
-                )
-                sent[order] = result.id
 
         def charged() -> list[dict[str, Any]]:
             return [e for e in receiver.events() if e["logger"] == "shop.payments"]

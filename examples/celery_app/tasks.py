@@ -12,7 +12,9 @@ event logged while a task runs carries the task's id and name.
 
 The broker is kombu's filesystem transport (a folder, ``CELERY_BROKER_FOLDER``,
 by default under the temporary folder), so that the example needs no Redis or
-RabbitMQ: put your broker's URL in its place.
+RabbitMQ: put your broker's URL in its place. It is only for trying things
+out: its worker takes no lock to read a message, and one that reads a message
+file before the sender has finished writing it stops with an error.
 """
 
 from __future__ import annotations
