@@ -87,9 +87,8 @@ def check_orders(events: list[dict[str, Any]], ids: list[str]) -> None:
         assert access.endswith(f'"GET /orders/{i} HTTP/1.1" 200'), access
         assert len(got) == 3, got
         assert {(e["method"], e["path"]) for e in got} == {("GET", f"/orders/{i}")}
-        assert (
-            one(got, message=f"order {i} priced")["cents"] == 1250 + i
-        )  # in the awaited coroutine
+        priced = one(got, message=f"order {i} priced")  # logged in the awaited coroutine
+        assert priced["cents"] == 1250 + i
     uuids = Counter(e["uuid"] for e in events)
     assert max(uuids.values()) == 1
 
