@@ -4,7 +4,8 @@ Each one is a real subprocess with ``LOGSHIP_URL`` pointing at a
 :class:`~logship.cli.receive.Receiver` on 127.0.0.1, stopped the way a user
 would stop it; then the events it should have shipped are checked. Every
 example must be run by some test (``test_every_example_is_run_by_a_test``):
-the structlog one is in test_structlog.py.
+the FastAPI, Celery, structlog and loguru ones are in test_fastapi.py,
+test_celery.py, test_structlog.py and test_loguru.py.
 """
 
 from __future__ import annotations
