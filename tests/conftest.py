@@ -27,6 +27,25 @@ FAST = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests first: under xdist the other worker runs the rest meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the figures tests measured (``record_property("figure", text)``), under xdist too."""
+    figures = [
+        (report.nodeid, value)
+        for report in terminalreporter.stats.get("passed", [])
+        for name, value in report.user_properties
+        if name == "figure"
+    ]
+    if figures:
+        terminalreporter.section("figures measured")
+        for nodeid, text in figures:
+            terminalreporter.line(f"{nodeid}: {text}")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _cwd_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Run the tests, and so every child they start, in an empty folder.
@@ -190,4 +209,5 @@ def require(condition: object, message: object = "") -> None:
         pytest.fail(f"precondition failed: {message}")
 
 
-from fluentbit import fluent_bit  # noqa: E402, F401  (the fixture, for every test module)
+from fleet import fleet  # noqa: E402, F401  (the fixtures, for every test module)
+from fluentbit import fluent_bit  # noqa: E402, F401
