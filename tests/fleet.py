@@ -8,8 +8,10 @@ without it) balances HTTP requests over the nodes with health checks on each
 node's ``/health`` and retries on another node, configured as
 ``docs/scaling.md`` shows, with faster checks. Every port is a free one;
 :meth:`Fleet.kill` is a SIGKILL, :meth:`Fleet.start_node` brings a node back
-on its port with its storage. The ``fleet`` fixture stops every process it
-started, whatever the test did.
+on its port with its storage. The ``fleet`` fixture (conftest.py) stops
+every process it started, whatever the test did. Like fluentbit.py, this
+needs pytest only for a test's own calls: ``benchmarks/fleet_bench.py``
+uses it too.
 """
 
 from __future__ import annotations
@@ -24,13 +26,11 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from fluentbit import FluentBit, free_port
+from fluentbit import FluentBit, free_port, unavailable
 
 ENV = "HAPROXY"
 
@@ -90,11 +90,11 @@ def haproxy_binary() -> str:
     if not path and os.access("/usr/sbin/haproxy", os.X_OK):
         path = "/usr/sbin/haproxy"  # Debian's place, off a user's PATH
     if not path:
-        pytest.skip(
+        unavailable(
             f"no HAProxy: install it (apt-get install haproxy) or set {ENV} (see tests/fleet.py)"
         )
     if not os.access(path, os.X_OK):
-        pytest.skip(f"{ENV}={path} is not an executable HAProxy")
+        unavailable(f"{ENV}={path} is not an executable HAProxy")
     return path
 
 
@@ -255,21 +255,8 @@ class Fleet:
             if not missing:
                 return counts
             if time.monotonic() > deadline:
+                import pytest  # a test's own call
+
                 logs = "\n".join(n.log_text() for n in self.nodes)
                 pytest.fail(f"{len(missing)} of {len(values)} never written: {logs}")
             threading.Event().wait(0.1)
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
-    """Starts fleets (``fleet(proxy=True, size=3)``); every process is stopped after the test."""
-    made: list[Fleet] = []
-
-    def make(proxy: bool = True, size: int = 3) -> Fleet:
-        f = Fleet(tmp_path / f"fleet-{len(made)}", size, proxy)
-        made.append(f)
-        return f.start()
-
-    yield make
-    for f in made:
-        f.stop()

@@ -10,6 +10,10 @@ With ``storage=True`` an instance buffers on disk, as a node that must not
 lose what it acknowledged is set up: a SIGKILL (:meth:`FluentBit.kill`)
 leaves its chunks in its folder, and :meth:`FluentBit.start` again, on the
 same ports and folder, writes them out.
+
+Nothing here needs pytest but a test's own calls (``wait_for``): the
+benchmarks use it too (``benchmarks/fleet_bench.py``). The ``fluent_bit``
+fixture is in conftest.py.
 """
 
 from __future__ import annotations
@@ -20,13 +24,11 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pytest
+from typing import Any, NoReturn
 
 ENV = "FLUENT_BIT"
 
@@ -34,13 +36,25 @@ ENV = "FLUENT_BIT"
 _UUID7 = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
+class Missing(RuntimeError):
+    """A program this machine lacks (raised outside a pytest run; a test is skipped instead)."""
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test, saying why; outside a pytest run (the benchmarks), raise :class:`Missing`."""
+    pytest = sys.modules.get("pytest")
+    if pytest is not None:
+        pytest.skip(reason)
+    raise Missing(reason)
+
+
 def binary() -> str:
     """The Fluent Bit binary, or skip the test saying why there is none."""
     path = os.environ.get(ENV)
     if not path:
-        pytest.skip(f"{ENV} is not set: no Fluent Bit to test against (see tests/fluentbit.py)")
+        unavailable(f"{ENV} is not set: no Fluent Bit to test against (see tests/fluentbit.py)")
     if not os.access(path, os.X_OK):
-        pytest.skip(f"{ENV}={path} is not an executable Fluent Bit")
+        unavailable(f"{ENV}={path} is not an executable Fluent Bit")
     return path
 
 
@@ -167,6 +181,8 @@ class FluentBit:
             if len({r.get(key) for r in records if key in r}) >= n:
                 return records
             if time.monotonic() > deadline:
+                import pytest  # a test's own call
+
                 pytest.fail(f"Fluent Bit wrote {len(records)} records, not {n}: {self.log_text()}")
             threading.Event().wait(0.05)
 
@@ -224,18 +240,3 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-@pytest.fixture
-def fluent_bit(tmp_path: Path) -> Iterator[Any]:
-    """Makes Fluent Bit instances (``fluent_bit(inputs)``); stops them after the test."""
-    made: list[FluentBit] = []
-
-    def make(inputs: list[dict[str, str]], extra: str = "") -> FluentBit:
-        fb = FluentBit(tmp_path / f"fluent-bit-{len(made)}", inputs, extra).start()
-        made.append(fb)
-        return fb
-
-    yield make
-    for fb in made:
-        fb.stop()
