@@ -42,12 +42,13 @@ HTTP_INPUT = {
     "enable_health_endpoint": "true",
 }
 
-#: HAProxy in front of the nodes. The timings of the checks are the tests'
-#: (a node is down after two failed checks 0.2 s apart); docs/scaling.md gives
-#: a production's. The rest is as there.
+#: HAProxy in front of the nodes: docs/scaling.md's configuration, with the
+#: tests' ports and faster health checks (a node is down after two failed
+#: checks 0.2 s apart); test_fleet.py checks that the rest is the guide's.
 HAPROXY_CONFIG = """\
 global
     maxconn 1024
+    tune.bufsize 65536
     log stdout format raw local0
 
 defaults
@@ -56,12 +57,11 @@ defaults
     option httplog
     option dontlog-normal
     timeout connect 1s
-    timeout client 30s
-    timeout server 5s
+    timeout client 60s
     timeout http-request 10s
+    timeout http-keep-alive 30s
+    timeout server 5s
     timeout check 1s
-    # A request that a node failed before answering goes to another node:
-    # logship's batches carry an Idempotency-Key and every event its uuid.
     retries 3
     option redispatch 1
     retry-on conn-failure empty-response response-timeout 503

@@ -26,7 +26,9 @@ measured (pytest's summary, "figures measured").
 from __future__ import annotations
 
 import math
+import re
 import statistics
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -39,7 +41,8 @@ import pytest
 import logship
 
 from conftest import attach, check_identity, require_within
-from fleet import Fleet
+from fleet import HAPROXY_CONFIG, Fleet, haproxy_binary
+from fluentbit import binary
 from gunicornapp import Gunicorn
 
 #: Events per second of the stream, logged 10 at a time every 10 ms.
@@ -290,3 +293,75 @@ def test_eight_gunicorn_workers_through_the_fleet_deliver_every_request_once(
         f"{len(answered) / took:,.0f} requests/s, {events / took:,.0f} events/s delivered "
         f"({events} events, each once)",
     )
+
+
+# -- the guide's configurations ------------------------------------------------------------------
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "scaling.md"
+
+
+def guide_configs(kind: str) -> list[str]:
+    """The ``ini`` blocks of docs/scaling.md whose first line is ``# {kind}: …``."""
+    blocks = re.findall(r"```ini\n(.*?)```", GUIDE.read_text(), re.S)
+    return [b for b in blocks if b.startswith(f"# {kind}:")]
+
+
+def sections(config: str) -> dict[str, list[str]]:
+    """Each section of an HAProxy configuration, by its header line: its directives."""
+    out: dict[str, list[str]] = {}
+    for line in config.splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            current = out.setdefault(line.strip(), [])
+        elif line.strip() and not line.strip().startswith("#"):
+            current.append(line.strip())
+    return out
+
+
+def missing_plugins(config: str) -> list[str]:
+    """The plugins ``config`` names that this Fluent Bit was built without."""
+    missing = []
+    for kind, name in re.findall(r"^\[(INPUT|OUTPUT)\]\n\s+name (\S+)", config, re.M):
+        flag = "-i" if kind == "INPUT" else "-o"
+        probe = subprocess.run(
+            [binary(), flag, name, "-h"], capture_output=True, text=True, timeout=30
+        )
+        if f"invalid {kind.lower()} plugin" in probe.stdout + probe.stderr:
+            missing.append(name)
+    return missing
+
+
+@pytest.mark.parametrize("config", guide_configs("fluent-bit.conf"), ids=lambda c: c[20:50])
+def test_the_guides_fluent_bit_configurations_are_accepted(config: str, tmp_path: Path) -> None:
+    missing = missing_plugins(config)
+    if missing:
+        pytest.skip(f"this Fluent Bit is built without {', '.join(missing)} (see docs/scaling.md)")
+    path = tmp_path / "fluent-bit.conf"
+    path.write_text(config)
+    checked = subprocess.run(
+        [binary(), "--dry-run", "-c", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_guides_haproxy_configuration_is_accepted_and_is_the_tests(tmp_path: Path) -> None:
+    (config,) = guide_configs("haproxy.cfg")
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(config)
+    checked = subprocess.run(
+        [haproxy_binary(), "-c", "-f", str(path)], capture_output=True, text=True, timeout=30
+    )
+    said = checked.stdout + checked.stderr
+    assert checked.returncode == 0, said
+    # The guide's node names do not resolve here; nothing else may draw a warning.
+    warnings = [w for w in said.splitlines() if "WARNING" in w and "could not resolve" not in w]
+    assert not warnings, said
+    # The fleet the tests kill nodes of is configured as the guide says, but for
+    # its addresses and the pace of its health checks.
+    guide, tests = sections(config), sections(HAPROXY_CONFIG)
+    assert tests["defaults"] == guide["defaults"]
+
+    def rules(lines: list[str]) -> list[str]:
+        return [x for x in lines if not x.startswith(("server ", "default-server "))]
+
+    assert rules(tests["backend fluent_bit"]) == rules(guide["backend fluent_bit"])
+    assert "tune.bufsize 65536" in tests["global"] and "tune.bufsize 65536" in guide["global"]
