@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         print("the spill folder, the handler's for every endpoint:", flush=True)
     spill = report(spill_step(opts))
     steps = [step for checked in endpoints for step in checked] + [spill]
-    ok = not any(s.verdict == "FAIL" for s in steps)
+    ok = passed(steps)
     if args.json:
         if several:
             views = [
