@@ -20,7 +20,6 @@ import csv
 import io
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -30,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fluentbit import FluentBit, free_port, unavailable
+from fluentbit import FluentBit, free_port, terminate, unavailable
 
 ENV = "HAPROXY"
 
@@ -180,14 +179,7 @@ class HAProxy:
 
     def stop(self) -> None:
         """SIGTERM (HAProxy's hard stop), SIGKILL if it lingers; reaped either way."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        terminate(self.proc)
 
 
 class Fleet:

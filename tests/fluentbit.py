@@ -201,19 +201,25 @@ class FluentBit:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not gone within its grace period."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        terminate(self.proc)
 
     def __enter__(self) -> FluentBit:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
+    """SIGTERM ``proc`` if it runs, SIGKILL it after ``grace`` seconds; reaped either way."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def _last_object(line: str) -> dict[str, Any] | None:

@@ -161,6 +161,24 @@ def check_calls(stream: Stream, record_property: Callable[[str, object], None]) 
 ROUTES = ["haproxy", "failover", "round_robin"]
 
 
+def shipping(
+    route: str,
+    fleet: Callable[..., Fleet],
+    make_handler: Callable[..., logship.ShipHandler],
+    spill_dir: Path,
+    **options: Any,
+) -> tuple[Fleet, logship.ShipHandler]:
+    """A fleet, and a handler sending to it in batches of ``BATCH`` by ``route``: through
+    HAProxy, or to the node URLs with that ``balance``."""
+    f = fleet(proxy=route == "haproxy")
+    if route == "haproxy":
+        url: str | list[str] = f.url()
+    else:
+        url, options["balance"] = f.urls(), route
+    h = make_handler(url, spill=True, spill_dir=str(spill_dir), batch_max_records=BATCH, **options)
+    return f, h
+
+
 @pytest.mark.parametrize("route", ROUTES)
 def test_a_node_killed_mid_stream_loses_nothing_and_stalls_no_call(
     fleet: Callable[..., Fleet],
@@ -169,12 +187,7 @@ def test_a_node_killed_mid_stream_loses_nothing_and_stalls_no_call(
     record_property: Callable[[str, object], None],
     route: str,
 ) -> None:
-    f = fleet(proxy=route == "haproxy")
-    spill = {"spill": True, "spill_dir": str(tmp_path / "spill")}
-    if route == "haproxy":
-        h = make_handler(f.url(), batch_max_records=BATCH, **spill)
-    else:
-        h = make_handler(f.urls(), balance=route, batch_max_records=BATCH, **spill)
+    f, h = shipping(route, fleet, make_handler, tmp_path / "spill")
     stream = Stream(attach(h, "fleet")).start()
     victim = 0  # failover's first endpoint: the one carrying the traffic
     try:
@@ -224,12 +237,8 @@ def test_every_node_down_for_ten_seconds_spills_then_drains(
     record_property: Callable[[str, object], None],
     route: str,
 ) -> None:
-    f = fleet(proxy=route == "haproxy")
-    url = f.url() if route == "haproxy" else f.urls()
     # A small ring, so that the outage reaches the spill within a second.
-    h = make_handler(
-        url, spill=True, spill_dir=str(tmp_path / "spill"), capacity=1000, batch_max_records=BATCH
-    )
+    f, h = shipping(route, fleet, make_handler, tmp_path / "spill", capacity=1000)
     stream = Stream(attach(h, "fleet")).start()
     try:
         require_within(lambda: seqs_written(f), 20, "the fleet to write events")
