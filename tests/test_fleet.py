@@ -229,6 +229,7 @@ def test_a_node_killed_mid_stream_loses_nothing_and_stalls_no_call(
 OUTAGE = 10.0
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("route", ["haproxy", "failover"])
 def test_every_node_down_for_ten_seconds_spills_then_drains(
     fleet: Callable[..., Fleet],
