@@ -19,9 +19,12 @@ PYTEST_JOBS ?= 2
 PYTEST_ARGS ?=
 PYTEST_OPTS := -n $(PYTEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
 
-# A real Fluent Bit for the protocol tests (tests/fluentbit.py), where the
-# workplace keeps one; the tests that need it are skipped, saying why, without.
-FLUENT_BIT ?= $(wildcard $(abspath ../shared/aggregators/fluent-bit))
+# A real Fluent Bit for the protocol and fleet tests (tests/fluentbit.py),
+# where the workplace keeps one: beside this checkout, or beside the folder
+# that holds it (a git worktree); the tests that need it are skipped, saying
+# why, without.
+FLUENT_BIT ?= $(firstword $(wildcard $(abspath ../shared/aggregators/fluent-bit) \
+	$(abspath ../../shared/aggregators/fluent-bit)))
 export FLUENT_BIT
 
 # What the distributions are built from. The folders are listed as well, so

@@ -124,8 +124,9 @@ def _numeric(values: Sequence[Any]) -> bool:
 
 
 def good_runs(results: Results, key: str) -> list[dict[str, Any]]:
-    """The runs of case ``key`` that produced a result (none when it did not run)."""
-    return [r for r in (results.get(key) or {}).get("runs", []) if "error" not in r]
+    """The runs of case ``key`` that produced a result (none when it did not run or skipped)."""
+    runs = (results.get(key) or {}).get("runs", [])
+    return [r for r in runs if "error" not in r and "skipped" not in r]
 
 
 def median(results: Results, key: str) -> dict[str, Any] | None:

@@ -124,7 +124,11 @@ def run_all(
                 result = run_one(case, folders.get(case.key) or folders.get(case.replays))
                 took[case.key] = time.perf_counter() - t0
                 error = result.get("error", "").split("\n")[0]
-                print(f"{took[case.key]:5.1f} s  {'ERROR: ' + error if error else 'ok'}")
+                if error:
+                    said = f"ERROR: {error}"
+                else:
+                    said = f"skipped: {result['skipped']}" if "skipped" in result else "ok"
+                print(f"{took[case.key]:5.1f} s  {said}")
                 runs[case.key].append(result)
                 if case.replays in folders:
                     shutil.rmtree(folders.pop(case.replays), ignore_errors=True)
@@ -133,8 +137,12 @@ def run_all(
                 shutil.rmtree(folder, ignore_errors=True)
     out: Results = {}
     for key, results in runs.items():
-        good = [x for x in results if "error" not in x]
+        good = [x for x in results if "error" not in x and "skipped" not in x]
         out[key] = {"median": median_of(good) if good else None, "runs": results}
+        # A case that found what it needs missing (fleet_bench.py: no Fluent Bit) says so.
+        said = [x["skipped"] for x in results if "skipped" in x]
+        if said:
+            out[key]["skipped"] = said[0]
     for case in CASES:
         if case.key in out and case.peer in skipped:
             out[case.key]["skipped"] = skipped[case.peer]

@@ -748,7 +748,67 @@ DOWN = Scenario(
     ),
 )
 
-SCENARIOS = (LATENCY, THROUGHPUT, SERVICE, OUTAGE, EXIT, SUSTAINED, DOWN)
+# -- a fleet -------------------------------------------------------------------------------------
+
+#: Each way to a fleet of three Fluent Bit nodes, and one node alone: (route, label).
+FLEET_ROUTES = (
+    ("single", "logship → one Fluent Bit node"),
+    ("haproxy", "logship → HAProxy → 3 nodes"),
+    ("failover", "logship, url=[3 nodes], failover"),
+    ("round_robin", "logship, url=[3 nodes], round_robin"),
+)
+
+
+def nothing_lost_at_a_kill(results: Results) -> tuple[str, bool | None]:
+    """In how many runs of every route the kill lost no event."""
+    runs = [r for route, _l in FLEET_ROUTES for r in good_runs(results, f"fleet/{route}")]
+    lost = sum(r["lost"] > 0 for r in runs)
+    return f"lost events in {lost} of {len(runs)} run(s)", not lost if runs else None
+
+
+FLEET = Scenario(
+    cases=tuple(
+        Case(
+            f"fleet/{route}",
+            "fleet_bench.py",
+            f"--handler ship --route {route}",
+            timeout=150,
+            runs="peers",
+        )
+        for route, _label in FLEET_ROUTES
+    ),
+    tables=(
+        TableSpec(
+            "12. A fleet: 50,000 events delivered, then node 0 killed and started again "
+            "(20,000 events at 5,000/s)",
+            tuple(Line(label, f"fleet/{route}") for route, label in FLEET_ROUTES),
+            (
+                fig("delivered/s", "events_per_s"),
+                fig("seconds", "elapsed_s"),
+                fig("lost at kill", "lost"),
+                fig("dups at kill", "duplicates"),
+                fig("held by node 0", "held_at_kill"),
+                fig("all in +s", "recovered_after_s"),
+                fig("retries", "stats.retries"),
+                fig("spilled", "stats.spilled"),
+            ),
+            (Target("nothing lost at a kill, every route", nothing_lost_at_a_kill),),
+            (
+                "delivered: written by Fluent Bit's file outputs, read back, not only accepted. "
+                "Nodes buffer on disk (storage.type filesystem); HAProxy checks each node's "
+                "/health and retries a failed request on another (docs/scaling.md). held by node "
+                "0: events it had taken and not yet written when killed, written after its "
+                "restart; the only ones that can be written twice. all in +s: from the restart "
+                "until every event was written. A ShipHandler at its defaults.",
+                runs_note("fleet/"),
+            ),
+            first="case",
+        ),
+    ),
+    spread=(Spread("delivered/s through HAProxy", "fleet/haproxy", "events_per_s"),),
+)
+
+SCENARIOS = (LATENCY, THROUGHPUT, SERVICE, OUTAGE, EXIT, SUSTAINED, DOWN, FLEET)
 CASES = tuple(case for s in SCENARIOS for case in s.cases)
 #: The table at a glance: each column's header, and the table (its number) and column it shows.
 GLANCE = (

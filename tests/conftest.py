@@ -1,6 +1,7 @@
 """Shared fixtures: a fault-injecting collector, handlers that are always closed,
-logging's global state restored after each test, a check for leaked threads, and
-a working directory outside the checkout."""
+logging's global state restored after each test, a check for leaked threads, a
+working directory outside the checkout, real Fluent Bit instances and fleets of
+them (fluentbit.py, fleet.py), and the figures tests measured, in the summary."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,8 @@ import pytest
 import logship
 
 from faultserver import FaultServer
+from fleet import Fleet
+from fluentbit import FluentBit
 
 # Small timings keep the suite fast; the behaviour under test is the same.
 FAST = {
@@ -25,6 +29,25 @@ FAST = {
     "shutdown_timeout": 3.0,
     "timeout": 5.0,
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests first: under xdist the other worker runs the rest meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the figures tests measured (``record_property("figure", text)``), under xdist too."""
+    figures = [
+        (report.nodeid, value)
+        for report in terminalreporter.stats.get("passed", [])
+        for name, value in report.user_properties
+        if name == "figure"
+    ]
+    if figures:
+        terminalreporter.section("figures measured")
+        for nodeid, text in figures:
+            terminalreporter.line(f"{nodeid}: {text}")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -204,4 +227,31 @@ def require(condition: object, message: object = "") -> None:
         pytest.fail(f"precondition failed: {message}")
 
 
-from fluentbit import fluent_bit  # noqa: E402, F401  (the fixture, for every test module)
+@pytest.fixture
+def fluent_bit(tmp_path: Path) -> Iterator[Callable[..., FluentBit]]:
+    """Makes Fluent Bit instances (``fluent_bit(inputs)``); stops them after the test."""
+    made: list[FluentBit] = []
+
+    def make(inputs: list[dict[str, str]], extra: str = "") -> FluentBit:
+        fb = FluentBit(tmp_path / f"fluent-bit-{len(made)}", inputs, extra).start()
+        made.append(fb)
+        return fb
+
+    yield make
+    for fb in made:
+        fb.stop()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
+    """Starts fleets (``fleet(proxy=True, size=3)``); every process is stopped after the test."""
+    made: list[Fleet] = []
+
+    def make(proxy: bool = True, size: int = 3) -> Fleet:
+        f = Fleet(tmp_path / f"fleet-{len(made)}", size, proxy)
+        made.append(f)
+        return f.start()
+
+    yield make
+    for f in made:
+        f.stop()

@@ -28,8 +28,10 @@ def test_every_case_has_a_floor_and_a_script():
     keys = {c.key for c in scenarios.CASES}
     assert len(keys) == len(scenarios.CASES), "a case key is used twice"
     for case in scenarios.CASES:
-        # A replay has no floor: nothing but logship replays a spill folder.
-        assert floor_key(case.key, keys) in keys or case.replays, case.key
+        # A replay has no floor: nothing but logship replays a spill folder; nor
+        # has the fleet, which only logship ships to.
+        floorless = case.replays or case.key.startswith("fleet/")
+        assert floor_key(case.key, keys) in keys or floorless, case.key
         assert os.path.exists(os.path.join(BENCHMARKS, case.script)), case.script
         assert case.args.startswith("--handler "), case.key
     assert floor_key("latency/ship+exc", keys) == "latency/null+exc"
@@ -65,3 +67,37 @@ def test_the_tables_show_each_scenario_against_its_floor():
     assert any("6.0 µs  MET" in n for n in tables["3."].notes)
     glance = {r[0]: r for r in tables["At"].rows}
     assert glance["logship ShipHandler"][1] == "1.25"
+
+
+def test_a_case_that_finds_what_it_needs_missing_is_reported_skipped(monkeypatch):
+    (case,) = [c for c in scenarios.CASES if c.key == "fleet/haproxy"]
+    monkeypatch.setattr(run, "run_one", lambda case, spill_dir=None: {"skipped": "no HAProxy"})
+    results = run.run_all([case], 1, 1, 60.0, {})
+    assert results["fleet/haproxy"] == {
+        "median": None,
+        "runs": [{"skipped": "no HAProxy"}],
+        "skipped": "no HAProxy",
+    }
+
+
+def test_the_fleet_table_shows_each_route_and_the_losses_at_a_kill():
+    fleet = {
+        "events_per_s": 20_000.0,
+        "elapsed_s": 2.5,
+        "lost": 0,
+        "duplicates": 12,
+        "held_at_kill": 35,
+        "recovered_after_s": 0.5,
+        "stats": {"retries": 1, "spilled": 0},
+    }
+    results = {
+        "fleet/haproxy": {"median": fleet, "runs": [fleet]},
+        "fleet/single": {"median": None, "runs": [{"skipped": "no Fluent Bit"}], "skipped": "x"},
+    }
+    (table,) = [t for t in scenarios.report(results) if t.title.startswith("12.")]
+    rows = {r[0]: r for r in table.rows}
+    assert rows["logship → HAProxy → 3 nodes"][1:5] == ["20,000", "2.5", "0", "12"]
+    assert rows["logship → one Fluent Bit node"][1] == "skipped"
+    assert "target nothing lost at a kill, every route: lost events in 0 of 1 run(s)  MET" in (
+        table.notes
+    )

@@ -30,6 +30,7 @@ from logship.cli import main
 from logship.cli.certinfo import CertInfo, host_matches, parse_certificate
 from logship.cli.check import check_tcp
 from logship.cli.checkhttp import MAX_SKEW, check_clock
+from logship.worker.spill.folder import default_spill_dir
 
 from faultserver import CLOSE, FaultServer, status
 
@@ -796,6 +797,87 @@ def test_no_secret_of_the_url_is_printed(server, capsys):
     assert code == 0, out
     assert "pw-0c1d2e3f" not in out and "key-4a5b6c7d" not in out
     assert "user:***@127.0.0.1" in out and "api_key=***" in out
+
+
+# -- several endpoints ------------------------------------------------------------------------
+
+STEP_LINE = re.compile(r"\s+(DNS|TCP|TLS|POST|CLOCK|SPILL)\s+(PASS|WARN|FAIL|SKIP)\s+[\d.]+ ms\s")
+
+
+def by_endpoint(out: str) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """Each endpoint's verdicts by step, in order, and the verdicts after the last endpoint."""
+    sections: list[dict[str, str]] = []
+    for line in out.splitlines():
+        if re.match(r"endpoint \d+ of \d+: ", line):
+            sections.append({})
+        elif m := STEP_LINE.match(line):
+            sections[-1][m[1].lower()] = m[2]
+    after = {name: sections[-1].pop(name) for name in list(sections[-1]) if name == "spill"}
+    return sections, after
+
+
+def test_several_endpoints_are_each_checked_and_one_down_fails_the_check(
+    capsys, refused_url, tmp_path, monkeypatch
+):
+    monkeypatch.delenv("LOGSHIP_SPILL_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # where the default folder is
+    with FaultServer() as a, FaultServer() as c:
+        urls = [a.url(), refused_url, c.url()]
+        code, out = check(capsys, *urls)
+    assert code == 1, out
+    assert out.splitlines()[0] == f"logship check {' '.join(urls)}"
+    sections, after = by_endpoint(out)
+    ready = {"dns": "PASS", "tcp": "PASS", "tls": "SKIP", "post": "PASS", "clock": "PASS"}
+    down = {"dns": "PASS", "tcp": "FAIL", "tls": "SKIP", "post": "SKIP", "clock": "SKIP"}
+    assert sections == [ready, down, ready]
+    assert len(a.requests) == len(c.requests) == 1  # one test event each
+    # One spill folder for them all: the one a handler with this list would use.
+    assert after == {"spill": "PASS"}
+    assert default_spill_dir(urls) in out
+    view = out.split("endpoints:\n", 1)[1].splitlines()
+    width = max(map(len, urls))
+    assert view[:3] == [
+        f"  {urls[0]:<{width}}  ready   DNS PASS  TCP PASS  TLS SKIP  POST PASS",
+        f"  {urls[1]:<{width}}  FAILED  DNS PASS  TCP FAIL  TLS SKIP  POST SKIP",
+        f"  {urls[2]:<{width}}  ready   DNS PASS  TCP PASS  TLS SKIP  POST PASS",
+    ]
+    assert view[3] == "1 of 3 endpoints failed, 1 check(s) in all"
+
+
+def test_several_endpoints_that_all_answer_pass(capsys):
+    with FaultServer() as a, FaultServer() as b:
+        code, out = check(capsys, a.url(), b.url(), "--token", TOKEN)
+    assert code == 0, out
+    assert out.rstrip().endswith("all checks passed")
+    (first,) = a.requests
+    (second,) = b.requests
+    assert first.headers["Authorization"] == second.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert TOKEN not in out
+
+
+def test_several_endpoints_in_json(capsys, refused_url):
+    with FaultServer() as a:
+        code, out = check(capsys, a.url(), refused_url, "--json")
+    report = json.loads(out)
+    assert code == 1 and set(report) == {"ok", "endpoints", "steps"} and report["ok"] is False
+    assert [e["url"] for e in report["endpoints"]] == [a.url(), refused_url]
+    assert [e["ok"] for e in report["endpoints"]] == [True, False]
+    for endpoint in report["endpoints"]:
+        assert [s["name"] for s in endpoint["steps"]] == STEPS[:-1]
+    assert [s["name"] for s in report["steps"]] == ["spill"]
+
+
+def test_no_secret_of_any_url_is_printed(server, capsys):
+    other = f"http://user:pw-0c1d2e3f@127.0.0.1:{server.port}/other?api_key=key-4a5b6c7d"
+    code, out = check(capsys, server.url(), other)
+    assert code == 0, out
+    assert "pw-0c1d2e3f" not in out and "key-4a5b6c7d" not in out
+    assert "endpoint 2 of 2: http://user:***@127.0.0.1" in out
+
+
+def test_an_endpoint_named_twice_is_a_usage_error(capsys, server):
+    code, out = check(capsys, server.url(), server.url())
+    assert code == 2 and "names an endpoint twice" in out and not server.requests
 
 
 # -- JSON and usage -------------------------------------------------------------------------

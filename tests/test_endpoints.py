@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import logship
+from logship.cli.spillinspect import read_dead_letters, summarize
 from logship.pure.endpoints import Endpoint, EndpointSet
 from logship.pure.retry import Backoff
 
@@ -208,3 +209,18 @@ def test_with_every_endpoint_down_the_spill_replays_to_whichever_comes_back(
     require_within(lambda: h.stats()["pending"] == 0, 20, "the spill to be replayed")
     assert len(delivered_by(b)) == 300 and not a.events()
     check_identity(h.stats())
+
+
+def test_a_rejection_is_dead_lettered_with_the_endpoint_that_rejected(
+    servers, make_handler, tmp_path, refused_url
+):
+    _a, b, _c = servers
+    b.default = status(422, b"no such stream")
+    folder = str(tmp_path / "spill")
+    h = make_handler([refused_url, b.url()], spill=True, spill_dir=folder)
+    attach(h).info("rejected")
+    require_within(lambda: h.stats()["rejected"] == 1, 10, "the rejection")
+    (letter,) = read_dead_letters(folder).batches
+    assert (letter.status, letter.url) == (422, b.url())
+    # The folder is still the handler's: named after its first endpoint.
+    assert summarize(folder, set()).url == refused_url

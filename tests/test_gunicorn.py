@@ -3,22 +3,18 @@
 See docs/frameworks/gunicorn.md.
 
 Real gunicorn in a subprocess, serving examples/gunicorn_app with its
-gunicorn.conf.py (loaded by a test config that only changes the bind
-address, the worker count, ``preload_app`` and a few handler timings). Each
-request logs one event with a unique id; after SIGTERM to the master every
-id must have arrived exactly once, from the worker that answered it.
+gunicorn.conf.py (``gunicornapp.Gunicorn``: a test config that only changes
+the bind address, the worker count, ``preload_app`` and a few handler
+timings). Each request logs one event with a unique id; after SIGTERM to the
+master every id must have arrived exactly once, from the worker that
+answered it. Eight workers through a fleet: test_fleet.py.
 """
 
 from __future__ import annotations
 
-import http.client
-import os
-import re
-import signal
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,86 +24,17 @@ from logship.cli.receive import Receiver
 
 from conftest import check_identity, wait_until
 from faultserver import FaultServer
-from procs import REPO, Proc, child_env
+from gunicornapp import Gunicorn
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gunicorn needs POSIX")
 
-EXAMPLE = os.path.join(REPO, "examples", "gunicorn_app")
 N = 48  # requests at least; more are sent until every worker has answered some
-
-CONF = """\
-import runpy
-
-globals().update(
-    (k, v) for k, v in runpy.run_path({example!r}).items() if not k.startswith("__")
-)
-bind = "127.0.0.1:0"
-workers = {workers}
-preload_app = {preload}
-logconfig_dict["handlers"]["ship"].update({ship!r})
-"""
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     with Receiver() as r:
         yield r
-
-
-class Gunicorn:
-    """gunicorn serving the example app, in a session of its own."""
-
-    def __init__(self, tmp: Path, url: str, *, workers: int, preload: bool, **ship: Any) -> None:
-        self.workers = workers
-        self.spill = tmp / "spill"
-        conf = tmp / "gunicorn_test.conf.py"
-        example = os.path.join(EXAMPLE, "gunicorn.conf.py")
-        conf.write_text(CONF.format(example=example, workers=workers, preload=preload, ship=ship))
-        env = child_env(
-            LOGSHIP_URL=url,
-            LOGSHIP_SPILL_DIR=str(self.spill),  # one folder for the master and every worker
-            XDG_RUNTIME_DIR=str(tmp),  # where gunicorn 25+ puts its control socket
-        )
-        self.proc = Proc(
-            [sys.executable, "-m", "gunicorn", "-c", str(conf), "--chdir", EXAMPLE, "app:app"],
-            env=env,
-            new_session=True,
-        )
-        self.port = int(self.proc.wait_for(r"Listening at: http://127\.0\.0\.1:(\d+)")[1])
-
-    def get(self, path: str, request_id: str) -> tuple[int, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", path, headers={"X-Request-ID": request_id})
-            resp = conn.getresponse()
-            return resp.status, resp.read().decode()
-        finally:
-            conn.close()
-
-    def load(self, minimum: int) -> dict[str, int]:
-        """Send requests, 8 at a time, until ``minimum`` are answered and every worker answered.
-
-        Returns the pid of the worker that answered each request id.
-        """
-        answered: dict[str, int] = {}
-        with ThreadPoolExecutor(8) as pool:
-            while len(answered) < minimum or len(set(answered.values())) < self.workers:
-                if len(answered) >= 50 * minimum:
-                    pytest.fail(f"only workers {set(answered.values())} ever answered")
-                ids = [f"req-{len(answered) + i}" for i in range(16)]
-                for rid, (status, body) in zip(
-                    ids, pool.map(lambda r: self.get("/hello", r), ids), strict=True
-                ):
-                    assert status == 200, body
-                    m = re.fullmatch(rf"{rid} handled by worker (\d+)\n", body)
-                    assert m, body
-                    answered[rid] = int(m[1])
-        return answered
-
-    def stop(self, timeout: float = 30) -> None:
-        """SIGTERM to the master; it must stop its workers and exit 0 within ``timeout``."""
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout) == 0, self.proc.describe()
 
 
 def check_exactly_once(events: list[dict[str, Any]], answered: dict[str, int], master: int) -> None:

@@ -1,4 +1,5 @@
-"""``logship check URL``: is this endpoint ready to take logship's events, and if not, why.
+"""``logship check URL [URL ...]``: are these endpoints ready to take logship's events, and
+if not, why.
 
 Six steps, in order, one line each with its time and verdict: DNS, TCP to
 every address, TLS (:mod:`logship.cli.tlsinfo`), a test POST of one event
@@ -6,14 +7,17 @@ made and sent exactly as a handler would, the clock skew against the
 server's ``Date`` header (both in :mod:`logship.cli.checkhttp`), and whether
 the spill folder a handler would use is one it may use. A step whose
 prerequisite failed is skipped. Every WARN or FAIL line ends with the fix to
-try. Exit status: 0 when nothing failed, 1 when something did, 2 for a usage
-error. The token, the values of ``--header`` and the URL's secrets are never
-printed.
+try. Several URLs (a handler's ``url`` list) are checked in turn, each with
+the first five steps, then the spill folder they share, then a line per
+endpoint with the verdict of each step. Exit status: 0 when nothing failed,
+1 when something did (any endpoint), 2 for a usage error. The token, the
+values of ``--header`` and the URLs' secrets are never printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import socket
@@ -61,10 +65,15 @@ def add_parser(subparsers: Any) -> None:
     """Register ``check``."""
     p = subparsers.add_parser(
         "check",
-        help="check DNS, TCP, TLS, a test POST and clock skew against an endpoint",
-        description="Check that URL can take logship's events, and say what to fix.",
+        help="check DNS, TCP, TLS, a test POST and clock skew against endpoints",
+        description="Check that each URL can take logship's events, and say what to fix.",
     )
-    p.add_argument("url", metavar="URL", help="the endpoint, as given to ShipHandler(url=...)")
+    p.add_argument(
+        "url",
+        metavar="URL",
+        nargs="+",
+        help="the endpoint, or each of several, as given to ShipHandler(url=...)",
+    )
     token = p.add_mutually_exclusive_group()
     token.add_argument(
         "--token", help="the token, sent as the protocol sends it (default: LOGSHIP_TOKEN)"
@@ -127,22 +136,65 @@ def run(args: argparse.Namespace) -> int:
         print(f"logship check: error: {str(e).removeprefix('logship: ')}", file=sys.stderr)
         return 2
     hide = hider(opts)
-    url = hide(redact_url(opts.url[0]))
-    steps: list[Step] = []
-    if not args.json:
-        print(f"logship check {url}", flush=True)
-    for step in run_checks(opts, token_source(args, opts)):
+    shown = [hide(redact_url(u)) for u in opts.url]
+    several = len(shown) > 1
+    token_from = token_source(args, opts)
+
+    def report(step: Step) -> Step:
         step.detail = hide(step.detail)
         step.fix = hide(step.fix) if step.fix else None
-        steps.append(step)
         if not args.json:
             print(render(step), flush=True)
-    ok = not any(s.verdict == "FAIL" for s in steps)
+        return step
+
+    if not args.json:
+        print(f"logship check {' '.join(shown)}", flush=True)
+    endpoints: list[list[Step]] = []
+    for n, url in enumerate(opts.url):
+        if several and not args.json:
+            print(f"endpoint {n + 1} of {len(shown)}: {shown[n]}", flush=True)
+        # Each endpoint as a handler with only that one would send to it.
+        alone = dataclasses.replace(opts, url=(url,))
+        endpoints.append([report(step) for step in endpoint_checks(alone, token_from)])
+    if several and not args.json:
+        print("the spill folder, the handler's for every endpoint:", flush=True)
+    spill = report(spill_step(opts))
+    steps = [step for checked in endpoints for step in checked] + [spill]
+    ok = passed(steps)
     if args.json:
-        print(json.dumps({"url": url, "ok": ok, "steps": [asdict(s) for s in steps]}, indent=2))
-    else:
-        print(summary(steps))
+        if several:
+            views = [
+                {"url": url, "ok": passed(checked), "steps": [asdict(s) for s in checked]}
+                for url, checked in zip(shown, endpoints, strict=True)
+            ]
+            out = {"ok": ok, "endpoints": views, "steps": [asdict(spill)]}
+        else:
+            out = {"url": shown[0], "ok": ok, "steps": [asdict(s) for s in steps]}
+        print(json.dumps(out, indent=2))
+        return 0 if ok else 1
+    if several:
+        print("endpoints:")
+        for url, checked in zip(shown, endpoints, strict=True):
+            print(endpoint_line(url, checked, max(map(len, shown))))
+    print(summary(steps, [passed(checked) for checked in endpoints]))
     return 0 if ok else 1
+
+
+def passed(steps: list[Step]) -> bool:
+    """Whether none of ``steps`` failed."""
+    return not any(s.verdict == "FAIL" for s in steps)
+
+
+#: The steps the line of each endpoint shows.
+VIEW = ("dns", "tcp", "tls", "post")
+
+
+def endpoint_line(url: str, steps: list[Step], width: int) -> str:
+    """One endpoint's line of the per-endpoint view: ready or not, and each step's verdict."""
+    verdicts = {s.name: s.verdict for s in steps}
+    state = "ready" if passed(steps) else "FAILED"
+    cells = "  ".join(f"{name.upper()} {verdicts.get(name, '-'):<4}" for name in VIEW)
+    return f"  {url:<{width}}  {state:<6}  {cells}"
 
 
 def render(step: Step) -> str:
@@ -151,13 +203,16 @@ def render(step: Step) -> str:
     return f"  {step.name.upper():<6} {step.verdict:<5} {step.ms:>8.1f} ms  {step.detail}{fix}"
 
 
-def summary(steps: list[Step]) -> str:
-    """The last line of the text report."""
+def summary(steps: list[Step], endpoints: Sequence[bool] = ()) -> str:
+    """The last line of the text report; ``endpoints``: whether each of several passed."""
     failed = sum(s.verdict == "FAIL" for s in steps)
     warned = sum(s.verdict == "WARN" for s in steps)
-    if failed:
-        return f"{failed} check(s) failed"
-    return "all checks passed" + (f", {warned} warning(s)" if warned else "")
+    if not failed:
+        return "all checks passed" + (f", {warned} warning(s)" if warned else "")
+    if len(endpoints) > 1:
+        down = list(endpoints).count(False)
+        return f"{down} of {len(endpoints)} endpoints failed, {failed} check(s) in all"
+    return f"{failed} check(s) failed"
 
 
 def parse_header(text: str) -> tuple[str, str]:
@@ -210,7 +265,8 @@ def hider(opts: Options) -> Callable[[str], str]:
     token = opts.token or (read_token_file(opts.token_file) if opts.token_file else None)
     masks = [(value, f"[header {name}]") for name, value in opts.headers.items()]
     masks = [(value, mask) for value, mask in masks if len(value) >= MIN_HIDDEN]
-    masks += url_secrets(opts.url[0])
+    for url in opts.url:
+        masks += url_secrets(url)
     if token:
         masks.append((token, "[token]"))
     return lambda text: scrub(text, masks)
@@ -250,11 +306,11 @@ def _step(name: str, finding: Finding, started: float | None = None) -> Step:
     return Step(name, finding.verdict, ms, finding.detail, finding.fix)
 
 
-def run_checks(opts: Options, token_from: str | None) -> Iterator[Step]:
-    """The six steps, each yielded as soon as it is done."""
-    yield from _endpoint_checks(opts, token_from)
+def spill_step(opts: Options) -> Step:
+    """The spill folder a handler with these options (all its endpoints) would use."""
     started = time.perf_counter()
-    yield _step("spill", check_spill_folder(opts.spill_dir or default_spill_dir(opts.url)), started)
+    folder = opts.spill_dir or default_spill_dir(opts.url)
+    return _step("spill", check_spill_folder(folder), started)
 
 
 def check_spill_folder(folder: str) -> Finding:
@@ -274,8 +330,8 @@ def check_spill_folder(folder: str) -> Finding:
     return Finding("PASS", f"{folder}: this user's{tightened}")
 
 
-def _endpoint_checks(opts: Options, token_from: str | None) -> Iterator[Step]:
-    """DNS, TCP, TLS, the test POST and the clock."""
+def endpoint_checks(opts: Options, token_from: str | None) -> Iterator[Step]:
+    """DNS, TCP, TLS, the test POST and the clock, for ``opts.url[0]``."""
     parts = urllib.parse.urlsplit(opts.url[0])
     host = parts.hostname or ""
     https = parts.scheme in ("https", "tls")

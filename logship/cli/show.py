@@ -75,10 +75,16 @@ def ndjson_line(event: dict[str, Any]) -> str:
     tuples when arrays were decoded as such), at any depth.
     """
     try:
-        return json.dumps(event, ensure_ascii=False, default=_json_default) + "\n"
+        line = json.dumps(event, ensure_ascii=False, default=_json_default)
     except (TypeError, ValueError, RecursionError):
         plain = _plain(event, MAX_DEPTH)
         return json.dumps(plain, ensure_ascii=False, default=_json_default) + "\n"
+    # Whether json.dumps reaches the recursion limit first depends on the
+    # interpreter (3.12 counts C recursion apart): the depth is checked
+    # whenever the line holds enough brackets to be that deep.
+    if line.count("{") + line.count("[") > MAX_DEPTH:
+        _plain(event, MAX_DEPTH)
+    return line + "\n"
 
 
 def _json_default(value: Any) -> Any:

@@ -732,7 +732,10 @@ def _type_text(kind: Any) -> str:
     args = [a for a in typing.get_args(kind) if a is not type(None)]
     if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(args) == 1:
         kind = args[0]
-    text = kind.__name__ if isinstance(kind, type) else str(kind)
+    # Python 3.10 takes a parametrised alias (Mapping[str, str]) for a type:
+    # its __name__ would drop the parameters.
+    plain_class = isinstance(kind, type) and not typing.get_args(kind)
+    text = kind.__name__ if plain_class else str(kind)
     return f"`{text.replace('typing.', '').replace('collections.abc.', '')}`"
 
 

@@ -322,6 +322,7 @@ class Sender:
                 reason,
                 self.sealer,
                 self.opts.spill_max_bytes,
+                endpoint=self.opts.url[i],
             )
         except Exception as e:  # the events are counted as rejected either way
             where = f"not written ({e!r})"

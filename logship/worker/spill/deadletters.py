@@ -69,8 +69,13 @@ def write_dead_letter(
     reason: str,
     sealer: Sealer | None = None,
     spill_max_bytes: int = _DEFAULT_SPILL_MAX_BYTES,
+    endpoint: str | None = None,
 ) -> str:
     """Record a batch the server rejected for good; return where (and what was deleted).
+
+    ``url`` is the handler's, the folder's endpoint, which a new file's header
+    records; ``endpoint``, the one of several that rejected it (default:
+    ``url``), is recorded with the batch.
 
     Appends happen under the folder lock, so processes sharing the folder
     never interleave their frames. Raises ``ValueError`` for a batch larger
@@ -79,7 +84,7 @@ def write_dead_letter(
     """
     cap = dead_letter_cap(spill_max_bytes)
     payload = {"key": key, "events": events, "status": status, "reason": reason}
-    payload.update(time=time.time(), url=redact_url(url))
+    payload.update(time=time.time(), url=redact_url(endpoint or url))
     size_of_frame = len(encode_frame(payload, sealer, "0" * 16))
     if size_of_frame > cap:
         raise ValueError(

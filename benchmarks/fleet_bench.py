@@ -1,0 +1,174 @@
+"""A fleet: three Fluent Bit nodes, through HAProxy or named to the handler; then a node killed.
+
+Starts the fleet of ``tests/fleet.py`` (one definition for the tests and this
+case): Fluent Bit nodes (the binary named by ``FLUENT_BIT``, as ``make``
+sets it), each with an ``http`` input buffering on disk and a ``file``
+output, and HAProxy in front of them for ``--route haproxy``. The handler is
+a ShipHandler at its defaults sending to HAProxy (``haproxy``), to the three
+nodes' URLs (``failover``, ``round_robin``), or to one node alone
+(``single``, the comparison).
+
+1. Throughput: ``--events`` calls as fast as the loop goes (the workload of
+   the other cases), then until the nodes' outputs hold every one: events
+   per second delivered end to end, written by Fluent Bit, not only taken.
+2. A kill: ``--kill-events`` more at ``--rate`` per second; a third of the
+   way in node 0 is killed (SIGKILL), two thirds of the way in it is started
+   again on its port and storage. Then until every event is written, or
+   ``--deadline`` seconds: events lost (never written), duplicates (written
+   more than once), and what node 0 held unwritten when it died.
+
+A machine without Fluent Bit, or without HAProxy for its route, reports the
+case as skipped, saying why.
+
+    python benchmarks/fleet_bench.py --handler ship --route haproxy|failover|round_robin|single
+        [--events 50000] [--kill-events 20000] [--rate 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import _common as c
+from _harness import ROOT
+
+sys.path.append(os.path.join(ROOT, "tests"))  # after this folder: its modules come first
+
+from fleet import Fleet
+from fluentbit import Missing
+
+ROUTES = ("haproxy", "failover", "round_robin", "single")
+_POLL = 0.05
+
+
+class Tally:
+    """How many times each request id was written, over every node, read on as they write."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.counts: Counter[int] = Counter()
+        self._seen = [0] * len(fleet.nodes)  # records of each node counted so far
+
+    def update(self) -> None:
+        for n, node in enumerate(self.fleet.nodes):
+            records = node.records()
+            ids = (r.get("request_id") for r in records[self._seen[n] :])
+            self.counts.update(i for i in ids if isinstance(i, int))
+            self._seen[n] = len(records)
+
+    def wait(self, first: int, stop: int, deadline: float) -> tuple[Counter[int], float]:
+        """Wait until every id in ``range(first, stop)`` was written, or ``deadline``.
+
+        Returns their counts, and when they were read (``time.perf_counter()``).
+        """
+        while True:
+            self.update()
+            now = time.perf_counter()
+            counts = Counter({i: self.counts[i] for i in range(first, stop) if i in self.counts})
+            if len(counts) == stop - first or now >= deadline:
+                return counts, now
+            time.sleep(_POLL)
+
+
+def main() -> None:
+    """Run the case and print its result."""
+    parser = c.case_parser(__doc__)
+    parser.add_argument("--route", choices=ROUTES, required=True)
+    parser.add_argument("--events", type=int, default=50_000, help="the throughput phase")
+    parser.add_argument("--kill-events", type=int, default=20_000, help="the kill phase")
+    parser.add_argument("--rate", type=float, default=5_000.0, help="events/s in the kill phase")
+    parser.add_argument("--deadline", type=float, default=60.0, help="seconds per phase to wait")
+    args = parser.parse_args()
+    if args.handler != "ship":
+        parser.error("the fleet case ships to its own fleet: --handler ship, no --url")
+    folder = Path(tempfile.mkdtemp(prefix="logship-bench-fleet-"))
+    fleet = None
+    try:
+        size = 1 if args.route == "single" else 3
+        fleet = Fleet(folder, size, proxy=args.route == "haproxy").start()
+        result = run(fleet, args, folder)
+    except Missing as e:  # no Fluent Bit, or no HAProxy for this route
+        result = {"case": "fleet", "route": args.route, "skipped": str(e)}
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    c.emit_result(result)
+
+
+def run(fleet: Fleet, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Both phases against a started fleet; the result."""
+    import logship
+
+    if args.route == "haproxy":
+        url: str | list[str] = fleet.url("/bench")
+    elif args.route == "single":
+        url = fleet.urls("/bench")[0]
+    else:
+        url = fleet.urls("/bench")
+    options: dict[str, Any] = {} if isinstance(url, str) else {"balance": args.route}
+    if args.overflow:
+        options["overflow"] = args.overflow
+    handler = logship.ShipHandler(url=url, spill_dir=str(folder / "spill"), **options)
+    try:
+        logger, tally = c.bench_logger(handler), Tally(fleet)
+        c.log_events(logger, 0, 1_000)  # warm-up: connections made, nodes written to once
+        tally.wait(0, 1_000, time.perf_counter() + args.deadline)
+
+        first, stop = 1_000, 1_000 + args.events
+        t0 = time.perf_counter()
+        c.log_events(logger, first, stop)
+        counts, done = tally.wait(first, stop, time.perf_counter() + args.deadline)
+        result: dict[str, Any] = {
+            "case": "fleet",
+            "route": args.route,
+            "events": args.events,
+            "elapsed_s": done - t0,
+            "events_per_s": len(counts) / (done - t0),
+            "timed_out": len(counts) < args.events,
+        }
+        result |= kill_phase(fleet, logger, tally, stop, args)
+        result["stats"] = c.handler_stats(handler)
+    finally:
+        handler.close()
+    return result
+
+
+def kill_phase(
+    fleet: Fleet, logger: Any, tally: Tally, first: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Node 0 killed a third of the way through a paced stream, started two thirds in."""
+    stop = first + args.kill_events
+    held: set[str] = set()
+    restarted = [0.0]
+
+    def step(start: int, count: int) -> None:
+        third = args.kill_events // 3
+        if start <= third < start + count:
+            held.update(fleet.kill(0))
+        elif start <= 2 * third < start + count:
+            fleet.start_node(0)
+            restarted[0] = time.perf_counter()
+        c.log_events(logger, first + start, first + start + count)
+
+    c.paced(args.kill_events, args.rate, 100, step)
+    counts, done = tally.wait(first, stop, time.perf_counter() + args.deadline)
+    return {
+        "kill_events": args.kill_events,
+        "kill_rate": args.rate,
+        "lost": args.kill_events - len(counts),
+        "duplicates": sum(counts.values()) - len(counts),
+        "held_at_kill": len(held),
+        "recovered_after_s": done - restarted[0],
+    }
+
+
+if __name__ == "__main__":
+    main()
