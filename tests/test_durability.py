@@ -442,6 +442,40 @@ def test_every_handler_has_the_key(tmp_path):
         h.close()
 
 
+def test_logship_spill_sees_replays_and_purges_what_a_dead_region_holds(server, tmp_path):
+    def spill_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "logship", "spill", *args, "--dir", folder],
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    folder = str(tmp_path / "spill")
+    server.down()
+    for run in range(2):
+        p, report = child(tmp_path, server.url(), folder, count=300, rate=0, pad=0)
+        with p:
+            p.wait_for("LOGGED")
+            last = kill_at(p, report, 299)
+        status = spill_cli("status")
+        assert status.returncode == 0, status.stderr
+        assert f"spilled       {last + 1} events" in status.stdout, status.stdout
+        assert "left by processes that died (durability='crash')" in status.stdout
+        if run == 0:
+            server.up()
+            replayed = spill_cli("replay")
+            assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+            assert sorted(arrived(server)) == list(range(300))
+            assert not regions(folder)
+            server.down()
+        else:
+            purged = spill_cli("purge", "--yes")
+            assert purged.returncode == 0 and not regions(folder), purged.stdout
+
+
 def test_a_restart_whose_disk_fills_while_adopting_resumes_where_it_stopped(
     server, make_handler, tmp_path, mount
 ):
