@@ -58,7 +58,7 @@ _AT_ABANDON: list[Closer] = []
 
 
 def case_parser(description: str | None) -> argparse.ArgumentParser:
-    """The options every case takes: the handler kind, its URL and overflow."""
+    """The options every case takes: the handler kind, its URL, overflow and durability."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -67,6 +67,7 @@ def case_parser(description: str | None) -> argparse.ArgumentParser:
         "--url", help="the live receiver (default: a peer_receivers.py of the case's own)"
     )
     parser.add_argument("--overflow", help="ShipHandler overflow policy (default: its own)")
+    parser.add_argument("--durability", help="ShipHandler durability (default: its own)")
     return parser
 
 
@@ -95,7 +96,8 @@ def make_handler(
     A ShipHandler gets a private, temporary ``spill_dir`` so that nothing a
     run leaves behind is replayed by the next one, unless ``spill_dir`` names
     a folder, which is then the caller's to keep or remove; every other
-    option is its default unless ``--overflow`` or ``options`` say otherwise.
+    option is its default unless ``--overflow``, ``--durability`` or ``options`` say
+    otherwise.
     A peer is built by ``peers.py`` with the temporary folder as the current
     one, so that whatever it writes (logzio's backups) stays out of the
     repository; closing it delivers what it holds, as its documentation says.
@@ -128,6 +130,8 @@ def make_handler(
             options["overflow"] = args.overflow
         if args.handler in SHIP_PROTOCOLS:
             options["protocol"] = SHIP_PROTOCOLS[args.handler]
+        if args.durability:
+            options["durability"] = args.durability
         ship = logship.ShipHandler(url=url, spill_dir=folder, **options)
         handler, close = ship, ship.close
 

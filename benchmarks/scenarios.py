@@ -58,6 +58,9 @@ PLATEAU_GROWTH = 0.25
 #: RSS growth below this is allocator noise, not growth.
 NOISE_MIB = 1.0
 P50_TARGET = 1.3
+#: durability="crash" writes each event to a mapped file inside the call: its own p50 target.
+P50_TARGET_CRASH = 1.5
+_CRASH = "--durability crash"
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ LATENCY = Scenario(
     cases=(
         *contenders("latency", "latency.py", own=""),
         Case("latency/down", "latency.py", "--handler down"),
+        Case("latency/ship-crash", "latency.py", f"--handler ship {_CRASH}", live=True),
         *contenders("latency", "latency.py", "--exception-every 100", suffix="+exc", own=""),
         Case("latency/ship+redact", "latency.py", "--handler ship --redact", live=True),
         Case(
@@ -186,6 +190,7 @@ LATENCY = Scenario(
             (
                 *_LATENCY[:2],
                 Line("logship → endpoint down", "latency/down"),
+                Line("logship, durability=crash", "latency/ship-crash"),
                 *_LATENCY[2:],
                 *rows("latency", "+exc", ", exception/100"),
                 Line(f"  NullHandler, {_EXCEPTIONS_ONLY}", "latency/null+exc", part="exceptions"),
@@ -195,6 +200,7 @@ LATENCY = Scenario(
             (
                 at_most("latency/ship", "all.p50", P50_TARGET),
                 at_most("latency/down", "all.p50", P50_TARGET),
+                at_most("latency/ship-crash", "all.p50", P50_TARGET_CRASH),
                 at_most("latency/ship+exc", "all.p50", P50_TARGET),
             ),
             (
@@ -232,6 +238,12 @@ LATENCY = Scenario(
             "latency p50, endpoint down / NullHandler", "latency/down", "all.p50", "latency/null"
         ),
         Spread("latency p50, NullHandler (µs)", "latency/null", "all.p50"),
+        Spread(
+            "latency p50, durability=crash / NullHandler",
+            "latency/ship-crash",
+            "all.p50",
+            "latency/null",
+        ),
     ),
 )
 
@@ -248,6 +260,17 @@ def ending(row: Row) -> str | None:
     return (
         None if row.is_floor else next((e for e in ("timeout", "settled", "all") if e in ends), "-")
     )
+
+
+def against(text: str, key: str, other: str, path: str, limit: float, least: bool) -> Target:
+    """Target: case ``key``'s figure at ``path`` over case ``other``'s, at most ``limit``
+    (at least, with ``least``)."""
+
+    def check(results: Results) -> tuple[str, bool | None]:
+        x = ratio(figure(median(results, key), path), figure(median(results, other), path))
+        return ("-", None) if x is None else (f"{x:.2f}x", x >= limit if least else x <= limit)
+
+    return Target(f"{text}, {key}", check)
 
 
 def delivered(key: str) -> Target:
@@ -277,6 +300,13 @@ THROUGHPUT = Scenario(
         # 50,000 is a multiple of batch_max_records: the last batch goes out full at
         # the last call. A burst that ends mid-batch shows what its tail waits for.
         Case(
+            "throughput/ship-crash",
+            "throughput.py",
+            f"--handler ship {_CRASH} {_DEADLINE}",
+            live=True,
+            timeout=75,
+        ),
+        Case(
             "throughput/ship-tail",
             "throughput.py",
             f"--handler ship --events 50500 {_DEADLINE}",
@@ -290,6 +320,7 @@ THROUGHPUT = Scenario(
             (
                 *_END_TO_END[:2],
                 Line("logship, overflow=block", "throughput/ship-block"),
+                Line("logship, durability=crash", "throughput/ship-crash"),
                 Line("logship, a burst of 50,500 events", "throughput/ship-tail"),
                 *_END_TO_END[2:],
             ),
@@ -310,6 +341,14 @@ THROUGHPUT = Scenario(
             (
                 delivered("throughput/ship"),
                 delivered("throughput/ship-block"),
+                against(
+                    "≥ 0.5 x logship defaults' delivered/s",
+                    "throughput/ship-crash",
+                    "throughput/ship",
+                    "events_per_s",
+                    0.5,
+                    least=True,
+                ),
                 at_most("throughput/ship", "cpu_us_per_event", 2.5, name="CPU per event"),
             ),
             (
@@ -345,11 +384,25 @@ def held(row: Row) -> float | None:
 
 
 SERVICE = Scenario(
-    cases=contenders("service", "service.py", own="once", timeout=20),
+    cases=(
+        *contenders("service", "service.py", own="once", timeout=20),
+        Case(
+            "service/ship-crash",
+            "service.py",
+            f"--handler ship {_CRASH}",
+            live=True,
+            timeout=20,
+            runs="once",
+        ),
+    ),
     tables=(
         TableSpec(
             "3. A service (4 threads, 1,500 requests/s, 5 log calls in each; µs per request)",
-            rows("service"),
+            (
+                *rows("service")[:2],
+                Line("logship, durability=crash", "service/ship-crash"),
+                *rows("service")[2:],
+            ),
             (
                 fig("requests", "request.n"),
                 *(fig(h, f"request.{h}") for h in ("p50", "p99", "p99.9", "max")),
@@ -364,6 +417,14 @@ SERVICE = Scenario(
             (
                 at_most("service/ship", "request.p99.9", 1.5, aim=1.2, name="request p99.9"),
                 at_most("service/ship", "request.p99", 1.2, name="request p99"),
+                against(
+                    "request p99.9 ≤ 1 x logship defaults'",
+                    "service/ship-crash",
+                    "service/ship",
+                    "request.p99.9",
+                    1.0,
+                    least=False,
+                ),
                 bound(
                     "CPU ≤ 8 (aim 5) µs per event over null",
                     "service/ship",

@@ -42,7 +42,7 @@ from logship.pure.redact_url import redact_url
 from logship.pure.snapshot import IMMUTABLE, N_INIT, extras_of, resolve
 from logship.worker import Worker, spill_reserve
 from logship.worker.diagnostics import Warner
-from logship.worker.spill.folder import default_spill_dir, has_spilled
+from logship.worker.spill.folder import default_spill_dir, has_regions, has_spilled
 from logship.worker.tokens import file_mode_problem
 
 _get_ident = threading.get_ident
@@ -117,6 +117,7 @@ class ShipHandler(logging.Handler):
         spill_dir: str | os.PathLike[str] | None = None,
         spill_max_bytes: int = 256 * 1024 * 1024,
         spill_key: str | None = None,
+        durability: Literal["memory", "crash"] = "memory",
         verify: bool = True,
         ca_file: str | os.PathLike[str] | None = None,
         client_cert: str | os.PathLike[str] | None = None,
@@ -161,9 +162,9 @@ class ShipHandler(logging.Handler):
                     "token-file-mode", "logship: the token file %s %s.", opts.token_file, problem
                 )
         lifecycle.track(self)
-        if self._spill_dir and has_spilled(self._spill_dir):
-            # Events spilled by an earlier run: replay them now, even if this
-            # process never logs anything.
+        if self._spill_dir and (has_spilled(self._spill_dir) or has_regions(self._spill_dir)):
+            # Events spilled by an earlier run, or left in its region: replay
+            # them now, even if this process never logs anything.
             self._worker.start()
 
     def _new_worker(self) -> None:
@@ -428,8 +429,9 @@ class ShipHandler(logging.Handler):
 
         Cumulative counts since the handler was made: ``emitted``,
         ``adopted``, ``shipped``, ``dropped``, ``rejected``, ``spilled``,
-        ``replayed``, ``retries``, ``corrupt``, ``truncated``. Current
-        gauges: ``pending``, ``queued``, ``spill_bytes``, ``spill_refused``. The last delivery
+        ``replayed``, ``retries``, ``corrupt``, ``truncated``,
+        ``not_durable``. Current gauges: ``pending``, ``queued``,
+        ``spill_bytes``, ``spill_refused``. The last delivery
         outcome: ``last_success``, ``last_error``, ``last_error_kind``,
         ``last_error_time``; ``cert_expiry``, when the server's
         certificate expires; and ``endpoints``, each endpoint's view.

@@ -57,6 +57,7 @@ COUNTERS = (
     "retries",
     "corrupt",
     "truncated",
+    "not_durable",
 )
 #: ``stats()`` keys exposed as gauges (``logship_<key>``).
 GAUGES = ("pending", "queued", "spill_bytes")
@@ -77,6 +78,7 @@ _HELP = {
     "retries": "requests to be tried again",
     "corrupt": "damaged spill frames skipped",
     "truncated": "events cut to fit capacity_bytes",
+    "not_durable": "events durability='crash' kept in memory only: the region could not be written",
     "pending": "events neither delivered, dropped nor rejected yet",
     "queued": "pending events in memory",
     "spill_bytes": "bytes the spill folder holds",

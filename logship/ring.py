@@ -18,8 +18,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
+
+#: What the ring calls to write an event to the region: ``(seq, record, message,
+#: exception, stack, context, extras, payload)``; it never raises.
+Journal = Callable[
+    [int, Any, str, str | None, str | None, Mapping[str, Any] | None, Any, Any], None
+]
 
 
 class Item(NamedTuple):
@@ -83,6 +89,7 @@ class Ring:
         "emitted",
         "half",
         "items",
+        "journal",
         "limit",
         "lock",
         "not_full",
@@ -127,6 +134,11 @@ class Ring:
         self.truncated = 0  # events cut to fit capacity_bytes (still shipped)
         self.closed = False
         self._blocked = 0
+        #: With ``durability="crash"``, what writes each event to the region
+        #: (``logship.journal.JournalWriter.append``), called with the lock
+        #: held so that records are in sequence order; None otherwise, or
+        #: while the region cannot be written.
+        self.journal: Journal | None = None
 
     def put(
         self,
@@ -168,6 +180,9 @@ class Ring:
                     self.dropped += 1
                     return False
                 n = len(items)
+            journal = self.journal
+            if journal is not None:  # durability="crash": in the region before the call returns
+                journal(seq, record, message, exception, stack, context, extras, payload)
             items.append((seq, size, record, message, exception, stack, context, extras, payload))
             self.chars += size
         finally:

@@ -370,6 +370,8 @@ def test_a_damaged_spill_file_replays_its_good_frames_and_counts_the_rest(
 
     h = make_handler(server.url(), **spill_opts(folder))  # replays what it finds, at start
     require_within(drained(h, folder), what="the damaged file to be replayed and removed")
+    # The pump deletes the file, then applies what the store counted: a moment apart.
+    require_within(lambda: h.stats()["corrupt"] >= 1, what="the damage to be counted")
 
     expected = sorted(n for i in kept for n in spans[i][2])
     assert sorted(numbers(server.events(), "old")) == expected

@@ -110,6 +110,11 @@ def status(folders: list[str], root: str) -> int:
         print(f"  endpoint      {_printable(s.url or 'unknown')}")
         oldest = f", oldest {_age(now - s.oldest)} old" if s.oldest is not None else ""
         print(f"  spilled       {s.events} events in {s.files} files, {s.bytes} bytes{oldest}")
+        if s.regions:
+            print(
+                f"  regions       {s.regions} files left by processes that died "
+                "(durability='crash'), counted above: the next handler replays them"
+            )
         if s.live_files:
             pids = ", ".join(str(p) for p in sorted(s.live_owners))
             print(f"  being written {s.live_files} files by live process(es) {pids}")

@@ -17,6 +17,7 @@ from typing import Any
 import msgpack
 
 from logship.pure.frames import iter_frames, key_problem, open_payload
+from logship.pure.journal import read_segment
 from logship.pure.options import PROTOCOLS
 from logship.pure.redact_url import redact_url
 from logship.pure.sealing import Sealer, WrongKey
@@ -27,7 +28,10 @@ from logship.worker.spill.deadletters import (
     is_dead_letter,
 )
 from logship.worker.spill.folder import (
+    REGION_SUFFIX,
+    SpillFile,
     file_header,
+    has_regions,
     has_spilled,
     list_files,
     owner_alive,
@@ -35,7 +39,14 @@ from logship.worker.spill.folder import (
     remove_quietly,
     spill_frames,
 )
-from logship.worker.spill.safefiles import ensure_dir, folder_lock, folder_problem, open_file
+from logship.worker.spill.region import MAX_SEGMENT
+from logship.worker.spill.safefiles import (
+    ensure_dir,
+    folder_lock,
+    folder_problem,
+    open_file,
+    read_file,
+)
 
 
 @dataclasses.dataclass
@@ -52,6 +63,7 @@ class FolderSummary:
     live_owners: set[int] = dataclasses.field(default_factory=set)  # pids still writing
     live_files: int = 0
     locked_files: int = 0  # encrypted under a key we do not have
+    regions: int = 0  # region segments (durability="crash") of processes that died
     urls: dict[str, str] = dataclasses.field(default_factory=dict)  # path -> recorded endpoint
     refused: str | None = None  # why logship will not use this folder
     protocol: str | None = None  # what the files were sent as (older files record none: http)
@@ -64,23 +76,21 @@ def recorded_url(header: dict[str, Any]) -> str | None:
 
 
 def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) -> FolderSummary:
-    """Count files, events and bytes in a spill folder (reads every file)."""
+    """Count files, events and bytes in a spill folder (reads every file).
+
+    Region segments (``durability="crash"``) count as files; the events of
+    those a dead process left, as spilled events.
+    """
     out = FolderSummary(folder, refused=folder_problem(folder, tighten=False))
+    for f in list_files(folder, REGION_SUFFIX):
+        segment = read_segment(read_file(f.path, MAX_SEGMENT) or b"")
+        out.corrupt += segment.corrupt
+        if not _count_file(out, f, segment.header or {}, live_tokens):
+            out.regions += 1
+            out.events += sum(segment.mark.pending(r.seq) for r in segment.records)
     for f in list_files(folder):
-        out.files += 1
-        out.bytes += f.size
-        out.oldest = f.mtime if out.oldest is None else min(out.oldest, f.mtime)
         header = file_header(f.path)
-        url = recorded_url(header)
-        if url is not None:
-            out.urls[f.path] = url
-        out.url = out.url or url
-        recorded = header.get("protocol")
-        if out.protocol is None and isinstance(recorded, str) and recorded in PROTOCOLS:
-            out.protocol = recorded
-        if f.state != "r" and owner_alive(f.owner, live_tokens, f.mtime):
-            out.live_files += 1
-            out.live_owners.add(int(f.owner.split(".")[1]))
+        _count_file(out, f, header, live_tokens)
         if key_problem(header, sealer):
             out.locked_files += 1
             continue
@@ -94,12 +104,33 @@ def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) 
     return out
 
 
+def _count_file(
+    out: FolderSummary, f: SpillFile, header: dict[str, Any], live_tokens: set[str]
+) -> bool:
+    """Count one file of the folder; whether a live process is writing it."""
+    out.files += 1
+    out.bytes += f.size
+    out.oldest = f.mtime if out.oldest is None else min(out.oldest, f.mtime)
+    url = recorded_url(header)
+    if url is not None:
+        out.urls[f.path] = url
+    out.url = out.url or url
+    recorded = header.get("protocol")
+    if out.protocol is None and isinstance(recorded, str) and recorded in PROTOCOLS:
+        out.protocol = recorded
+    if f.state != "r" and owner_alive(f.owner, live_tokens, f.mtime):
+        out.live_files += 1
+        out.live_owners.add(int(f.owner.split(".")[1]))
+        return True
+    return False
+
+
 def find_folders(path: str) -> list[str]:
     """``path`` if it is a spill folder, else the spill folders directly under it."""
 
     def is_spill_folder(p: str) -> bool:
         try:
-            return has_spilled(p) or any(is_dead_letter(n) for n in os.listdir(p))
+            return has_spilled(p) or has_regions(p) or any(is_dead_letter(n) for n in os.listdir(p))
         except OSError:
             return False
 
@@ -119,7 +150,7 @@ def purge(folder: str, live_tokens: set[str], dead_letters: bool) -> tuple[int, 
     """
     deleted = kept = 0
     with folder_lock(ensure_dir(folder)):
-        for f in list_files(folder):
+        for f in [*list_files(folder), *list_files(folder, REGION_SUFFIX)]:
             if f.state != "r" and owner_alive(f.owner, live_tokens, f.mtime):
                 kept += 1
                 continue

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from logship.pure.options import CORE_FIELDS
-from logship.pure.uuid7 import uuid7, uuid7_many
+from logship.pure.uuid7 import uuid7, uuid7_derived, uuid7_many
 
 # Attributes every LogRecord has; anything else on a record came from
 # `extra=` (or from a filter) and becomes a top-level event field.
@@ -254,17 +254,37 @@ def encode_safely(
 
 
 class EventBuilder:
-    """Turns records into events; holds the per-process facts every event carries."""
+    """Turns records into events; holds the per-process facts every event carries.
 
-    def __init__(self, fields: Mapping[str, Any]) -> None:
+    With a ``salt`` (``durability="crash"``), an event's uuid is made from
+    the salt and its sequence number (``uuid7.uuid7_derived``), so that the
+    event built again from the region after a crash has the same one;
+    ``hostname`` and ``kernel_version`` are then the region's, which may
+    predate a reboot.
+    """
+
+    def __init__(
+        self,
+        fields: Mapping[str, Any],
+        salt: int | None = None,
+        hostname: str | None = None,
+        kernel_version: str | None = None,
+    ) -> None:
         # ``fields`` come resolved (``pure.snapshot``) when the handler is
         # built: later changes to a value the application still holds are
         # not seen, and the JSON path encodes them once.
         self.fields = dict(fields)
-        self.hostname = socket.gethostname()
-        self.kernel_version = platform.release()
+        self.salt = salt
+        self.hostname = socket.gethostname() if hostname is None else hostname
+        self.kernel_version = platform.release() if kernel_version is None else kernel_version
         self._second = -1
         self._prefix = ""
+
+    def uuids(self, items: Sequence[Any], millis: list[int]) -> list[str]:
+        """The uuids of ring items (``logship.ring.Item``) made at ``millis``."""
+        if self.salt is None:
+            return uuid7_many(millis)
+        return uuid7_derived(self.salt, [item.seq for item in items], millis)
 
     def timestamp(self, created: float) -> tuple[str, int]:
         """Return the RFC 3339 UTC text with microseconds, and the Unix milliseconds."""
@@ -295,7 +315,7 @@ class EventBuilder:
         read still yields an event (:meth:`fallback`), never an exception.
         """
         stamps, millis = self.timestamps(created_times(items))
-        uuids = uuid7_many(millis)
+        uuids = self.uuids(items, millis)
         return [
             self.build_item(item, stamp, uid)
             for item, stamp, uid in zip(items, stamps, uuids, strict=True)

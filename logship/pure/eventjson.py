@@ -30,7 +30,6 @@ from typing import Any
 
 from logship.pure.event import EventBuilder, created_times, encode_safely
 from logship.pure.options import CORE_FIELDS
-from logship.pure.uuid7 import uuid7_many
 
 # The caches are cleared when they grow this large.
 _CACHE_MAX = 4096
@@ -75,7 +74,7 @@ class JsonEventWriter:
         """
         builder = self.builder
         stamps, millis = builder.timestamps(created_times(items))
-        uuids = uuid7_many(millis)
+        uuids = builder.uuids(items, millis)
         fragments, layouts, contexts = self._fragments, self._layouts, self._contexts
         if max(len(fragments), len(layouts), len(contexts)) >= _CACHE_MAX:
             fragments.clear()  # loggers or threads made per request: stay bounded

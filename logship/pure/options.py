@@ -36,11 +36,13 @@ BalanceName = Literal["failover", "round_robin"]
 EncodingName = Literal["json", "ndjson", "msgpack"]
 OverflowPolicy = Literal["spill", "drop_oldest", "drop_newest", "block"]
 TlsVersion = Literal["1.2", "1.3"]
+Durability = Literal["memory", "crash"]
 
 PROTOCOLS: tuple[str, ...] = typing.get_args(ProtocolName)
 ENCODINGS: tuple[str, ...] = typing.get_args(EncodingName)
 OVERFLOW_POLICIES: tuple[str, ...] = typing.get_args(OverflowPolicy)
 TLS_MIN_VERSIONS: tuple[str, ...] = typing.get_args(TlsVersion)
+DURABILITIES: tuple[str, ...] = typing.get_args(Durability)
 
 #: Names an event always carries; ``fields`` and ``extra=`` never replace them.
 CORE_FIELDS = frozenset(
@@ -530,6 +532,12 @@ class Options:
         env="LOGSHIP_SPILL_KEY",
         secret=True,
     )
+    durability: Durability = _option(
+        "memory",
+        'what a process that is killed keeps: `"crash"` writes every event to a memory-mapped '
+        "file of the spill folder before the log call returns ([the spill](spill.md#durability))",
+        _choice(Durability),
+    )
     verify: bool = _option(True, "verify the server's TLS certificate", boolean)
     ca_file: str | None = _option(None, "CA bundle to verify the server against", existing_file)
     client_cert: str | None = _option(
@@ -667,6 +675,18 @@ def _cross_check(o: Options) -> None:
             raise ValueError(
                 f"logship: protocol {o.protocol!r} takes no option 'encoding' (it is msgpack)"
             )
+    if o.durability == "crash" and not o.spill:
+        raise ValueError(
+            "logship: option 'durability' is 'crash', which keeps events in the spill folder: "
+            "it needs 'spill' True"
+        )
+    if o.durability == "crash" and o.spill_key:
+        # The region is written inside the log call: sealing every event there would
+        # cost the caller more than the rest of the call together.
+        raise ValueError(
+            "logship: option 'durability' is 'crash', which writes events to the spill folder "
+            "unencrypted: it cannot be combined with 'spill_key'"
+        )
     wrong = [
         name
         for name, protocols in PROTOCOL_OPTIONS.items()

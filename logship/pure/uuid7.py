@@ -9,6 +9,12 @@ by one. Uniqueness across processes rests on those 73 random bits.
 After ``fork`` the child would inherit the parent's last millisecond and
 counter and so repeat its next UUIDs; :func:`reset_after_fork` clears that
 state and the lock (see ``logship.lifecycle``).
+
+:func:`uuid7_derived` makes the same layout from a handler's salt and an
+event's sequence number instead (``durability="crash"``): the counter is the
+salt plus the sequence number, so the UUID can be made again, identical, by
+whoever replays the event after a crash, and a receiver that drops
+duplicates by ``uuid`` drops a resent one.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import threading
 _VARIANT = 0b10 << 62
 _LOW_48 = (1 << 48) - 1
 _COUNTER_BITS = 74
+_COUNTER_MASK = (1 << _COUNTER_BITS) - 1
 
 _lock = threading.Lock()
 _last_ms = -1
@@ -27,6 +34,11 @@ _counter = 0
 
 def _fresh_counter() -> int:
     return int.from_bytes(os.urandom(10), "big") >> (80 - _COUNTER_BITS + 1)
+
+
+def new_salt() -> int:
+    """A random starting counter with its top bit clear: 2**73 steps of headroom."""
+    return _fresh_counter()
 
 
 def uuid7_many(unix_ms: list[int]) -> list[str]:
@@ -53,15 +65,41 @@ def uuid7_many(unix_ms: list[int]) -> list[str]:
                     # 2**73 UUIDs in one millisecond cannot happen; borrow the next one.
                     last, counter = last + 1, _fresh_counter()
             if counter >> 48 != head_bits or last != head_ms:
-                # All but the last 12 digits change rarely within a batch:
-                # the time, rand_a, the variant and rand_b's top 14 bits.
                 head_ms, head_bits = last, counter >> 48
-                t = f"{last:012x}"
-                v = f"{_VARIANT >> 48 | (head_bits & 0x3FFF):04x}"
-                head = f"{t[:8]}-{t[8:]}-7{head_bits >> 14:03x}-{v}-"
+                head = _head(last, head_bits)
             append(f"{head}{counter & _LOW_48:012x}")
         _last_ms, _counter = last, counter
     return out
+
+
+def uuid7_derived(salt: int, seqs: list[int], unix_ms: list[int]) -> list[str]:
+    """UUIDv7 strings for events with sequence numbers ``seqs`` made at ``unix_ms``.
+
+    A pure function of its arguments: the counter is ``salt + seq``. With a
+    ``salt`` from :func:`new_salt` per handler, a handler's UUIDs increase
+    with the sequence number within a millisecond, and two handlers' UUIDs
+    meet only if their salts lie within a few billion of each other out of
+    2**73.
+    """
+    out: list[str] = []
+    head_ms = head_bits = -1
+    head = ""
+    for ms, seq in zip(unix_ms, seqs, strict=True):
+        counter = (salt + seq) & _COUNTER_MASK
+        if counter >> 48 != head_bits or ms != head_ms:
+            head_ms, head_bits = ms, counter >> 48
+            head = _head(ms & _LOW_48, head_bits)
+        out.append(f"{head}{counter & _LOW_48:012x}")
+    return out
+
+
+def _head(ms: int, bits: int) -> str:
+    """All but the last 12 digits: the time, rand_a, the variant and rand_b's top 14 bits.
+
+    They change rarely within a batch, so they are formatted once per change.
+    """
+    t = f"{ms:012x}"
+    return f"{t[:8]}-{t[8:]}-7{bits >> 14:03x}-{_VARIANT >> 48 | (bits & 0x3FFF):04x}-"
 
 
 def uuid7(unix_ms: int) -> str:

@@ -6,7 +6,9 @@ event in; starts the threads on first use), ``flush``, ``close``,
 accounting (``worker.ledger``), the *pump* thread (ring to batches, spill
 and replay: ``worker.pump``) and the *sender* thread (the transport and the
 protocol's answers: ``worker.sender``). The pump never waits on the
-network, so the ring keeps draining while a request hangs.
+network, so the ring keeps draining while a request hangs. With
+``durability="crash"`` it also owns the region (``logship.journal`` on the
+application's threads, ``worker.keeper`` on the pump).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from typing import Any
 from logship import lifecycle
 from logship.pure.event import EventBuilder
 from logship.pure.options import Options
-from logship.pure.protocols import Transport
+from logship.pure.protocols import Encoder, Transport
 from logship.pure.protocols.registry import protocol_named
 from logship.pure.redact_url import redact_url
 from logship.pure.sealing import Sealer, parse_key
 from logship.pure.snapshot import resolve_mapping
 from logship.ring import Ring, Signals
+from logship.worker.adoption import Adopter
 from logship.worker.diagnostics import Warner
+from logship.worker.keeper import RegionKeeper
 from logship.worker.ledger import Ledger
 from logship.worker.pump import Pump
 from logship.worker.sender import Sender
@@ -94,11 +98,17 @@ class Worker:
         self.pump: Pump | None = None
         self.sender: Sender | None = None
         self.transports: list[Transport] = []
+        self.keeper: RegionKeeper | None = None
 
     # -- the application's side ------------------------------------------------
 
     def _start_and_put(self, *item: Any) -> bool:
         self.start()
+        if self.keeper is not None:
+            # On the first event, not when the handler starts early to replay a
+            # folder: a handler that dictConfig throws away leaves no region.
+            self.keeper.open()
+            self.put = self.ring.put
         return self.ring.put(*item)
 
     def lost(self) -> None:
@@ -125,7 +135,8 @@ class Worker:
                 # Python 3.12+ refuses new threads during interpreter shutdown.
                 # The events stay in the ring; close() spills them from its own thread.
                 pass
-            self.put = self.ring.put
+            if self.keeper is None:
+                self.put = self.ring.put
             self.signals.wake.set()  # look at the spill now, not a flush_interval from now
         if lifecycle.uwsgi_without_threads():
             self.warner.warn(
@@ -136,10 +147,8 @@ class Worker:
 
     def _build(self) -> None:
         opts = self.opts
-        builder = EventBuilder(self.fields)
-        encoder = self.protocol.encoder(opts, builder)
         sealer = Sealer(parse_key(opts.spill_key)) if opts.spill_key else None
-        store = None
+        store = adopter = None
         if opts.spill and self.spill_dir:
             store = SpillStore(
                 self.spill_dir,
@@ -149,13 +158,22 @@ class Worker:
                 sealer,
                 protocol=opts.protocol,
             )
+            adopter = Adopter(opts, self.ledger, store, self._encoder_for)
+            if opts.durability == "crash":
+                self.keeper = RegionKeeper(
+                    opts, store, self.ledger, self.signals, self.warner, self.fields
+                )
+        salt = self.keeper.salt if self.keeper is not None else None
+        encoder = self._encoder_for(EventBuilder(self.fields, salt))
         self.transports = [
             StreamTransport(opts, self.warner, url)
             if self.protocol.transport == "stream"
             else HttpTransport(opts, self.warner, self.protocol, url)
             for url in opts.url
         ]
-        self.pump = Pump(opts, self.ledger, self.signals, encoder, self.warner, store)
+        self.pump = Pump(
+            opts, self.ledger, self.signals, encoder, self.warner, store, self.keeper, adopter
+        )
         self.sender = Sender(
             opts,
             self.ledger,
@@ -166,6 +184,9 @@ class Worker:
             self.warner,
             sealer,
         )
+
+    def _encoder_for(self, builder: EventBuilder) -> Encoder:
+        return self.protocol.encoder(self.opts, builder)
 
     def _pump(self) -> Pump:
         assert self.pump is not None
@@ -247,6 +268,11 @@ class Worker:
             t.join(max(0.0, min(_JOIN_GRACE, deadline - time.monotonic())))
         if pump.final_done.is_set():
             pump.apply_acks()  # what the sender delivered while the pump finished
+        if self.keeper is not None:
+            # Before close gives up on what memory still holds: that stays in the
+            # region, for the next process. (The pump's final() closed it already,
+            # unless it did not finish in time.)
+            self.keeper.close()
         lost = self._abandon()
         # Even with a request still running: its connection, returned to a
         # closed pool later, is closed then instead of lingering.

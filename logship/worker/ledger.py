@@ -9,6 +9,10 @@ emitted before it is done; a spilled batch stays outstanding until it is
 replayed or delivered. Batches adopted from another process's spill are
 outstanding too, but never hold a flush back.
 
+For ``durability="crash"`` it also knows which batches only memory holds
+(:attr:`Ledger.volatile`), and so :meth:`Ledger.durable_mark`: below it,
+every event is resolved or on disk in the spill, and the region may forget it.
+
 Who writes what: the pump takes from the ring, seals, queues, spills and
 acknowledges replayed frames; the sender takes queued batches and resolves
 them; ``close`` stops both and gives up on what memory still holds. Each
@@ -94,6 +98,9 @@ class Ledger:
         self.max_ready = max_ready
         self.in_flight: Batch | None = None  # the batch the sender is sending
         self.outstanding: dict[int, int] = {}  # batch id -> lowest seq it holds
+        #: Of those, the batches whose events only memory holds (none on disk):
+        #: batch id -> (lowest seq, highest seq). A few: the open batch, the queue.
+        self.volatile: dict[int, tuple[int, int]] = {}
         self.in_memory = 0  # events taken from the ring, neither resolved nor spilled
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.acks: deque[Origin] = deque()  # replayed frames to acknowledge on disk
@@ -105,6 +112,9 @@ class Ledger:
         self.spill_refused: str | None = None  # why the spill folder is not used, if it is not
         #: The sender's endpoint set (health and back-off per endpoint), once it exists.
         self.endpoints: EndpointSet | None = None
+        #: With durability="crash": how many events, of the ``emitted`` given, the
+        #: region missed (``JournalWriter.not_durable``; read with the ring's lock).
+        self.not_durable: Callable[[int], int] | None = None
 
     # -- pump side -----------------------------------------------------------
 
@@ -118,6 +128,8 @@ class Ledger:
             items = self.ring.take(limit)
             if items:
                 self.outstanding.setdefault(open_id, items[0].seq)
+                low = self.volatile.get(open_id, (items[0].seq, 0))[0]
+                self.volatile[open_id] = (low, items[-1].seq)
                 self.in_memory += len(items)
             return items
 
@@ -125,8 +137,11 @@ class Ledger:
         """Sealed ``batches`` replace the open batch ``open_id`` in the outstanding set."""
         with self.lock:
             low = self.outstanding.pop(open_id, None)
+            held = self.volatile.pop(open_id, None)
             for b in batches:
                 self.outstanding[b.id] = low if low is not None else ADOPTED_SEQ
+                if held is not None:
+                    self.volatile[b.id] = held  # each holds part of the range: all of it, then
 
     def enqueue(self, batch: Batch) -> None:
         """Hand a batch to the sender."""
@@ -141,6 +156,7 @@ class Ledger:
     def spilled(self, batch: Batch) -> None:
         """``batch`` was written to disk: it leaves memory but stays outstanding."""
         with self.lock:
+            self.volatile.pop(batch.id, None)
             if batch.id in self.outstanding and not batch.on_disk:
                 batch.on_disk = True
                 self.in_memory -= batch.count
@@ -151,6 +167,14 @@ class Ledger:
         with self.lock:
             self.counters["adopted"] += batch.count
             self.outstanding[batch.id] = ADOPTED_SEQ
+
+    def adopt_spilled(self, batch: Batch) -> None:
+        """A batch built from a dead process's region, now in this handler's spill."""
+        with self.lock:
+            self.counters["adopted"] += batch.count
+            self.counters["spilled"] += batch.count
+            self.outstanding[batch.id] = ADOPTED_SEQ
+            batch.on_disk = True
 
     def adopt_and_drop(self, n: int) -> None:
         """Another owner's spilled events deleted for the size cap: adopted, then dropped."""
@@ -206,9 +230,12 @@ class Ledger:
             low = self.outstanding.pop(old.id, None)
             if low is None:
                 return False
+            held = self.volatile.pop(old.id, None)
             for b in new:
                 self.outstanding[b.id] = low
                 b.on_disk = old.on_disk
+                if held is not None:
+                    self.volatile[b.id] = held
             if old.origin is not None:
                 old.origin.parts += len(new) - 1
             if self.in_flight is old:
@@ -229,6 +256,7 @@ class Ledger:
         with self.lock:
             if self.in_flight is batch:
                 self.in_flight = None
+            self.volatile.pop(batch.id, None)
             if self.outstanding.pop(batch.id, None) is None:
                 return False
             n = batch.count
@@ -266,6 +294,16 @@ class Ledger:
         if self.outstanding:
             low = min(low, min(self.outstanding.values()))
         return low
+
+    def durable_mark(self) -> tuple[int, list[tuple[int, int]]]:
+        """What only memory holds: the ring's lowest sequence number, and the ranges of the
+        batches below it that are not on disk.
+
+        Every other event is resolved or in the spill: the region may forget
+        it (``durability="crash"``, see ``pure.journal.Mark``).
+        """
+        with self.lock, self.ring.lock:
+            return self.ring.low_seq(), list(self.volatile.values())
 
     def wait_for(
         self,
@@ -306,6 +344,7 @@ class Ledger:
             self.ready.clear()
             for bid in [bid for bid, low in self.outstanding.items() if low != ADOPTED_SEQ]:
                 del self.outstanding[bid]
+            self.volatile.clear()
             self.in_memory = 0
             self.counters["dropped"] += n
             self.changed.notify_all()
@@ -322,6 +361,7 @@ class Ledger:
             endpoints = self.endpoints.views() if self.endpoints is not None else []
             in_memory, spill_bytes = self.in_memory, self.spill_bytes
             spill_refused = self.spill_refused
+            missed = self.not_durable(ring["emitted"]) if self.not_durable else 0
         dropped = c["dropped"] + ring["ring_dropped"]
         out: dict[str, Any] = {
             "emitted": ring["emitted"],
@@ -337,6 +377,7 @@ class Ledger:
             "queued": ring["ring_len"] + in_memory,
             "spill_bytes": spill_bytes,
             "spill_refused": spill_refused,
+            "not_durable": missed,
             "last_success": last[0],
             "last_error": last[1],
             "last_error_kind": last[2],

@@ -10,6 +10,10 @@ When the sender has no room and the ring is half full, it moves the oldest
 events to the spill instead of letting the ring overflow (``overflow="spill"``).
 When the sender has room and the endpoint answers, it replays spilled
 batches, alternating with new ones so that neither starves.
+
+With ``durability="crash"`` it keeps this handler's region after each cycle
+(``worker.keeper``); whatever the durability, it takes the regions of
+processes that died over into the spill (``worker.adoption``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from logship.pure.protocols import Encoder
 from logship.pure.protocols.registry import decoder_named
 from logship.pure.timing import BatchTimer, Look
 from logship.ring import Signals
+from logship.worker.adoption import Adopter
 from logship.worker.diagnostics import Warner
+from logship.worker.keeper import RegionKeeper
 from logship.worker.ledger import Ledger
 from logship.worker.slices import Slicer
 from logship.worker.spill.store import SpillStore
@@ -50,6 +56,8 @@ class Pump:
         encoder: Encoder,
         warner: Warner,
         store: SpillStore | None,
+        keeper: RegionKeeper | None = None,
+        adopter: Adopter | None = None,
     ) -> None:
         self.opts = opts
         self.ledger = ledger
@@ -58,6 +66,8 @@ class Pump:
         self.encoder = encoder
         self.warner = warner
         self.store = store
+        self.keeper = keeper
+        self.adopter = adopter
         self.timer = BatchTimer(opts.flush_interval)
         self.slicer = Slicer()
         self.spill_overflow = store is not None and opts.overflow == "spill"
@@ -104,11 +114,22 @@ class Pump:
                 self._lose_open_batch(e)
             finally:
                 signals.pump_busy = False
+            self._keep_region()
+
+    def _keep_region(self) -> None:
+        """This handler's region: the mark, resolved segments, a spare (``worker.keeper``)."""
+        if self.keeper is None:
+            return
+        try:
+            self.keeper.tend()
+        except Exception as e:  # the region must never stop the pump
+            self.warner.warn("region-error", "logship: cannot keep the region: %r", e)
 
     def cycle(self) -> None:
         """Take what the ring holds; send, spill or replay every batch that is due."""
         opts, ledger, timer = self.opts, self.ledger, self.timer
         self.apply_acks()
+        self._adopt_region()
         self._warn_overflow()
         timer.sender_full = False
         while not ledger.stopping and not self.final_requested:
@@ -135,6 +156,7 @@ class Pump:
                 return
             if self.spill_overflow and self._units and len(self.ring.items) >= self.high_water:
                 self._spill(self._seal(full))
+                self._keep_region()  # the region may forget what is on disk now
                 continue
             timer.sender_full = due
             return  # the sender is behind: the rest waits in the ring
@@ -225,6 +247,25 @@ class Pump:
                 "spill-error", "logship: cannot spill a batch (dropped, counted): %r", e
             )
         return False
+
+    def _adopt_region(self) -> None:
+        """Take one region left by a process that died over into the spill, if one is free."""
+        if self.adopter is None or time.monotonic() < self._disk_broken_until:
+            return
+        try:
+            adopted = self.adopter.adopt(self.slicer.check)
+        except Exception as e:  # the disk (or a bug): never the open batch's loss
+            self._disk_broken_until = time.monotonic() + _DISK_RETRY
+            self.warner.warn(
+                "spill-disk",
+                "logship: cannot take over a region left in the spill folder %s (%s); "
+                "trying again later.",
+                self.adopter.store.folder,
+                e,
+            )
+            adopted = True
+        if adopted:
+            self._note_usage()
 
     def _replay_one(self) -> bool:
         """Queue one spilled batch when the endpoint is taking them; True if one was queued."""
@@ -320,6 +361,10 @@ class Pump:
                     if not self._units:
                         break
                     self._spill(self._seal(False))
+                if self.keeper is not None:
+                    # While this handler's owner id is still live: no one takes the
+                    # region over between the spill and its deletion.
+                    self.keeper.close()
                 self.store.release()
                 self._note_usage()
         finally:

@@ -64,6 +64,9 @@ from logship.worker.spill.safefiles import (
 )
 
 SUFFIX = ".lship"
+#: The region's segments (``durability="crash"``, see ``spill.region``): named and
+#: claimed like spill files, with their own ending.
+REGION_SUFFIX = ".lregion"
 ACK_SUFFIX = ".ack"
 #: A file of another host's owner is treated as abandoned after this long untouched.
 FOREIGN_STALE_AFTER = 3600.0
@@ -74,7 +77,11 @@ MAX_SPILL_FILE = MAX_FRAME + 8 * 1024 * 1024
 #: not read (those frames may be sent again: at least once).
 MAX_ACK_FILE = 8 * 1024 * 1024
 
-_NAME = re.compile(r"^([ocr])-([0-9a-f]+)-([0-9a-f]+\.\d+\.\d+\.[0-9a-f]+)\.lship$")
+_OWNED = r"^([ocr])-([0-9a-f]+)-([0-9a-f]+\.\d+\.\d+\.[0-9a-f]+)"
+_NAMES = {
+    suffix: re.compile(_OWNED + re.escape(suffix) + "$") for suffix in (SUFFIX, REGION_SUFFIX)
+}
+_NAME = _NAMES[SUFFIX]
 
 
 def endpoint_slug(url: str) -> str:
@@ -182,32 +189,35 @@ class SpillFile:
 
     def renamed(self, folder: str, state: str, owner: str) -> str:
         """The path this file would have in ``state`` under ``owner``."""
-        return os.path.join(folder, f"{state}-{self.id}-{owner}{SUFFIX}")
+        suffix = REGION_SUFFIX if self.path.endswith(REGION_SUFFIX) else SUFFIX
+        return os.path.join(folder, f"{state}-{self.id}-{owner}{suffix}")
 
     @property
     def ack_path(self) -> str:
         return os.path.join(os.path.dirname(self.path), self.id + ACK_SUFFIX)
 
 
-def new_file_name(folder: str, owner: str) -> tuple[str, str]:
-    """A path and id for a new ``o`` file of ``owner``."""
+def new_file_name(folder: str, owner: str, suffix: str = SUFFIX) -> tuple[str, str]:
+    """A path and id for a new ``o`` file of ``owner`` (a region segment with ``REGION_SUFFIX``)."""
     file_id = f"{time.time_ns():020x}{secrets.token_hex(3)}"
-    return os.path.join(folder, f"o-{file_id}-{owner}{SUFFIX}"), file_id
+    return os.path.join(folder, f"o-{file_id}-{owner}{suffix}"), file_id
 
 
-def list_files(folder: str) -> list[SpillFile]:
-    """Spill files in ``folder``, oldest first; a missing folder has none.
+def list_files(folder: str, suffix: str = SUFFIX) -> list[SpillFile]:
+    """Spill files (or region segments, with ``REGION_SUFFIX``) in ``folder``, oldest first.
 
-    Only regular files: a link, a FIFO or a device named like a spill file is
-    never listed, so never read, claimed or counted.
+    A missing folder has none. Only regular files: a link, a FIFO or a
+    device named like a spill file is never listed, so never read, claimed
+    or counted.
     """
+    pattern = _NAMES[suffix]
     out = []
     try:
         entries = list(os.scandir(folder))
     except (FileNotFoundError, NotADirectoryError):
         return []
     for entry in entries:
-        m = _NAME.match(entry.name)
+        m = pattern.match(entry.name)
         if not m:
             continue
         try:
@@ -241,6 +251,14 @@ def has_spilled(folder: str) -> bool:
     """Whether ``folder`` holds any spill file (cheap: one directory listing)."""
     try:
         return any(_NAME.match(name) for name in os.listdir(folder))
+    except OSError:
+        return False
+
+
+def has_regions(folder: str) -> bool:
+    """Whether ``folder`` holds any region segment (cheap: one directory listing)."""
+    try:
+        return any(_NAMES[REGION_SUFFIX].match(name) for name in os.listdir(folder))
     except OSError:
         return False
 

@@ -14,6 +14,10 @@ resumes where it stopped; the file goes once every frame is acknowledged.
 A folder that is not the user's own (see ``safefiles``) is never used: the
 store turns itself off, says so once, and every batch that would have gone
 there is dropped and counted.
+
+The segments of a region (``durability="crash"``) that a dead process left
+are claimed here too, by the same rules (:meth:`SpillStore.claim_region`);
+``worker.adoption`` writes their events to this store.
 """
 
 from __future__ import annotations
@@ -136,6 +140,7 @@ class SpillStore:
         self._claims: dict[str, _Claim] = {}
         self._current: _Claim | None = None
         self._next_scan = 0.0  # monotonic time of the next look for files to claim
+        self._next_region_scan = 0.0  # the same, for the regions of processes that died
         #: Why the folder is not used (see ``safefiles``); None while it is.
         self.refused: str | None = None
         problem = safe.folder_problem(folder)  # an existing folder is judged at once
@@ -484,6 +489,58 @@ class SpillStore:
             self.news.lost_own += claim.own_frames
             del self._claims[claim.id]
             sf.remove_quietly(claim.path, os.path.join(self.folder, claim.id + sf.ACK_SUFFIX))
+
+    # -- regions left by processes that died (durability="crash") --------------------
+
+    def _may_adopt(self, f: sf.SpillFile) -> bool:
+        """Whether a region segment is free to take: released (by anyone, this handler
+        too, after a try that the disk cut short), or of an owner that is gone. Never
+        this handler's own region."""
+        if f.state == "r":
+            return True
+        return f.owner != self.owner and not sf.owner_alive(f.owner, LIVE_OWNERS, f.mtime)
+
+    def claim_region(self) -> list[str] | None:
+        """Claim every segment of the oldest region free to take; their new paths, or None.
+
+        The segments of one owner are claimed together (renamed to ``c``
+        under this handler, holding the folder lock, as spill files are), so
+        its records are read in order with the highest mark among them. Looks
+        again only every few seconds after a look that found nothing.
+        """
+        if self.refused is not None or time.monotonic() < self._next_region_scan:
+            return None
+        # Without the lock first: the common case is the live regions of others.
+        if not any(self._may_adopt(f) for f in sf.list_files(self.folder, sf.REGION_SUFFIX)):
+            self._next_region_scan = time.monotonic() + _RESCAN_INTERVAL
+            return None
+        try:
+            with safe.folder_lock(self._folder()):
+                free = [
+                    f for f in sf.list_files(self.folder, sf.REGION_SUFFIX) if self._may_adopt(f)
+                ]
+                if not free:
+                    return None
+                paths = []
+                for f in free:
+                    if f.owner == free[0].owner:
+                        path = f.renamed(self.folder, "c", self.owner)
+                        os.rename(f.path, path)
+                        paths.append(path)
+                return paths
+        except safe.UnsafeFolder:
+            return None  # refused, and said
+        except OSError:
+            self._next_region_scan = time.monotonic() + _RESCAN_INTERVAL
+            raise
+
+    def release_region(self, paths: list[str]) -> None:
+        """Give claimed segments back (``r``), for a later try by anyone."""
+        with safe.folder_lock(self._folder()):
+            for path in paths:
+                name = os.path.basename(path)  # c-ID-OWNER.lregion
+                os.rename(path, os.path.join(self.folder, "r" + name[1:]))
+        self._next_region_scan = time.monotonic() + _RESCAN_INTERVAL
 
     # -- the end -----------------------------------------------------------------
 
