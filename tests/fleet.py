@@ -206,11 +206,11 @@ class Fleet:
         return self
 
     def stop(self) -> None:
-        """Stop HAProxy and every node (each reaped)."""
+        """Stop HAProxy and kill every node (each reaped): nothing is read from them after."""
         if self.proxy is not None:
             self.proxy.stop()
         for node in self.nodes:
-            node.stop()
+            node.kill()
 
     def url(self, path: str = "/app") -> str:
         """HAProxy's URL."""

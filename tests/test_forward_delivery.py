@@ -465,7 +465,7 @@ def test_a_ca_file_that_does_not_load_is_said_by_every_send_never_raised(make_ha
     # (A client pair that does not load fails at construction, naming it.)
     bad = tmp_path / "ca.pem"
     bad.write_text("not a certificate")
-    h = forward_handler(make_handler, "tls://127.0.0.1:9", ca_file=str(bad))
+    h = forward_handler(make_handler, "tls://127.0.0.1:9", ca_file=str(bad), shutdown_timeout=0.5)
     emit(attach(h), 3)  # the worker starts on the first call: nothing may reach it
     require_within(lambda: h.stats()["last_error_kind"] == "tls", what="the TLS failure")
     stats = h.stats()

@@ -188,7 +188,7 @@ def test_the_tenant_goes_in_x_scope_orgid_from_headers(loki, make_handler):
 
 def test_without_a_tenant_loki_says_no_org_id_and_the_events_are_held(loki, make_handler):
     loki.multi_tenant = True
-    h = make_handler(loki.url(""), protocol="loki")
+    h = make_handler(loki.url(""), protocol="loki", shutdown_timeout=0.5)  # held: no wait at close
     log = attach(h)
     for i in range(5):
         log.info("held %d", i)

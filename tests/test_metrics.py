@@ -43,7 +43,7 @@ def scrape():
 def test_every_figure_of_every_live_handler_is_exposed(server, make_handler, scrape, refused_url):
     good = make_handler(server.url() + "?api_key=s3cr3t")
     good.set_name("ship")
-    down = make_handler(refused_url.replace("http://", "http://user:pw@"))
+    down = make_handler(refused_url.replace("http://", "http://user:pw@"), shutdown_timeout=0.5)
     attach(good, "good").info("one")
     attach(good, "good").info("two")
     attach(down, "down").info("lost soon")

@@ -319,7 +319,7 @@ def test_a_world_readable_token_file_draws_a_warning(
 def test_https_to_a_plain_http_port_says_the_port_does_not_speak_tls(
     server, make_handler, warnings_
 ):
-    h = make_handler(server.url().replace("http://", "https://"))
+    h = make_handler(server.url().replace("http://", "https://"), shutdown_timeout=0.5)
     attach(h).warning("hello")
     require_within(lambda: h.stats()["last_error_kind"], what="the first attempt to fail")
     assert h.stats()["last_error_kind"] == "tls-not-tls", h.stats()["last_error"]

@@ -466,17 +466,18 @@ def test_overflow_spills_while_the_endpoint_is_down_and_everything_arrives_once(
 def test_a_steady_rate_with_the_endpoint_down_spills_instead_of_dropping(
     server, make_handler, tmp_path
 ):
-    # Default flush_interval (1 s): the pump must be woken by the ring filling
-    # up, not only by its timer. 200 events every 50 ms is 4,000 a second, a
-    # small fraction of what the worker can spill, but 4 rings a second.
+    # A long flush_interval (2 s): the pump must be woken by the ring filling
+    # up, not only by its timer. 100 events every 50 ms is 2,000 a second, a
+    # small fraction of what the worker can spill even on a busy machine, but
+    # a ring filled every half second, four times before the timer would fire.
     folder = str(tmp_path)
     server.down()
-    opts = spill_opts(folder, capacity=1000, batch_max_records=100, flush_interval=1.0)
+    opts = spill_opts(folder, capacity=1000, batch_max_records=100, flush_interval=2.0)
     h = make_handler(server.url(), **opts)
     log = attach(h)
     pace = threading.Event()
-    for c in range(0, 6000, 200):
-        for i in range(c, c + 200):
+    for c in range(0, 6000, 100):
+        for i in range(c, c + 100):
             log.info("ev %d", i)
         pace.wait(0.05)  # the arrival rate of the application, not a wait for the worker
     st = h.stats()

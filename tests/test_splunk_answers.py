@@ -244,7 +244,7 @@ def test_an_index_the_token_may_not_use_rejects_the_batch_in_one_request(
 
 def test_a_wrong_token_holds_and_no_token_holds(hec, make_handler):
     for token in ("wrong", None):
-        h = make_handler(hec.url(""), protocol="splunk", token=token)
+        h = make_handler(hec.url(""), protocol="splunk", token=token, shutdown_timeout=0.5)
         one_batch(attach(h), ["kept"])
         require_held(h, "http-403" if token else "http-401", 1)
     assert hec.indexed == []
