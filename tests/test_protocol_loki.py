@@ -24,6 +24,7 @@ from logship.pure.options import build_options
 from logship.pure.protocols import Answer, Verdict
 from logship.pure.protocols.loki import LokiEncoder, label_name, label_value
 from logship.pure.protocols.registry import decoder_named, protocol_named
+from logship.pure.protocols.stamps import epoch_micros
 from logship.ring import Item
 
 STAMP = "2025-11-24T16:00:00.123456Z"
@@ -265,3 +266,20 @@ def test_the_status_decides(status, verdict):
     reader = protocol_named("loki").reader(None)
     outcome = reader.read(Answer(status, body="entry too far behind"), 10)
     assert outcome.verdict is verdict and outcome.parts == ()
+
+
+@pytest.mark.parametrize(
+    "stamp, micros",
+    [
+        ("2025-11-24T16:00:00.000000Z", 1764000000000000),  # logship's own form
+        ("2025-11-24T17:00:00.5+01:00", 1764000000500000),  # one fraction digit (3.10 refused it)
+        ("2025-11-24t16:00:00Z", 1764000000000000),  # no fraction, lowercase t
+        ("2025-11-24 16:00:00.1234567-02:30", 1764009000123456),  # seven digits: cut, not rounded
+        ("2025-11-24T16:00:00", None),  # no zone: no number is right
+        ("2025-13-24T16:00:00Z", None),
+        ("2025-11-24T16:00:00+24:00", None),
+        ("yesterday", None),
+    ],
+)
+def test_any_rfc3339_time_is_read_the_same_on_every_python(stamp, micros):
+    assert epoch_micros(stamp) == micros

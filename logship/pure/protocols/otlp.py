@@ -41,13 +41,14 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import timezone
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from logship.pure.encoding import gzip_compress, gzip_decompress
 from logship.pure.event import COLLISION_PREFIX, EventBuilder, safe_repr
 from logship.pure.protocols import Answer, Event, Outcome
+from logship.pure.protocols.stamps import parse_rfc3339
 from logship.pure.retry import Verdict, classify, parse_retry_after
 
 #: The name recorded with every batch this encoder makes (spill, dead letters).
@@ -156,9 +157,8 @@ class Clock:
                     return None
                 self._prefix = prefix
             return (self._seconds * 1_000_000 + int(stamp[20:26])) * 1000
-        try:
-            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError:
+        when = parse_rfc3339(stamp)
+        if when is None:
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
