@@ -221,11 +221,18 @@ def writer_on_at(seg: Segment) -> JournalWriter[Segment]:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"LSHR", b"NOPE" + bytes(600), b"LSHR\x02\x00\x00\x00" + bytes(600), bytes(4096)],
+    [b"LSHR", b"NOPE" + bytes(600), b"LSHR\x02\x00\x00\x00" + bytes(600), b"\x00L" + bytes(600)],
 )
 def test_what_is_not_a_segment_is_counted_once(data):
     found = jr.read_segment(data)
     assert found.header is None and found.records == [] and found.corrupt == 1
+
+
+@pytest.mark.parametrize("data", [b"", bytes(4096), bytes(jr.SEGMENT_SIZE)])
+def test_a_spare_the_process_died_making_is_no_damage(data):
+    """Created, or reserved, but its header not yet written: no event was ever in it."""
+    found = jr.read_segment(data)
+    assert found.header is None and found.records == [] and found.corrupt == 0
 
 
 def test_random_damage_never_raises():

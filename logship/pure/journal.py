@@ -294,6 +294,11 @@ def read_segment(data: bytes) -> Segment:
     A frame that checks but holds no record is skipped and counted.
     """
     end = len(data)
+    if data.count(0, 0, min(end, HEADER_AT + FRAME.size)) == min(end, HEADER_AT + FRAME.size):
+        # Nothing written yet: a spare the process was making when it died (the
+        # file is created, then reserved, then its header written). No event was
+        # ever in it, so nothing is damaged.
+        return Segment(None)
     if end < HEADER_AT + FRAME.size or data[:4] != MAGIC or data[4] != VERSION:
         return Segment(None, corrupt=1)
     header, pos = _frame(data, HEADER_AT, end)
