@@ -60,6 +60,11 @@ _ROLE = {name: name in INIT_RECORD_ATTRS for name in STANDARD_RECORD_ATTRS}
 _SHARED_DEADLINE_WINDOW = 1.0
 
 
+def _no_ids(_found: Any) -> None:
+    """The trace reader of a handler without trace context (never called)."""
+    return None
+
+
 def _format_exception(record: logging.LogRecord) -> str | None:
     if record.exc_text:  # a Formatter already did the work
         return record.exc_text
@@ -146,7 +151,9 @@ class ShipHandler(logging.Handler):
         # Above this many characters one event could not fit the ring at all.
         self._max_event_chars = opts.capacity_bytes
         # Looked for now, not when logship is imported (SPEC section 10).
-        self._trace_ids = tracecontext.reader() if opts.trace_context else None
+        trace = tracecontext.reader() if opts.trace_context else None
+        self._trace_probe = trace.probe if trace is not None else None
+        self._trace_read = trace.read if trace is not None else _no_ids
         self._start_lock = threading.Lock()
         self._closed = False
         self._exit_deadline: float | None = None
@@ -287,11 +294,14 @@ class ShipHandler(logging.Handler):
                 else:
                     extras, chars = extras_of(record)
                     size += chars
-            trace_ids = self._trace_ids
-            if trace_ids is not None:
-                ids = trace_ids()
-                if ids is not None:  # extra= may set its own; it wins, as it does over fields=
-                    extras = ids if extras is None else {**ids, **extras}
+            # OpenTelemetry's current span: one C call finds none, in the common case.
+            trace_probe = self._trace_probe
+            if trace_probe is not None:
+                found = trace_probe(None)
+                if found:
+                    ids = self._trace_read(found)
+                    if ids is not None:  # extra= may set its own: it wins, as over fields=
+                        extras = ids if extras is None else {**ids, **extras}
             if size > self._max_event_chars:
                 message, exception, stack, extras, size = self._truncate(
                     message, exception, stack, extras

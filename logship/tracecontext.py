@@ -7,12 +7,15 @@ the other way round (SPEC section 10). Importing logship never imports
 OpenTelemetry: a handler looks for it when it is built (``trace_context=True``,
 the default), and imports it then only if it is installed.
 
-The current span lives in a context variable of OpenTelemetry's. Reading it
-directly costs one C call per log call when no span is active (the common
-case in a service between requests, and in every test); going through
-``opentelemetry.trace.get_current_span()`` costs ten times that. Where the
-variable is not where this version of OpenTelemetry keeps it, the public API
-is used instead (:func:`reader`).
+The current span lives in a context variable of OpenTelemetry's. A
+:class:`Reader` is two steps: ``probe(None)``, that variable's own ``get``, a
+single C call that the handler makes inline on every log call and that finds
+nothing when no context is attached (the common case in a service between
+requests, and in every test); and ``read(context)``, the ids of the span the
+probe found, when one did. Going through ``opentelemetry.trace.get_current_span()``
+on every call would cost ten times the probe. Where the variable is not where
+this version of OpenTelemetry keeps it, the public API is used instead
+(:func:`reader`).
 """
 
 from __future__ import annotations
@@ -20,10 +23,24 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple, TypeAlias
 
-#: Reads the current span's ids: a mapping with ``trace_id`` and ``span_id``, or None.
-SpanIds = Callable[[], "dict[str, str] | None"]
+#: The ids of a span: ``{"trace_id": ..., "span_id": ...}``, or None.
+SpanIds: TypeAlias = "dict[str, str] | None"
+
+
+class Reader(NamedTuple):
+    """How the calling thread finds the current span's ids, in two steps (see the module)."""
+
+    #: Called with None: something true when a span may be current, else a false value.
+    probe: Callable[[None], Any]
+    #: Called with what the probe returned: the span's ids, or None.
+    read: Callable[[Any], SpanIds]
+
+    def __call__(self) -> SpanIds:
+        """Both steps: the current span's ids, or None."""
+        found = self.probe(None)
+        return self.read(found) if found else None
 
 
 def _ids(span: Any) -> dict[str, str] | None:
@@ -40,7 +57,7 @@ def _ids(span: Any) -> dict[str, str] | None:
         return None
 
 
-def reader() -> SpanIds | None:
+def reader() -> Reader | None:
     """How to read the current span's ids on the calling thread; None without OpenTelemetry."""
     try:
         if importlib.util.find_spec("opentelemetry") is None:
@@ -52,13 +69,16 @@ def reader() -> SpanIds | None:
     if fast is not None:
         return fast
 
-    def public() -> dict[str, str] | None:
+    def always(_default: None) -> bool:
+        return True
+
+    def public(_found: Any) -> SpanIds:
         return _ids(trace.get_current_span())
 
-    return public
+    return Reader(always, public)
 
 
-def _context_reader() -> SpanIds | None:
+def _context_reader() -> Reader | None:
     """A reader of OpenTelemetry's context variable itself, when it is where expected."""
     try:
         import opentelemetry.context as otel_context
@@ -68,12 +88,9 @@ def _context_reader() -> SpanIds | None:
     variable = getattr(getattr(otel_context, "_RUNTIME_CONTEXT", None), "_current_context", None)
     if not isinstance(variable, ContextVar) or not isinstance(_SPAN_KEY, str):
         return None
-    get = variable.get
 
-    def read() -> dict[str, str] | None:
-        current: Mapping[str, Any] | None = get(None)
-        if not current:  # no context attached, or an empty one: no span
-            return None
+    def read(current: Mapping[str, Any]) -> SpanIds:
         return _ids(current.get(_SPAN_KEY))
 
-    return read
+    # get(None): None when no context is attached, an empty one when it holds nothing.
+    return Reader(variable.get, read)
