@@ -173,9 +173,14 @@ def fig(header: str, path: str) -> Col:
     return Col(header, lambda row: figure(row.r, path))
 
 
-def over(header: str, path: str) -> Col:
-    """A column of the row's figure at ``path`` over the floor's."""
-    return Col(header, lambda row: ratio(figure(row.r, path), figure(row.floor, path)))
+def over(header: str, path: str, per: str = "") -> Col:
+    """A column of the row's figure at ``path`` over the floor's (over case ``per``'s, if given)."""
+
+    def get(row: Row) -> float | None:
+        other = median(row.results, per) if per else row.floor
+        return ratio(figure(row.r, path), figure(other, path))
+
+    return Col(header, get)
 
 
 def beyond(header: str, path: str) -> Col:
@@ -210,35 +215,42 @@ class Target:
     check: Callable[[Results], tuple[str, bool | None]]
 
 
-def at_most(key: str, path: str, limit: float, aim: float = 0, name: str = "") -> Target:
-    """Target: case ``key``'s figure at ``path`` (``name``) at most ``limit`` times its floor's."""
-
-    def check(results: Results) -> tuple[str, bool | None]:
-        floor = median(results, floor_key(key, results))
-        x = ratio(figure(median(results, key), path), figure(floor, path))
-        return ("-", None) if x is None else (f"{x:.2f}x", x <= limit)
-
-    also = f" (aim {aim:g})" if aim else ""
-    name = name or path.split(".", 1)[-1]
-    return Target(f"{name} ≤ {limit:g}{also} x NullHandler's, {key}", check)
+#: ``target(per=FLOOR)``: the figure over the case's own NullHandler floor (:func:`floor_key`).
+FLOOR = "floor"
 
 
-def bound(
-    text: str, key: str, path: str, limit: float, fmt: str, least: bool = False, less: str = ""
+def target(
+    text: str,
+    key: str,
+    path: str,
+    limit: float,
+    fmt: str = "{:.2f}x",
+    per: str = "",
+    less: str = "",
+    least: bool = False,
 ) -> Target:
-    """Target: case ``key``'s figure at ``path`` (less case ``less``'s) at most ``limit``.
+    """Target: case ``key``'s figure at ``path`` at most ``limit`` (at least, with ``least``).
 
-    With ``least``, at least ``limit``; the figure is shown with ``fmt``.
+    The figure is taken over case ``per``'s (:data:`FLOOR`: the case's floor),
+    or less case ``less``'s, and shown with ``fmt``; the text names ``key``.
     """
 
     def check(results: Results) -> tuple[str, bool | None]:
         x = figure(median(results, key), path)
-        if less and x is not None:
-            floor = figure(median(results, less), path)
-            x = None if floor is None else x - floor
+        other = floor_key(key, results) if per == FLOOR else per or less
+        if other:
+            y = figure(median(results, other), path)
+            x = ratio(x, y) if per else None if x is None or y is None else x - y
         return ("-", None) if x is None else (fmt.format(x), x >= limit if least else x <= limit)
 
     return Target(f"{text}, {key}", check)
+
+
+def at_most(key: str, path: str, limit: float, aim: float = 0, name: str = "") -> Target:
+    """Target: case ``key``'s figure at ``path`` (``name``) at most ``limit`` times its floor's."""
+    also = f" (aim {aim:g})" if aim else ""
+    name = name or path.split(".", 1)[-1]
+    return target(f"{name} ≤ {limit:g}{also} x NullHandler's", key, path, limit, per=FLOOR)
 
 
 def _median_figures(entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -298,7 +310,7 @@ class Spread:
     label: str
     key: str
     path: str
-    floor: str = ""  # a ratio to this case's figure, taken within each repeat
+    over: bool = False  # a ratio to the case's floor, taken within each repeat
 
 
 def spread_table(spreads: Sequence[Spread], results: Results) -> Table:
@@ -308,9 +320,9 @@ def spread_table(spreads: Sequence[Spread], results: Results) -> Table:
     )
     for s in spreads:
         runs = (results.get(s.key) or {}).get("runs", [])
-        floors = (results.get(s.floor) or {}).get("runs", [{}] * len(runs))
         values = [figure(r, s.path) for r in runs]
-        if s.floor:  # case and floor ran back to back in each repeat
+        if s.over:  # case and floor ran back to back in each repeat
+            floors = (results.get(floor_key(s.key, results)) or {}).get("runs", [])
             values = [ratio(v, figure(f, s.path)) for v, f in zip(values, floors, strict=False)]
         got = [v for v in values if v is not None]
         if got:

@@ -26,7 +26,6 @@ from _report import (
     Text,
     at_most,
     beyond,
-    bound,
     build,
     cell,
     fig,
@@ -38,8 +37,9 @@ from _report import (
     over,
     ratio,
     spread_table,
+    target,
 )
-from peers import PEERS
+from peers import PEER_KINDS, PEERS
 
 #: The NullHandler floor, logship and every peer: the comparison's rows, in order.
 CONTENDERS = (
@@ -61,6 +61,8 @@ P50_TARGET = 1.3
 #: durability="crash" writes each event to a mapped file inside the call: its own p50 target.
 P50_TARGET_CRASH = 1.5
 _CRASH = "--durability crash"
+#: A target's check: its figure as shown, and whether it is met (None: nothing to judge).
+Check = tuple[str, bool | None]
 
 
 @dataclass(frozen=True)
@@ -69,18 +71,33 @@ class Case:
 
     key: str
     script: str
-    args: str  # its command line after the script, split on spaces
-    live: bool = False  # gets a fresh peer_receivers.py and ``--url``
+    args: str  # its command line after the script, split on spaces: "--handler KIND ..."
     timeout: float = 60.0
     #: How many runs it gets: ``--repeat`` (""), ``--peer-repeat`` ("peers") or one ("once").
     runs: str = ""
-    #: The peer it needs: skipped, with the reason, when that peer does not import.
-    peer: str = ""
     #: Gets a fresh ``--spill-dir`` of its own, removed after the run.
     folder: bool = False
     #: The key of a case that runs just before this one, in every repeat, with
     #: ``--spill-dir`` a fresh folder that this one then gets (and removes).
     replays: str = ""
+    #: Whether a handler that ships is given a fresh peer_receivers.py (``--url``);
+    #: the fleet ships to a fleet of its own.
+    receiver: bool = True
+
+    @property
+    def kind(self) -> str:
+        """The handler it measures: the value of its ``--handler``."""
+        return self.args.split()[1]
+
+    @property
+    def live(self) -> bool:
+        """Whether it gets a fresh receiver and ``--url``."""
+        return self.receiver and self.kind not in ("null", "down")
+
+    @property
+    def peer(self) -> str:
+        """The peer it needs (skipped, with the reason, when that peer does not import), or ""."""
+        return self.kind if self.kind in PEER_KINDS else ""
 
 
 @dataclass(frozen=True)
@@ -111,20 +128,21 @@ def contenders(
             f"{name}/{kind}{suffix}",
             script,
             f"--handler {kind} {args}",
-            live=kind != "null",
-            timeout=timeout,
+            timeout,
             runs=own if kind in ("null", "ship") or own == "once" else "peers",
-            # logship's own kinds (ship, ship-PROTOCOL) need no peer's package
-            peer="" if kind == "null" or kind.startswith("ship") else kind,
             folder=folder and kind != "null",
         )
         for _label, kind in CONTENDERS
     )
 
 
-def rows(name: str, suffix: str = "", tag: str = "") -> tuple[Line, ...]:
-    """A row for each contender's case ``name/KIND+suffix``, its label followed by ``tag``."""
-    return tuple(Line(label + tag, f"{name}/{kind}{suffix}") for label, kind in CONTENDERS)
+def rows(
+    name: str, suffix: str = "", tag: str = "", logship: tuple[Line, ...] = ()
+) -> tuple[Line, ...]:
+    """A row for each contender's case ``name/KIND+suffix``, its label followed by ``tag``;
+    the rows ``logship`` (logship's other settings) after logship's own."""
+    lines = [Line(label + tag, f"{name}/{kind}{suffix}") for label, kind in CONTENDERS]
+    return (*lines[:2], *logship, *lines[2:])
 
 
 def runs_note(prefix: str) -> Text:
@@ -163,35 +181,28 @@ def latency_columns(calls: str) -> tuple[Col, ...]:
     )
 
 
-def over_ship(row: Row) -> float | None:
-    """The row's p50 over logship's without a filter."""
-    return ratio(figure(row.r, "all.p50"), figure(median(row.results, "latency/ship"), "all.p50"))
-
-
-_LATENCY = rows("latency")
 _EXCEPTIONS_ONLY = "exception calls only"
+_SECRET = "--handler ship --redact --secret"
 LATENCY = Scenario(
     cases=(
         *contenders("latency", "latency.py", own=""),
         Case("latency/down", "latency.py", "--handler down"),
-        Case("latency/ship-crash", "latency.py", f"--handler ship {_CRASH}", live=True),
+        Case("latency/ship-crash", "latency.py", f"--handler ship {_CRASH}"),
         *contenders("latency", "latency.py", "--exception-every 100", suffix="+exc", own=""),
-        Case("latency/ship+redact", "latency.py", "--handler ship --redact", live=True),
-        Case(
-            "latency/ship+redact-secret",
-            "latency.py",
-            "--handler ship --redact --secret",
-            live=True,
-        ),
+        Case("latency/ship+redact", "latency.py", "--handler ship --redact"),
+        Case("latency/ship+redact-secret", "latency.py", _SECRET),
     ),
     tables=(
         TableSpec(
             "1. Per-call latency on the application thread (µs; 50,000 timed calls)",
             (
-                *_LATENCY[:2],
-                Line("logship → endpoint down", "latency/down"),
-                Line("logship, durability=crash", "latency/ship-crash"),
-                *_LATENCY[2:],
+                *rows(
+                    "latency",
+                    logship=(
+                        Line("logship → endpoint down", "latency/down"),
+                        Line("logship, durability=crash", "latency/ship-crash"),
+                    ),
+                ),
                 *rows("latency", "+exc", ", exception/100"),
                 Line(f"  NullHandler, {_EXCEPTIONS_ONLY}", "latency/null+exc", part="exceptions"),
                 Line(f"  logship, {_EXCEPTIONS_ONLY}", "latency/ship+exc", part="exceptions"),
@@ -222,7 +233,7 @@ LATENCY = Scenario(
                 fig("p99", "all.p99"),
                 fig("mean", "all.mean"),
                 over("p50 x null", "all.p50"),
-                Col("p50 x ship", over_ship),
+                over("p50 x ship", "all.p50", per="latency/ship"),
                 fig("filter p50", "filter.p50"),
                 fig("filter mean", "filter.mean"),
             ),
@@ -231,18 +242,13 @@ LATENCY = Scenario(
         ),
     ),
     spread=(
-        Spread("latency p50, logship / NullHandler", "latency/ship", "all.p50", "latency/null"),
-        Spread("latency p99, logship / NullHandler", "latency/ship", "all.p99", "latency/null"),
+        Spread("latency p50, logship / NullHandler", "latency/ship", "all.p50", over=True),
+        Spread("latency p99, logship / NullHandler", "latency/ship", "all.p99", over=True),
         Spread("latency p99.9, logship (µs)", "latency/ship", "all.p99.9"),
-        Spread(
-            "latency p50, endpoint down / NullHandler", "latency/down", "all.p50", "latency/null"
-        ),
+        Spread("latency p50, endpoint down / NullHandler", "latency/down", "all.p50", over=True),
         Spread("latency p50, NullHandler (µs)", "latency/null", "all.p50"),
         Spread(
-            "latency p50, durability=crash / NullHandler",
-            "latency/ship-crash",
-            "all.p50",
-            "latency/null",
+            "latency p50, durability=crash / NullHandler", "latency/ship-crash", "all.p50", True
         ),
     ),
 )
@@ -262,67 +268,36 @@ def ending(row: Row) -> str | None:
     )
 
 
-def against(text: str, key: str, other: str, path: str, limit: float, least: bool) -> Target:
-    """Target: case ``key``'s figure at ``path`` over case ``other``'s, at most ``limit``
-    (at least, with ``least``)."""
-
-    def check(results: Results) -> tuple[str, bool | None]:
-        x = ratio(figure(median(results, key), path), figure(median(results, other), path))
-        return ("-", None) if x is None else (f"{x:.2f}x", x >= limit if least else x <= limit)
-
-    return Target(f"{text}, {key}", check)
-
-
 def delivered(key: str) -> Target:
     """Target: at least 50,000 events/s delivered end to end by case ``key``."""
-    return bound(
-        "≥ 50,000 events/s delivered (gzip+JSON)",
-        key,
-        "events_per_s",
-        50_000,
-        "{:,.0f}/s",
-        least=True,
-    )
+    text = "≥ 50,000 events/s delivered (gzip+JSON)"
+    return target(text, key, "events_per_s", 50_000, "{:,.0f}/s", least=True)
 
 
-_END_TO_END = rows("throughput")
-_DEADLINE = "--deadline 45"
+def end_to_end(key: str, args: str) -> Case:
+    """An end-to-end case: 45 s to deliver after the loop, 75 s in all."""
+    return Case(key, "throughput.py", f"{args} --deadline 45", timeout=75)
+
+
 THROUGHPUT = Scenario(
     cases=(
-        *contenders("throughput", "throughput.py", _DEADLINE, own="", timeout=75),
-        Case(
-            "throughput/ship-block",
-            "throughput.py",
-            f"--handler ship --overflow block {_DEADLINE}",
-            live=True,
-            timeout=75,
-        ),
+        *contenders("throughput", "throughput.py", "--deadline 45", own="", timeout=75),
+        end_to_end("throughput/ship-block", "--handler ship --overflow block"),
+        end_to_end("throughput/ship-crash", f"--handler ship {_CRASH}"),
         # 50,000 is a multiple of batch_max_records: the last batch goes out full at
         # the last call. A burst that ends mid-batch shows what its tail waits for.
-        Case(
-            "throughput/ship-crash",
-            "throughput.py",
-            f"--handler ship {_CRASH} {_DEADLINE}",
-            live=True,
-            timeout=75,
-        ),
-        Case(
-            "throughput/ship-tail",
-            "throughput.py",
-            f"--handler ship --events 50500 {_DEADLINE}",
-            live=True,
-            timeout=75,
-        ),
+        end_to_end("throughput/ship-tail", "--handler ship --events 50500"),
     ),
     tables=(
         TableSpec(
             "2. End to end (50,000 events until the receiver counted them)",
-            (
-                *_END_TO_END[:2],
-                Line("logship, overflow=block", "throughput/ship-block"),
-                Line("logship, durability=crash", "throughput/ship-crash"),
-                Line("logship, a burst of 50,500 events", "throughput/ship-tail"),
-                *_END_TO_END[2:],
+            rows(
+                "throughput",
+                logship=(
+                    Line("logship, overflow=block", "throughput/ship-block"),
+                    Line("logship, durability=crash", "throughput/ship-crash"),
+                    Line("logship, a burst of 50,500 events", "throughput/ship-tail"),
+                ),
             ),
             (
                 fig("delivered/s", "events_per_s"),
@@ -341,12 +316,12 @@ THROUGHPUT = Scenario(
             (
                 delivered("throughput/ship"),
                 delivered("throughput/ship-block"),
-                against(
+                target(
                     "≥ 0.5 x logship defaults' delivered/s",
                     "throughput/ship-crash",
-                    "throughput/ship",
                     "events_per_s",
                     0.5,
+                    per="throughput/ship",
                     least=True,
                 ),
                 at_most("throughput/ship", "cpu_us_per_event", 2.5, name="CPU per event"),
@@ -368,7 +343,7 @@ THROUGHPUT = Scenario(
             "CPU µs/event, overflow=block / NullHandler",
             "throughput/ship-block",
             "cpu_us_per_event",
-            "throughput/null",
+            over=True,
         ),
     ),
 )
@@ -383,26 +358,16 @@ def held(row: Row) -> float | None:
     return None if share is None else 100 * share
 
 
+_CRASH_ROW = "logship, durability=crash"
 SERVICE = Scenario(
     cases=(
         *contenders("service", "service.py", own="once", timeout=20),
-        Case(
-            "service/ship-crash",
-            "service.py",
-            f"--handler ship {_CRASH}",
-            live=True,
-            timeout=20,
-            runs="once",
-        ),
+        Case("service/ship-crash", "service.py", f"--handler ship {_CRASH}", 20, runs="once"),
     ),
     tables=(
         TableSpec(
             "3. A service (4 threads, 1,500 requests/s, 5 log calls in each; µs per request)",
-            (
-                *rows("service")[:2],
-                Line("logship, durability=crash", "service/ship-crash"),
-                *rows("service")[2:],
-            ),
+            rows("service", logship=(Line(_CRASH_ROW, "service/ship-crash"),)),
             (
                 fig("requests", "request.n"),
                 *(fig(h, f"request.{h}") for h in ("p50", "p99", "p99.9", "max")),
@@ -417,15 +382,14 @@ SERVICE = Scenario(
             (
                 at_most("service/ship", "request.p99.9", 1.5, aim=1.2, name="request p99.9"),
                 at_most("service/ship", "request.p99", 1.2, name="request p99"),
-                against(
+                target(
                     "request p99.9 ≤ 1 x logship defaults'",
                     "service/ship-crash",
-                    "service/ship",
                     "request.p99.9",
                     1.0,
-                    least=False,
+                    per="service/ship",
                 ),
-                bound(
+                target(
                     "CPU ≤ 8 (aim 5) µs per event over null",
                     "service/ship",
                     "cpu_us_per_event",
@@ -612,7 +576,7 @@ SUSTAINED = Scenario(
                 not_floor(fig("of logged", "logged")),
             ),
             (
-                bound(
+                target(
                     "under 4% of one core, the floor included",
                     "sustained/ship",
                     "cpu_share",
@@ -705,7 +669,7 @@ DOWN = Scenario(
         Case("spill/down", "spill.py", _DOWN),
         Case("spill/null-paced", "spill.py", f"--handler null {_PACED}"),
         Case("spill/down-paced", "spill.py", f"{_DOWN} {_PACED}"),
-        Case("replay/ship", "replay.py", "--handler ship", live=True, replays="spill/down-paced"),
+        Case("replay/ship", "replay.py", "--handler ship", replays="spill/down-paced"),
     ),
     tables=(
         TableSpec(
@@ -791,20 +755,10 @@ DOWN = Scenario(
         Spread("spilled/s, paced", "spill/down-paced", "spilled_per_s"),
         Spread("dropped, paced", "spill/down-paced", "stats.dropped"),
         Spread("replayed/s", "replay/ship", "events_per_s"),
-        Spread("latency p50 spilling / NullHandler, tight", "spill/down", "all.p50", "spill/null"),
-        Spread("latency p99 spilling / NullHandler, tight", "spill/down", "all.p99", "spill/null"),
-        Spread(
-            "latency p50 spilling / NullHandler, paced",
-            "spill/down-paced",
-            "all.p50",
-            "spill/null-paced",
-        ),
-        Spread(
-            "latency p99 spilling / NullHandler, paced",
-            "spill/down-paced",
-            "all.p99",
-            "spill/null-paced",
-        ),
+        Spread("latency p50 spilling / NullHandler, tight", "spill/down", "all.p50", over=True),
+        Spread("latency p99 spilling / NullHandler, tight", "spill/down", "all.p99", over=True),
+        Spread("latency p50 spilling / NullHandler, paced", "spill/down-paced", "all.p50", True),
+        Spread("latency p99 spilling / NullHandler, paced", "spill/down-paced", "all.p99", True),
         Spread("latency p99.9 spilling, paced (µs)", "spill/down-paced", "all.p99.9"),
     ),
 )
@@ -835,6 +789,7 @@ FLEET = Scenario(
             f"--handler ship --route {route}",
             timeout=150,
             runs="peers",
+            receiver=False,  # its own fleet of Fluent Bit nodes
         )
         for route, _label in FLEET_ROUTES
     ),
