@@ -1,24 +1,13 @@
-"""A fleet: three Fluent Bit nodes, through HAProxy or named to the handler; then a node killed.
+"""A fleet: three Fluent Bit nodes, through HAProxy or named to the handler; a node killed (12).
 
-Starts the fleet of ``tests/fleet.py`` (one definition for the tests and this
-case): Fluent Bit nodes (the binary named by ``FLUENT_BIT``, as ``make``
-sets it), each with an ``http`` input buffering on disk and a ``file``
-output, and HAProxy in front of them for ``--route haproxy``. The handler is
-a ShipHandler at its defaults sending to HAProxy (``haproxy``), to the three
-nodes' URLs (``failover``, ``round_robin``), or to one node alone
-(``single``, the comparison).
-
-1. Throughput: ``--events`` calls as fast as the loop goes (the workload of
-   the other cases), then until the nodes' outputs hold every one: events
-   per second delivered end to end, written by Fluent Bit, not only taken.
-2. A kill: ``--kill-events`` more at ``--rate`` per second; a third of the
-   way in node 0 is killed (SIGKILL), two thirds of the way in it is started
-   again on its port and storage. Then until every event is written, or
-   ``--deadline`` seconds: events lost (never written), duplicates (written
-   more than once), and what node 0 held unwritten when it died.
-
-A machine without Fluent Bit, or without HAProxy for its route, reports the
-case as skipped, saying why.
+Starts the fleet of ``tests/fleet.py`` (one definition for the tests and
+this case; Fluent Bit from ``FLUENT_BIT``) and a ShipHandler at its defaults
+to HAProxy (``haproxy``), to the nodes' URLs (``failover``,
+``round_robin``), or to one node alone (``single``). Then ``--events`` calls
+until the nodes' file outputs hold every one, and ``--kill-events`` more at
+``--rate``/s with node 0 killed a third of the way in and started again two
+thirds in. A machine without Fluent Bit, or HAProxy for its route, reports
+the case as skipped. What is measured: ``docs/performance.md``.
 
     python benchmarks/fleet_bench.py --handler ship --route haproxy|failover|round_robin|single
         [--events 50000] [--kill-events 20000] [--rate 5000]

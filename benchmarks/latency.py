@@ -1,14 +1,10 @@
-"""The latency of one log call, as the application's thread sees it.
+"""The latency of one log call, as the application's thread sees it (tables 1 and 11).
 
-Times each of ``--calls`` calls of ``logger.info("user %s did %s", i,
-"thing", extra={"request_id": i})`` with ``time.perf_counter_ns`` after
-``--warmup`` untimed calls. With ``--exception-every K`` every K-th call is
-``logger.exception(...)`` inside an ``except`` block instead; those calls are
-also summarised on their own. With ``--redact`` the handler has a
-``logship.RedactFilter``, whose ``filter()`` is also timed alone on fresh
-records; ``--secret`` puts a password and a card number in every message
-(the filter's slow path). A peer is abandoned once the calls are timed:
-what it still holds is not waited for.
+Times each of ``--calls`` calls of the benchmarks' call after ``--warmup``
+untimed ones; ``--exception-every K`` makes every K-th a
+``logger.exception(...)``, ``--redact`` adds a ``RedactFilter`` (also timed
+alone) and ``--secret`` puts secrets in every message. A peer is abandoned
+once the calls are timed. What is measured and why: ``docs/performance.md``.
 
     python benchmarks/latency.py --handler null|ship|down|PEER [--url URL]
         [--exception-every 100] [--redact [--secret]]

@@ -1,25 +1,12 @@
-"""Outage: the receiver answers 503 for 5 s while 20,000 events are logged, then recovers.
+"""Outage: the receiver answers 503 for 5 s while 20,000 events are logged (table 4).
 
-Logs ``--warmup`` events, pauses, then asks ``peer_receivers.py`` for an
-outage of ``--outage`` seconds and logs ``--events`` events paced over it
-(``--rate`` per second, chunks of ``--chunk`` calls, each started when due),
-each call timed, the process's RSS read after every chunk, and goes on at
-that rate for ``--after`` seconds after the recovery, as an application
-would (fluent-logger sends what failed only with the next call). Then waits, up to
-``--deadline`` seconds after the recovery, until the receiver has counted
-every event: a ShipHandler until its ``stats()`` say nothing is pending, a
-peer until nothing has arrived for the longest it holds an event plus 2 s,
-plus ``--retrying`` seconds for its back-off. Then closes the handler, which
-delivers what it still holds (fluent-logger keeps what failed until the next
-call or its close), and reads the receiver's count again.
-
-Reports the calls' latency during the outage, events lost (logged, warm-up
-and after included, and never counted by the receiver, even after the close), those
-that arrived only at the close, duplicates, RSS over the
-outage (its growth in each half: memory that holds every event grows as
-much in the second half as in the first) and how long after the recovery
-the last event arrived. With ``--handler null`` it makes the same paced
-calls to a NullHandler, without a receiver: the floor.
+After ``--warmup`` events, asks ``peer_receivers.py`` for an outage and logs
+``--events`` events paced over it, each call timed and RSS read after every
+chunk, then goes on for ``--after`` seconds (fluent-logger resends only with
+a later call). Waits for the receiver to count everything, closes the
+handler (which delivers what it holds) and counts again. With ``--handler
+null``: the same paced calls without a receiver, the floor. What is measured
+and why: ``docs/performance.md``.
 
     python benchmarks/outage.py --handler null|ship|PEER [--url URL]
 """

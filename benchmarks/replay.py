@@ -1,17 +1,9 @@
-"""Replaying a spill folder to a live receiver, from a fresh process.
+"""Replaying a spill folder to a live receiver, from a fresh process (table 9).
 
-Counts the events spilled in ``--spill-dir`` (by reading the files, as
-``logship spill status`` does), then builds a ShipHandler on that folder
-with its default options, sending to the receiver at ``--url``. It logs
-nothing: a handler whose folder holds spilled events replays them from
-its construction. Polls the receiver's ``/_logship/stats`` and ``stats()``
-until the receiver has counted every spilled event and
-``stats()["replayed"]`` equals it (or ``--deadline``), then until no spill
-file is left, closes the handler and lists what the folder still holds.
-
-Reports events replayed per second, from the handler's construction to the
-poll that saw the last event counted, and the process's CPU per event (the
-polling left out).
+Counts the events in ``--spill-dir`` as ``logship spill status`` does, then
+builds a ShipHandler at its defaults on that folder and logs nothing: it
+replays from its construction. Waits until the receiver counted every event
+and ``stats()["replayed"]`` agrees, then until no spill file is left.
 
     python benchmarks/replay.py --handler ship --url URL --spill-dir DIR
 """

@@ -1,25 +1,14 @@
-"""A service: threads serving requests at a fixed offered rate, each request logging as it goes.
+"""A service: threads serving requests at a fixed offered rate, each logging (tables 3 and 6).
 
-``--threads`` threads serve ``--rate`` requests per second in all, on a fixed
-schedule: request n is due at n / rate and is served by thread n % threads.
-Each request is ``--work`` µs of pure-Python work with ``--logs`` calls of
-``latency.py`` spread through it, each with a ``request_id`` of its own. A
-request's time runs from when it was due, not from when its thread got to
-it, so requests queued behind a thread that was held up (waiting for the
-GIL, collecting garbage) count as late as they were.
-
-After ``--warmup`` seconds every request due in the next ``--seconds`` is
-timed, and the process's CPU time (every thread: the requests, the
-handler's workers, the waiting) is read over that window. Then, with
-``--probe S``, the same load goes on for S seconds more with a probe: a
-thread that spins reading ``time.perf_counter_ns()`` and keeps every gap
-longer than ``--gap`` µs, the times it could not run because another thread
-held the GIL (or the machine ran something else). The probe has a phase of
-its own because it changes what it measures: a thread that never waits
-makes every other thread wait for a forced switch (``sys.getswitchinterval()``)
-before it runs. ``--seconds 0 --probe S`` runs the probe alone.
-
-The receiver's count is read at the end; a peer is then abandoned.
+``--threads`` threads serve ``--rate`` requests/s in all on a fixed schedule,
+each request ``--work`` µs of pure-Python work with ``--logs`` calls spread
+through it. A request's time runs from when it was due, so a request queued
+behind a held-up thread counts as late as it was. After ``--warmup`` s, the
+requests of the next ``--seconds`` are timed and the process's CPU read;
+then, with ``--probe S``, S seconds more with a thread that keeps every gap
+over ``--gap`` µs in which it could not run. The probe has a phase of its own
+because it changes what it measures (a thread that never waits makes the
+others wait for a forced switch). ``docs/performance.md`` says more.
 
     python benchmarks/service.py --handler null|ship|PEER [--url URL] [--seconds 10] [--probe 5]
     python benchmarks/service.py --handler ship --threads 1 --rate 100 --logs 20 --work 0

@@ -1,14 +1,9 @@
-"""Exit: log 10,000 events, then let the interpreter exit normally.
+"""Exit: log 10,000 events, then let the interpreter exit normally (table 5).
 
-Builds the handler and never closes it: what each handler does at a normal
-exit (``logging.shutdown``, its own ``atexit`` hook, its non-daemon threads)
-is the subject. Logs ``--events`` events in a tight loop, prints its result
-with ``last_call_at`` (``time.monotonic()``, which the parent shares) and
-returns from ``main``. The parent (``run.py``) notes when the process ended
-(``exited_at``) and then reads how many events the receiver counted.
-
-With ``--handler null``, the same with a NullHandler: the time an
-interpreter takes to exit after these calls anyway.
+The handler is never closed: what it does at a normal exit is the subject.
+The result carries ``last_call_at`` (``time.monotonic()``, which the parent
+shares); ``run.py`` notes when the process ended and reads the receiver's
+count after. With ``--handler null``: the interpreter's own exit.
 
     python benchmarks/shutdown.py --handler null|ship|PEER [--url URL] [--spill-dir DIR]
 """

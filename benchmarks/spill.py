@@ -1,25 +1,12 @@
-"""The endpoint is down: spilling to disk, memory, and the log call's latency meanwhile.
+"""The endpoint is down: spilling to disk, memory, and the call's latency meanwhile (7, 8, 10).
 
-Logs ``--events`` events, each call timed (the call of ``latency.py``), to a
-port where nothing listens, with the default options (``overflow="spill"``)
-and a spill folder of its own: as fast as the loop goes, or paced at
-``--rate`` events per second (chunks of ``--chunk`` calls, each started when
-it is due). ``stats()`` is read between chunks, then every 10 ms after the
-last call until ``spilled`` has not grown for ``--quiet`` seconds.
-
-Reports events spilled per second (``spilled`` then, over the time from the
-first call to the first sample that saw it), what ``close()`` spilled after
-that (what the ring and the batches still held), events dropped, and bytes
-on disk per spilled event after ``close()``. The latency percentiles leave
-out the first ``--warmup`` calls, made before the ring is half full and
-spilling starts. With ``--handler null`` it makes the same calls, paced the
-same way, to a NullHandler: the floor for the latency and the CPU.
-
-With ``--checkpoints 50000,100000,200000`` the calls are not timed (the
-samples would take memory of their own) and the process's RSS is read at
-each of those counts instead: what the ring holds must stay bounded,
-whatever the number of events logged. With ``--spill-dir`` the folder is
-kept, spilled events and all, for ``replay.py``.
+Logs ``--events`` timed calls to a port where nothing listens, at the
+defaults (``overflow="spill"``): in a tight loop, or paced at ``--rate``
+events/s. ``stats()`` is read between chunks, then until ``spilled`` stops
+growing. With ``--checkpoints N,N`` the calls are not timed (the samples
+would take memory of their own) and RSS is read at those counts instead.
+With ``--spill-dir`` the folder is kept for ``replay.py``. With ``--handler
+null``: the same calls, the floor. What is measured: ``docs/performance.md``.
 
     python benchmarks/spill.py --handler null|down [--rate 50000] [--checkpoints N,N]
         [--spill-dir DIR]

@@ -1,14 +1,10 @@
-"""End to end: from the first log call to the last event counted by the receiver.
+"""End to end: from the first log call to the last event counted by the receiver (table 2).
 
-Logs ``--events`` events as fast as the loop goes, then polls the
-receiver's ``/_logship/stats`` until every event the handler did not drop
-has been counted there (or ``--deadline`` passes). Reports delivered events
-per second, the process's CPU time per event (all threads: the loop and the
-handler's workers; the polling itself is left out), peak RSS and lost
-events. With ``--handler null`` it measures the same loop with a
-NullHandler. A peer, which has no ``stats()``, is done when every event
-arrived or nothing has for the longest it holds one plus 2 s; it is then
-abandoned.
+Logs ``--events`` events as fast as the loop goes, then polls the receiver
+until every event the handler did not drop was counted (or ``--deadline``);
+a peer, which has no ``stats()``, is done once nothing has arrived for the
+longest it holds an event plus 2 s. The polling's own CPU is left out. What
+is measured and why: ``docs/performance.md``.
 
     python benchmarks/throughput.py --handler null|ship|PEER [--url URL] [--overflow block]
 """
