@@ -1,42 +1,25 @@
 """The comparison's receiver: every peer's wire format, one count, and an outage switch.
 
-One process serves ``logship receive``'s HTTP server (``logship.cli.httpd``:
-the same threading server, keep-alive, one thread per connection) with a
-request handler that takes, on any path:
+``logship receive``'s HTTP server (``logship.cli.httpd``) with a request
+handler that also takes the standard library's form posts, logzio's
+``text/plain`` NDJSON and OTLP/HTTP (protobuf, and the JSON encoding of
+logship's ``protocol="otlp"``), and a second port speaking Fluentd's forward
+protocol (Message, Forward and PackedForward modes, chunks acknowledged).
+Every request is answered ``200`` with an empty body: logstash-async and
+logzio take nothing else as success.
 
-- what ``logship receive`` takes (JSON arrays and objects, NDJSON, msgpack,
-  gzip or not): logship, and python-logstash-async's HTTP transport (a JSON
-  array per request);
-- ``text/plain`` NDJSON: logzio-python-handler;
-- ``application/x-www-form-urlencoded``: the standard library's
-  ``HTTPHandler``, one record per request;
-- ``application/x-protobuf``: an OTLP/HTTP ``ExportLogsServiceRequest``,
-  whose log records are counted (decoded with ``opentelemetry-proto``): the
-  OpenTelemetry SDK's exporter; and the same request in OTLP's JSON encoding
-  (``application/json`` with ``resourceLogs``): logship's ``protocol="otlp"``.
-
-A second port speaks Fluentd's forward protocol for fluent-logger: entries
-are counted in Message, Forward and PackedForward modes (gzip-compressed
-too), and a ``chunk`` option is acknowledged. Every request is answered
-``200`` with an empty body (logstash-async and logzio take nothing else as
-success).
-
-Every event is counted once per key: its ``uuid`` (logship's), else its
-``request_id`` field (the benchmark's ``extra=``; logstash-async nests it
-under ``extra``), else its message. ``GET /_logship/stats`` returns the counts
-of ``logship receive`` plus ``forward_port``, ``outage_refused`` and ``outage_left_s``.
-
-``POST /_bench/outage?seconds=S`` starts an outage: for ``S`` seconds every
-POST is answered ``503`` (its body read and ignored), and the forward port,
-as the forward protocol has no status to answer with, is closed (connections
-refused) and its connections shut, dropping what they had not yet handed
-over: a Fluentd restarting. ``--outage-at-start S`` starts one at once.
+Every event is counted once, by its ``uuid`` (logship's), else its
+``request_id`` (the benchmarks' ``extra=``), else its message. ``GET
+/_logship/stats`` returns ``logship receive``'s counts plus
+``forward_port``, ``outage_refused`` and ``outage_left_s``. ``POST
+/_bench/outage?seconds=S`` answers every POST ``503`` for S seconds and
+closes the forward port (which has no status to answer with), shutting its
+connections: a Fluentd restarting.
 
     python benchmarks/peer_receivers.py [--port 0] [--outage-at-start 5]
 
-It prints ``logship receive: listening on http://127.0.0.1:PORT`` (the line of
-``logship receive``, so that ``_harness.receiver`` starts either alike) and
-serves until SIGTERM or SIGINT.
+It prints ``logship receive``'s first line, so that ``_harness.receiver``
+starts either alike, and serves until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations

@@ -3,21 +3,17 @@
 The machine is shared and noisy, so no figure here is to be compared across
 runs: each is set against the same measurement with a ``logging.NullHandler``
 in the same run, the cases are interleaved, and each is repeated with the
-per-figure median reported. The scenarios, their cases and their tables are
-described in ``scenarios.py``; how to read them, in ``docs/performance.md``.
+per-figure median reported. The cases and their tables are described in
+``scenarios.py``; the options, and how to read the tables, in
+``docs/performance.md``.
 
 Prints the tables, and writes ``latest.json``, ``latest.md`` and the chart
-``latest.svg`` (``chart.py``; skipped, and said so, without matplotlib) to
-``--results``. A peer whose package does not import is reported as skipped.
-
-Repeats stop when the next would end past ``--budget`` seconds, judged by
-how long its cases took the last time; the comparison's repeats go first.
-A case that replays another's spill folder runs right after it, in every
-repeat, with that folder (``--only`` adds it, and every case's floor).
+``latest.svg`` (``chart.py``) to ``--results``. Repeats stop when the next
+would end past ``--budget`` seconds, judged by how long its cases took the
+last time. A case that replays another's spill folder runs right after it,
+in every repeat, with that folder.
 
     .venv/bin/python benchmarks/run.py [--repeat 5] [--peer-repeat 2] [--only latency,service]
-        [--budget 780] [--service-seconds 10] [--probe-seconds 5] [--sustained-seconds 30]
-        [--results DIR]
     .venv/bin/python benchmarks/run.py --from benchmarks/results/latest.json  # tables and chart
 """
 
