@@ -168,11 +168,6 @@ class Col:
     get: Callable[[Row], object]
 
 
-def fig(header: str, path: str) -> Col:
-    """A column of the row's figure at ``path``."""
-    return Col(header, lambda row: figure(row.r, path))
-
-
 def over(header: str, path: str, per: str = "") -> Col:
     """A column of the row's figure at ``path`` over the floor's (over case ``per``'s, if given)."""
 
@@ -183,14 +178,34 @@ def over(header: str, path: str, per: str = "") -> Col:
     return Col(header, get)
 
 
-def beyond(header: str, path: str) -> Col:
-    """A column of the row's figure at ``path`` less the floor's (none on the floor's row)."""
-
+def _beyond(path: str) -> Callable[[Row], object]:
     def get(row: Row) -> float | None:
         mine, floor = figure(row.r, path), figure(row.floor, path)
         return None if row.is_floor or mine is None or floor is None else mine - floor
 
-    return Col(header, get)
+    return get
+
+
+def cols(*specs: str | Col) -> tuple[Col, ...]:
+    """Columns: each a :class:`Col`, or ``"header: path | header: path ..."``, the row's figure
+    at ``path``; ``/path`` over the floor's, ``-path`` less it (not on the floor's row),
+    ``!path`` as it is but not on the floor's row."""
+    out: list[Col] = []
+    for spec in specs:
+        if isinstance(spec, Col):
+            out.append(spec)
+            continue
+        for item in spec.split("|"):
+            header, path = (x.strip() for x in item.rsplit(":", 1))
+            mark, bare = path[0], path.lstrip("/-!")
+            if mark == "/":
+                out.append(over(header, bare))
+            elif mark == "-":
+                out.append(Col(header, _beyond(bare)))
+            else:
+                col = Col(header, lambda row, p=bare: figure(row.r, p))
+                out.append(not_floor(col) if mark == "!" else col)
+    return tuple(out)
 
 
 def not_floor(col: Col) -> Col:
@@ -207,6 +222,12 @@ class Line:
     part: str = "all"
 
 
+def lines(spec: str) -> tuple[Line, ...]:
+    """Rows from ``"label: key | label: key ..."``."""
+    pairs = (item.rsplit(":", 1) for item in spec.split("|") if item.strip())
+    return tuple(Line(label.strip(), key.strip()) for label, key in pairs)
+
+
 @dataclass(frozen=True)
 class Target:
     """A target printed under its table: what it says, and its figure and verdict from results."""
@@ -215,33 +236,21 @@ class Target:
     check: Callable[[Results], tuple[str, bool | None]]
 
 
-#: ``target(per=FLOOR)``: the figure over the case's own NullHandler floor (:func:`floor_key`).
-FLOOR = "floor"
-
-
-def target(
-    text: str,
-    key: str,
-    path: str,
-    limit: float,
-    fmt: str = "{:.2f}x",
-    per: str = "",
-    less: str = "",
-    least: bool = False,
-) -> Target:
-    """Target: case ``key``'s figure at ``path`` at most ``limit`` (at least, with ``least``).
-
-    The figure is taken over case ``per``'s (:data:`FLOOR`: the case's floor),
-    or less case ``less``'s, and shown with ``fmt``; the text names ``key``.
-    """
+def target(text: str, rule: str, fmt: str = "{:.2f}x") -> Target:
+    """Target ``rule``: ``"KEY PATH [/ OTHER | - OTHER] <= LIMIT"`` (or ``>=``): case KEY's
+    figure at PATH, over (or less) case OTHER's (``floor``: KEY's own floor), shown with
+    ``fmt``; the text names KEY."""
+    key, path, *other, test, limit = rule.split()
 
     def check(results: Results) -> tuple[str, bool | None]:
         x = figure(median(results, key), path)
-        other = floor_key(key, results) if per == FLOOR else per or less
         if other:
-            y = figure(median(results, other), path)
-            x = ratio(x, y) if per else None if x is None or y is None else x - y
-        return ("-", None) if x is None else (fmt.format(x), x >= limit if least else x <= limit)
+            op, of = other
+            y = figure(median(results, floor_key(key, results) if of == "floor" else of), path)
+            x = ratio(x, y) if op == "/" else None if x is None or y is None else x - y
+        if x is None:
+            return "-", None
+        return fmt.format(x), x >= float(limit) if test == ">=" else x <= float(limit)
 
     return Target(f"{text}, {key}", check)
 
@@ -250,12 +259,7 @@ def at_most(key: str, path: str, limit: float, aim: float = 0, name: str = "") -
     """Target: case ``key``'s figure at ``path`` (``name``) at most ``limit`` times its floor's."""
     also = f" (aim {aim:g})" if aim else ""
     name = name or path.split(".", 1)[-1]
-    return target(f"{name} ≤ {limit:g}{also} x NullHandler's", key, path, limit, per=FLOOR)
-
-
-def _median_figures(entry: dict[str, Any]) -> dict[str, Any] | None:
-    median: dict[str, Any] | None = entry.get("median")
-    return median
+    return target(f"{name} ≤ {limit:g}{also} x NullHandler's", f"{key} {path} / floor <= {limit}")
 
 
 @dataclass(frozen=True)
@@ -268,7 +272,7 @@ class TableSpec:
     targets: tuple[Target, ...] = ()
     notes: tuple[Text, ...] = ()
     #: A case's figures from its entry in the results: by default the median of its runs.
-    figures: Callable[[dict[str, Any]], dict[str, Any] | None] = _median_figures
+    figures: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda entry: entry.get("median")
     first: str = "handler"
 
 
@@ -311,6 +315,16 @@ class Spread:
     key: str
     path: str
     over: bool = False  # a ratio to the case's floor, taken within each repeat
+
+
+def spreads(*specs: str) -> tuple[Spread, ...]:
+    """Spreads from ``"label: key path"``; ``/path``: over the case's floor."""
+    out = []
+    for spec in specs:
+        label, rest = spec.rsplit(":", 1)
+        key, path = rest.split()
+        out.append(Spread(label, key, path.lstrip("/"), over=path.startswith("/")))
+    return tuple(out)
 
 
 def spread_table(spreads: Sequence[Spread], results: Results) -> Table:

@@ -10,7 +10,6 @@ thirds in. A machine without Fluent Bit, or HAProxy for its route, reports
 the case as skipped. What is measured: ``docs/performance.md``.
 
     python benchmarks/fleet_bench.py --handler ship --route haproxy|failover|round_robin|single
-        [--events 50000] [--kill-events 20000] [--rate 5000]
 """
 
 from __future__ import annotations
@@ -67,16 +66,18 @@ class Tally:
 
 
 def main() -> None:
-    """Run the case and print its result."""
-    parser = c.case_parser(__doc__)
-    parser.add_argument("--route", choices=ROUTES, required=True)
-    parser.add_argument("--events", type=int, default=50_000, help="the throughput phase")
-    parser.add_argument("--kill-events", type=int, default=20_000, help="the kill phase")
-    parser.add_argument("--rate", type=float, default=5_000.0, help="events/s in the kill phase")
-    parser.add_argument("--deadline", type=float, default=60.0, help="seconds per phase to wait")
-    args = parser.parse_args()
-    if args.handler != "ship":
-        parser.error("the fleet case ships to its own fleet: --handler ship, no --url")
+    args = c.parse(
+        __doc__,
+        {
+            "route": (ROUTES[0], "|".join(ROUTES)),
+            "events": (50_000, "the throughput phase"),
+            "kill_events": (20_000, "the kill phase"),
+            "rate": (5_000.0, "events/s in the kill phase"),
+            "deadline": (60.0, "seconds per phase to wait"),
+        },
+    )
+    if args.handler != "ship" or args.route not in ROUTES:
+        raise SystemExit("the fleet case ships to its own fleet: --handler ship --route ROUTE")
     folder = Path(tempfile.mkdtemp(prefix="logship-bench-fleet-"))
     fleet = None
     try:
@@ -84,7 +85,7 @@ def main() -> None:
         fleet = Fleet(folder, size, proxy=args.route == "haproxy").start()
         result = run(fleet, args, folder)
     except Missing as e:  # no Fluent Bit, or no HAProxy for this route
-        result = {"case": "fleet", "route": args.route, "skipped": str(e)}
+        result = {"skipped": str(e)}
     finally:
         if fleet is not None:
             fleet.stop()
@@ -103,8 +104,6 @@ def run(fleet: Fleet, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     else:
         url = fleet.urls("/bench")
     options: dict[str, Any] = {} if isinstance(url, str) else {"balance": args.route}
-    if args.overflow:
-        options["overflow"] = args.overflow
     handler = logship.ShipHandler(url=url, spill_dir=str(folder / "spill"), **options)
     try:
         logger, tally = c.bench_logger(handler), Tally(fleet)
@@ -116,9 +115,6 @@ def run(fleet: Fleet, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         c.log_events(logger, first, stop)
         counts, done = tally.wait(first, stop, time.perf_counter() + args.deadline)
         result: dict[str, Any] = {
-            "case": "fleet",
-            "route": args.route,
-            "events": args.events,
             "elapsed_s": done - t0,
             "events_per_s": len(counts) / (done - t0),
             "timed_out": len(counts) < args.events,
@@ -150,8 +146,6 @@ def kill_phase(
     c.paced(args.kill_events, args.rate, 100, step)
     counts, done = tally.wait(first, stop, time.perf_counter() + args.deadline)
     return {
-        "kill_events": args.kill_events,
-        "kill_rate": args.rate,
         "lost": args.kill_events - len(counts),
         "duplicates": sum(counts.values()) - len(counts),
         "held_at_kill": len(held),

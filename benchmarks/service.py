@@ -16,7 +16,6 @@ others wait for a forced switch). ``docs/performance.md`` says more.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import logging
 import threading
@@ -76,7 +75,7 @@ class Probe:
 class Schedule:
     """The requests: when each is due, which are timed, and each one's work."""
 
-    def __init__(self, args: argparse.Namespace, logger: logging.Logger) -> None:
+    def __init__(self, args: Any, logger: logging.Logger) -> None:
         self.rate, self.threads, self.logs = args.rate, args.threads, args.logs
         self.first = round(args.warmup * args.rate)  # the first request timed
         self.stop = self.first + round(args.seconds * args.rate)  # the first one not timed
@@ -111,61 +110,48 @@ def sleep_until(t: float) -> None:
     time.sleep(max(0.0, t - time.perf_counter()))
 
 
-def main() -> None:
-    """Run the case and print its result."""
-    parser = c.case_parser(__doc__)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--rate", type=float, default=1_500.0, help="requests/s, in all")
-    parser.add_argument("--work", type=float, default=150.0, help="µs of work per request")
-    parser.add_argument("--logs", type=int, default=5, help="log calls per request")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before the timing")
-    parser.add_argument("--seconds", type=float, default=10.0, help="seconds timed")
-    parser.add_argument("--probe", type=float, default=0.0, help="seconds of the probe after")
-    parser.add_argument("--gap", type=float, default=50.0, help="µs: a longer gap is kept")
-    args = parser.parse_args()
-    live = args.handler in c.LIVE_KINDS
-    with c.bench_handler(args) as handler:
-        plan = Schedule(args, c.bench_logger(handler))
-        gc.collect()
-        servers = [threading.Thread(target=plan.serve, args=(k,)) for k in range(args.threads)]
-        for t in servers:
-            t.start()
-        sleep_until(plan.due(plan.first))
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        sleep_until(plan.due(plan.stop))
-        cpu, window = time.process_time() - cpu0, time.perf_counter() - t0
-        probe = Probe(round(args.gap * 1_000)) if args.probe else None
-        if probe:
-            probe.thread.start()
-            sleep_until(plan.due(plan.total))
-            probe.running = False
-            probe.thread.join()
-        for t in servers:
-            t.join()
-        events = (plan.stop - plan.first) * args.logs
-        result: dict[str, Any] = {
-            "case": "service",
-            "handler": args.handler,
-            "threads": args.threads,
-            "rate": args.rate,
-            "events_per_s": args.rate * args.logs,
-            "work_us": args.work,
-            "work_steps": plan.piece * (args.logs + 1),
-            "logs": args.logs,
-            "requests": plan.stop - plan.first,
-            "events": events,
-            "request": c.latency_summary(plan.samples) if plan.samples else None,
-            "window_s": window,
-            "cpu_s": cpu,
-            "cpu_share": cpu / window if events else None,
-            "cpu_us_per_event": cpu / events * 1e6 if events else None,
-            "probe": probe.summary() if probe else None,
-            "logged": plan.total * args.logs,
-            "received_unique": receiver_stats(args.url)["unique"] if live else None,
-            "stats": c.handler_stats(handler),
-        }
-        c.emit_result(result, abandon=args.handler in c.PEER_KINDS)
+def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Result:
+    plan = Schedule(args, logger)
+    gc.collect()
+    servers = [threading.Thread(target=plan.serve, args=(k,)) for k in range(args.threads)]
+    for t in servers:
+        t.start()
+    sleep_until(plan.due(plan.first))
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    sleep_until(plan.due(plan.stop))
+    cpu, window = time.process_time() - cpu0, time.perf_counter() - t0
+    probe = Probe(round(args.gap * 1_000)) if args.probe else None
+    if probe:
+        probe.thread.start()
+        sleep_until(plan.due(plan.total))
+        probe.running = False
+        probe.thread.join()
+    for t in servers:
+        t.join()
+    events = (plan.stop - plan.first) * args.logs
+    return {
+        "request": c.latency_summary(plan.samples) if plan.samples else None,
+        "window_s": window,
+        "cpu_share": cpu / window if events else None,
+        "cpu_us_per_event": cpu / events * 1e6 if events else None,
+        "probe": probe.summary() if probe else None,
+        "logged": plan.total * args.logs,
+        "received_unique": receiver_stats(args.url)["unique"] if args.url else None,
+        "stats": c.handler_stats(handler),
+    }
 
 
 if __name__ == "__main__":
-    main()
+    c.case(
+        measure,
+        __doc__,
+        abandon=True,
+        threads=4,
+        rate=(1_500.0, "requests/s, in all"),
+        work=(150.0, "µs of work per request"),
+        logs=(5, "log calls per request"),
+        warmup=(1.0, "seconds before the timing"),
+        seconds=(10.0, "seconds timed"),
+        probe=(0.0, "seconds of the probe after"),
+        gap=(50.0, "µs: a longer gap is kept"),
+    )

@@ -71,10 +71,12 @@ def main() -> None:
     args = parser.parse_args()
     threading.setprofile(_profile_this_thread)  # every thread started from now on
     with contextlib.ExitStack() as stack:
+        args.url = None
         if args.handler == "ship":
             args.url = stack.enter_context(receiver(RECEIVER))
             args.overflow = args.overflow or "block"
-        with bench_handler(args) as handler:
+        options = {"overflow": args.overflow} if args.overflow else {}
+        with bench_handler(args.handler, args.url, **options) as handler:
             logger = bench_logger(handler)
             app = cProfile.Profile(time.thread_time)
             app.enable()

@@ -88,8 +88,7 @@ def run(handler_kind: str, calls: int, slow_ns: int) -> tuple[dict[str, list[int
 
     ship = handler_kind == "ship"
     with receiver(RECEIVER) if ship else contextlib.nullcontext("") as url:
-        args = argparse.Namespace(handler=handler_kind, url=url, overflow=None)
-        with bench_handler(args) as handler:
+        with bench_handler(handler_kind, url or None) as handler:
             logger = bench_logger(handler)
             info = logger.info
             log_events(logger, 0, 2_000)  # warm-up: connection, caches, the worker's first batch
