@@ -76,13 +76,10 @@ def parse(description: str | None, options: dict[str, Any]) -> argparse.Namespac
 def case(
     measure: Measure, doc: str | None, close: bool = True, abandon: bool = False, **options: Any
 ) -> None:
-    """Run a case script: parse, build the handler, measure, print the result.
-
-    With ``abandon``, a peer's process prints its result and ends without
-    closing the handler: the case measured what it needed and must not wait
-    for the peer to deliver (or fail to deliver) what it still holds. Without
-    ``close``, the handler is left to the interpreter's exit.
-    """
+    """Run a case script: parse, build the handler, measure, print the result. With
+    ``abandon``, a peer's process ends without closing the handler: the case has what it
+    needs and must not wait for the peer to deliver (or fail to deliver) what it holds.
+    Without ``close``, the handler is left to the interpreter's exit."""
     args = parse(doc, options)
     with ExitStack() as stack:
         if args.handler in LIVE_KINDS and not args.url:  # run by hand: a receiver of its own
@@ -102,13 +99,10 @@ def case(
 
 
 def make_handler(args: argparse.Namespace, **options: Any) -> tuple[logging.Handler, Closer]:
-    """The handler ``--handler`` asks for, and what closes it.
-
-    Without ``--spill-dir``, a private temporary one (set in ``args``, removed
-    as the process ends), so that nothing a run leaves is replayed by the
-    next. A peer is built with that folder as the current one, so that what
-    it writes (logzio's backups) stays out of the repository.
-    """
+    """The handler ``--handler`` asks for, and what closes it. Without ``--spill-dir``, a
+    private temporary one (set in ``args``, removed at exit), so that nothing a run leaves is
+    replayed by the next. A peer runs in it, so what it writes (logzio's backups) stays out
+    of the repository."""
     if args.handler == "null":
         return logging.NullHandler(), lambda: None
     if not args.spill_dir:
@@ -226,14 +220,10 @@ def wait_for_receiver(
     until: Callable[[dict[str, Any]], bool] | None = None,
     extra_quiet: float = 0.0,
 ) -> dict[str, Any]:
-    """Poll the receiver until it counted every event the handler kept, or ``deadline``.
-
-    With ``until``, the handler's ``stats()`` must also satisfy it. A peer,
-    which has no ``stats()``, is done once the count has not grown for the
-    longest it holds an event plus :data:`SETTLE_MARGIN` (and
-    ``extra_quiet``); the events still missing are taken as lost
-    (``settled``). The polling's own CPU is returned to be left out.
-    """
+    """Poll the receiver until it counted every event the handler kept (and its ``stats()``
+    satisfy ``until``), or ``deadline``. A peer, which has no ``stats()``, is done once the
+    count has not grown for the longest it holds an event plus :data:`SETTLE_MARGIN` (and
+    ``extra_quiet``): ``settled``. The polling's own CPU is returned, to be left out."""
     peer = BY_KIND.get(args.handler)
     quiet = None if peer is None else peer.holds_s + SETTLE_MARGIN + extra_quiet
     poll_cpu = 0.0
@@ -261,11 +251,8 @@ def wait_for_receiver(
 
 
 def paced(events: int, rate: float, chunk: int, step: Callable[[int, int], None]) -> float:
-    """Call ``step(start, count)`` for ``events`` in chunks, ``rate`` per second; return the start.
-
-    Each chunk starts when it is due, counted from the first (0: no pause),
-    so a late chunk is followed by shorter pauses, not a slower rate.
-    """
+    """Call ``step(start, count)`` for ``events`` in chunks, ``rate`` per second (0: no
+    pause); return the start. A late chunk is followed by shorter pauses, not a slower rate."""
     t0 = time.perf_counter()
     for start in range(0, events, chunk):
         if rate:
@@ -307,10 +294,8 @@ def latency_summary(samples_ns: Sequence[int]) -> dict[str, float]:
 
 
 def emit_result(result: Result, abandon: bool = False) -> None:
-    """Print the result as one line of stdout for ``run.py``, and remove the temporary folders.
-
-    With ``abandon`` the process then ends at once, closing nothing.
-    """
+    """Print the result as one line of stdout for ``run.py``, remove the temporary folders;
+    with ``abandon``, end the process at once, closing nothing."""
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     for step in reversed(_AT_EXIT):

@@ -31,7 +31,6 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
     def add(self, *cells: object) -> None:
-        """Append a row; each cell is formatted with :func:`cell`."""
         self.rows.append([cell(c) for c in cells])
 
     def text(self) -> str:
@@ -77,11 +76,6 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def verdict(ok: bool | None) -> str:
-    """How a target reads next to its figure."""
-    return "n/a" if ok is None else ("MET" if ok else "MISSED")
-
-
 def figure(data: Any, path: str) -> float | None:
     """The number at a dotted ``path`` (``"all.p99.9"``) in a result, or None when it is missing."""
     while path:
@@ -96,12 +90,8 @@ def figure(data: Any, path: str) -> float | None:
 
 
 def median_of(runs: Sequence[Any]) -> Any:
-    """The per-field median of repeated results of one case.
-
-    Numbers become their median (runs without the figure, None, left out);
-    dicts and lists of the same shape are combined field by field; anything
-    else is taken from the first run.
-    """
+    """The per-field median of repeated results of one case: numbers (None left out), and
+    dicts and lists of the same shape field by field; anything else from the first run."""
     numbers = [r for r in runs if r is not None]
     if numbers and len(numbers) < len(runs) and _numeric(numbers):
         return median_of(numbers)
@@ -136,11 +126,8 @@ def median(results: Results, key: str) -> dict[str, Any] | None:
 
 
 def floor_key(key: str, keys: Collection[str]) -> str:
-    """The NullHandler case that case ``key`` is set against.
-
-    ``name/null+suffix`` for ``name/KIND+suffix`` (or ``-suffix``) when
-    ``keys`` has it, else ``name/null``.
-    """
+    """The NullHandler case that case ``key`` is set against: ``name/null+suffix`` for
+    ``name/KIND+suffix`` (or ``-suffix``) when ``keys`` has it, else ``name/null``."""
     name, _, rest = key.partition("/")
     suffix = re.search(r"[+-].*", rest)
     own = f"{name}/null{suffix.group() if suffix else ''}"
@@ -168,12 +155,17 @@ class Col:
     get: Callable[[Row], object]
 
 
+def _path(row: Row, path: str) -> str:
+    """``path``, made the row's part's when it starts with a dot (``.p50``: ``all.p50``)."""
+    return row.part + path if path.startswith(".") else path
+
+
 def over(header: str, path: str, per: str = "") -> Col:
     """A column of the row's figure at ``path`` over the floor's (over case ``per``'s, if given)."""
 
     def get(row: Row) -> float | None:
         other = median(row.results, per) if per else row.floor
-        return ratio(figure(row.r, path), figure(other, path))
+        return ratio(figure(row.r, _path(row, path)), figure(other, _path(row, path)))
 
     return Col(header, get)
 
@@ -188,8 +180,8 @@ def _beyond(path: str) -> Callable[[Row], object]:
 
 def cols(*specs: str | Col) -> tuple[Col, ...]:
     """Columns: each a :class:`Col`, or ``"header: path | header: path ..."``, the row's figure
-    at ``path``; ``/path`` over the floor's, ``-path`` less it (not on the floor's row),
-    ``!path`` as it is but not on the floor's row."""
+    at ``path`` (``.path``: in the row's part); ``/path`` over the floor's, ``-path`` less it
+    (not on the floor's row), ``!path`` as it is but not on the floor's row."""
     out: list[Col] = []
     for spec in specs:
         if isinstance(spec, Col):
@@ -203,7 +195,7 @@ def cols(*specs: str | Col) -> tuple[Col, ...]:
             elif mark == "-":
                 out.append(Col(header, _beyond(bare)))
             else:
-                col = Col(header, lambda row, p=bare: figure(row.r, p))
+                col = Col(header, lambda row, p=bare: figure(row.r, _path(row, p)))
                 out.append(not_floor(col) if mark == "!" else col)
     return tuple(out)
 
@@ -277,11 +269,8 @@ class TableSpec:
 
 
 def build(spec: TableSpec, results: Results) -> Table:
-    """The table ``spec`` describes, with a row for each of its cases that was selected.
-
-    A skipped case gets a ``skipped`` row, one with no result a ``failed``
-    row, each with its reason in a note.
-    """
+    """The table ``spec`` describes, a row for each of its cases that ran: a ``skipped`` or
+    ``failed`` one (no result) with its reason in a note."""
     t = Table(spec.title, [spec.first, *(c.header for c in spec.columns)])
     for line in spec.lines:
         entry = results.get(line.key)
@@ -302,7 +291,8 @@ def build(spec: TableSpec, results: Results) -> Table:
         t.add(line.label, *(c.get(row) for c in spec.columns))
     for target in spec.targets:
         shown, ok = target.check(results)
-        t.notes.append(f"target {target.text}: {shown}  {verdict(ok)}")
+        verdict = "n/a" if ok is None else "MET" if ok else "MISSED"
+        t.notes.append(f"target {target.text}: {shown}  {verdict}")
     t.notes += [n if isinstance(n, str) else n(results) for n in spec.notes]
     return t
 

@@ -37,7 +37,7 @@ _POLL = 0.05
 
 
 class Tally:
-    """How many times each request id was written, over every node, read on as they write."""
+    """How many times each request id was written, over every node, read as they write."""
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
@@ -52,10 +52,8 @@ class Tally:
             self._seen[n] = len(records)
 
     def wait(self, first: int, stop: int, deadline: float) -> tuple[Counter[int], float]:
-        """Wait until every id in ``range(first, stop)`` was written, or ``deadline``.
-
-        Returns their counts, and when they were read (``time.perf_counter()``).
-        """
+        """Wait until every id in ``range(first, stop)`` was written, or ``deadline``; their
+        counts, and when they were read."""
         while True:
             self.update()
             now = time.perf_counter()
