@@ -8,6 +8,7 @@ function, and prints its result as one JSON line for ``run.py``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import math
@@ -43,8 +44,22 @@ LIVE_KINDS = (*SHIP_KINDS, *PEER_KINDS)
 #: A peer has no stats() to say it is done: it is taken as done once nothing
 #: has arrived for the longest it holds an event plus this many seconds.
 SETTLE_MARGIN = 2.0
-#: What the process still does before it ends: remove its temporary folders.
+#: What the process does as it ends, or when it abandons a peer: remove its
+#: temporary folders, stop a receiver of its own.
 _AT_EXIT: list[Closer] = []
+
+
+def _cleanup() -> None:
+    while _AT_EXIT:
+        _AT_EXIT.pop()()
+
+
+@atexit.register
+def _at_exit() -> None:
+    if _AT_EXIT:  # a handler left open (shutdown.py) delivers or spills before its folder goes
+        logging.shutdown()
+        _cleanup()
+
 
 Result = dict[str, Any]
 #: A measuring function: its result, or a generator that yields it and, once
@@ -81,28 +96,29 @@ def case(
     needs and must not wait for the peer to deliver (or fail to deliver) what it holds.
     Without ``close``, the handler is left to the interpreter's exit."""
     args = parse(doc, options)
-    with ExitStack() as stack:
-        if args.handler in LIVE_KINDS and not args.url:  # run by hand: a receiver of its own
-            args.url = stack.enter_context(receiver())
-        handler, close_handler = make_handler(args)
-        try:
-            out = measure(args, handler, bench_logger(handler))
-            result = next(out) if isinstance(out, Generator) else out
-            if abandon and args.handler in PEER_KINDS:
-                emit_result(result, abandon=True)
-        finally:
-            if close:
-                close_handler()
-        if isinstance(out, Generator):
-            next(out, None)
+    if args.handler in LIVE_KINDS and not args.url:  # run by hand: a receiver of its own
+        own = ExitStack()
+        args.url = own.enter_context(receiver())
+        _AT_EXIT.append(own.close)
+    handler, close_handler = make_handler(args)
+    try:
+        out = measure(args, handler, bench_logger(handler))
+        result = next(out) if isinstance(out, Generator) else out
+        if abandon and args.handler in PEER_KINDS:
+            emit_result(result, abandon=True)
+    finally:
+        if close:
+            close_handler()
+    if isinstance(out, Generator):
+        next(out, None)
     emit_result(result)
 
 
 def make_handler(args: argparse.Namespace, **options: Any) -> tuple[logging.Handler, Closer]:
     """The handler ``--handler`` asks for, and what closes it. Without ``--spill-dir``, a
-    private temporary one (set in ``args``, removed at exit), so that nothing a run leaves is
-    replayed by the next. A peer runs in it, so what it writes (logzio's backups) stays out
-    of the repository."""
+    private temporary one (set in ``args``, removed as the process ends), so that nothing a
+    run leaves is replayed by the next. A peer runs in it, so what it writes (logzio's
+    backups) stays out of the repository."""
     if args.handler == "null":
         return logging.NullHandler(), lambda: None
     if not args.spill_dir:
@@ -294,13 +310,11 @@ def latency_summary(samples_ns: Sequence[int]) -> dict[str, float]:
 
 
 def emit_result(result: Result, abandon: bool = False) -> None:
-    """Print the result as one line of stdout for ``run.py``, remove the temporary folders;
-    with ``abandon``, end the process at once, closing nothing."""
+    """Print the result as one line of stdout for ``run.py``; with ``abandon``, end the
+    process at once, closing nothing but what :data:`_AT_EXIT` holds."""
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
-    for step in reversed(_AT_EXIT):
-        step()
-    _AT_EXIT.clear()
     if abandon:
+        _cleanup()
         sys.stderr.flush()
         os._exit(0)
