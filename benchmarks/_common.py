@@ -22,7 +22,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any, cast
+from typing import Any
 
 import psutil
 from _harness import receiver, receiver_stats
@@ -180,10 +180,6 @@ def log_events(logger: logging.Logger, start: int, stop: int) -> None:
         info(msg, i, arg, extra={"request_id": i})
 
 
-def _fail(i: int) -> None:
-    raise ValueError(f"request {i} failed")
-
-
 def timed_calls(
     logger: logging.Logger,
     start: int,
@@ -202,7 +198,7 @@ def timed_calls(
         i = start + k
         if exception_every and i % exception_every == 0:
             try:
-                _fail(i)
+                raise ValueError(f"request {i} failed")
             except ValueError:
                 t0 = perf()
                 exception("user %s failed %s", i, arg, extra={"request_id": i})
@@ -220,11 +216,6 @@ def handler_stats(handler: logging.Handler) -> dict[str, Any] | None:
     """``handler.stats()`` for a ShipHandler, None for the others."""
     stats = getattr(handler, "stats", None)
     return dict(stats()) if stats is not None else None
-
-
-def flush_shipped(handler: logging.Handler, timeout: float) -> bool:
-    """Wait until a ShipHandler has delivered every event (True) or ``timeout`` passed."""
-    return bool(cast(Any, handler).flush(timeout))
 
 
 def wait_for_receiver(

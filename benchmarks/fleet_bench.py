@@ -1,12 +1,9 @@
 """A fleet: three Fluent Bit nodes, through HAProxy or named to the handler; a node killed (12).
 
-Starts the fleet of ``tests/fleet.py`` (one definition for the tests and
-this case; Fluent Bit from ``FLUENT_BIT``) and a ShipHandler at its defaults
-to HAProxy (``haproxy``), to the nodes' URLs (``failover``,
-``round_robin``), or to one node alone (``single``). Then ``--events`` calls
-until the nodes' file outputs hold every one, and ``--kill-events`` more at
-``--rate``/s with node 0 killed a third of the way in and started again two
-thirds in. A machine without Fluent Bit, or HAProxy for its route, reports
+The fleet of ``tests/fleet.py`` (one definition for the tests and this case;
+Fluent Bit from ``FLUENT_BIT``) and a ShipHandler at its defaults to HAProxy,
+to the nodes' URLs (``failover``, ``round_robin``) or to one node alone
+(``single``). A machine without Fluent Bit, or HAProxy for its route, reports
 the case as skipped. What is measured: ``docs/performance.md``.
 
     python benchmarks/fleet_bench.py --handler ship --route haproxy|failover|round_robin|single
@@ -92,63 +89,53 @@ def main() -> None:
 
 
 def run(fleet: Fleet, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """Both phases against a started fleet; the result."""
+    """Both phases against a started fleet: delivery, then node 0 killed a third of the way
+    through a paced stream and started again two thirds in."""
     import logship
 
     if args.route == "haproxy":
         url: str | list[str] = fleet.url("/bench")
-    elif args.route == "single":
-        url = fleet.urls("/bench")[0]
     else:
-        url = fleet.urls("/bench")
+        url = fleet.urls("/bench")[0] if args.route == "single" else fleet.urls("/bench")
     options: dict[str, Any] = {} if isinstance(url, str) else {"balance": args.route}
     handler = logship.ShipHandler(url=url, spill_dir=str(folder / "spill"), **options)
-    try:
-        logger, tally = c.bench_logger(handler), Tally(fleet)
-        c.log_events(logger, 0, 1_000)  # warm-up: connections made, nodes written to once
-        tally.wait(0, 1_000, time.perf_counter() + args.deadline)
-
-        first, stop = 1_000, 1_000 + args.events
-        t0 = time.perf_counter()
-        c.log_events(logger, first, stop)
-        counts, done = tally.wait(first, stop, time.perf_counter() + args.deadline)
-        result: dict[str, Any] = {
-            "elapsed_s": done - t0,
-            "events_per_s": len(counts) / (done - t0),
-            "timed_out": len(counts) < args.events,
-        }
-        result |= kill_phase(fleet, logger, tally, stop, args)
-        result["stats"] = c.handler_stats(handler)
-    finally:
-        handler.close()
-    return result
-
-
-def kill_phase(
-    fleet: Fleet, logger: Any, tally: Tally, first: int, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Node 0 killed a third of the way through a paced stream, started two thirds in."""
-    stop = first + args.kill_events
     held: set[str] = set()
-    restarted = [0.0]
+    restarted = 0.0
 
     def step(start: int, count: int) -> None:
+        nonlocal restarted
         third = args.kill_events // 3
         if start <= third < start + count:
             held.update(fleet.kill(0))
         elif start <= 2 * third < start + count:
             fleet.start_node(0)
-            restarted[0] = time.perf_counter()
-        c.log_events(logger, first + start, first + start + count)
+            restarted = time.perf_counter()
+        c.log_events(logger, kill + start, kill + start + count)
 
-    c.paced(args.kill_events, args.rate, 100, step)
-    counts, done = tally.wait(first, stop, time.perf_counter() + args.deadline)
-    return {
-        "lost": args.kill_events - len(counts),
-        "duplicates": sum(counts.values()) - len(counts),
-        "held_at_kill": len(held),
-        "recovered_after_s": done - restarted[0],
-    }
+    try:
+        logger, tally = c.bench_logger(handler), Tally(fleet)
+        c.log_events(logger, 0, 1_000)  # warm-up: connections made, nodes written to once
+        tally.wait(0, 1_000, time.perf_counter() + args.deadline)
+        kill = 1_000 + args.events
+        t0 = time.perf_counter()
+        c.log_events(logger, 1_000, kill)
+        counts, done = tally.wait(1_000, kill, time.perf_counter() + args.deadline)
+        c.paced(args.kill_events, args.rate, 100, step)
+        after, recovered = tally.wait(
+            kill, kill + args.kill_events, time.perf_counter() + args.deadline
+        )
+        return {
+            "elapsed_s": done - t0,
+            "events_per_s": len(counts) / (done - t0),
+            "timed_out": len(counts) < args.events,
+            "lost": args.kill_events - len(after),
+            "duplicates": sum(after.values()) - len(after),
+            "held_at_kill": len(held),
+            "recovered_after_s": recovered - restarted,
+            "stats": c.handler_stats(handler),
+        }
+    finally:
+        handler.close()
 
 
 if __name__ == "__main__":

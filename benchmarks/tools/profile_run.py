@@ -32,7 +32,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import (
     bench_handler,
     bench_logger,
-    flush_shipped,
     handler_stats,
     log_events,
 )
@@ -83,7 +82,7 @@ def main() -> None:
             log_events(logger, 0, args.events)
             app.disable()
             if args.handler == "ship":
-                flush_shipped(handler, 60.0)
+                handler.flush(60.0)
             stats = handler_stats(handler)
         # Closing the handler has stopped its threads, so their profiles are complete.
     threading.setprofile(None)
