@@ -297,38 +297,20 @@ def build(spec: TableSpec, results: Results) -> Table:
     return t
 
 
-@dataclass(frozen=True)
-class Spread:
-    """A figure whose spread over the repeats says how noisy the run was."""
-
-    label: str
-    key: str
-    path: str
-    over: bool = False  # a ratio to the case's floor, taken within each repeat
-
-
-def spreads(*specs: str) -> tuple[Spread, ...]:
-    """Spreads from ``"label: key path"``; ``/path``: over the case's floor."""
-    out = []
-    for spec in specs:
-        label, rest = spec.rsplit(":", 1)
-        key, path = rest.split()
-        out.append(Spread(label, key, path.lstrip("/"), over=path.startswith("/")))
-    return tuple(out)
-
-
-def spread_table(spreads: Sequence[Spread], results: Results) -> Table:
-    """Each figure's minimum, median and maximum over the repeats."""
+def spread_table(spreads: Sequence[str], results: Results) -> Table:
+    """Each figure's minimum, median and maximum over the repeats: ``"label: key path"``,
+    ``/path`` a ratio to the case's floor, taken within each repeat."""
     t = Table(
         "Spread over the repeats (noise)", ["figure", "runs", "min", "median", "max", "max/min"]
     )
-    for s in spreads:
-        runs = (results.get(s.key) or {}).get("runs", [])
-        values = [figure(r, s.path) for r in runs]
-        if s.over:  # case and floor ran back to back in each repeat
-            floors = (results.get(floor_key(s.key, results)) or {}).get("runs", [])
-            values = [ratio(v, figure(f, s.path)) for v, f in zip(values, floors, strict=False)]
+    for spec in spreads:
+        label, rest = spec.rsplit(":", 1)
+        key, path = rest.split()
+        values = [figure(r, path.lstrip("/")) for r in (results.get(key) or {}).get("runs", [])]
+        if path.startswith("/"):  # case and floor ran back to back in each repeat
+            floors = (results.get(floor_key(key, results)) or {}).get("runs", [])
+            values = [ratio(v, figure(f, path[1:])) for v, f in zip(values, floors, strict=False)]
         got = [v for v in values if v is not None]
         if got:
-            t.add(s.label, len(got), min(got), median_of(got), max(got), ratio(max(got), min(got)))
+            t.add(label, len(got), min(got), median_of(got), max(got), ratio(max(got), min(got)))
     return t

@@ -1,16 +1,14 @@
 """The comparison's receiver: every peer's wire format, one count, and an outage switch.
 
-``logship receive``'s HTTP server with a request handler that also takes the
-standard library's form posts, logzio's ``text/plain`` NDJSON and OTLP/HTTP
-(protobuf, and the JSON of logship's ``protocol="otlp"``), and a second port
-speaking Fluentd's forward protocol (chunks acknowledged). Every request is
-answered ``200`` with an empty body: logstash-async and logzio take nothing
-else as success. Every event is counted once, by its ``uuid`` (logship's),
-else its ``request_id`` (the benchmarks' ``extra=``), else its message.
-
-``GET /_logship/stats`` adds ``forward_port`` to ``logship receive``'s counts.
-``POST /_bench/outage?seconds=S`` answers every POST ``503`` for S seconds
-and closes the forward port, shutting its connections: a Fluentd restarting.
+``logship receive``'s HTTP server, also taking the standard library's form
+posts, logzio's ``text/plain`` NDJSON and OTLP/HTTP (protobuf, and the JSON
+of logship's ``protocol="otlp"``), answering ``200`` with an empty body
+(logstash-async and logzio take nothing else as success), and a second port
+speaking Fluentd's forward protocol. Every event is counted once, by its
+``uuid`` (logship's), else its ``request_id`` (the benchmarks' ``extra=``),
+else its message. ``GET /_logship/stats`` adds ``forward_port``; ``POST
+/_bench/outage?seconds=S`` answers every POST ``503`` for S seconds and
+closes the forward port, shutting its connections: a Fluentd restarting.
 
     python benchmarks/peer_receivers.py [--port 0]
 """

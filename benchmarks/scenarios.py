@@ -36,7 +36,6 @@ from _report import (
     over,
     ratio,
     spread_table,
-    spreads,
     target,
 )
 from peers import PEER_KINDS, PEERS
@@ -637,7 +636,7 @@ FLEET = TableSpec(
 TABLES = (LATENCY, THROUGHPUT, SERVICE, OUTAGE, EXIT, SUSTAINED, MEMORY, SPILL, REPLAY)
 TABLES += (SPILL_LATENCY, REDACTION, FLEET)
 #: The figures whose spread over the repeats says how noisy the run was.
-SPREAD = spreads(
+SPREAD = (
     "latency p50, logship / NullHandler: latency/ship /all.p50",
     "latency p99, logship / NullHandler: latency/ship /all.p99",
     "latency p99.9, logship (µs): latency/ship all.p99.9",

@@ -70,7 +70,7 @@ def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Re
 
     def probe() -> None:
         """Spin reading the clock; keep every gap longer than ``--gap`` µs."""
-        perf, gap = time.perf_counter_ns, args.gap * 1_000
+        perf, gap = time.perf_counter_ns, round(args.gap * 1_000)
         last = start = perf()
         while probing.is_set():
             now = perf()
