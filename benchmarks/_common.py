@@ -1,14 +1,14 @@
-"""What the benchmark cases (the child processes) share.
+"""What the benchmark cases (the child processes) share, and :func:`case`, which runs one.
 
-Each case script builds its handler with :func:`bench_handler`, logs the one
-workload of :func:`log_events` (or times it call by call with
-:func:`timed_calls`), and prints one JSON object with :func:`emit_result`;
-``run.py`` reads it back.
+A case script is its measurement: :func:`case` parses the options every case
+takes and the script's own, builds the handler, calls the measuring
+function, and prints its result as one JSON line for ``run.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import math
@@ -20,16 +20,13 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import psutil
 from _harness import receiver, receiver_stats
 from peers import BY_KIND, PEER_KINDS, Closer
-
-if TYPE_CHECKING:
-    import logship
 
 LOGGER_NAME = "bench"
 MiB = 2**20
@@ -37,133 +34,129 @@ MiB = 2**20
 MESSAGE = ("user %s did %s", "thing")
 #: The same call with a card number and a password in it: RedactFilter's slow path.
 SECRET_MESSAGE = ("user %s paid with 4111 1111 1111 1111, password=%s", "hunter2")
-#: logship speaking an aggregator's own protocol, by kind: compared with the peer
-#: that speaks it (``ship-otlp`` with the OpenTelemetry SDK's exporter,
-#: ``ship-forward``, to the receiver's forward port, with fluent-logger).
+#: logship speaking an aggregator's own protocol, compared with the peer that speaks it.
 SHIP_PROTOCOLS = {"ship-otlp": "otlp", "ship-forward": "forward"}
-#: The kinds that are a ShipHandler delivering to the live receiver.
 SHIP_KINDS = ("ship", *SHIP_PROTOCOLS)
-#: Handler kinds a case accepts: a NullHandler floor, a ShipHandler to a
-#: live receiver (``--url``), a ShipHandler to a port where nothing listens,
-#: or one of the peers of ``peers.py`` to a live ``peer_receivers.py``.
+#: The floor, ShipHandlers to the live receiver, one to a port where nothing listens, the peers.
 HANDLER_KINDS = ("null", *SHIP_KINDS, "down", *PEER_KINDS)
 #: The kinds that ship to a live receiver at ``--url``.
 LIVE_KINDS = (*SHIP_KINDS, *PEER_KINDS)
 #: A peer has no stats() to say it is done: it is taken as done once nothing
 #: has arrived for the longest it holds an event plus this many seconds.
 SETTLE_MARGIN = 2.0
-_POLL_INTERVAL = 0.01
-#: What an abandoned process still does before it ends (temporary folders, its own receiver).
-_AT_ABANDON: list[Closer] = []
+#: What the process does as it ends, or when it abandons a peer: remove its
+#: temporary folders, stop a receiver of its own.
+_AT_EXIT: list[Closer] = []
 
 
-def case_parser(description: str | None) -> argparse.ArgumentParser:
-    """The options every case takes: the handler kind, its URL, overflow and durability."""
+def _cleanup() -> None:
+    while _AT_EXIT:
+        _AT_EXIT.pop()()
+
+
+@atexit.register
+def _at_exit() -> None:
+    if _AT_EXIT:  # a handler left open (shutdown.py) delivers or spills before its folder goes
+        logging.shutdown()
+        _cleanup()
+
+
+Result = dict[str, Any]
+#: A measuring function: its result, or a generator that yields it and, once
+#: the handler is closed, adds what only a closed handler shows.
+Measure = Callable[[argparse.Namespace, logging.Handler, logging.Logger], Any]
+
+
+def parse(description: str | None, options: dict[str, Any]) -> argparse.Namespace:
+    """The options every case takes, and ``options`` (name: default, or (default, help))."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--handler", choices=HANDLER_KINDS, required=True)
-    parser.add_argument(
-        "--url", help="the live receiver (default: a peer_receivers.py of the case's own)"
-    )
+    parser.add_argument("--url", help="the live receiver (default: one of the case's own)")
     parser.add_argument("--overflow", help="ShipHandler overflow policy (default: its own)")
     parser.add_argument("--durability", help="ShipHandler durability (default: its own)")
-    return parser
+    parser.add_argument("--spill-dir", help="the ShipHandler's spill folder, kept after")
+    for name, spec in options.items():
+        default, help_ = spec if isinstance(spec, tuple) else (spec, None)
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=help_)
+        else:
+            kind = type(default) if default is not None else str
+            parser.add_argument(flag, type=kind, default=default, help=help_)
+    return parser.parse_args()
 
 
-def settle_quiet(kind: str) -> float | None:
-    """How long nothing must arrive before a peer counts as done; None for a ShipHandler."""
-    peer = BY_KIND.get(kind)
-    return None if peer is None else peer.holds_s + SETTLE_MARGIN
+def case(
+    measure: Measure, doc: str | None, close: bool = True, abandon: bool = False, **options: Any
+) -> None:
+    """Run a case script: parse, build the handler, measure, print the result. With
+    ``abandon``, a peer's process ends without closing the handler: the case has what it
+    needs and must not wait for the peer to deliver (or fail to deliver) what it holds.
+    Without ``close``, the handler is left to the interpreter's exit."""
+    args = parse(doc, options)
+    if args.handler in LIVE_KINDS and not args.url:  # run by hand: a receiver of its own
+        own = ExitStack()
+        args.url = own.enter_context(receiver())
+        _AT_EXIT.append(own.close)
+    handler, close_handler = make_handler(args)
+    try:
+        out = measure(args, handler, bench_logger(handler))
+        result = next(out) if isinstance(out, Generator) else out
+        if abandon and args.handler in PEER_KINDS:
+            emit_result(result, abandon=True)
+    finally:
+        if close:
+            close_handler()
+    if isinstance(out, Generator):
+        next(out, None)
+    emit_result(result)
 
 
-def dead_endpoint() -> tuple[socket.socket, str]:
-    """A URL where nothing listens: a port bound, never listening (connect is refused).
-
-    Keep the socket open for as long as the URL is in use, so that no one
-    else takes the port.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}/bench"
-
-
-def make_handler(
-    args: argparse.Namespace, spill_dir: str | None = None, **options: Any
-) -> tuple[logging.Handler, Closer]:
-    """The handler that ``--handler`` asks for, and what closes it and cleans up after it.
-
-    A ShipHandler gets a private, temporary ``spill_dir`` so that nothing a
-    run leaves behind is replayed by the next one, unless ``spill_dir`` names
-    a folder, which is then the caller's to keep or remove; every other
-    option is its default unless ``--overflow``, ``--durability`` or ``options`` say
-    otherwise.
-    A peer is built by ``peers.py`` with the temporary folder as the current
-    one, so that whatever it writes (logzio's backups) stays out of the
-    repository; closing it delivers what it holds, as its documentation says.
-    """
+def make_handler(args: argparse.Namespace, **options: Any) -> tuple[logging.Handler, Closer]:
+    """The handler ``--handler`` asks for, and what closes it. Without ``--spill-dir``, a
+    private temporary one (set in ``args``, removed as the process ends), so that nothing a
+    run leaves is replayed by the next. A peer runs in it, so what it writes (logzio's
+    backups) stays out of the repository."""
     if args.handler == "null":
         return logging.NullHandler(), lambda: None
-    if args.handler != "down" and not args.url:
-        raise SystemExit(f"--handler {args.handler} needs --url")
-    folder = spill_dir or tempfile.mkdtemp(prefix="logship-bench-")
-    cleanup: list[Closer] = []
-    if not spill_dir:
-        cleanup.append(lambda: shutil.rmtree(folder, ignore_errors=True))
-        _AT_ABANDON.append(cleanup[-1])
+    if not args.spill_dir:
+        args.spill_dir = tempfile.mkdtemp(prefix="logship-bench-")
+        _AT_EXIT.append(lambda folder=args.spill_dir: shutil.rmtree(folder, ignore_errors=True))
     if args.handler in BY_KIND:
-        os.chdir(folder)
-        handler, close = BY_KIND[args.handler].build(args.url)
-    else:
-        import logship  # only ShipHandler cases pay for the import
+        os.chdir(args.spill_dir)
+        return BY_KIND[args.handler].build(args.url)
+    import logship  # only ShipHandler cases pay for the import
 
-        url = args.url
-        if args.handler == "ship-forward":
-            host = urllib.parse.urlsplit(url).hostname
-            url = f"tcp://{host}:{receiver_stats(url)['forward_port']}"
-        if args.handler == "down":
-            dead, url = dead_endpoint()
-            cleanup.append(dead.close)
-            # Nothing can be delivered; do not spend the default 5 s trying at close().
-            options.setdefault("shutdown_timeout", 0.5)
-        if args.overflow:
-            options["overflow"] = args.overflow
-        if args.handler in SHIP_PROTOCOLS:
-            options["protocol"] = SHIP_PROTOCOLS[args.handler]
-        if args.durability:
-            options["durability"] = args.durability
-        ship = logship.ShipHandler(url=url, spill_dir=folder, **options)
-        handler, close = ship, ship.close
-
-    def close_all() -> None:
-        close()
-        for step in cleanup:
-            step()
-
-    return handler, close_all
+    url = args.url
+    if args.handler == "ship-forward":
+        url = f"tcp://{urllib.parse.urlsplit(url).hostname}:{receiver_stats(url)['forward_port']}"
+    if args.handler == "down":
+        # A port bound, never listening (connect is refused), held so no one else takes it.
+        dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        dead.bind(("127.0.0.1", 0))
+        _AT_EXIT.append(dead.close)
+        url = f"http://127.0.0.1:{dead.getsockname()[1]}/bench"
+        # Nothing can be delivered; do not spend the default 5 s trying at close().
+        options.setdefault("shutdown_timeout", 0.5)
+    if args.handler in SHIP_PROTOCOLS:
+        options["protocol"] = SHIP_PROTOCOLS[args.handler]
+    options |= {k: getattr(args, k) for k in ("overflow", "durability") if getattr(args, k, None)}
+    ship = logship.ShipHandler(url=url, spill_dir=args.spill_dir, **options)
+    return ship, ship.close
 
 
 @contextmanager
-def bench_handler(
-    args: argparse.Namespace, spill_dir: str | None = None, **options: Any
-) -> Iterator[logging.Handler]:
-    """:func:`make_handler`'s handler, closed (and its temporary folder removed) after.
-
-    A live kind run without ``--url`` (a case run by hand) gets a receiver of
-    its own, stopped after the handler is closed.
-    """
-    own = ExitStack()
-    _AT_ABANDON.append(own.close)
-    try:
-        if args.handler in LIVE_KINDS and not args.url:
-            args.url = own.enter_context(receiver())
-        handler, close = make_handler(args, spill_dir, **options)
-        try:
-            yield handler
-        finally:
-            close()
-    finally:
-        own.close()
+def bench_handler(kind: str, url: str | None = None, **options: Any) -> Iterator[logging.Handler]:
+    """A handler of ``kind`` for the tools, closed after; without ``url``, a receiver of its own."""
+    args = argparse.Namespace(handler=kind, url=url, spill_dir=None)
+    with ExitStack() as stack:
+        if kind in LIVE_KINDS and not url:
+            args.url = stack.enter_context(receiver())
+        handler, close = make_handler(args, **options)
+        stack.callback(close)
+        yield handler
 
 
 def bench_logger(handler: logging.Handler) -> logging.Logger:
@@ -187,10 +180,6 @@ def log_events(logger: logging.Logger, start: int, stop: int) -> None:
         info(msg, i, arg, extra={"request_id": i})
 
 
-def _fail(i: int) -> None:
-    raise ValueError(f"request {i} failed")
-
-
 def timed_calls(
     logger: logging.Logger,
     start: int,
@@ -198,12 +187,8 @@ def timed_calls(
     exception_every: int = 0,
     message: tuple[str, str] = MESSAGE,
 ) -> tuple[list[int], list[int]]:
-    """Make ``n`` timed log calls; return every call's nanoseconds and the exception calls' ones.
-
-    The calls are those of :func:`log_events` (with ``message`` instead of
-    :data:`MESSAGE`); with ``exception_every`` K, every K-th is
-    ``logger.exception(...)`` inside an ``except`` block instead.
-    """
+    """``n`` calls of :func:`log_events`, each timed (ns); every ``exception_every``-th a
+    ``logger.exception(...)`` in an ``except`` block. Every call's time, and those ones'."""
     perf = time.perf_counter_ns
     info, exception = logger.info, logger.exception
     msg, arg = message
@@ -213,7 +198,7 @@ def timed_calls(
         i = start + k
         if exception_every and i % exception_every == 0:
             try:
-                _fail(i)
+                raise ValueError(f"request {i} failed")
             except ValueError:
                 t0 = perf()
                 exception("user %s failed %s", i, arg, extra={"request_id": i})
@@ -233,34 +218,26 @@ def handler_stats(handler: logging.Handler) -> dict[str, Any] | None:
     return dict(stats()) if stats is not None else None
 
 
-def flush_shipped(handler: logging.Handler, timeout: float) -> bool:
-    """Wait until a ShipHandler has delivered every event (True) or ``timeout`` passed."""
-    return bool(cast("logship.ShipHandler", handler).flush(timeout))
-
-
 def wait_for_receiver(
     handler: logging.Handler,
-    url: str,
-    base: int,
+    args: argparse.Namespace,
     events: int,
     deadline: float,
+    base: int = 0,
     until: Callable[[dict[str, Any]], bool] | None = None,
-    quiet: float | None = None,
+    extra_quiet: float = 0.0,
 ) -> dict[str, Any]:
-    """Poll the receiver until it counted every event the handler kept, or ``deadline``.
-
-    With ``until``, the handler's ``stats()`` must also satisfy it. With
-    ``quiet`` (a peer, which has no ``stats()``), it also stops once the
-    count has not grown for that many seconds, and the events still missing
-    are taken as lost (``settled``). Returns when the poll saw the last event
-    (``done_at``), the receiver's unique count, and the CPU seconds the
-    polling itself cost this thread.
-    """
+    """Poll the receiver until it counted every event the handler kept (and its ``stats()``
+    satisfy ``until``), or ``deadline``. A peer, which has no ``stats()``, is done once the
+    count has not grown for the longest it holds an event plus :data:`SETTLE_MARGIN` (and
+    ``extra_quiet``): ``settled``. The polling's own CPU is returned, to be left out."""
+    peer = BY_KIND.get(args.handler)
+    quiet = None if peer is None else peer.holds_s + SETTLE_MARGIN + extra_quiet
     poll_cpu = 0.0
     unique, grew_at = -1, time.perf_counter()
     while True:
         c0 = time.thread_time()
-        now_unique = receiver_stats(url)["unique"] - base
+        now_unique = receiver_stats(args.url)["unique"] - base
         stats = handler_stats(handler) or {}
         poll_cpu += time.thread_time() - c0
         t = time.perf_counter()
@@ -277,15 +254,12 @@ def wait_for_receiver(
                 "timed_out": not (done or settled),
                 "settled": settled,
             }
-        time.sleep(_POLL_INTERVAL)
+        time.sleep(0.01)
 
 
 def paced(events: int, rate: float, chunk: int, step: Callable[[int, int], None]) -> float:
-    """Call ``step(start, count)`` for ``events`` in chunks, ``rate`` per second; return the start.
-
-    Each chunk starts when it is due, counted from the first (0: no pause),
-    so a late chunk is followed by shorter pauses, not a slower rate.
-    """
+    """Call ``step(start, count)`` for ``events`` in chunks, ``rate`` per second (0: no
+    pause); return the start. A late chunk is followed by shorter pauses, not a slower rate."""
     t0 = time.perf_counter()
     for start in range(0, events, chunk):
         if rate:
@@ -294,18 +268,6 @@ def paced(events: int, rate: float, chunk: int, step: Callable[[int, int], None]
                 time.sleep(pause)
         step(start, min(chunk, events - start))
     return t0
-
-
-def folder_usage(folder: str) -> dict[str, Any]:
-    """The names (sorted) and total bytes of the files in ``folder``; none if it is missing."""
-    try:
-        entries = [e for e in os.scandir(folder) if e.is_file()]
-    except FileNotFoundError:
-        entries = []
-    return {
-        "files": sorted(e.name for e in entries),
-        "bytes": sum(e.stat().st_size for e in entries),
-    }
 
 
 def rss_bytes() -> int:
@@ -338,20 +300,12 @@ def latency_summary(samples_ns: Sequence[int]) -> dict[str, float]:
     }
 
 
-def emit_result(result: dict[str, Any], abandon: bool = False) -> None:
-    """Print the case's result as one line of stdout, for ``run.py``.
-
-    With ``abandon`` the process then ends at once, closing nothing (but
-    removing the temporary folders it made and stopping a receiver of its
-    own): for a case that measured what it needed and must not wait for a
-    peer to deliver (or fail to deliver) what it still holds.
-    """
-    result.setdefault("pid", os.getpid())
-    result.setdefault("python", sys.version.split()[0])
+def emit_result(result: Result, abandon: bool = False) -> None:
+    """Print the result as one line of stdout for ``run.py``; with ``abandon``, end the
+    process at once, closing nothing but what :data:`_AT_EXIT` holds."""
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     if abandon:
-        for step in reversed(_AT_ABANDON):
-            step()
+        _cleanup()
         sys.stderr.flush()
         os._exit(0)

@@ -2,22 +2,20 @@
 
 Each case runs as ``sys.executable benchmarks/<case>.py ...`` with a hard
 timeout and prints one JSON object on its own stdout line, the last such line
-(a peer may print after it). The receiver is ``benchmarks/peer_receivers.py``
-(every handler's wire), or ``python -m logship receive`` for the tools, in a
-process of its own; :func:`receiver_stats` reads its counters. Only the
-standard library is imported here: the cases, ``peers.py`` and ``run.py``
-all use it.
+(a peer may print after it). The receiver is ``peer_receivers.py``, or
+``python -m logship receive`` for the tools, in a process of its own. Only the
+standard library is imported here: the cases, ``peers.py`` and ``run.py`` all
+use it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
+import select
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -31,21 +29,21 @@ ROOT = os.path.dirname(HERE)
 #: sys.path, and from the checkout's root they would import its logship/
 #: instead of the installed wheel that is measured.
 CHILD_CWD = HERE
-
-STATS_PATH = "/_logship/stats"
-_RECEIVER_PREFIX = "logship receive: listening on "
-_RECEIVER_START_TIMEOUT = 15.0
+#: ``logship receive``: logship's wire only (the tools use it).
+RECEIVER = (sys.executable, "-m", "logship", "receive", "--port", "0", "--quiet")
+#: The benchmark's receiver: every handler's wire format, and outages.
+PEER_RECEIVER = (sys.executable, os.path.join(HERE, "peer_receivers.py"), "--port", "0")
+_LISTENING = "logship receive: listening on "
 
 
 def run_case(script: str, args: list[str], timeout: float) -> dict[str, Any]:
     """Run ``benchmarks/<script>`` in a fresh interpreter and return its JSON result.
 
-    A case that fails, times out or prints no result yields
-    ``{"error": ...}`` (with the tail of its stderr) instead of raising, so
-    one broken case does not cost the others; one that timed out after
-    printing its result keeps it as ``partial``. ``exited_at`` is when the
-    process was seen to end, or was killed (``time.monotonic()``, which
-    every process on the machine shares).
+    A case that fails, times out or prints no result yields ``{"error": ...}``
+    (with the tail of its stderr) instead of raising, so one broken case does
+    not cost the others; one that timed out after printing its result keeps it
+    as ``partial``. ``exited_at`` is when the process was seen to end, or was
+    killed (``time.monotonic()``, which every process on the machine shares).
     """
     cmd = [sys.executable, os.path.join(HERE, script), *args]
     t0 = time.perf_counter()
@@ -60,28 +58,29 @@ def run_case(script: str, args: list[str], timeout: float) -> dict[str, Any]:
         }
     exited_at, wall = time.monotonic(), time.perf_counter() - t0
     result = _last_json(proc.stdout)
-    if proc.returncode != 0:
-        return {"error": f"exit status {proc.returncode}", "stderr": _tail(proc.stderr)}
-    if result is None:
-        return {"error": "no JSON result", "stderr": _tail(proc.stderr)}
-    result["wall_s"] = wall
-    result["exited_at"] = exited_at
-    return result
+    if proc.returncode != 0 or result is None:
+        error = f"exit status {proc.returncode}" if proc.returncode else "no JSON result"
+        return {"error": error, "stderr": _tail(proc.stderr)}
+    return {**result, "wall_s": wall, "exited_at": exited_at}
 
 
 def _last_json(text: str | bytes | None) -> dict[str, Any] | None:
-    """The last line of ``text`` that is a JSON object, if any."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     for line in reversed((text or "").splitlines()):
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(value, dict):
-                return value
+        try:
+            value = json.loads(line) if line.startswith("{") else None
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
     return None
+
+
+def _tail(text: str | bytes | None, lines: int = 15) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return "\n".join((text or "").splitlines()[-lines:])
 
 
 def missing(modules: Sequence[str]) -> str | None:
@@ -98,23 +97,12 @@ def missing(modules: Sequence[str]) -> str | None:
     return (_tail(proc.stderr, 1) or f"exit status {proc.returncode}").strip()
 
 
-def _tail(text: str | bytes | None, lines: int = 15) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return "\n".join((text or "").splitlines()[-lines:])
-
-
-#: ``logship receive``: logship's wire only (the tools use it).
-RECEIVER = (sys.executable, "-m", "logship", "receive", "--port", "0", "--quiet")
-#: The benchmark's receiver: every handler's wire format, and outages.
-PEER_RECEIVER = (sys.executable, os.path.join(HERE, "peer_receivers.py"), "--port", "0")
-
-
 def receiver_stats(url: str, timeout: float = 2.0) -> dict[str, int]:
     """The counters of the receiver serving ``url`` (``GET /_logship/stats``)."""
     parts = urllib.parse.urlsplit(url)
-    target = f"{parts.scheme}://{parts.netloc}{STATS_PATH}"
-    with urllib.request.urlopen(target, timeout=timeout) as r:
+    with urllib.request.urlopen(
+        f"{parts.scheme}://{parts.netloc}/_logship/stats", timeout=timeout
+    ) as r:
         data: dict[str, int] = json.load(r)
     return data
 
@@ -135,13 +123,15 @@ def receiver(command: Sequence[str] = PEER_RECEIVER) -> Iterator[str]:
             cwd=CHILD_CWD,
         )
         try:
-            first = _first_line(proc, _RECEIVER_START_TIMEOUT)
-            if not first.startswith(_RECEIVER_PREFIX):
+            # Nothing more is printed after the first line: the pipe need not be drained.
+            ready = select.select([proc.stdout], [], [], 15.0)[0]
+            first = proc.stdout.readline() if ready and proc.stdout else ""
+            if not first.startswith(_LISTENING):
                 errors.seek(0)
                 raise RuntimeError(
                     f"the receiver did not start (first line {first!r}):\n{_tail(errors.read())}"
                 )
-            yield first[len(_RECEIVER_PREFIX) :].strip().rstrip("/") + "/bench"
+            yield first[len(_LISTENING) :].strip().rstrip("/") + "/bench"
         finally:
             proc.terminate()
             try:
@@ -149,22 +139,3 @@ def receiver(command: Sequence[str] = PEER_RECEIVER) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    """Read the first stdout line of ``proc`` within ``timeout``, then keep draining the rest."""
-    lines: queue.Queue[str] = queue.Queue()
-    stdout = proc.stdout
-    assert stdout is not None
-
-    def pump() -> None:
-        for line in stdout:
-            if lines.empty():
-                lines.put(line)
-        lines.put("")  # EOF: the receiver exited
-
-    threading.Thread(target=pump, name="receiver-stdout", daemon=True).start()
-    try:
-        return lines.get(timeout=timeout).rstrip("\n")
-    except queue.Empty:
-        return ""

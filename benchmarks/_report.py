@@ -31,7 +31,6 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
     def add(self, *cells: object) -> None:
-        """Append a row; each cell is formatted with :func:`cell`."""
         self.rows.append([cell(c) for c in cells])
 
     def text(self) -> str:
@@ -77,11 +76,6 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def verdict(ok: bool | None) -> str:
-    """How a target reads next to its figure."""
-    return "n/a" if ok is None else ("MET" if ok else "MISSED")
-
-
 def figure(data: Any, path: str) -> float | None:
     """The number at a dotted ``path`` (``"all.p99.9"``) in a result, or None when it is missing."""
     while path:
@@ -96,12 +90,8 @@ def figure(data: Any, path: str) -> float | None:
 
 
 def median_of(runs: Sequence[Any]) -> Any:
-    """The per-field median of repeated results of one case.
-
-    Numbers become their median (runs without the figure, None, left out);
-    dicts and lists of the same shape are combined field by field; anything
-    else is taken from the first run.
-    """
+    """The per-field median of repeated results of one case: numbers (None left out), and
+    dicts and lists of the same shape field by field; anything else from the first run."""
     numbers = [r for r in runs if r is not None]
     if numbers and len(numbers) < len(runs) and _numeric(numbers):
         return median_of(numbers)
@@ -136,11 +126,8 @@ def median(results: Results, key: str) -> dict[str, Any] | None:
 
 
 def floor_key(key: str, keys: Collection[str]) -> str:
-    """The NullHandler case that case ``key`` is set against.
-
-    ``name/null+suffix`` for ``name/KIND+suffix`` (or ``-suffix``) when
-    ``keys`` has it, else ``name/null``.
-    """
+    """The NullHandler case that case ``key`` is set against: ``name/null+suffix`` for
+    ``name/KIND+suffix`` (or ``-suffix``) when ``keys`` has it, else ``name/null``."""
     name, _, rest = key.partition("/")
     suffix = re.search(r"[+-].*", rest)
     own = f"{name}/null{suffix.group() if suffix else ''}"
@@ -168,24 +155,49 @@ class Col:
     get: Callable[[Row], object]
 
 
-def fig(header: str, path: str) -> Col:
-    """A column of the row's figure at ``path``."""
-    return Col(header, lambda row: figure(row.r, path))
+def _path(row: Row, path: str) -> str:
+    """``path``, made the row's part's when it starts with a dot (``.p50``: ``all.p50``)."""
+    return row.part + path if path.startswith(".") else path
 
 
-def over(header: str, path: str) -> Col:
-    """A column of the row's figure at ``path`` over the floor's."""
-    return Col(header, lambda row: ratio(figure(row.r, path), figure(row.floor, path)))
+def over(header: str, path: str, per: str = "") -> Col:
+    """A column of the row's figure at ``path`` over the floor's (over case ``per``'s, if given)."""
+
+    def get(row: Row) -> float | None:
+        other = median(row.results, per) if per else row.floor
+        return ratio(figure(row.r, _path(row, path)), figure(other, _path(row, path)))
+
+    return Col(header, get)
 
 
-def beyond(header: str, path: str) -> Col:
-    """A column of the row's figure at ``path`` less the floor's (none on the floor's row)."""
-
+def _beyond(path: str) -> Callable[[Row], object]:
     def get(row: Row) -> float | None:
         mine, floor = figure(row.r, path), figure(row.floor, path)
         return None if row.is_floor or mine is None or floor is None else mine - floor
 
-    return Col(header, get)
+    return get
+
+
+def cols(*specs: str | Col) -> tuple[Col, ...]:
+    """Columns: each a :class:`Col`, or ``"header: path | header: path ..."``, the row's figure
+    at ``path`` (``.path``: in the row's part); ``/path`` over the floor's, ``-path`` less it
+    (not on the floor's row), ``!path`` as it is but not on the floor's row."""
+    out: list[Col] = []
+    for spec in specs:
+        if isinstance(spec, Col):
+            out.append(spec)
+            continue
+        for item in spec.split("|"):
+            header, path = (x.strip() for x in item.rsplit(":", 1))
+            mark, bare = path[0], path.lstrip("/-!")
+            if mark == "/":
+                out.append(over(header, bare))
+            elif mark == "-":
+                out.append(Col(header, _beyond(bare)))
+            else:
+                col = Col(header, lambda row, p=bare: figure(row.r, _path(row, p)))
+                out.append(not_floor(col) if mark == "!" else col)
+    return tuple(out)
 
 
 def not_floor(col: Col) -> Col:
@@ -202,6 +214,12 @@ class Line:
     part: str = "all"
 
 
+def lines(spec: str) -> tuple[Line, ...]:
+    """Rows from ``"label: key | label: key ..."``."""
+    pairs = (item.rsplit(":", 1) for item in spec.split("|") if item.strip())
+    return tuple(Line(label.strip(), key.strip()) for label, key in pairs)
+
+
 @dataclass(frozen=True)
 class Target:
     """A target printed under its table: what it says, and its figure and verdict from results."""
@@ -210,40 +228,30 @@ class Target:
     check: Callable[[Results], tuple[str, bool | None]]
 
 
-def at_most(key: str, path: str, limit: float, aim: float = 0, name: str = "") -> Target:
-    """Target: case ``key``'s figure at ``path`` (``name``) at most ``limit`` times its floor's."""
-
-    def check(results: Results) -> tuple[str, bool | None]:
-        floor = median(results, floor_key(key, results))
-        x = ratio(figure(median(results, key), path), figure(floor, path))
-        return ("-", None) if x is None else (f"{x:.2f}x", x <= limit)
-
-    also = f" (aim {aim:g})" if aim else ""
-    name = name or path.split(".", 1)[-1]
-    return Target(f"{name} ≤ {limit:g}{also} x NullHandler's, {key}", check)
-
-
-def bound(
-    text: str, key: str, path: str, limit: float, fmt: str, least: bool = False, less: str = ""
-) -> Target:
-    """Target: case ``key``'s figure at ``path`` (less case ``less``'s) at most ``limit``.
-
-    With ``least``, at least ``limit``; the figure is shown with ``fmt``.
-    """
+def target(text: str, rule: str, fmt: str = "{:.2f}x") -> Target:
+    """Target ``rule``: ``"KEY PATH [/ OTHER | - OTHER] <= LIMIT"`` (or ``>=``): case KEY's
+    figure at PATH, over (or less) case OTHER's (``floor``: KEY's own floor), shown with
+    ``fmt``; the text names KEY."""
+    key, path, *other, test, limit = rule.split()
 
     def check(results: Results) -> tuple[str, bool | None]:
         x = figure(median(results, key), path)
-        if less and x is not None:
-            floor = figure(median(results, less), path)
-            x = None if floor is None else x - floor
-        return ("-", None) if x is None else (fmt.format(x), x >= limit if least else x <= limit)
+        if other:
+            op, of = other
+            y = figure(median(results, floor_key(key, results) if of == "floor" else of), path)
+            x = ratio(x, y) if op == "/" else None if x is None or y is None else x - y
+        if x is None:
+            return "-", None
+        return fmt.format(x), x >= float(limit) if test == ">=" else x <= float(limit)
 
     return Target(f"{text}, {key}", check)
 
 
-def _median_figures(entry: dict[str, Any]) -> dict[str, Any] | None:
-    median: dict[str, Any] | None = entry.get("median")
-    return median
+def at_most(key: str, path: str, limit: float, aim: float = 0, name: str = "") -> Target:
+    """Target: case ``key``'s figure at ``path`` (``name``) at most ``limit`` times its floor's."""
+    also = f" (aim {aim:g})" if aim else ""
+    name = name or path.split(".", 1)[-1]
+    return target(f"{name} ≤ {limit:g}{also} x NullHandler's", f"{key} {path} / floor <= {limit}")
 
 
 @dataclass(frozen=True)
@@ -256,16 +264,13 @@ class TableSpec:
     targets: tuple[Target, ...] = ()
     notes: tuple[Text, ...] = ()
     #: A case's figures from its entry in the results: by default the median of its runs.
-    figures: Callable[[dict[str, Any]], dict[str, Any] | None] = _median_figures
+    figures: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda entry: entry.get("median")
     first: str = "handler"
 
 
 def build(spec: TableSpec, results: Results) -> Table:
-    """The table ``spec`` describes, with a row for each of its cases that was selected.
-
-    A skipped case gets a ``skipped`` row, one with no result a ``failed``
-    row, each with its reason in a note.
-    """
+    """The table ``spec`` describes, a row for each of its cases that ran: a ``skipped`` or
+    ``failed`` one (no result) with its reason in a note."""
     t = Table(spec.title, [spec.first, *(c.header for c in spec.columns)])
     for line in spec.lines:
         entry = results.get(line.key)
@@ -286,33 +291,26 @@ def build(spec: TableSpec, results: Results) -> Table:
         t.add(line.label, *(c.get(row) for c in spec.columns))
     for target in spec.targets:
         shown, ok = target.check(results)
-        t.notes.append(f"target {target.text}: {shown}  {verdict(ok)}")
+        verdict = "n/a" if ok is None else "MET" if ok else "MISSED"
+        t.notes.append(f"target {target.text}: {shown}  {verdict}")
     t.notes += [n if isinstance(n, str) else n(results) for n in spec.notes]
     return t
 
 
-@dataclass(frozen=True)
-class Spread:
-    """A figure whose spread over the repeats says how noisy the run was."""
-
-    label: str
-    key: str
-    path: str
-    floor: str = ""  # a ratio to this case's figure, taken within each repeat
-
-
-def spread_table(spreads: Sequence[Spread], results: Results) -> Table:
-    """Each figure's minimum, median and maximum over the repeats."""
+def spread_table(spreads: Sequence[str], results: Results) -> Table:
+    """Each figure's minimum, median and maximum over the repeats: ``"label: key path"``,
+    ``/path`` a ratio to the case's floor, taken within each repeat."""
     t = Table(
         "Spread over the repeats (noise)", ["figure", "runs", "min", "median", "max", "max/min"]
     )
-    for s in spreads:
-        runs = (results.get(s.key) or {}).get("runs", [])
-        floors = (results.get(s.floor) or {}).get("runs", [{}] * len(runs))
-        values = [figure(r, s.path) for r in runs]
-        if s.floor:  # case and floor ran back to back in each repeat
-            values = [ratio(v, figure(f, s.path)) for v, f in zip(values, floors, strict=False)]
+    for spec in spreads:
+        label, rest = spec.rsplit(":", 1)
+        key, path = rest.split()
+        values = [figure(r, path.lstrip("/")) for r in (results.get(key) or {}).get("runs", [])]
+        if path.startswith("/"):  # case and floor ran back to back in each repeat
+            floors = (results.get(floor_key(key, results)) or {}).get("runs", [])
+            values = [ratio(v, figure(f, path[1:])) for v, f in zip(values, floors, strict=False)]
         got = [v for v in values if v is not None]
         if got:
-            t.add(s.label, len(got), min(got), median_of(got), max(got), ratio(max(got), min(got)))
+            t.add(label, len(got), min(got), median_of(got), max(got), ratio(max(got), min(got)))
     return t

@@ -1,10 +1,7 @@
 """The chart of the comparison with the peers: one panel per headline figure, one bar per handler.
 
-Per-call p50 and p99.9 (table 1) and the service's request p99.9 (table 3)
-as ratios to the NullHandler of the same run, events per second delivered
-end to end (table 2) as they are, and CPU per event end to end (table 2) as
-a ratio. Written as SVG or PNG, by the file's name, with matplotlib; without
-it, :func:`write` says why and writes nothing.
+Written as SVG or PNG, by the file's name, with matplotlib; without it,
+:func:`write` says why and writes nothing.
 
     .venv/bin/python benchmarks/chart.py [RESULTS.json ...] [--out FILE.svg|FILE.png]
 
@@ -22,29 +19,15 @@ from _report import Results, cell, figure, median, ratio
 from install import not_installed, read_failures
 from scenarios import CONTENDERS
 
-#: The panels: title, case name, figure, and whether it is shown over the NullHandler's.
+#: The panels: what, case name (and its table), figure, and whether over the NullHandler's.
 PANELS = (
-    ("per-call p50, x NullHandler (table 1; lower is better)", "latency", "all.p50", True),
-    ("per-call p99.9, x NullHandler (table 1; lower is better)", "latency", "all.p99.9", True),
-    (
-        "a service's request p99.9, x NullHandler (table 3; lower is better)",
-        "service",
-        "request.p99.9",
-        True,
-    ),
-    (
-        "events/s delivered end to end (table 2; higher is better)",
-        "throughput",
-        "events_per_s",
-        False,
-    ),
-    (
-        "CPU per event end to end, x NullHandler (table 2; lower is better)",
-        "throughput",
-        "cpu_us_per_event",
-        True,
-    ),
+    ("per-call p50", "latency", "all.p50", True),
+    ("per-call p99.9", "latency", "all.p99.9", True),
+    ("a service's request p99.9", "service", "request.p99.9", True),
+    ("events/s delivered end to end", "throughput", "events_per_s", False),
+    ("CPU per event end to end", "throughput", "cpu_us_per_event", True),
 )
+TABLES = {"latency": 1, "throughput": 2, "service": 3}
 LOGSHIP, OTHERS, FLOOR = "#1f6feb", "#8c959f", "#d0d7de"
 
 
@@ -71,9 +54,13 @@ def write(results: Results, info: dict[str, Any], path: str) -> str | None:
     plt.rcParams.update({"svg.fonttype": "none", "font.size": 8})
     labels = [label for label, _kind in CONTENDERS]
     fig, axes = plt.subplots(len(PANELS), 1, figsize=(7.5, 1.55 * len(PANELS) + 0.6))
-    for ax, (title, name, path_, over_null) in zip(axes, PANELS, strict=True):
+    for ax, (what, name, path_, over_null) in zip(axes, PANELS, strict=True):
         ys = values(results, name, path_, over_null)
-        ax.set_title(title, loc="left", fontsize=9)
+        how = ", x NullHandler" if over_null else ""
+        better = "lower" if over_null else "higher"
+        ax.set_title(
+            f"{what}{how} (table {TABLES[name]}; {better} is better)", loc="left", fontsize=9
+        )
         ax.invert_yaxis()
         ax.set_yticks(range(len(labels)), labels)
         ax.spines[["top", "right"]].set_visible(False)

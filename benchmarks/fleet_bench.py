@@ -1,27 +1,12 @@
-"""A fleet: three Fluent Bit nodes, through HAProxy or named to the handler; then a node killed.
+"""A fleet: three Fluent Bit nodes, through HAProxy or named to the handler; a node killed (12).
 
-Starts the fleet of ``tests/fleet.py`` (one definition for the tests and this
-case): Fluent Bit nodes (the binary named by ``FLUENT_BIT``, as ``make``
-sets it), each with an ``http`` input buffering on disk and a ``file``
-output, and HAProxy in front of them for ``--route haproxy``. The handler is
-a ShipHandler at its defaults sending to HAProxy (``haproxy``), to the three
-nodes' URLs (``failover``, ``round_robin``), or to one node alone
-(``single``, the comparison).
-
-1. Throughput: ``--events`` calls as fast as the loop goes (the workload of
-   the other cases), then until the nodes' outputs hold every one: events
-   per second delivered end to end, written by Fluent Bit, not only taken.
-2. A kill: ``--kill-events`` more at ``--rate`` per second; a third of the
-   way in node 0 is killed (SIGKILL), two thirds of the way in it is started
-   again on its port and storage. Then until every event is written, or
-   ``--deadline`` seconds: events lost (never written), duplicates (written
-   more than once), and what node 0 held unwritten when it died.
-
-A machine without Fluent Bit, or without HAProxy for its route, reports the
-case as skipped, saying why.
+The fleet of ``tests/fleet.py`` (one definition for the tests and this case;
+Fluent Bit from ``FLUENT_BIT``) and a ShipHandler at its defaults to HAProxy,
+to the nodes' URLs (``failover``, ``round_robin``) or to one node alone
+(``single``). A machine without Fluent Bit, or HAProxy for its route, reports
+the case as skipped. What is measured: ``docs/performance.md``.
 
     python benchmarks/fleet_bench.py --handler ship --route haproxy|failover|round_robin|single
-        [--events 50000] [--kill-events 20000] [--rate 5000]
 """
 
 from __future__ import annotations
@@ -49,7 +34,7 @@ _POLL = 0.05
 
 
 class Tally:
-    """How many times each request id was written, over every node, read on as they write."""
+    """How many times each request id was written, over every node, read as they write."""
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
@@ -64,10 +49,8 @@ class Tally:
             self._seen[n] = len(records)
 
     def wait(self, first: int, stop: int, deadline: float) -> tuple[Counter[int], float]:
-        """Wait until every id in ``range(first, stop)`` was written, or ``deadline``.
-
-        Returns their counts, and when they were read (``time.perf_counter()``).
-        """
+        """Wait until every id in ``range(first, stop)`` was written, or ``deadline``; their
+        counts, and when they were read."""
         while True:
             self.update()
             now = time.perf_counter()
@@ -78,16 +61,18 @@ class Tally:
 
 
 def main() -> None:
-    """Run the case and print its result."""
-    parser = c.case_parser(__doc__)
-    parser.add_argument("--route", choices=ROUTES, required=True)
-    parser.add_argument("--events", type=int, default=50_000, help="the throughput phase")
-    parser.add_argument("--kill-events", type=int, default=20_000, help="the kill phase")
-    parser.add_argument("--rate", type=float, default=5_000.0, help="events/s in the kill phase")
-    parser.add_argument("--deadline", type=float, default=60.0, help="seconds per phase to wait")
-    args = parser.parse_args()
-    if args.handler != "ship":
-        parser.error("the fleet case ships to its own fleet: --handler ship, no --url")
+    args = c.parse(
+        __doc__,
+        {
+            "route": (ROUTES[0], "|".join(ROUTES)),
+            "events": (50_000, "the throughput phase"),
+            "kill_events": (20_000, "the kill phase"),
+            "rate": (5_000.0, "events/s in the kill phase"),
+            "deadline": (60.0, "seconds per phase to wait"),
+        },
+    )
+    if args.handler != "ship" or args.route not in ROUTES:
+        raise SystemExit("the fleet case ships to its own fleet: --handler ship --route ROUTE")
     folder = Path(tempfile.mkdtemp(prefix="logship-bench-fleet-"))
     fleet = None
     try:
@@ -95,7 +80,7 @@ def main() -> None:
         fleet = Fleet(folder, size, proxy=args.route == "haproxy").start()
         result = run(fleet, args, folder)
     except Missing as e:  # no Fluent Bit, or no HAProxy for this route
-        result = {"case": "fleet", "route": args.route, "skipped": str(e)}
+        result = {"skipped": str(e)}
     finally:
         if fleet is not None:
             fleet.stop()
@@ -104,70 +89,53 @@ def main() -> None:
 
 
 def run(fleet: Fleet, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """Both phases against a started fleet; the result."""
+    """Both phases against a started fleet: delivery, then node 0 killed a third of the way
+    through a paced stream and started again two thirds in."""
     import logship
 
     if args.route == "haproxy":
         url: str | list[str] = fleet.url("/bench")
-    elif args.route == "single":
-        url = fleet.urls("/bench")[0]
     else:
-        url = fleet.urls("/bench")
+        url = fleet.urls("/bench")[0] if args.route == "single" else fleet.urls("/bench")
     options: dict[str, Any] = {} if isinstance(url, str) else {"balance": args.route}
-    if args.overflow:
-        options["overflow"] = args.overflow
     handler = logship.ShipHandler(url=url, spill_dir=str(folder / "spill"), **options)
-    try:
-        logger, tally = c.bench_logger(handler), Tally(fleet)
-        c.log_events(logger, 0, 1_000)  # warm-up: connections made, nodes written to once
-        tally.wait(0, 1_000, time.perf_counter() + args.deadline)
-
-        first, stop = 1_000, 1_000 + args.events
-        t0 = time.perf_counter()
-        c.log_events(logger, first, stop)
-        counts, done = tally.wait(first, stop, time.perf_counter() + args.deadline)
-        result: dict[str, Any] = {
-            "case": "fleet",
-            "route": args.route,
-            "events": args.events,
-            "elapsed_s": done - t0,
-            "events_per_s": len(counts) / (done - t0),
-            "timed_out": len(counts) < args.events,
-        }
-        result |= kill_phase(fleet, logger, tally, stop, args)
-        result["stats"] = c.handler_stats(handler)
-    finally:
-        handler.close()
-    return result
-
-
-def kill_phase(
-    fleet: Fleet, logger: Any, tally: Tally, first: int, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Node 0 killed a third of the way through a paced stream, started two thirds in."""
-    stop = first + args.kill_events
     held: set[str] = set()
-    restarted = [0.0]
+    restarted = 0.0
 
     def step(start: int, count: int) -> None:
+        nonlocal restarted
         third = args.kill_events // 3
         if start <= third < start + count:
             held.update(fleet.kill(0))
         elif start <= 2 * third < start + count:
             fleet.start_node(0)
-            restarted[0] = time.perf_counter()
-        c.log_events(logger, first + start, first + start + count)
+            restarted = time.perf_counter()
+        c.log_events(logger, kill + start, kill + start + count)
 
-    c.paced(args.kill_events, args.rate, 100, step)
-    counts, done = tally.wait(first, stop, time.perf_counter() + args.deadline)
-    return {
-        "kill_events": args.kill_events,
-        "kill_rate": args.rate,
-        "lost": args.kill_events - len(counts),
-        "duplicates": sum(counts.values()) - len(counts),
-        "held_at_kill": len(held),
-        "recovered_after_s": done - restarted[0],
-    }
+    try:
+        logger, tally = c.bench_logger(handler), Tally(fleet)
+        c.log_events(logger, 0, 1_000)  # warm-up: connections made, nodes written to once
+        tally.wait(0, 1_000, time.perf_counter() + args.deadline)
+        kill = 1_000 + args.events
+        t0 = time.perf_counter()
+        c.log_events(logger, 1_000, kill)
+        counts, done = tally.wait(1_000, kill, time.perf_counter() + args.deadline)
+        c.paced(args.kill_events, args.rate, 100, step)
+        after, recovered = tally.wait(
+            kill, kill + args.kill_events, time.perf_counter() + args.deadline
+        )
+        return {
+            "elapsed_s": done - t0,
+            "events_per_s": len(counts) / (done - t0),
+            "timed_out": len(counts) < args.events,
+            "lost": args.kill_events - len(after),
+            "duplicates": sum(after.values()) - len(after),
+            "held_at_kill": len(held),
+            "recovered_after_s": recovered - restarted,
+            "stats": c.handler_stats(handler),
+        }
+    finally:
+        handler.close()
 
 
 if __name__ == "__main__":

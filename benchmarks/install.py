@@ -1,18 +1,13 @@
 """Install the logship wheel and its ``[bench]`` extra for ``make bench``, even if a peer will not.
 
-The extra names the benchmark's own tools and the peers' packages. One
-package that cannot be installed here (no wheel for this Python, a
-dependency conflict, a registry that does not answer) would make pip refuse
-the whole extra, and with it the whole benchmark. So when installing the
-extra at once fails, the wheel is installed alone and then each requirement
-of the extra one at a time; those that still fail are written, with pip's
-reason, to :data:`FAILURES` in the virtual environment, where ``run.py``
-reads them and reports the peers they belong to as skipped.
-
-The benchmarks measure what users install, the wheel (``make bench`` builds
-it), never the source tree. Exits 0 when everything is installed, 3 when only
-some requirements failed (``make`` then installs again next time), 1 when
-logship itself or a tool the harness cannot run without failed.
+One package of the extra that cannot be installed here (no wheel for this
+Python, a conflict, a registry that does not answer) would make pip refuse
+the whole extra, and with it the whole benchmark. So when the extra fails,
+the wheel is installed alone, then each requirement on its own; those that
+still fail are written, with pip's reason, to :data:`FAILURES`, where
+``run.py`` reads them and reports their peers as skipped. Exits 0 when all
+is installed, 3 when only some requirements failed (``make`` tries again
+next time), 1 when logship or a tool the harness needs failed.
 
     .venv/bin/python benchmarks/install.py dist/pylogship-*.whl
 """
@@ -67,12 +62,8 @@ def pip(args: Sequence[str], pip_args: Sequence[str] = ()) -> str | None:
 
 def install_each(requirements: Sequence[str], pip_args: Sequence[str] = ()) -> dict[str, str]:
     """Install each requirement on its own; the failures, by normalised name, with pip's reason."""
-    failures = {}
-    for requirement in requirements:
-        reason = pip([requirement], pip_args)
-        if reason is not None:
-            failures[requirement_name(requirement)] = reason
-    return failures
+    reasons = {requirement_name(r): pip([r], pip_args) for r in requirements}
+    return {name: reason for name, reason in reasons.items() if reason is not None}
 
 
 def read_failures(path: str = FAILURES) -> dict[str, str]:

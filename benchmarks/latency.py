@@ -1,17 +1,10 @@
-"""The latency of one log call, as the application's thread sees it.
+"""The latency of one log call, as the application's thread sees it (tables 1 and 11).
 
-Times each of ``--calls`` calls of ``logger.info("user %s did %s", i,
-"thing", extra={"request_id": i})`` with ``time.perf_counter_ns`` after
-``--warmup`` untimed calls. With ``--exception-every K`` every K-th call is
-``logger.exception(...)`` inside an ``except`` block instead; those calls are
-also summarised on their own. With ``--redact`` the handler has a
-``logship.RedactFilter``, whose ``filter()`` is also timed alone on fresh
-records; ``--secret`` puts a password and a card number in every message
-(the filter's slow path). A peer is abandoned once the calls are timed:
-what it still holds is not waited for.
+``--calls`` calls timed one by one after ``--warmup`` untimed ones. What is
+measured and why: ``docs/performance.md``.
 
-    python benchmarks/latency.py --handler null|ship|down|PEER [--url URL]
-        [--exception-every 100] [--redact [--secret]]
+    python benchmarks/latency.py --handler null|ship|down|PEER [--exception-every 100]
+        [--redact [--secret]]
 """
 
 from __future__ import annotations
@@ -42,49 +35,40 @@ def filter_only(n: int, message: tuple[str, str]) -> dict[str, float]:
     return c.latency_summary(samples)
 
 
-def main() -> None:
-    """Run the case and print its result."""
-    parser = c.case_parser(__doc__)
-    parser.add_argument("--calls", type=int, default=50_000)
-    parser.add_argument("--warmup", type=int, default=2_000)
-    parser.add_argument("--exception-every", type=int, default=0)
-    parser.add_argument("--redact", action="store_true", help="add a logship.RedactFilter")
-    parser.add_argument("--secret", action="store_true", help="secrets in every message")
-    args = parser.parse_args()
+def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Result:
     message = c.SECRET_MESSAGE if args.secret else c.MESSAGE
-    with c.bench_handler(args) as handler:
-        if args.redact:
-            import logship
+    shipping = args.handler in c.SHIP_KINDS
+    if args.redact:
+        import logship
 
-            handler.addFilter(logship.RedactFilter())
-        logger = c.bench_logger(handler)
-        c.timed_calls(logger, 0, args.warmup, args.exception_every, message)
-        if args.handler in c.SHIP_KINDS:
-            c.flush_shipped(handler, _FLUSH_TIMEOUT)  # start from an empty pipeline
-        gc.collect()
-        t0 = time.perf_counter()
-        samples, exc = c.timed_calls(logger, args.warmup, args.calls, args.exception_every, message)
-        loop_s = time.perf_counter() - t0
-        # Delivered before the filter is timed alone, so the worker does not compete.
-        shipping = args.handler in c.SHIP_KINDS
-        flushed = c.flush_shipped(handler, _FLUSH_TIMEOUT) if shipping else None
-        result: dict[str, Any] = {
-            "case": "latency",
-            "handler": args.handler,
-            "exception_every": args.exception_every,
-            "redact": args.redact,
-            "secret": args.secret,
-            "calls": args.calls,
-            "loop_s": loop_s,
-            "calls_per_s": args.calls / loop_s,
-            "all": c.latency_summary(samples),
-            "exceptions": c.latency_summary(exc) if exc else None,
-            "filter": filter_only(args.calls, message) if args.redact else None,
-            "flushed": flushed,
-            "stats": c.handler_stats(handler),
-        }
-        c.emit_result(result, abandon=args.handler in c.PEER_KINDS)
+        handler.addFilter(logship.RedactFilter())
+    c.timed_calls(logger, 0, args.warmup, args.exception_every, message)
+    if shipping:
+        handler.flush(_FLUSH_TIMEOUT)  # start from an empty pipeline
+    gc.collect()
+    t0 = time.perf_counter()
+    samples, exc = c.timed_calls(logger, args.warmup, args.calls, args.exception_every, message)
+    loop_s = time.perf_counter() - t0
+    # Delivered before the filter is timed alone, so the worker does not compete.
+    flushed = handler.flush(_FLUSH_TIMEOUT) if shipping else None
+    return {
+        "calls_per_s": args.calls / loop_s,
+        "all": c.latency_summary(samples),
+        "exceptions": c.latency_summary(exc) if exc else None,
+        "filter": filter_only(args.calls, message) if args.redact else None,
+        "flushed": flushed,
+        "stats": c.handler_stats(handler),
+    }
 
 
 if __name__ == "__main__":
-    main()
+    c.case(
+        measure,
+        __doc__,
+        abandon=True,
+        calls=50_000,
+        warmup=2_000,
+        exception_every=0,
+        redact=(False, "add a logship.RedactFilter"),
+        secret=(False, "secrets in every message"),
+    )

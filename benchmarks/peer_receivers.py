@@ -1,42 +1,16 @@
 """The comparison's receiver: every peer's wire format, one count, and an outage switch.
 
-One process serves ``logship receive``'s HTTP server (``logship.cli.httpd``:
-the same threading server, keep-alive, one thread per connection) with a
-request handler that takes, on any path:
+``logship receive``'s HTTP server, also taking the standard library's form
+posts, logzio's ``text/plain`` NDJSON and OTLP/HTTP (protobuf, and the JSON
+of logship's ``protocol="otlp"``), answering ``200`` with an empty body
+(logstash-async and logzio take nothing else as success), and a second port
+speaking Fluentd's forward protocol. Every event is counted once, by its
+``uuid`` (logship's), else its ``request_id`` (the benchmarks' ``extra=``),
+else its message. ``GET /_logship/stats`` adds ``forward_port``; ``POST
+/_bench/outage?seconds=S`` answers every POST ``503`` for S seconds and
+closes the forward port, shutting its connections: a Fluentd restarting.
 
-- what ``logship receive`` takes (JSON arrays and objects, NDJSON, msgpack,
-  gzip or not): logship, and python-logstash-async's HTTP transport (a JSON
-  array per request);
-- ``text/plain`` NDJSON: logzio-python-handler;
-- ``application/x-www-form-urlencoded``: the standard library's
-  ``HTTPHandler``, one record per request;
-- ``application/x-protobuf``: an OTLP/HTTP ``ExportLogsServiceRequest``,
-  whose log records are counted (decoded with ``opentelemetry-proto``): the
-  OpenTelemetry SDK's exporter; and the same request in OTLP's JSON encoding
-  (``application/json`` with ``resourceLogs``): logship's ``protocol="otlp"``.
-
-A second port speaks Fluentd's forward protocol for fluent-logger: entries
-are counted in Message, Forward and PackedForward modes (gzip-compressed
-too), and a ``chunk`` option is acknowledged. Every request is answered
-``200`` with an empty body (logstash-async and logzio take nothing else as
-success).
-
-Every event is counted once per key: its ``uuid`` (logship's), else its
-``request_id`` field (the benchmark's ``extra=``; logstash-async nests it
-under ``extra``), else its message. ``GET /_logship/stats`` returns the counts
-of ``logship receive`` plus ``forward_port``, ``outage_refused`` and ``outage_left_s``.
-
-``POST /_bench/outage?seconds=S`` starts an outage: for ``S`` seconds every
-POST is answered ``503`` (its body read and ignored), and the forward port,
-as the forward protocol has no status to answer with, is closed (connections
-refused) and its connections shut, dropping what they had not yet handed
-over: a Fluentd restarting. ``--outage-at-start S`` starts one at once.
-
-    python benchmarks/peer_receivers.py [--port 0] [--outage-at-start 5]
-
-It prints ``logship receive: listening on http://127.0.0.1:PORT`` (the line of
-``logship receive``, so that ``_harness.receiver`` starts either alike) and
-serves until SIGTERM or SIGINT.
+    python benchmarks/peer_receivers.py [--port 0]
 """
 
 from __future__ import annotations
@@ -57,51 +31,14 @@ from logship.cli.httpd import STATS_PATH, Handler, Server
 from logship.cli.receive import Receiver
 
 OUTAGE_PATH = "/_bench/outage"
-_FORM = "application/x-www-form-urlencoded"
-_PROTOBUF = "application/x-protobuf"
-_TEXT = "text/plain"
-_JSON = "application/json"
-
-
-class Outage:
-    """A switch that is on for a given number of seconds, and counts what it refused."""
-
-    def __init__(self) -> None:
-        self._until = 0.0
-        self._lock = threading.Lock()
-        self.refused = 0
-
-    def start(self, seconds: float) -> None:
-        """Refuse everything for ``seconds`` from now."""
-        with self._lock:
-            self._until = time.monotonic() + seconds
-
-    def left(self) -> float:
-        """Seconds of outage left (0 when there is none)."""
-        return max(0.0, self._until - time.monotonic())
-
-    def refuse(self) -> bool:
-        """Whether the outage is on now; count one refusal when it is."""
-        with self._lock:
-            on = time.monotonic() < self._until
-            self.refused += on
-        return on
-
-
-def event_key(event: dict[str, Any]) -> str:
-    """What makes an event unique: its uuid, else its ``request_id``, else its message."""
-    for source in (event, event.get("extra")):
-        if isinstance(source, dict):
-            for name in ("uuid", "request_id"):
-                if source.get(name) is not None:
-                    return str(source[name])
-    return str(event.get("message", event.get("msg", "")))
 
 
 def keyed(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The events, each with its :func:`event_key` as ``uuid``: what ``Receiver`` dedupes on."""
+    """The events, each with what makes it unique as ``uuid``: what ``Receiver`` dedupes on."""
     for event in events:
-        event["uuid"] = event_key(event)
+        sources = [s for s in (event, event.get("extra")) if isinstance(s, dict)]
+        found = [s[n] for s in sources for n in ("uuid", "request_id") if s.get(n) is not None]
+        event["uuid"] = str(found[0] if found else event.get("message", event.get("msg", "")))
     return events
 
 
@@ -146,14 +83,14 @@ def otlp_json_events(doc: dict[str, Any]) -> list[dict[str, Any]]:
 def http_events(body: bytes, content_type: str | None, encoding: str | None) -> list[Any]:
     """The events of one POST body, whichever peer sent it."""
     kind = (content_type or "").split(";", 1)[0].strip().lower()
-    if kind == _FORM:
+    if kind == "application/x-www-form-urlencoded":
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
         return [{k: v[0] for k, v in form.items()}]
-    if kind == _PROTOBUF:
+    if kind == "application/x-protobuf":
         return otlp_events(body)
-    if kind == _TEXT:
+    if kind == "text/plain":
         return decode(body, "application/x-ndjson", encoding)
-    if kind == _JSON:
+    if kind == "application/json":
         raw = decompress(body, encoding)
         if raw[:64].lstrip().startswith(b'{"resourceLogs"'):
             try:
@@ -173,12 +110,7 @@ class PeerHandler(Handler):
         if self.path.split("?", 1)[0] != STATS_PATH:
             super().do_GET()
             return
-        counts: dict[str, Any] = self.server.sink.counts()
-        counts |= {
-            "forward_port": self.server.forward_port,
-            "outage_refused": self.server.outage.refused,
-            "outage_left_s": self.server.outage.left(),
-        }
+        counts = {**self.server.sink.counts(), "forward_port": self.server.forward_port}
         self._reply(200, json.dumps(counts).encode("ascii"), ctype="application/json")
 
     def do_POST(self) -> None:
@@ -186,28 +118,22 @@ class PeerHandler(Handler):
         sink = self.server.sink
         try:
             body = self._read_body()
+            if path == OUTAGE_PATH:
+                seconds = float(urllib.parse.parse_qs(query).get("seconds", ["5"])[0])
+                self.server.outage_until = time.monotonic() + seconds
+            elif self.server.outage_left():
+                self._reply(503, b"outage\n")
+                return
+            else:
+                events = http_events(
+                    body, self.headers["Content-Type"], self.headers["Content-Encoding"]
+                )
+                sink.accept(keyed(events), self.headers.get("Idempotency-Key", ""), len(body))
         except BadRequest as e:
             self.close_connection = True
             sink.refuse()
             self._reply(e.status, f"{e}\n".encode())
             return
-        if path == OUTAGE_PATH:
-            seconds = float(urllib.parse.parse_qs(query).get("seconds", ["5"])[0])
-            self.server.outage.start(seconds)
-            self._reply(200, b"")
-            return
-        if self.server.outage.refuse():
-            self._reply(503, b"outage\n")
-            return
-        try:
-            events = http_events(
-                body, self.headers["Content-Type"], self.headers["Content-Encoding"]
-            )
-        except BadRequest as e:
-            sink.refuse()
-            self._reply(e.status, f"{e}\n".encode())
-            return
-        sink.accept(keyed(events), self.headers.get("Idempotency-Key", ""), len(body))
         self._reply(200, b"")
 
 
@@ -217,11 +143,14 @@ class PeerServer(Server):
     def __init__(self, host: str, port: int, sink: Receiver) -> None:
         super().__init__(host, port, sink)
         self.RequestHandlerClass = PeerHandler
-        self.outage = Outage()
+        self.outage_until = 0.0
         self.forward_port = 0
 
+    def outage_left(self) -> float:
+        return max(0.0, self.outage_until - time.monotonic())
 
-def forward_message(message: Any) -> tuple[list[Any], dict[str, Any]]:
+
+def forward_records(message: Any) -> tuple[list[Any], dict[str, Any]]:
     """The records and the option of one forward-protocol message.
 
     Message mode is ``[tag, time, record, option?]``, Forward mode ``[tag,
@@ -245,88 +174,64 @@ def forward_message(message: Any) -> tuple[list[Any], dict[str, Any]]:
     return [message[2]], option
 
 
-class ForwardListener:
-    """A forward-protocol server sharing the HTTP side's sink and outage.
+def serve_forward(http: PeerServer, host: str) -> None:
+    """Fluentd's forward protocol into the HTTP side's sink, a thread per connection.
 
-    During an outage its port is closed (connections are refused) and the
-    connections it had are shut, dropping whatever they had not yet handed
-    to the sink: a Fluentd restarting. It listens on the same port after.
+    During an outage the port is closed (connections are refused) and the
+    connections it had are shut, dropping what they had not yet handed to the
+    sink; it listens on the same port after.
     """
+    conns: set[socket.socket] = set()
 
-    def __init__(self, host: str, sink: Receiver, outage: Outage) -> None:
-        self.host, self.sink, self.outage = host, sink, outage
-        self._sock = self._listen(0)
-        self.port: int = self._sock.getsockname()[1]
-        self._conns: set[socket.socket] = set()
-        self._lock = threading.Lock()
-
-    def _listen(self, port: int) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, port))
-        sock.listen(128)
+    def listen(port: int) -> socket.socket:
+        sock = socket.create_server((host, port), backlog=128)
         sock.settimeout(0.05)
         return sock
 
-    def serve_forever(self) -> None:
-        """Accept connections, one thread each; close the port while an outage lasts."""
-        while True:
-            left = self.outage.left()
-            if left:
-                self._sock.close()
-                with self._lock:
-                    conns, self._conns = set(self._conns), set()
-                for conn in conns:
-                    self.outage.refuse()
-                    _shut(conn)
-                time.sleep(left)
-                self._sock = self._listen(self.port)
-            try:
-                conn, _addr = self._sock.accept()
-            except TimeoutError:
-                continue
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._conns.add(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            self._read(conn)
-        finally:
-            with self._lock:
-                self._conns.discard(conn)
-            conn.close()
-
-    def _read(self, conn: socket.socket) -> None:
-        """Count the entries of one connection's messages; acknowledge the chunks that ask."""
+    def read(conn: socket.socket) -> None:
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-        while True:
-            try:
-                data = conn.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
+        while not http.outage_left() and (data := conn.recv(65536)):
             unpacker.feed(data)
             for message in unpacker:
-                if self.outage.left():
+                if http.outage_left():
                     return  # the connection is being shut; what it carried is lost
                 try:
-                    records, option = forward_message(message)
+                    records, option = forward_records(message)
                 except (ValueError, TypeError, IndexError, BadRequest):
-                    self.sink.refuse()
+                    http.sink.refuse()
                     return
-                self.sink.accept(keyed([r for r in records if isinstance(r, dict)]), "", 0)
+                http.sink.accept(keyed([r for r in records if isinstance(r, dict)]), "", 0)
                 if option.get("chunk") is not None:
                     conn.sendall(msgpack.packb({"ack": option["chunk"]}))
 
+    def serve(conn: socket.socket) -> None:
+        try:
+            read(conn)
+        except OSError:
+            pass  # shut by the outage, or the client hung up
+        finally:
+            conns.discard(conn)
+            conn.close()
 
-def _shut(conn: socket.socket) -> None:
-    try:
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+    sock = listen(0)
+    http.forward_port = sock.getsockname()[1]
+    while True:
+        if left := http.outage_left():
+            sock.close()
+            for conn in list(conns):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            time.sleep(left)
+            sock = listen(http.forward_port)
+        try:
+            conn, _addr = sock.accept()
+        except TimeoutError:
+            continue
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conns.add(conn)
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 
 def main() -> None:
@@ -334,20 +239,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--outage-at-start", type=float, default=0.0, metavar="SECONDS")
     args = parser.parse_args()
-    sink = Receiver(keep_events=False)
-    http = PeerServer(args.host, args.port, sink)
-    forward = ForwardListener(args.host, sink, http.outage)
-    http.forward_port = forward.port
-    if args.outage_at_start:
-        http.outage.start(args.outage_at_start)
+    http = PeerServer(args.host, args.port, Receiver(keep_events=False))
     threading.Thread(target=http.serve_forever, args=(0.05,), daemon=True).start()
-    threading.Thread(target=forward.serve_forever, daemon=True).start()
+    threading.Thread(target=serve_forward, args=(http, args.host), daemon=True).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _sig, _frame: stop.set())
+    while not http.forward_port:
+        time.sleep(0.01)
     host, port = http.server_address[:2]
+    # logship receive's first line, so that _harness.receiver starts either alike.
     print(f"logship receive: listening on http://{host}:{port}", flush=True)
     while not stop.wait(1.0):
         pass

@@ -12,6 +12,7 @@ so that a peer that is not installed costs nothing but its own cases.
 
 from __future__ import annotations
 
+import functools
 import logging
 import urllib.parse
 import warnings
@@ -30,26 +31,19 @@ class Peer:
 
     kind: str
     label: str
-    #: Modules that must import for the peer to run; when one does not, it is skipped.
-    modules: tuple[str, ...]
     build: Builder
     #: The longest the peer holds an event before sending it, by its defaults: how
     #: long to see nothing arrive before taking what did as all there is.
     holds_s: float
+    #: Modules that must import for the peer to run; when one does not, it is skipped.
+    modules: tuple[str, ...]
     #: Its packages in the ``[bench]`` extra (``install.py`` may fail to install one).
     packages: tuple[str, ...] = ()
 
 
 def _once(close: Closer) -> Closer:
     """``close``, made safe to call twice (by the case, then at exit)."""
-    done: list[bool] = []
-
-    def once() -> None:
-        if not done:
-            done.append(True)
-            close()
-
-    return once
+    return functools.cache(close)
 
 
 def stdlib(url: str) -> tuple[logging.Handler, Closer]:
@@ -125,50 +119,26 @@ def logzio(url: str) -> tuple[logging.Handler, Closer]:
     return handler, close
 
 
+#: Each peer's modules (that must import) and packages (in the ``[bench]`` extra).
+_LOGSTASH = ("logstash_async.handler", "logstash_async.transport"), ("python-logstash-async",)
+_FLUENT = ("fluent.asynchandler", "fluent.handler"), ("fluent-logger",)
+_OTEL = (
+    (
+        "opentelemetry.sdk._logs",
+        "opentelemetry.exporter.otlp.proto.http._log_exporter",
+        "opentelemetry.proto.collector.logs.v1.logs_service_pb2",  # what the receiver decodes with
+    ),
+    ("opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"),
+)
+_LOGZIO = ("logzio.handler",), ("logzio-python-handler",)
+# holds_s: logstash-async's QUEUED_EVENTS_FLUSH_INTERVAL, the OpenTelemetry
+# BatchLogRecordProcessor's schedule delay, logzio's logs_drain_timeout.
 PEERS = (
-    Peer(
-        "stdlib",
-        "stdlib QueueHandler → HTTPHandler",
-        ("logging.handlers",),
-        stdlib,
-        holds_s=0.0,
-    ),
-    Peer(
-        "logstash",
-        "python-logstash-async (HTTP)",
-        ("logstash_async.handler", "logstash_async.transport"),
-        logstash,
-        holds_s=10.0,  # QUEUED_EVENTS_FLUSH_INTERVAL
-        packages=("python-logstash-async",),
-    ),
-    Peer(
-        "fluent",
-        "fluent-logger asynchandler",
-        ("fluent.asynchandler", "fluent.handler"),
-        fluent,
-        holds_s=0.0,
-        packages=("fluent-logger",),
-    ),
-    Peer(
-        "otel",
-        "OpenTelemetry SDK (OTLP/HTTP)",
-        (
-            "opentelemetry.sdk._logs",
-            "opentelemetry.exporter.otlp.proto.http._log_exporter",
-            "opentelemetry.proto.collector.logs.v1.logs_service_pb2",
-        ),
-        otel,
-        holds_s=1.0,  # the BatchLogRecordProcessor's schedule delay
-        packages=("opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"),
-    ),
-    Peer(
-        "logzio",
-        "logzio-python-handler",
-        ("logzio.handler",),
-        logzio,
-        holds_s=3.0,  # logs_drain_timeout
-        packages=("logzio-python-handler",),
-    ),
+    Peer("stdlib", "stdlib QueueHandler → HTTPHandler", stdlib, 0, ("logging.handlers",)),
+    Peer("logstash", "python-logstash-async (HTTP)", logstash, 10, *_LOGSTASH),
+    Peer("fluent", "fluent-logger asynchandler", fluent, 0, *_FLUENT),
+    Peer("otel", "OpenTelemetry SDK (OTLP/HTTP)", otel, 1, *_OTEL),
+    Peer("logzio", "logzio-python-handler", logzio, 3, *_LOGZIO),
 )
 PEER_KINDS = tuple(p.kind for p in PEERS)
 BY_KIND = {p.kind: p for p in PEERS}

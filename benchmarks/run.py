@@ -3,21 +3,12 @@
 The machine is shared and noisy, so no figure here is to be compared across
 runs: each is set against the same measurement with a ``logging.NullHandler``
 in the same run, the cases are interleaved, and each is repeated with the
-per-figure median reported. The scenarios, their cases and their tables are
-described in ``scenarios.py``; how to read them, in ``docs/performance.md``.
-
-Prints the tables, and writes ``latest.json``, ``latest.md`` and the chart
-``latest.svg`` (``chart.py``; skipped, and said so, without matplotlib) to
-``--results``. A peer whose package does not import is reported as skipped.
-
-Repeats stop when the next would end past ``--budget`` seconds, judged by
-how long its cases took the last time; the comparison's repeats go first.
-A case that replays another's spill folder runs right after it, in every
-repeat, with that folder (``--only`` adds it, and every case's floor).
+per-figure median reported. The cases and their tables are described in
+``scenarios.py``; the options, and how to read the tables, in
+``docs/performance.md``. Prints the tables, and writes ``latest.json``,
+``latest.md`` and the chart ``latest.svg`` to ``--results``.
 
     .venv/bin/python benchmarks/run.py [--repeat 5] [--peer-repeat 2] [--only latency,service]
-        [--budget 780] [--service-seconds 10] [--probe-seconds 5] [--sustained-seconds 30]
-        [--results DIR]
     .venv/bin/python benchmarks/run.py --from benchmarks/results/latest.json  # tables and chart
 """
 
@@ -54,8 +45,7 @@ def select(prefixes: list[str]) -> list[Case]:
 
 
 def with_durations(case: Case, seconds: dict[str, tuple[float, float]]) -> Case:
-    """A service case with ``seconds[name]``: its timed and probed seconds, and a timeout
-    that allows them (``name``: the case's scenario, ``service`` or ``sustained``)."""
+    """A service or sustained case with its timed and probed ``seconds``, and a timeout for them."""
     timed, probed = seconds.get(case.key.split("/")[0], (0.0, 0.0))
     if not timed:
         return case
@@ -64,17 +54,9 @@ def with_durations(case: Case, seconds: dict[str, tuple[float, float]]) -> Case:
     return dataclasses.replace(case, args=args, timeout=case.timeout + 2 * (timed + probed))
 
 
-def runs_of(case: Case, repeat: int, peer_repeat: int) -> int:
-    """How many runs ``case`` gets."""
-    return {"": repeat, "peers": peer_repeat, "once": 1}[case.runs]
-
-
 def skipped_peers(cases: list[Case]) -> dict[str, str]:
-    """Each peer that ``cases`` need and that cannot run, with the reason.
-
-    A package that ``install.py`` could not install is named with pip's
-    reason; otherwise the peer is tried by importing its modules.
-    """
+    """Each peer that ``cases`` need and that cannot run, with pip's reason
+    (``install.py``) or its import error."""
     needed, failures = {c.peer for c in cases if c.peer}, read_failures()
     reasons = {}
     for p in PEERS:
@@ -97,72 +79,63 @@ def run_all(
     runs: dict[str, list[dict[str, Any]]] = {c.key: [] for c in cases}
     took: dict[str, float] = {}  # seconds each case took the last time
     replayed = {c.replays for c in cases if c.replays}
-    cases = [c for c in cases if c.peer not in skipped]
-    started, n = time.perf_counter(), 0
-    planned = sum(runs_of(c, repeat, peer_repeat) for c in cases)
+    todo = [c for c in cases if c.peer not in skipped]
+    runs_of = {c.key: {"": repeat, "peers": peer_repeat, "once": 1}[c.runs] for c in cases}
+    started, n, planned = time.perf_counter(), 0, sum(runs_of[c.key] for c in todo)
     for r in range(repeat):
-        todo = [c for c in cases if r < runs_of(c, repeat, peer_repeat)]
-        if not todo:  # every case had its runs
-            break
+        todo = [c for c in todo if r < runs_of[c.key]]
         left = budget - (time.perf_counter() - started)
         if r and sum(took[c.key] for c in todo) > left and any(c.runs for c in todo):
-            planned -= sum(runs_of(c, repeat, peer_repeat) - r for c in todo if c.runs)
-            cases = [c for c in cases if not c.runs]
+            planned -= sum(runs_of[c.key] - r for c in todo if c.runs)
             todo = [c for c in todo if not c.runs]
             print(f"(time budget of {budget:.0f} s: the comparison's runs {r + 1}+ skipped)")
-        if r and (not todo or sum(took[c.key] for c in todo) > left):
+        if not todo:
+            break
+        if r and sum(took[c.key] for c in todo) > left:
             print(f"(time budget of {budget:.0f} s spent: {repeat - r} repeat(s) skipped)")
             break
-        folders: dict[str, str] = {}  # spill folders left for the case that replays them
+        folders: dict[str, str] = {}  # spill folders kept for the case that replays them
         try:
             for case in todo:
                 n += 1
                 print(f"[{n:>3}/{planned}] {case.key:<28}", end=" ", flush=True)
-                if case.key in replayed:
-                    folders[case.key] = tempfile.mkdtemp(prefix="logship-bench-spill-")
+                folder = folders.pop(case.replays, None)
+                if case.folder or case.key in replayed:
+                    folder = tempfile.mkdtemp(prefix="logship-bench-")
                 t0 = time.perf_counter()
-                result = run_one(case, folders.get(case.key) or folders.get(case.replays))
+                result = run_one(case, folder)
                 took[case.key] = time.perf_counter() - t0
-                error = result.get("error", "").split("\n")[0]
-                if error:
-                    said = f"ERROR: {error}"
-                else:
-                    said = f"skipped: {result['skipped']}" if "skipped" in result else "ok"
-                print(f"{took[case.key]:5.1f} s  {said}")
                 runs[case.key].append(result)
-                if case.replays in folders:
-                    shutil.rmtree(folders.pop(case.replays), ignore_errors=True)
+                if case.key in replayed and folder:
+                    folders[case.key] = folder
+                elif folder:
+                    shutil.rmtree(folder, ignore_errors=True)
+                error = result.get("error", "").split("\n")[0]
+                said = f"skipped: {result['skipped']}" if "skipped" in result else "ok"
+                print(f"{took[case.key]:5.1f} s  {f'ERROR: {error}' if error else said}")
         finally:
             for folder in folders.values():
                 shutil.rmtree(folder, ignore_errors=True)
     out: Results = {}
-    for key, results in runs.items():
+    for case in cases:
+        results = runs[case.key]
         good = [x for x in results if "error" not in x and "skipped" not in x]
-        out[key] = {"median": median_of(good) if good else None, "runs": results}
-        # A case that found what it needs missing (fleet_bench.py: no Fluent Bit) says so.
-        said = [x["skipped"] for x in results if "skipped" in x]
-        if said:
-            out[key]["skipped"] = said[0]
-    for case in CASES:
-        if case.key in out and case.peer in skipped:
-            out[case.key]["skipped"] = skipped[case.peer]
+        out[case.key] = {"median": median_of(good) if good else None, "runs": results}
+        # A peer that does not import, or a case that found what it needs missing
+        # (fleet_bench.py: no Fluent Bit), says why.
+        said = [skipped.get(case.peer)] + [x["skipped"] for x in results if "skipped" in x]
+        if any(said):
+            out[case.key]["skipped"] = next(x for x in said if x)
     return out
 
 
 def run_one(case: Case, spill_dir: str | None = None) -> dict[str, Any]:
-    """Run one case once, with a fresh receiver of its own when it needs one.
-
-    ``spill_dir``, when given, is passed on as ``--spill-dir``; a case that
-    wants a folder of its own gets a fresh one. A live case's result (or
-    error) also gets the receiver's counts once the process has ended
-    (``receiver_after``).
-    """
-    own = tempfile.mkdtemp(prefix="logship-bench-") if case.folder and not spill_dir else None
-    spill_dir = spill_dir or own
+    """Run one case once, with a fresh receiver when it needs one, whose counts once the
+    process has ended are kept as ``receiver_after``."""
     args = case.args.split() + (["--spill-dir", spill_dir] if spill_dir else [])
+    if not case.live:
+        return run_case(case.script, args, case.timeout)
     try:
-        if not case.live:
-            return run_case(case.script, args, case.timeout)
         with receiver() as url:
             result = run_case(case.script, [*args, "--url", url], case.timeout)
             try:
@@ -172,9 +145,6 @@ def run_one(case: Case, spill_dir: str | None = None) -> dict[str, Any]:
             return result
     except RuntimeError as e:  # the receiver did not start
         return {"error": str(e)}
-    finally:
-        if own:
-            shutil.rmtree(own, ignore_errors=True)
 
 
 def meta(results: Results, wall: float) -> dict[str, Any]:
@@ -188,7 +158,7 @@ def meta(results: Results, wall: float) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
-        "loadavg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
         "repeat": done.get("", 0),
         "peer_repeat": done.get("peers", 0),
         "wall_s": round(wall, 1),
@@ -232,10 +202,8 @@ def main() -> None:
         info, results = past["meta"], past["cases"]
     else:
         cases = select([p for p in args.only.split(",") if p])
-        seconds = {
-            "service": (args.service_seconds, args.probe_seconds),
-            "sustained": (args.sustained_seconds, 0.0),
-        }
+        seconds = {"service": (args.service_seconds, args.probe_seconds)}
+        seconds["sustained"] = (args.sustained_seconds, 0.0)
         cases = [with_durations(c, seconds) for c in cases]
         skipped = skipped_peers(cases)
         for kind, reason in skipped.items():
@@ -252,16 +220,14 @@ def main() -> None:
         for text in dict.fromkeys(errors):  # each distinct failure once
             print(f"\n{key} failed in {errors.count(text)} of {len(entry['runs'])} runs: {text}")
     os.makedirs(args.results, exist_ok=True)
-    written = [] if args.past else ["latest.json"]
     if not args.past:
         with open(os.path.join(args.results, "latest.json"), "w", encoding="utf-8") as f:
-            json.dump({"meta": info, "cases": results}, f, indent=2)
-            f.write("\n")
-    write_markdown(
-        os.path.join(args.results, "latest.md"), info, "\n\n".join(t.markdown() for t in tables)
-    )
+            f.write(json.dumps({"meta": info, "cases": results}, indent=2) + "\n")
+    markdown = "\n\n".join(t.markdown() for t in tables)
+    write_markdown(os.path.join(args.results, "latest.md"), info, markdown)
     skipped_chart = chart.write(results, info, os.path.join(args.results, "latest.svg"))
-    written += ["latest.md"] + ([] if skipped_chart else ["latest.svg"])
+    written = ["latest.md"] + ([] if skipped_chart else ["latest.svg"])
+    written = written if args.past else ["latest.json", *written]
     print(f"\nwritten to {os.path.relpath(args.results)}: {', '.join(written)}")
     if skipped_chart:
         print(f"chart skipped: {skipped_chart}")

@@ -19,27 +19,26 @@ from _report import (
     Line,
     Results,
     Row,
-    Spread,
     Table,
     TableSpec,
     Target,
     Text,
     at_most,
-    beyond,
-    bound,
     build,
     cell,
-    fig,
+    cols,
     figure,
     good_runs,
+    lines,
     median,
     median_of,
     not_floor,
     over,
     ratio,
     spread_table,
+    target,
 )
-from peers import PEERS
+from peers import PEER_KINDS, PEERS
 
 #: The NullHandler floor, logship and every peer: the comparison's rows, in order.
 CONTENDERS = (
@@ -60,7 +59,24 @@ NOISE_MIB = 1.0
 P50_TARGET = 1.3
 #: durability="crash" writes each event to a mapped file inside the call: its own p50 target.
 P50_TARGET_CRASH = 1.5
-_CRASH = "--durability crash"
+CRASH = "--durability crash"
+#: Each scenario's script, its cases' timeout (s), the runs of its floor and
+#: logship cases ("": ``--repeat``, "peers": ``--peer-repeat``, "once"; the
+#: other handlers get ``--peer-repeat``, or one when "once"), whether a
+#: handler that ships gets a fresh ``--spill-dir`` (removed after) and a fresh
+#: peer_receivers.py (``--url``; the fleet ships to a fleet of its own).
+SCRIPTS = {
+    "latency": ("latency.py", 60, "", False, True),
+    "throughput": ("throughput.py", 75, "", False, True),
+    "service": ("service.py", 20, "once", False, True),
+    "outage": ("outage.py", 75, "peers", False, True),
+    "exit": ("shutdown.py", 30, "peers", True, True),
+    "sustained": ("service.py", 30, "once", False, True),
+    "memory": ("spill.py", 60, "", False, True),
+    "spill": ("spill.py", 60, "", False, True),
+    "replay": ("replay.py", 60, "", False, True),
+    "fleet": ("fleet_bench.py", 150, "peers", False, False),
+}
 
 
 @dataclass(frozen=True)
@@ -69,62 +85,43 @@ class Case:
 
     key: str
     script: str
-    args: str  # its command line after the script, split on spaces
-    live: bool = False  # gets a fresh peer_receivers.py and ``--url``
-    timeout: float = 60.0
-    #: How many runs it gets: ``--repeat`` (""), ``--peer-repeat`` ("peers") or one ("once").
-    runs: str = ""
-    #: The peer it needs: skipped, with the reason, when that peer does not import.
-    peer: str = ""
-    #: Gets a fresh ``--spill-dir`` of its own, removed after the run.
-    folder: bool = False
+    args: str  # its command line after the script, split on spaces: "--handler KIND ..."
+    timeout: float
+    runs: str  # "", "peers" or "once", as in SCRIPTS
+    folder: bool
+    live: bool  # gets a fresh receiver and ``--url``
     #: The key of a case that runs just before this one, in every repeat, with
     #: ``--spill-dir`` a fresh folder that this one then gets (and removes).
     replays: str = ""
 
-
-@dataclass(frozen=True)
-class Scenario:
-    """A scenario: its cases, its tables, and the figures whose spread over repeats is shown."""
-
-    cases: tuple[Case, ...]
-    tables: tuple[TableSpec, ...]
-    spread: tuple[Spread, ...] = ()
+    @property
+    def peer(self) -> str:
+        """The peer it needs (skipped, with the reason, when that peer does not import), or ""."""
+        kind = self.args.split()[1]
+        return kind if kind in PEER_KINDS else ""
 
 
-def contenders(
-    name: str,
-    script: str,
-    args: str = "",
-    suffix: str = "",
-    own: str = "peers",
-    timeout: float = 60.0,
-    folder: bool = False,
-) -> tuple[Case, ...]:
-    """Case ``name/KIND+suffix``, ``--handler KIND args``, for each contender.
+def case(key: str, args: str, replays: str = "") -> Case:
+    """Case ``key`` (``scenario/...``) with ``args`` ("--handler KIND ..."), as SCRIPTS says."""
+    script, timeout, runs, folder, receiver = SCRIPTS[key.split("/")[0]]
+    kind = args.split()[1]
+    runs = runs if kind in ("null", "ship", "down") or runs == "once" else "peers"
+    live = receiver and kind not in ("null", "down")
+    return Case(key, script, args, timeout, runs, folder and kind != "null", live, replays)
 
-    The floor and logship get ``own`` runs, the peers ``--peer-repeat`` (or
-    one each when ``own`` is "once"); ``folder`` is for the handlers that ship.
-    """
+
+def contenders(name: str, args: str = "", suffix: str = "") -> tuple[Case, ...]:
+    """Case ``name/KIND+suffix``, ``--handler KIND args``, for each contender."""
     return tuple(
-        Case(
-            f"{name}/{kind}{suffix}",
-            script,
-            f"--handler {kind} {args}",
-            live=kind != "null",
-            timeout=timeout,
-            runs=own if kind in ("null", "ship") or own == "once" else "peers",
-            # logship's own kinds (ship, ship-PROTOCOL) need no peer's package
-            peer="" if kind == "null" or kind.startswith("ship") else kind,
-            folder=folder and kind != "null",
-        )
-        for _label, kind in CONTENDERS
+        case(f"{name}/{kind}{suffix}", f"--handler {kind} {args}") for _, kind in CONTENDERS
     )
 
 
-def rows(name: str, suffix: str = "", tag: str = "") -> tuple[Line, ...]:
-    """A row for each contender's case ``name/KIND+suffix``, its label followed by ``tag``."""
-    return tuple(Line(label + tag, f"{name}/{kind}{suffix}") for label, kind in CONTENDERS)
+def rows(name: str, suffix: str = "", tag: str = "", logship: str = "") -> tuple[Line, ...]:
+    """A row for each contender's case ``name/KIND+suffix``, its label followed by ``tag``;
+    the rows ``logship`` (logship's other settings, "label: key | ...") after logship's own."""
+    own = [Line(label + tag, f"{name}/{kind}{suffix}") for label, kind in CONTENDERS]
+    return (*own[:2], *lines(logship), *own[2:])
 
 
 def runs_note(prefix: str) -> Text:
@@ -139,116 +136,103 @@ def runs_note(prefix: str) -> Text:
     return note
 
 
-# -- per-call latency ----------------------------------------------------------------------------
+# -- the cases, in the order each repeat runs them -------------------------------------------------
+
+_CHECKPOINTS = "--events 200000 --checkpoints 50000,100000,200000"
+_PACED = f"--rate {SPILL_RATE}"
+_DEADLINE = "--deadline 45"  # end to end: 45 s to deliver after the loop
+CASES = (
+    *contenders("latency"),
+    case("latency/down", "--handler down"),
+    case("latency/ship-crash", f"--handler ship {CRASH}"),
+    *contenders("latency", "--exception-every 100", suffix="+exc"),
+    case("latency/ship+redact", "--handler ship --redact"),
+    case("latency/ship+redact-secret", "--handler ship --redact --secret"),
+    *contenders("throughput", _DEADLINE),
+    case("throughput/ship-block", f"--handler ship --overflow block {_DEADLINE}"),
+    case("throughput/ship-crash", f"--handler ship {CRASH} {_DEADLINE}"),
+    # 50,000 is a multiple of batch_max_records: the last batch goes out full at
+    # the last call. A burst that ends mid-batch shows what its tail waits for.
+    case("throughput/ship-tail", f"--handler ship --events 50500 {_DEADLINE}"),
+    *contenders("service"),
+    case("service/ship-crash", f"--handler ship {CRASH}"),
+    *contenders("outage"),
+    *contenders("exit"),
+    # The same exit with nothing logged: the interpreter's own exit with the
+    # handler's modules loaded and nothing to deliver.
+    *contenders("exit", "--events 0", suffix="+idle"),
+    *contenders("sustained", "--threads 1 --rate 100 --logs 20 --work 0"),
+    case("memory/null", f"--handler null {_CHECKPOINTS}"),
+    case("memory/down", f"--handler down {_CHECKPOINTS}"),
+    case("spill/null", "--handler null"),
+    case("spill/down", "--handler down"),
+    case("spill/null-paced", f"--handler null {_PACED}"),
+    case("spill/down-paced", f"--handler down {_PACED}"),
+    case("replay/ship", "--handler ship", replays="spill/down-paced"),
+    *(
+        case(f"fleet/{route}", f"--handler ship --route {route}")
+        for route in ("single", "haproxy", "failover", "round_robin")
+    ),
+)
 
 
-def pct(header: str, name: str, over_floor: bool = False) -> Col:
-    """A percentile of the row's part of a latency result (over the floor's)."""
-
-    def get(row: Row) -> float | None:
-        mine = figure(row.r, f"{row.part}.{name}")
-        return ratio(mine, figure(row.floor, f"{row.part}.{name}")) if over_floor else mine
-
-    return Col(header, get)
+# -- 1, 11: per-call latency -----------------------------------------------------------------------
 
 
 def latency_columns(calls: str) -> tuple[Col, ...]:
     """The columns of a table of per-call times; ``calls``: the result's calls per second."""
-    return (
-        *(pct(h, h) for h in ("p50", "p99", "p99.9", "max", "mean")),
-        pct("p50 x null", "p50", over_floor=True),
-        pct("p99 x null", "p99", over_floor=True),
+    return cols(
+        "p50: .p50 | p99: .p99 | p99.9: .p99.9 | max: .max | mean: .mean | p50 x null: /.p50"
+        " | p99 x null: /.p99",
         Col("calls/s", lambda row: figure(row.r, calls) if row.part == "all" else None),
         Col("dropped", lambda row: figure(row.r, "stats.dropped") if row.part == "all" else None),
     )
 
 
-def over_ship(row: Row) -> float | None:
-    """The row's p50 over logship's without a filter."""
-    return ratio(figure(row.r, "all.p50"), figure(median(row.results, "latency/ship"), "all.p50"))
-
-
-_LATENCY = rows("latency")
-_EXCEPTIONS_ONLY = "exception calls only"
-LATENCY = Scenario(
-    cases=(
-        *contenders("latency", "latency.py", own=""),
-        Case("latency/down", "latency.py", "--handler down"),
-        Case("latency/ship-crash", "latency.py", f"--handler ship {_CRASH}", live=True),
-        *contenders("latency", "latency.py", "--exception-every 100", suffix="+exc", own=""),
-        Case("latency/ship+redact", "latency.py", "--handler ship --redact", live=True),
-        Case(
-            "latency/ship+redact-secret",
-            "latency.py",
-            "--handler ship --redact --secret",
-            live=True,
+_ONLY = "exception calls only"
+LATENCY = TableSpec(
+    "1. Per-call latency on the application thread (µs; 50,000 timed calls)",
+    (
+        *rows(
+            "latency",
+            logship="logship → endpoint down: latency/down"
+            " | logship, durability=crash: latency/ship-crash",
         ),
+        *rows("latency", "+exc", ", exception/100"),
+        Line(f"  NullHandler, {_ONLY}", "latency/null+exc", part="exceptions"),
+        Line(f"  logship, {_ONLY}", "latency/ship+exc", part="exceptions"),
     ),
-    tables=(
-        TableSpec(
-            "1. Per-call latency on the application thread (µs; 50,000 timed calls)",
-            (
-                *_LATENCY[:2],
-                Line("logship → endpoint down", "latency/down"),
-                Line("logship, durability=crash", "latency/ship-crash"),
-                *_LATENCY[2:],
-                *rows("latency", "+exc", ", exception/100"),
-                Line(f"  NullHandler, {_EXCEPTIONS_ONLY}", "latency/null+exc", part="exceptions"),
-                Line(f"  logship, {_EXCEPTIONS_ONLY}", "latency/ship+exc", part="exceptions"),
-            ),
-            latency_columns("calls_per_s"),
-            (
-                at_most("latency/ship", "all.p50", P50_TARGET),
-                at_most("latency/down", "all.p50", P50_TARGET),
-                at_most("latency/ship-crash", "all.p50", P50_TARGET_CRASH),
-                at_most("latency/ship+exc", "all.p50", P50_TARGET),
-            ),
-            (
-                "exception/100: every 100th call is logger.exception(...) in an except block. "
-                "dropped: logship's stats() after a flush, warm-up included (peers have none).",
-                runs_note("latency/"),
-            ),
-        ),
-        TableSpec(
-            "11. Redaction: per-call latency with RedactFilter (µs)",
-            (
-                Line("NullHandler", "latency/null"),
-                Line("logship ShipHandler", "latency/ship"),
-                Line("logship + RedactFilter", "latency/ship+redact"),
-                Line("logship + RedactFilter, secret in message", "latency/ship+redact-secret"),
-            ),
-            (
-                fig("p50", "all.p50"),
-                fig("p99", "all.p99"),
-                fig("mean", "all.mean"),
-                over("p50 x null", "all.p50"),
-                Col("p50 x ship", over_ship),
-                fig("filter p50", "filter.p50"),
-                fig("filter mean", "filter.mean"),
-            ),
-            notes=("filter: RedactFilter.filter() alone, on fresh records of the same call.",),
-            first="case",
-        ),
+    latency_columns("calls_per_s"),
+    (
+        at_most("latency/ship", "all.p50", P50_TARGET),
+        at_most("latency/down", "all.p50", P50_TARGET),
+        at_most("latency/ship-crash", "all.p50", P50_TARGET_CRASH),
+        at_most("latency/ship+exc", "all.p50", P50_TARGET),
     ),
-    spread=(
-        Spread("latency p50, logship / NullHandler", "latency/ship", "all.p50", "latency/null"),
-        Spread("latency p99, logship / NullHandler", "latency/ship", "all.p99", "latency/null"),
-        Spread("latency p99.9, logship (µs)", "latency/ship", "all.p99.9"),
-        Spread(
-            "latency p50, endpoint down / NullHandler", "latency/down", "all.p50", "latency/null"
-        ),
-        Spread("latency p50, NullHandler (µs)", "latency/null", "all.p50"),
-        Spread(
-            "latency p50, durability=crash / NullHandler",
-            "latency/ship-crash",
-            "all.p50",
-            "latency/null",
-        ),
+    (
+        "exception/100: every 100th call is logger.exception(...) in an except block. "
+        "dropped: logship's stats() after a flush, warm-up included (peers have none).",
+        runs_note("latency/"),
     ),
+)
+REDACTION = TableSpec(
+    "11. Redaction: per-call latency with RedactFilter (µs)",
+    lines(
+        "NullHandler: latency/null | logship ShipHandler: latency/ship"
+        " | logship + RedactFilter: latency/ship+redact"
+        " | logship + RedactFilter, secret in message: latency/ship+redact-secret"
+    ),
+    cols(
+        "p50: all.p50 | p99: all.p99 | mean: all.mean | p50 x null: /all.p50",
+        over("p50 x ship", "all.p50", per="latency/ship"),
+        "filter p50: filter.p50 | filter mean: filter.mean",
+    ),
+    notes=("filter: RedactFilter.filter() alone, on fresh records of the same call.",),
+    first="case",
 )
 
 
-# -- end to end ----------------------------------------------------------------------------------
+# -- 2: end to end ---------------------------------------------------------------------------------
 
 
 def ending(row: Row) -> str | None:
@@ -262,119 +246,48 @@ def ending(row: Row) -> str | None:
     )
 
 
-def against(text: str, key: str, other: str, path: str, limit: float, least: bool) -> Target:
-    """Target: case ``key``'s figure at ``path`` over case ``other``'s, at most ``limit``
-    (at least, with ``least``)."""
-
-    def check(results: Results) -> tuple[str, bool | None]:
-        x = ratio(figure(median(results, key), path), figure(median(results, other), path))
-        return ("-", None) if x is None else (f"{x:.2f}x", x >= limit if least else x <= limit)
-
-    return Target(f"{text}, {key}", check)
-
-
 def delivered(key: str) -> Target:
     """Target: at least 50,000 events/s delivered end to end by case ``key``."""
-    return bound(
-        "≥ 50,000 events/s delivered (gzip+JSON)",
-        key,
-        "events_per_s",
-        50_000,
-        "{:,.0f}/s",
-        least=True,
-    )
+    text = "≥ 50,000 events/s delivered (gzip+JSON)"
+    return target(text, f"{key} events_per_s >= 50000", "{:,.0f}/s")
 
 
-_END_TO_END = rows("throughput")
-_DEADLINE = "--deadline 45"
-THROUGHPUT = Scenario(
-    cases=(
-        *contenders("throughput", "throughput.py", _DEADLINE, own="", timeout=75),
-        Case(
-            "throughput/ship-block",
-            "throughput.py",
-            f"--handler ship --overflow block {_DEADLINE}",
-            live=True,
-            timeout=75,
-        ),
-        # 50,000 is a multiple of batch_max_records: the last batch goes out full at
-        # the last call. A burst that ends mid-batch shows what its tail waits for.
-        Case(
-            "throughput/ship-crash",
-            "throughput.py",
-            f"--handler ship {_CRASH} {_DEADLINE}",
-            live=True,
-            timeout=75,
-        ),
-        Case(
-            "throughput/ship-tail",
-            "throughput.py",
-            f"--handler ship --events 50500 {_DEADLINE}",
-            live=True,
-            timeout=75,
-        ),
+THROUGHPUT = TableSpec(
+    "2. End to end (50,000 events until the receiver counted them)",
+    rows(
+        "throughput",
+        logship="logship, overflow=block: throughput/ship-block"
+        " | logship, durability=crash: throughput/ship-crash"
+        " | logship, a burst of 50,500 events: throughput/ship-tail",
     ),
-    tables=(
-        TableSpec(
-            "2. End to end (50,000 events until the receiver counted them)",
-            (
-                *_END_TO_END[:2],
-                Line("logship, overflow=block", "throughput/ship-block"),
-                Line("logship, durability=crash", "throughput/ship-crash"),
-                Line("logship, a burst of 50,500 events", "throughput/ship-tail"),
-                *_END_TO_END[2:],
-            ),
-            (
-                fig("delivered/s", "events_per_s"),
-                fig("seconds", "elapsed_s"),
-                fig("loop ev/s", "loop_events_per_s"),
-                fig("CPU µs/ev", "cpu_us_per_event"),
-                over("x null", "cpu_us_per_event"),
-                fig("app-thread µs/ev", "main_thread_cpu_us_per_event"),
-                fig("peak RSS MiB", "peak_rss_mib"),
-                fig("RSS growth MiB", "peak_rss_growth_mib"),
-                not_floor(fig("lost", "lost")),
-                fig("dropped", "stats.dropped"),
-                fig("spilled", "stats.spilled"),
-                Col("ended", ending),
-            ),
-            (
-                delivered("throughput/ship"),
-                delivered("throughput/ship-block"),
-                against(
-                    "≥ 0.5 x logship defaults' delivered/s",
-                    "throughput/ship-crash",
-                    "throughput/ship",
-                    "events_per_s",
-                    0.5,
-                    least=True,
-                ),
-                at_most("throughput/ship", "cpu_us_per_event", 2.5, name="CPU per event"),
-            ),
-            (
-                "lost: logged, never counted (logship's default overflow, 'spill', drops what "
-                "neither the ring nor the spill takes). ended: all = every event counted; settled "
-                "= nothing more arrived for the longest the peer holds an event plus 2 s; "
-                "timeout = 45 s after the loop.",
-                runs_note("throughput/"),
-            ),
-        ),
+    cols(
+        "delivered/s: events_per_s | seconds: elapsed_s | loop ev/s: loop_events_per_s"
+        " | CPU µs/ev: cpu_us_per_event | x null: /cpu_us_per_event"
+        " | app-thread µs/ev: main_thread_cpu_us_per_event | peak RSS MiB: peak_rss_mib"
+        " | RSS growth MiB: peak_rss_growth_mib | lost: !lost | dropped: stats.dropped"
+        " | spilled: stats.spilled",
+        Col("ended", ending),
     ),
-    spread=(
-        Spread("delivered/s, logship defaults", "throughput/ship", "events_per_s"),
-        Spread("lost, logship defaults", "throughput/ship", "lost"),
-        Spread("delivered/s, overflow=block", "throughput/ship-block", "events_per_s"),
-        Spread(
-            "CPU µs/event, overflow=block / NullHandler",
-            "throughput/ship-block",
-            "cpu_us_per_event",
-            "throughput/null",
+    (
+        delivered("throughput/ship"),
+        delivered("throughput/ship-block"),
+        target(
+            "≥ 0.5 x logship defaults' delivered/s",
+            "throughput/ship-crash events_per_s / throughput/ship >= 0.5",
         ),
+        at_most("throughput/ship", "cpu_us_per_event", 2.5, name="CPU per event"),
+    ),
+    (
+        "lost: logged, never counted (logship's default overflow, 'spill', drops what "
+        "neither the ring nor the spill takes). ended: all = every event counted; settled "
+        "= nothing more arrived for the longest the peer holds an event plus 2 s; "
+        "timeout = 45 s after the loop.",
+        runs_note("throughput/"),
     ),
 )
 
 
-# -- a service -----------------------------------------------------------------------------------
+# -- 3, 6: a service, a sustained load -------------------------------------------------------------
 
 
 def held(row: Row) -> float | None:
@@ -383,68 +296,54 @@ def held(row: Row) -> float | None:
     return None if share is None else 100 * share
 
 
-SERVICE = Scenario(
-    cases=(
-        *contenders("service", "service.py", own="once", timeout=20),
-        Case(
-            "service/ship-crash",
-            "service.py",
-            f"--handler ship {_CRASH}",
-            live=True,
-            timeout=20,
-            runs="once",
+SERVICE = TableSpec(
+    "3. A service (4 threads, 1,500 requests/s, 5 log calls in each; µs per request)",
+    rows("service", logship="logship, durability=crash: service/ship-crash"),
+    cols(
+        "requests: request.n | p50: request.p50 | p99: request.p99 | p99.9: request.p99.9"
+        " | max: request.max | p99 x null: /request.p99 | p99.9 x null: /request.p99.9"
+        " | CPU µs/ev: cpu_us_per_event | over null µs/ev: -cpu_us_per_event"
+        " | probe p99.9 gap: probe.p99.9 | probe max gap: probe.max",
+        Col("probe held %", held),
+    ),
+    (
+        at_most("service/ship", "request.p99.9", 1.5, aim=1.2, name="request p99.9"),
+        at_most("service/ship", "request.p99", 1.2, name="request p99"),
+        target(
+            "request p99.9 ≤ 1 x logship defaults'",
+            "service/ship-crash request.p99.9 / service/ship <= 1",
+        ),
+        target(
+            "CPU ≤ 8 (aim 5) µs per event over null",
+            "service/ship cpu_us_per_event - service/null <= 8",
+            "{:.1f} µs",
         ),
     ),
-    tables=(
-        TableSpec(
-            "3. A service (4 threads, 1,500 requests/s, 5 log calls in each; µs per request)",
-            (
-                *rows("service")[:2],
-                Line("logship, durability=crash", "service/ship-crash"),
-                *rows("service")[2:],
-            ),
-            (
-                fig("requests", "request.n"),
-                *(fig(h, f"request.{h}") for h in ("p50", "p99", "p99.9", "max")),
-                over("p99 x null", "request.p99"),
-                over("p99.9 x null", "request.p99.9"),
-                fig("CPU µs/ev", "cpu_us_per_event"),
-                beyond("over null µs/ev", "cpu_us_per_event"),
-                fig("probe p99.9 gap", "probe.p99.9"),
-                fig("probe max gap", "probe.max"),
-                Col("probe held %", held),
-            ),
-            (
-                at_most("service/ship", "request.p99.9", 1.5, aim=1.2, name="request p99.9"),
-                at_most("service/ship", "request.p99", 1.2, name="request p99"),
-                against(
-                    "request p99.9 ≤ 1 x logship defaults'",
-                    "service/ship-crash",
-                    "service/ship",
-                    "request.p99.9",
-                    1.0,
-                    least=False,
-                ),
-                bound(
-                    "CPU ≤ 8 (aim 5) µs per event over null",
-                    "service/ship",
-                    "cpu_us_per_event",
-                    8.0,
-                    "{:.1f} µs",
-                    less="service/null",
-                ),
-            ),
-            (
-                "a request's time runs from when it was due. CPU: the whole process over the "
-                "timed window, per log call. probe gap: a time (over 50 µs) the probe thread "
-                "could not run, in a phase of its own after the timed window. One run each.",
-            ),
+    (
+        "a request's time runs from when it was due. CPU: the whole process over the "
+        "timed window, per log call. probe gap: a time (over 50 µs) the probe thread "
+        "could not run, in a phase of its own after the timed window. One run each.",
+    ),
+)
+SUSTAINED = TableSpec(
+    "6. Sustained load (2,000 events/s from one thread; CPU of one core)",
+    rows("sustained"),
+    cols(
+        "seconds: window_s",
+        Col("CPU %", lambda row: 100 * row.r["cpu_share"]),
+        "x null: /cpu_share | CPU µs/ev: cpu_us_per_event | over null µs/ev: -cpu_us_per_event"
+        " | delivered: !received_unique | of logged: !logged",
+    ),
+    (
+        target(
+            "under 4% of one core, the floor included", "sustained/ship cpu_share <= 0.04", "{:.2%}"
         ),
     ),
+    ("delivered: counted by the receiver at the window's end. One run each.",),
 )
 
 
-# -- an outage -----------------------------------------------------------------------------------
+# -- 4: an outage ----------------------------------------------------------------------------------
 
 
 def flat(row: Row) -> bool:
@@ -471,40 +370,31 @@ def outage_flat(results: Results) -> tuple[str, bool | None]:
     return f"flat in {sum(flats)} of {len(flats)} run(s)", all(flats) if flats else None
 
 
-OUTAGE = Scenario(
-    cases=contenders("outage", "outage.py", timeout=75),
-    tables=(
-        TableSpec(
-            "4. Outage (503 for 5 s while 20,000 events are logged; µs per call)",
-            rows("outage"),
-            (
-                *(fig(h, f"all.{h}") for h in ("p50", "p99", "p99.9", "max")),
-                over("p99 x null", "all.p99"),
-                fig("lost", "lost"),
-                fig("at close", "at_close"),
-                fig("dups", "duplicates"),
-                fig("RSS 1st half MiB", "rss_growth_first_half_mib"),
-                fig("2nd half", "rss_growth_second_half_mib"),
-                Col("flat", flat),
-                fig("last in +s", "recovered_after_s"),
-            ),
-            (
-                Target("0 lost, logship", outage_lost),
-                Target("memory flat during the outage, logship", outage_flat),
-            ),
-            (
-                "lost: of every event logged, never counted, even after close(); at close: "
-                "counted only once the handler was closed. flat: the second half's growth, over "
-                f"the floor's, at most {PLATEAU_GROWTH:.0%} of the first half's (or "
-                f"{NOISE_MIB:g} MiB). last in +s: the last event counted, after the recovery.",
-                runs_note("outage/"),
-            ),
-        ),
+OUTAGE = TableSpec(
+    "4. Outage (503 for 5 s while 20,000 events are logged; µs per call)",
+    rows("outage"),
+    cols(
+        "p50: all.p50 | p99: all.p99 | p99.9: all.p99.9 | max: all.max | p99 x null: /all.p99"
+        " | lost: lost | at close: at_close | dups: duplicates"
+        " | RSS 1st half MiB: rss_growth_first_half_mib | 2nd half: rss_growth_second_half_mib",
+        Col("flat", flat),
+        "last in +s: recovered_after_s",
+    ),
+    (
+        Target("0 lost, logship", outage_lost),
+        Target("memory flat during the outage, logship", outage_flat),
+    ),
+    (
+        "lost: of every event logged, never counted, even after close(); at close: "
+        "counted only once the handler was closed. flat: the second half's growth, over "
+        f"the floor's, at most {PLATEAU_GROWTH:.0%} of the first half's (or "
+        f"{NOISE_MIB:g} MiB). last in +s: the last event counted, after the recovery.",
+        runs_note("outage/"),
     ),
 )
 
 
-# -- exit ----------------------------------------------------------------------------------------
+# -- 5: exit ---------------------------------------------------------------------------------------
 
 
 def exit_figures(entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -556,77 +446,29 @@ def exit_target(results: Results) -> tuple[str, bool | None]:
     return f"in {sum(ok)} of {len(ok)} run(s) (slowest {slowest})", all(ok) if ok else None
 
 
-EXIT = Scenario(
-    cases=(
-        *contenders("exit", "shutdown.py", timeout=30, folder=True),
-        # The same exit with nothing logged: the interpreter's own exit with the
-        # handler's modules loaded and nothing to deliver.
-        *contenders("exit", "shutdown.py", "--events 0", suffix="+idle", timeout=30, folder=True),
+EXIT = TableSpec(
+    "5. Exit (10,000 events, then a normal interpreter exit)",
+    rows("exit"),
+    cols(
+        "arrived: !arrived",
+        Col("lost", exit_lost),
+        Col("last call → exit ms", exit_ms),
+        "x null: /exit_ms",
+        Col("nothing logged ms", idle_ms),
+        Col("delivering ms", delivering_ms),
+        Col("killed at timeout", lambda row: f"{row.r['killed']} of {row.r['runs']}"),
     ),
-    tables=(
-        TableSpec(
-            "5. Exit (10,000 events, then a normal interpreter exit)",
-            rows("exit"),
-            (
-                not_floor(fig("arrived", "arrived")),
-                Col("lost", exit_lost),
-                Col("last call → exit ms", exit_ms),
-                over("x null", "exit_ms"),
-                Col("nothing logged ms", idle_ms),
-                Col("delivering ms", delivering_ms),
-                Col("killed at timeout", lambda row: f"{row.r['killed']} of {row.r['runs']}"),
-            ),
-            (Target("every event arrived and exit in under 0.5 s, logship", exit_target),),
-            (
-                "nothing logged: the same exit with no event logged. delivering: the difference "
-                "('-' for a killed run, or when the exit with nothing logged was the slower).",
-                runs_note("exit/"),
-            ),
-            figures=exit_figures,
-        ),
+    (Target("every event arrived and exit in under 0.5 s, logship", exit_target),),
+    (
+        "nothing logged: the same exit with no event logged. delivering: the difference "
+        "('-' for a killed run, or when the exit with nothing logged was the slower).",
+        runs_note("exit/"),
     ),
+    figures=exit_figures,
 )
 
 
-# -- a sustained load ----------------------------------------------------------------------------
-
-SUSTAINED = Scenario(
-    cases=contenders(
-        "sustained",
-        "service.py",
-        "--threads 1 --rate 100 --logs 20 --work 0",
-        own="once",
-        timeout=30,
-    ),
-    tables=(
-        TableSpec(
-            "6. Sustained load (2,000 events/s from one thread; CPU of one core)",
-            rows("sustained"),
-            (
-                fig("seconds", "window_s"),
-                Col("CPU %", lambda row: 100 * row.r["cpu_share"]),
-                over("x null", "cpu_share"),
-                fig("CPU µs/ev", "cpu_us_per_event"),
-                beyond("over null µs/ev", "cpu_us_per_event"),
-                not_floor(fig("delivered", "received_unique")),
-                not_floor(fig("of logged", "logged")),
-            ),
-            (
-                bound(
-                    "under 4% of one core, the floor included",
-                    "sustained/ship",
-                    "cpu_share",
-                    0.04,
-                    "{:.2%}",
-                ),
-            ),
-            ("delivered: counted by the receiver at the window's end. One run each.",),
-        ),
-    ),
-)
-
-
-# -- the endpoint down: memory, spill, replay ----------------------------------------------------
+# -- 7 to 10: the endpoint down: memory, spill, replay ---------------------------------------------
 
 
 def late_growth(run: dict[str, Any]) -> float:
@@ -654,14 +496,6 @@ def plateau(results: Results) -> tuple[str, bool | None]:
         f"{queued} events in memory at the end"
     )
     return shown, flat_runs == len(late) if late else None
-
-
-SPILL_ROWS = (
-    Line("NullHandler, tight loop", "spill/null"),
-    Line("logship → endpoint down, tight loop", "spill/down"),
-    Line(f"NullHandler, paced {SPILL_RATE:,}/s", "spill/null-paced"),
-    Line(f"logship → endpoint down, paced {SPILL_RATE:,}/s", "spill/down-paced"),
-)
 
 
 def worst_dropped(row: Row) -> float | None:
@@ -694,183 +528,138 @@ def replayed(results: Results) -> tuple[str, bool | None]:
     return f"{complete} of {len(runs)} runs", complete == len(runs) if runs else None
 
 
-_DOWN = "--handler down"
-_PACED = f"--rate {SPILL_RATE}"
-_CHECKPOINTS = "--events 200000 --checkpoints 50000,100000,200000"
-DOWN = Scenario(
-    cases=(
-        Case("memory/null", "spill.py", f"--handler null {_CHECKPOINTS}"),
-        Case("memory/down", "spill.py", f"{_DOWN} {_CHECKPOINTS}"),
-        Case("spill/null", "spill.py", "--handler null"),
-        Case("spill/down", "spill.py", _DOWN),
-        Case("spill/null-paced", "spill.py", f"--handler null {_PACED}"),
-        Case("spill/down-paced", "spill.py", f"{_DOWN} {_PACED}"),
-        Case("replay/ship", "replay.py", "--handler ship", live=True, replays="spill/down-paced"),
+SPILL_ROWS = lines(
+    f"NullHandler, tight loop: spill/null | logship → endpoint down, tight loop: spill/down"
+    f" | NullHandler, paced {SPILL_RATE:,}/s: spill/null-paced"
+    f" | logship → endpoint down, paced {SPILL_RATE:,}/s: spill/down-paced"
+)
+MEMORY = TableSpec(
+    "7. Memory with the endpoint down (200,000 events; RSS growth over the start, MiB)",
+    lines("NullHandler: memory/null | logship → endpoint down: memory/down"),
+    cols(
+        "base RSS: base_rss_mib",
+        *(growth_at(n) for n in (50_000, 100_000, 200_000)),
+        "peak growth: peak_rss_growth_mib",
+        Col("ev/s", lambda row: row.r["points"][-1]["events_per_s"]),
+        "queued: stats_loop_end.queued | dropped: stats_loop_end.dropped"
+        " | spilled: stats_loop_end.spilled",
+        Col("spill MiB", lambda row: ratio(figure(row.r, "stats_loop_end.spill_bytes"), 2**20)),
     ),
-    tables=(
-        TableSpec(
-            "7. Memory with the endpoint down (200,000 events; RSS growth over the start, MiB)",
-            (Line("NullHandler", "memory/null"), Line("logship → endpoint down", "memory/down")),
-            (
-                fig("base RSS", "base_rss_mib"),
-                *(growth_at(n) for n in (50_000, 100_000, 200_000)),
-                fig("peak growth", "peak_rss_growth_mib"),
-                Col("ev/s", lambda row: row.r["points"][-1]["events_per_s"]),
-                fig("queued", "stats_loop_end.queued"),
-                fig("dropped", "stats_loop_end.dropped"),
-                fig("spilled", "stats_loop_end.spilled"),
-                Col(
-                    "spill MiB",
-                    lambda row: ratio(figure(row.r, "stats_loop_end.spill_bytes"), 2**20),
-                ),
-            ),
-            (Target("memory bounded by capacity (10,000 events)", plateau),),
-            ("ev/s: the last 100,000. queued, dropped, spilled: stats() after the last call.",),
-            first="case",
-        ),
-        TableSpec(
-            "8. Spill with the endpoint down (100,000 events; defaults: overflow='spill')",
-            SPILL_ROWS,
-            (
-                fig("loop ev/s", "loop_events_per_s"),
-                fig("spilled/s", "spilled_per_s"),
-                fig("spilled", "spilled_running"),
-                fig("+ at close", "spilled_at_close"),
-                fig("dropped", "stats.dropped"),
-                Col(
-                    "dropped %",
-                    lambda row: ratio(figure(row.r, "stats.dropped"), row.r["events"] / 100),
-                ),
-                not_floor(Col("worst run", worst_dropped)),
-                fig("B/event on disk", "bytes_per_event"),
-                fig("CPU µs/ev", "cpu_us_per_event"),
-                over("x null", "cpu_us_per_event"),
-            ),
-            (Target("nothing dropped at a rate the worker sustains (paced)", nothing_dropped),),
-            (
-                "spilled/s: stats()['spilled'] once it stopped growing, over the time until then; "
-                "+ at close: what close() wrote after that. dropped: after close(), warm-up "
-                "included (worst run: the most in one run).",
-            ),
-            first="case",
-        ),
-        TableSpec(
-            "9. Replay of the spill (paced run's folder) to a receiver, in a fresh process",
-            (Line("ShipHandler(spill_dir=...) → receiver", "replay/ship"),),
-            (
-                fig("on disk", "on_disk_events"),
-                fig("replayed/s", "events_per_s"),
-                fig("seconds", "elapsed_s"),
-                fig("replayed", "stats.replayed"),
-                fig("received", "received_unique"),
-                fig("duplicates", "receiver.duplicates"),
-                fig("CPU µs/ev", "cpu_us_per_event"),
-                Col("files left", lambda row: max(len(r["left_files"]) for r in row.runs)),
-                fig("emptied +s", "emptied_after_s"),
-            ),
-            (Target("every event on disk replayed, counted once, folder empty", replayed),),
-            ("files left: spill files after close() (worst run); emptied +s: until none was.",),
-            first="case",
-        ),
-        TableSpec(
-            "10. Per-call latency while spilling, endpoint down (µs; 90,000 timed calls)",
-            SPILL_ROWS,
-            latency_columns("loop_events_per_s"),
-            (
-                at_most("spill/down", "all.p50", P50_TARGET),
-                at_most("spill/down-paced", "all.p50", P50_TARGET),
-            ),
-            ("the first 10,000 calls (the ring filling until spilling starts) are left out.",),
-            first="case",
-        ),
+    (Target("memory bounded by capacity (10,000 events)", plateau),),
+    ("ev/s: the last 100,000. queued, dropped, spilled: stats() after the last call.",),
+    first="case",
+)
+SPILL = TableSpec(
+    "8. Spill with the endpoint down (100,000 events; defaults: overflow='spill')",
+    SPILL_ROWS,
+    cols(
+        "loop ev/s: loop_events_per_s | spilled/s: spilled_per_s | spilled: spilled_running"
+        " | + at close: spilled_at_close | dropped: stats.dropped",
+        Col("dropped %", lambda row: ratio(figure(row.r, "stats.dropped"), row.r["events"] / 100)),
+        not_floor(Col("worst run", worst_dropped)),
+        "B/event on disk: bytes_per_event | CPU µs/ev: cpu_us_per_event"
+        " | x null: /cpu_us_per_event",
     ),
-    spread=(
-        Spread("peak RSS growth MiB, endpoint down", "memory/down", "peak_rss_growth_mib"),
-        Spread("spilled/s, tight loop", "spill/down", "spilled_per_s"),
-        Spread("dropped, tight loop", "spill/down", "stats.dropped"),
-        Spread("spilled/s, paced", "spill/down-paced", "spilled_per_s"),
-        Spread("dropped, paced", "spill/down-paced", "stats.dropped"),
-        Spread("replayed/s", "replay/ship", "events_per_s"),
-        Spread("latency p50 spilling / NullHandler, tight", "spill/down", "all.p50", "spill/null"),
-        Spread("latency p99 spilling / NullHandler, tight", "spill/down", "all.p99", "spill/null"),
-        Spread(
-            "latency p50 spilling / NullHandler, paced",
-            "spill/down-paced",
-            "all.p50",
-            "spill/null-paced",
-        ),
-        Spread(
-            "latency p99 spilling / NullHandler, paced",
-            "spill/down-paced",
-            "all.p99",
-            "spill/null-paced",
-        ),
-        Spread("latency p99.9 spilling, paced (µs)", "spill/down-paced", "all.p99.9"),
+    (Target("nothing dropped at a rate the worker sustains (paced)", nothing_dropped),),
+    (
+        "spilled/s: stats()['spilled'] once it stopped growing, over the time until then; "
+        "+ at close: what close() wrote after that. dropped: after close(), warm-up "
+        "included (worst run: the most in one run).",
     ),
+    first="case",
+)
+REPLAY = TableSpec(
+    "9. Replay of the spill (paced run's folder) to a receiver, in a fresh process",
+    lines("ShipHandler(spill_dir=...) → receiver: replay/ship"),
+    cols(
+        "on disk: on_disk_events | replayed/s: events_per_s | seconds: elapsed_s"
+        " | replayed: stats.replayed | received: received_unique | duplicates: receiver.duplicates"
+        " | CPU µs/ev: cpu_us_per_event",
+        Col("files left", lambda row: max(len(r["left_files"]) for r in row.runs)),
+        "emptied +s: emptied_after_s",
+    ),
+    (Target("every event on disk replayed, counted once, folder empty", replayed),),
+    ("files left: spill files after close() (worst run); emptied +s: until none was.",),
+    first="case",
+)
+SPILL_LATENCY = TableSpec(
+    "10. Per-call latency while spilling, endpoint down (µs; 90,000 timed calls)",
+    SPILL_ROWS,
+    latency_columns("loop_events_per_s"),
+    (
+        at_most("spill/down", "all.p50", P50_TARGET),
+        at_most("spill/down-paced", "all.p50", P50_TARGET),
+    ),
+    ("the first 10,000 calls (the ring filling until spilling starts) are left out.",),
+    first="case",
 )
 
-# -- a fleet -------------------------------------------------------------------------------------
 
-#: Each way to a fleet of three Fluent Bit nodes, and one node alone: (route, label).
-FLEET_ROUTES = (
-    ("single", "logship → one Fluent Bit node"),
-    ("haproxy", "logship → HAProxy → 3 nodes"),
-    ("failover", "logship, url=[3 nodes], failover"),
-    ("round_robin", "logship, url=[3 nodes], round_robin"),
+# -- 12: a fleet -----------------------------------------------------------------------------------
+
+FLEET_ROWS = lines(
+    "logship → one Fluent Bit node: fleet/single | logship → HAProxy → 3 nodes: fleet/haproxy"
+    " | logship, url=[3 nodes], failover: fleet/failover"
+    " | logship, url=[3 nodes], round_robin: fleet/round_robin"
 )
 
 
 def nothing_lost_at_a_kill(results: Results) -> tuple[str, bool | None]:
     """In how many runs of every route the kill lost no event."""
-    runs = [r for route, _l in FLEET_ROUTES for r in good_runs(results, f"fleet/{route}")]
+    runs = [r for line in FLEET_ROWS for r in good_runs(results, line.key)]
     lost = sum(r["lost"] > 0 for r in runs)
     return f"lost events in {lost} of {len(runs)} run(s)", not lost if runs else None
 
 
-FLEET = Scenario(
-    cases=tuple(
-        Case(
-            f"fleet/{route}",
-            "fleet_bench.py",
-            f"--handler ship --route {route}",
-            timeout=150,
-            runs="peers",
-        )
-        for route, _label in FLEET_ROUTES
+FLEET = TableSpec(
+    "12. A fleet: 50,000 events delivered, then node 0 killed and started again "
+    "(20,000 events at 5,000/s)",
+    FLEET_ROWS,
+    cols(
+        "delivered/s: events_per_s | seconds: elapsed_s | lost at kill: lost"
+        " | dups at kill: duplicates | held by node 0: held_at_kill"
+        " | all in +s: recovered_after_s | retries: stats.retries | spilled: stats.spilled"
     ),
-    tables=(
-        TableSpec(
-            "12. A fleet: 50,000 events delivered, then node 0 killed and started again "
-            "(20,000 events at 5,000/s)",
-            tuple(Line(label, f"fleet/{route}") for route, label in FLEET_ROUTES),
-            (
-                fig("delivered/s", "events_per_s"),
-                fig("seconds", "elapsed_s"),
-                fig("lost at kill", "lost"),
-                fig("dups at kill", "duplicates"),
-                fig("held by node 0", "held_at_kill"),
-                fig("all in +s", "recovered_after_s"),
-                fig("retries", "stats.retries"),
-                fig("spilled", "stats.spilled"),
-            ),
-            (Target("nothing lost at a kill, every route", nothing_lost_at_a_kill),),
-            (
-                "delivered: written by Fluent Bit's file outputs, read back, not only accepted. "
-                "Nodes buffer on disk (storage.type filesystem); HAProxy checks each node's "
-                "/health and retries a failed request on another (docs/scaling.md). held by node "
-                "0: events it had taken and not yet written when killed, written after its "
-                "restart; the only ones that can be written twice. all in +s: from the restart "
-                "until every event was written. A ShipHandler at its defaults.",
-                runs_note("fleet/"),
-            ),
-            first="case",
-        ),
+    (Target("nothing lost at a kill, every route", nothing_lost_at_a_kill),),
+    (
+        "delivered: written by Fluent Bit's file outputs, read back, not only accepted. "
+        "Nodes buffer on disk (storage.type filesystem); HAProxy checks each node's "
+        "/health and retries a failed request on another (docs/scaling.md). held by node "
+        "0: events it had taken and not yet written when killed, written after its "
+        "restart; the only ones that can be written twice. all in +s: from the restart "
+        "until every event was written. A ShipHandler at its defaults.",
+        runs_note("fleet/"),
     ),
-    spread=(Spread("delivered/s through HAProxy", "fleet/haproxy", "events_per_s"),),
+    first="case",
 )
 
-SCENARIOS = (LATENCY, THROUGHPUT, SERVICE, OUTAGE, EXIT, SUSTAINED, DOWN, FLEET)
-CASES = tuple(case for s in SCENARIOS for case in s.cases)
+TABLES = (LATENCY, THROUGHPUT, SERVICE, OUTAGE, EXIT, SUSTAINED, MEMORY, SPILL, REPLAY)
+TABLES += (SPILL_LATENCY, REDACTION, FLEET)
+#: The figures whose spread over the repeats says how noisy the run was.
+SPREAD = (
+    "latency p50, logship / NullHandler: latency/ship /all.p50",
+    "latency p99, logship / NullHandler: latency/ship /all.p99",
+    "latency p99.9, logship (µs): latency/ship all.p99.9",
+    "latency p50, endpoint down / NullHandler: latency/down /all.p50",
+    "latency p50, NullHandler (µs): latency/null all.p50",
+    "latency p50, durability=crash / NullHandler: latency/ship-crash /all.p50",
+    "delivered/s, logship defaults: throughput/ship events_per_s",
+    "lost, logship defaults: throughput/ship lost",
+    "delivered/s, overflow=block: throughput/ship-block events_per_s",
+    "CPU µs/event, overflow=block / NullHandler: throughput/ship-block /cpu_us_per_event",
+    "peak RSS growth MiB, endpoint down: memory/down peak_rss_growth_mib",
+    "spilled/s, tight loop: spill/down spilled_per_s",
+    "dropped, tight loop: spill/down stats.dropped",
+    "spilled/s, paced: spill/down-paced spilled_per_s",
+    "dropped, paced: spill/down-paced stats.dropped",
+    "replayed/s: replay/ship events_per_s",
+    "latency p50 spilling / NullHandler, tight: spill/down /all.p50",
+    "latency p99 spilling / NullHandler, tight: spill/down /all.p99",
+    "latency p50 spilling / NullHandler, paced: spill/down-paced /all.p50",
+    "latency p99 spilling / NullHandler, paced: spill/down-paced /all.p99",
+    "latency p99.9 spilling, paced (µs): spill/down-paced all.p99.9",
+    "delivered/s through HAProxy: fleet/haproxy events_per_s",
+)
 #: The table at a glance: each column's header, and the table (its number) and column it shows.
 GLANCE = (
     ("(1) p50 x null", "1.", "p50 x null"),
@@ -902,9 +691,5 @@ def glance(tables: list[Table]) -> Table:
 
 def report(results: Results) -> list[Table]:
     """Every table with a row: at a glance, each scenario's in their order, the spread."""
-    specs = sorted(
-        (t for s in SCENARIOS for t in s.tables), key=lambda t: int(t.title.split(".")[0])
-    )
-    tables = [t for t in (build(spec, results) for spec in specs) if t.rows]
-    spread = spread_table([x for s in SCENARIOS for x in s.spread], results)
-    return [t for t in (glance(tables), *tables, spread) if t.rows]
+    tables = [t for t in (build(spec, results) for spec in TABLES) if t.rows]
+    return [t for t in (glance(tables), *tables, spread_table(SPREAD, results)) if t.rows]

@@ -1,33 +1,19 @@
-"""A service: threads serving requests at a fixed offered rate, each request logging as it goes.
+"""A service: threads serving requests at a fixed offered rate, each logging (tables 3 and 6).
 
-``--threads`` threads serve ``--rate`` requests per second in all, on a fixed
-schedule: request n is due at n / rate and is served by thread n % threads.
-Each request is ``--work`` µs of pure-Python work with ``--logs`` calls of
-``latency.py`` spread through it, each with a ``request_id`` of its own. A
-request's time runs from when it was due, not from when its thread got to
-it, so requests queued behind a thread that was held up (waiting for the
-GIL, collecting garbage) count as late as they were.
+``--threads`` threads serve ``--rate`` requests/s in all on a fixed schedule,
+each request ``--work`` µs of pure-Python work with ``--logs`` calls spread
+through it. After ``--warmup`` s, the requests of the next ``--seconds``
+are timed and the process's CPU read; then, with ``--probe S``, S seconds
+more with a thread that keeps every gap over ``--gap`` µs in which it could
+not run: a phase of its own, because a thread that never waits makes the
+others wait for a forced switch. ``docs/performance.md`` says more.
 
-After ``--warmup`` seconds every request due in the next ``--seconds`` is
-timed, and the process's CPU time (every thread: the requests, the
-handler's workers, the waiting) is read over that window. Then, with
-``--probe S``, the same load goes on for S seconds more with a probe: a
-thread that spins reading ``time.perf_counter_ns()`` and keeps every gap
-longer than ``--gap`` µs, the times it could not run because another thread
-held the GIL (or the machine ran something else). The probe has a phase of
-its own because it changes what it measures: a thread that never waits
-makes every other thread wait for a forced switch (``sys.getswitchinterval()``)
-before it runs. ``--seconds 0 --probe S`` runs the probe alone.
-
-The receiver's count is read at the end; a peer is then abandoned.
-
-    python benchmarks/service.py --handler null|ship|PEER [--url URL] [--seconds 10] [--probe 5]
+    python benchmarks/service.py --handler null|ship|PEER [--seconds 10] [--probe 5]
     python benchmarks/service.py --handler ship --threads 1 --rate 100 --logs 20 --work 0
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import logging
 import threading
@@ -56,127 +42,90 @@ def steps_for(us: float) -> int:
     return round(us * 1_000 * 1_000 / fastest)
 
 
-class Probe:
-    """A thread that spins reading the clock and keeps every gap longer than ``gap_ns``."""
+def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Result:
+    first = round(args.warmup * args.rate)  # the first request timed
+    stop = first + round(args.seconds * args.rate)  # the first one not timed
+    total = stop + round(args.probe * args.rate)
+    piece, (msg, arg) = steps_for(args.work) // (args.logs + 1), c.MESSAGE
+    samples: list[int] = []  # list.append is atomic: every thread adds to it
+    gaps: list[int] = []
+    ran: list[int] = []  # how long the probe ran
+    probing = threading.Event()
+    start_ns = time.perf_counter_ns()
 
-    def __init__(self, gap_ns: int) -> None:
-        self.gap_ns, self.spun_ns = gap_ns, 0
-        self.gaps: list[int] = []
-        self.running = True
-        self.thread = threading.Thread(target=self._spin, name="gil-probe", daemon=True)
+    def serve(k: int) -> None:
+        """Serve requests k, k + threads, ..., each when it is due."""
+        perf, info = time.perf_counter_ns, logger.info
+        for n in range(k, total, args.threads):
+            due = start_ns + round(n * 1e9 / args.rate)
+            pause = due - perf()
+            if pause > 0:
+                time.sleep(pause / 1e9)
+            for i in range(n * args.logs, (n + 1) * args.logs):  # each call its own request_id
+                spin(piece)
+                info(msg, i, arg, extra={"request_id": i})
+            spin(piece)
+            if first <= n < stop:
+                samples.append(perf() - due)
 
-    def _spin(self) -> None:
-        perf, gaps, gap = time.perf_counter_ns, self.gaps, self.gap_ns
+    def probe() -> None:
+        """Spin reading the clock; keep every gap longer than ``--gap`` µs."""
+        perf, gap = time.perf_counter_ns, round(args.gap * 1_000)
         last = start = perf()
-        while self.running:
+        while probing.is_set():
             now = perf()
             if now - last > gap:
                 gaps.append(now - last)
             last = now
-        self.spun_ns = last - start
+        ran.append(last - start)
 
-    def summary(self) -> dict[str, float]:
-        """The gaps' percentiles (µs), how many, and the share of the time they add up to."""
-        return {
-            **c.latency_summary(self.gaps),
-            "held_share": sum(self.gaps) / max(self.spun_ns, 1),
-            "seconds": self.spun_ns / 1e9,
-        }
+    def sleep_until(n: int) -> None:
+        """Sleep until request ``n`` is due."""
+        time.sleep(max(0.0, start_ns / 1e9 + n / args.rate - time.perf_counter()))
 
-
-class Schedule:
-    """The requests: when each is due, which are timed, and each one's work."""
-
-    def __init__(self, args: argparse.Namespace, logger: logging.Logger) -> None:
-        self.rate, self.threads, self.logs = args.rate, args.threads, args.logs
-        self.first = round(args.warmup * args.rate)  # the first request timed
-        self.stop = self.first + round(args.seconds * args.rate)  # the first one not timed
-        self.total = self.stop + round(args.probe * args.rate)
-        self.piece = steps_for(args.work) // (args.logs + 1)
-        self.info = logger.info
-        self.start_ns = time.perf_counter_ns()
-        self.samples: list[int] = []  # list.append is atomic: every thread adds to it
-
-    def due(self, n: int) -> float:
-        """When request ``n`` is due (``time.perf_counter()``)."""
-        return self.start_ns / 1e9 + n / self.rate
-
-    def serve(self, k: int) -> None:
-        """Thread ``k``: serve requests k, k + threads, ..., each when it is due."""
-        perf, piece, info, (msg, arg) = time.perf_counter_ns, self.piece, self.info, c.MESSAGE
-        for n in range(k, self.total, self.threads):
-            due = self.start_ns + round(n * 1e9 / self.rate)
-            pause = due - perf()
-            if pause > 0:
-                time.sleep(pause / 1e9)
-            for i in range(n * self.logs, (n + 1) * self.logs):  # each call its own request_id
-                spin(piece)
-                info(msg, i, arg, extra={"request_id": i})
-            spin(piece)
-            if self.first <= n < self.stop:
-                self.samples.append(perf() - due)
-
-
-def sleep_until(t: float) -> None:
-    """Sleep until ``time.perf_counter()`` reads ``t``."""
-    time.sleep(max(0.0, t - time.perf_counter()))
-
-
-def main() -> None:
-    """Run the case and print its result."""
-    parser = c.case_parser(__doc__)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--rate", type=float, default=1_500.0, help="requests/s, in all")
-    parser.add_argument("--work", type=float, default=150.0, help="µs of work per request")
-    parser.add_argument("--logs", type=int, default=5, help="log calls per request")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before the timing")
-    parser.add_argument("--seconds", type=float, default=10.0, help="seconds timed")
-    parser.add_argument("--probe", type=float, default=0.0, help="seconds of the probe after")
-    parser.add_argument("--gap", type=float, default=50.0, help="µs: a longer gap is kept")
-    args = parser.parse_args()
-    live = args.handler in c.LIVE_KINDS
-    with c.bench_handler(args) as handler:
-        plan = Schedule(args, c.bench_logger(handler))
-        gc.collect()
-        servers = [threading.Thread(target=plan.serve, args=(k,)) for k in range(args.threads)]
-        for t in servers:
-            t.start()
-        sleep_until(plan.due(plan.first))
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        sleep_until(plan.due(plan.stop))
-        cpu, window = time.process_time() - cpu0, time.perf_counter() - t0
-        probe = Probe(round(args.gap * 1_000)) if args.probe else None
-        if probe:
-            probe.thread.start()
-            sleep_until(plan.due(plan.total))
-            probe.running = False
-            probe.thread.join()
-        for t in servers:
-            t.join()
-        events = (plan.stop - plan.first) * args.logs
-        result: dict[str, Any] = {
-            "case": "service",
-            "handler": args.handler,
-            "threads": args.threads,
-            "rate": args.rate,
-            "events_per_s": args.rate * args.logs,
-            "work_us": args.work,
-            "work_steps": plan.piece * (args.logs + 1),
-            "logs": args.logs,
-            "requests": plan.stop - plan.first,
-            "events": events,
-            "request": c.latency_summary(plan.samples) if plan.samples else None,
-            "window_s": window,
-            "cpu_s": cpu,
-            "cpu_share": cpu / window if events else None,
-            "cpu_us_per_event": cpu / events * 1e6 if events else None,
-            "probe": probe.summary() if probe else None,
-            "logged": plan.total * args.logs,
-            "received_unique": receiver_stats(args.url)["unique"] if live else None,
-            "stats": c.handler_stats(handler),
-        }
-        c.emit_result(result, abandon=args.handler in c.PEER_KINDS)
+    gc.collect()
+    servers = [threading.Thread(target=serve, args=(k,)) for k in range(args.threads)]
+    for t in servers:
+        t.start()
+    sleep_until(first)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    sleep_until(stop)
+    cpu, window = time.process_time() - cpu0, time.perf_counter() - t0
+    summary = None
+    if args.probe:
+        probing.set()
+        prober = threading.Thread(target=probe, name="gil-probe", daemon=True)
+        prober.start()
+        sleep_until(total)
+        probing.clear()
+        prober.join()
+        summary = {**c.latency_summary(gaps), "held_share": sum(gaps) / max(ran[0], 1)}
+    for t in servers:
+        t.join()
+    events = (stop - first) * args.logs
+    return {
+        "request": c.latency_summary(samples) if samples else None,
+        "window_s": window,
+        "cpu_share": cpu / window if events else None,
+        "cpu_us_per_event": cpu / events * 1e6 if events else None,
+        "probe": summary,
+        "logged": total * args.logs,
+        "received_unique": receiver_stats(args.url)["unique"] if args.url else None,
+        "stats": c.handler_stats(handler),
+    }
 
 
 if __name__ == "__main__":
-    main()
+    c.case(
+        measure,
+        __doc__,
+        abandon=True,
+        threads=4,
+        rate=(1_500.0, "requests/s, in all"),
+        work=(150.0, "µs of work per request"),
+        logs=(5, "log calls per request"),
+        warmup=(1.0, "seconds before the timing"),
+        seconds=(10.0, "seconds timed"),
+        probe=(0.0, "seconds of the probe after"),
+        gap=(50.0, "µs: a longer gap is kept"),
+    )

@@ -1,46 +1,25 @@
-"""Exit: log 10,000 events, then let the interpreter exit normally.
+"""Exit: log 10,000 events, then let the interpreter exit normally (table 5).
 
-Builds the handler and never closes it: what each handler does at a normal
-exit (``logging.shutdown``, its own ``atexit`` hook, its non-daemon threads)
-is the subject. Logs ``--events`` events in a tight loop, prints its result
-with ``last_call_at`` (``time.monotonic()``, which the parent shares) and
-returns from ``main``. The parent (``run.py``) notes when the process ended
-(``exited_at``) and then reads how many events the receiver counted.
+The handler is never closed: what it does at a normal exit is the subject.
+``last_call_at`` is ``time.monotonic()``, which the parent shares; ``run.py``
+notes when the process ended and reads the receiver's count after.
 
-With ``--handler null``, the same with a NullHandler: the time an
-interpreter takes to exit after these calls anyway.
-
-    python benchmarks/shutdown.py --handler null|ship|PEER [--url URL] [--spill-dir DIR]
+    python benchmarks/shutdown.py --handler null|ship|PEER [--spill-dir DIR]
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
 import _common as c
 
 
-def main() -> None:
-    """Run the case, print its result, and exit."""
-    parser = c.case_parser(__doc__)
-    parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--spill-dir", help="the ShipHandler's spill folder, a peer's working one")
-    args = parser.parse_args()
-    handler, _close = c.make_handler(args, args.spill_dir)  # never called: exit does what it does
-    logger = c.bench_logger(handler)
-    t0 = time.perf_counter()
+def measure(args: Any, _handler: logging.Handler, logger: logging.Logger) -> c.Result:
     c.log_events(logger, 0, args.events)
-    last_call_at = time.monotonic()
-    c.emit_result(
-        {
-            "case": "shutdown",
-            "handler": args.handler,
-            "events": args.events,
-            "loop_s": time.perf_counter() - t0,
-            "last_call_at": last_call_at,
-        }
-    )
+    return {"events": args.events, "last_call_at": time.monotonic()}
 
 
 if __name__ == "__main__":
-    main()
+    c.case(measure, __doc__, close=False, events=10_000)

@@ -32,7 +32,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import (
     bench_handler,
     bench_logger,
-    flush_shipped,
     handler_stats,
     log_events,
 )
@@ -71,17 +70,19 @@ def main() -> None:
     args = parser.parse_args()
     threading.setprofile(_profile_this_thread)  # every thread started from now on
     with contextlib.ExitStack() as stack:
+        args.url = None
         if args.handler == "ship":
             args.url = stack.enter_context(receiver(RECEIVER))
             args.overflow = args.overflow or "block"
-        with bench_handler(args) as handler:
+        options = {"overflow": args.overflow} if args.overflow else {}
+        with bench_handler(args.handler, args.url, **options) as handler:
             logger = bench_logger(handler)
             app = cProfile.Profile(time.thread_time)
             app.enable()
             log_events(logger, 0, args.events)
             app.disable()
             if args.handler == "ship":
-                flush_shipped(handler, 60.0)
+                handler.flush(60.0)
             stats = handler_stats(handler)
         # Closing the handler has stopped its threads, so their profiles are complete.
     threading.setprofile(None)

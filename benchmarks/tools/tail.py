@@ -42,7 +42,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import (
     bench_handler,
     bench_logger,
-    flush_shipped,
     handler_stats,
     latency_summary,
     log_events,
@@ -88,12 +87,11 @@ def run(handler_kind: str, calls: int, slow_ns: int) -> tuple[dict[str, list[int
 
     ship = handler_kind == "ship"
     with receiver(RECEIVER) if ship else contextlib.nullcontext("") as url:
-        args = argparse.Namespace(handler=handler_kind, url=url, overflow=None)
-        with bench_handler(args) as handler:
+        with bench_handler(handler_kind, url or None) as handler:
             logger = bench_logger(handler)
             info = logger.info
             log_events(logger, 0, 2_000)  # warm-up: connection, caches, the worker's first batch
-            if ship and not flush_shipped(handler, 10):
+            if ship and not handler.flush(10):
                 sys.exit(f"the warm-up was not delivered: {handler_stats(handler)}")
             gc.collect()  # as latency.py does: no garbage from the warm-up in the counts
             logship.handler._yield_gil = counting_yield  # type: ignore[assignment]
@@ -118,7 +116,7 @@ def run(handler_kind: str, calls: int, slow_ns: int) -> tuple[dict[str, list[int
             finally:
                 gc.callbacks.remove(probe.on_gc)
                 logship.handler._yield_gil = real_yield
-            if ship and not flush_shipped(handler, 20):
+            if ship and not handler.flush(20):
                 sys.exit(f"not delivered: {handler_stats(handler)}")
         if ship and receiver_stats(url)["unique"] < calls + 2_000:
             sys.exit("the receiver counted fewer events than were logged")
