@@ -76,6 +76,9 @@ def parse(description: str | None, options: dict[str, Any]) -> argparse.Namespac
     parser.add_argument("--url", help="the live receiver (default: one of the case's own)")
     parser.add_argument("--overflow", help="ShipHandler overflow policy (default: its own)")
     parser.add_argument("--durability", help="ShipHandler durability (default: its own)")
+    parser.add_argument(
+        "--no-trace-context", action="store_true", help="ShipHandler with trace_context=False"
+    )
     parser.add_argument("--spill-dir", help="the ShipHandler's spill folder, kept after")
     for name, spec in options.items():
         default, help_ = spec if isinstance(spec, tuple) else (spec, None)
@@ -143,6 +146,8 @@ def make_handler(args: argparse.Namespace, **options: Any) -> tuple[logging.Hand
     if args.handler in SHIP_PROTOCOLS:
         options["protocol"] = SHIP_PROTOCOLS[args.handler]
     options |= {k: getattr(args, k) for k in ("overflow", "durability") if getattr(args, k, None)}
+    if getattr(args, "no_trace_context", False):
+        options["trace_context"] = False
     ship = logship.ShipHandler(url=url, spill_dir=args.spill_dir, **options)
     return ship, ship.close
 

@@ -4,11 +4,12 @@
 measured and why: ``docs/performance.md``.
 
     python benchmarks/latency.py --handler null|ship|down|PEER [--exception-every 100]
-        [--redact [--secret]]
+        [--redact [--secret]] [--span] [--no-trace-context]
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
@@ -35,6 +36,16 @@ def filter_only(n: int, message: tuple[str, str]) -> dict[str, float]:
     return c.latency_summary(samples)
 
 
+def recording_span(wanted: bool) -> contextlib.AbstractContextManager[Any]:
+    """A recording span of OpenTelemetry's SDK, current around the calls, when ``wanted``:
+    every event then carries its ids, read on the calling thread."""
+    if not wanted:
+        return contextlib.nullcontext()
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return TracerProvider().get_tracer("bench").start_as_current_span("request")
+
+
 def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Result:
     message = c.SECRET_MESSAGE if args.secret else c.MESSAGE
     shipping = args.handler in c.SHIP_KINDS
@@ -42,13 +53,14 @@ def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Re
         import logship
 
         handler.addFilter(logship.RedactFilter())
-    c.timed_calls(logger, 0, args.warmup, args.exception_every, message)
-    if shipping:
-        handler.flush(_FLUSH_TIMEOUT)  # start from an empty pipeline
-    gc.collect()
-    t0 = time.perf_counter()
-    samples, exc = c.timed_calls(logger, args.warmup, args.calls, args.exception_every, message)
-    loop_s = time.perf_counter() - t0
+    with recording_span(args.span):
+        c.timed_calls(logger, 0, args.warmup, args.exception_every, message)
+        if shipping:
+            handler.flush(_FLUSH_TIMEOUT)  # start from an empty pipeline
+        gc.collect()
+        t0 = time.perf_counter()
+        samples, exc = c.timed_calls(logger, args.warmup, args.calls, args.exception_every, message)
+        loop_s = time.perf_counter() - t0
     # Delivered before the filter is timed alone, so the worker does not compete.
     flushed = handler.flush(_FLUSH_TIMEOUT) if shipping else None
     return {
@@ -71,4 +83,5 @@ if __name__ == "__main__":
         exception_every=0,
         redact=(False, "add a logship.RedactFilter"),
         secret=(False, "secrets in every message"),
+        span=(False, "inside a recording OpenTelemetry span (its SDK)"),
     )

@@ -148,6 +148,11 @@ CASES = (
     *contenders("latency", "--exception-every 100", suffix="+exc"),
     case("latency/ship+redact", "--handler ship --redact"),
     case("latency/ship+redact-secret", "--handler ship --redact --secret"),
+    # Trace context: the floor and logship inside a recording span, and logship
+    # with trace_context=False (OpenTelemetry is installed in every case).
+    case("latency/null+span", "--handler null --span"),
+    case("latency/ship+span", "--handler ship --span"),
+    case("latency/ship-notrace", "--handler ship --no-trace-context"),
     *contenders("throughput", _DEADLINE),
     case("throughput/ship-block", f"--handler ship --overflow block {_DEADLINE}"),
     case("throughput/ship-crash", f"--handler ship {CRASH} {_DEADLINE}"),
@@ -197,6 +202,11 @@ LATENCY = TableSpec(
             "latency",
             logship="logship → endpoint down: latency/down"
             " | logship, durability=crash: latency/ship-crash",
+        ),
+        *lines(
+            "NullHandler, inside a recording span: latency/null+span"
+            " | logship, inside a recording span (trace_id, span_id): latency/ship+span"
+            " | logship, trace_context=False: latency/ship-notrace"
         ),
         *rows("latency", "+exc", ", exception/100"),
         Line(f"  NullHandler, {_ONLY}", "latency/null+exc", part="exceptions"),
