@@ -1,8 +1,12 @@
-"""What the benchmark cases (the child processes) share, and :func:`case`, which runs one.
+"""What the benchmark's processes share: a case run in a fresh subprocess, the receiver, and
+:func:`case`, which runs a case script.
 
-A case script is its measurement: :func:`case` parses the options every case
-takes and the script's own, builds the handler, calls the measuring
-function, and prints its result as one JSON line for ``run.py``.
+A case runs as ``sys.executable benchmarks/<case>.py ...`` with a hard
+timeout. A case script is its measurement: :func:`case` parses the options
+every case takes and the script's own, builds the handler, calls the
+measuring function, and prints its result as one JSON line, the last such
+line (a peer may print after it). ``run.py`` imports this module too, so only
+the standard library is imported at its top (psutil where RSS is read).
 """
 
 from __future__ import annotations
@@ -14,19 +18,32 @@ import logging
 import math
 import os
 import resource
+import select
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-import psutil
-from _harness import receiver, receiver_stats
 from peers import BY_KIND, PEER_KINDS, Closer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+#: Where every child runs: ``-m`` and ``-c`` put the working directory first on
+#: sys.path, and from the checkout's root they would import its logship/
+#: instead of the installed wheel that is measured.
+CHILD_CWD = HERE
+#: ``logship receive``: logship's wire only (the tools use it).
+RECEIVER = (sys.executable, "-m", "logship", "receive", "--port", "0", "--quiet")
+#: The benchmark's receiver: every handler's wire format, and outages.
+PEER_RECEIVER = (sys.executable, os.path.join(HERE, "peer_receivers.py"), "--port", "0")
+_LISTENING = "logship receive: listening on "
 
 LOGGER_NAME = "bench"
 MiB = 2**20
@@ -277,6 +294,8 @@ def paced(events: int, rate: float, chunk: int, step: Callable[[int, int], None]
 
 def rss_bytes() -> int:
     """This process's resident set size now."""
+    import psutil
+
     return int(psutil.Process().memory_info().rss)
 
 
@@ -314,3 +333,108 @@ def emit_result(result: Result, abandon: bool = False) -> None:
         _cleanup()
         sys.stderr.flush()
         os._exit(0)
+
+
+def run_case(script: str, args: list[str], timeout: float) -> dict[str, Any]:
+    """Run ``benchmarks/<script>`` in a fresh interpreter and return its JSON result.
+
+    A case that fails, times out or prints no result yields ``{"error": ...}``
+    (with the tail of its stderr) instead of raising, so one broken case does
+    not cost the others; one that timed out after printing its result keeps it
+    as ``partial``. ``exited_at`` is when the process was seen to end, or was
+    killed (``time.monotonic()``, which every process on the machine shares).
+    """
+    cmd = [sys.executable, os.path.join(HERE, script), *args]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=CHILD_CWD)
+    except subprocess.TimeoutExpired as e:
+        return {
+            "error": f"timed out after {timeout:.0f} s",
+            "exited_at": time.monotonic(),  # killed just now
+            "stderr": _tail(e.stderr),
+            "partial": _last_json(e.stdout),
+        }
+    exited_at, wall = time.monotonic(), time.perf_counter() - t0
+    result = _last_json(proc.stdout)
+    if proc.returncode != 0 or result is None:
+        error = f"exit status {proc.returncode}" if proc.returncode else "no JSON result"
+        return {"error": error, "stderr": _tail(proc.stderr)}
+    return {**result, "wall_s": wall, "exited_at": exited_at}
+
+
+def _last_json(text: str | bytes | None) -> dict[str, Any] | None:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    for line in reversed((text or "").splitlines()):
+        try:
+            value = json.loads(line) if line.startswith("{") else None
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _tail(text: str | bytes | None, lines: int = 15) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return "\n".join((text or "").splitlines()[-lines:])
+
+
+def missing(modules: Sequence[str]) -> str | None:
+    """Why ``modules`` do not import in a fresh interpreter (its error's last line), or None."""
+    code = "".join(f"import {m}\n" for m in modules)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=CHILD_CWD
+        )
+    except subprocess.TimeoutExpired:
+        return "importing it timed out"
+    if proc.returncode == 0:
+        return None
+    return (_tail(proc.stderr, 1) or f"exit status {proc.returncode}").strip()
+
+
+def receiver_stats(url: str, timeout: float = 2.0) -> dict[str, int]:
+    """The counters of the receiver serving ``url`` (``GET /_logship/stats``)."""
+    parts = urllib.parse.urlsplit(url)
+    with urllib.request.urlopen(
+        f"{parts.scheme}://{parts.netloc}/_logship/stats", timeout=timeout
+    ) as r:
+        data: dict[str, int] = json.load(r)
+    return data
+
+
+@contextmanager
+def receiver(command: Sequence[str] = PEER_RECEIVER) -> Iterator[str]:
+    """Start a fresh receiver process; yield the URL to ship to; stop it after.
+
+    Raises ``RuntimeError``, with the tail of its stderr, when it does not start.
+    """
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            list(command),
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=CHILD_CWD,
+        )
+        try:
+            # Nothing more is printed after the first line: the pipe need not be drained.
+            ready = select.select([proc.stdout], [], [], 15.0)[0]
+            first = proc.stdout.readline() if ready and proc.stdout else ""
+            if not first.startswith(_LISTENING):
+                errors.seek(0)
+                raise RuntimeError(
+                    f"the receiver did not start (first line {first!r}):\n{_tail(errors.read())}"
+                )
+            yield first[len(_LISTENING) :].strip().rstrip("/") + "/bench"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import _common as c
-from _harness import ROOT
 
-sys.path.append(os.path.join(ROOT, "tests"))  # after this folder: its modules come first
+sys.path.append(os.path.join(c.ROOT, "tests"))  # after this folder: its modules come first
 
 from fleet import Fleet
 from fluentbit import Missing

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import _common as c
-from _harness import receiver_stats
 from peer_receivers import OUTAGE_PATH
 
 
@@ -75,7 +74,7 @@ def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> Iter
     result["stats"] = c.handler_stats(handler)
     yield result  # the handler is closed here
     if live:
-        counts = receiver_stats(args.url)
+        counts = c.receiver_stats(args.url)
         result |= {
             "lost": total - counts["unique"],
             "at_close": counts["unique"] - waited["unique"],

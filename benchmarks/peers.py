@@ -19,8 +19,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from _harness import receiver_stats
-
 Closer = Callable[[], None]
 Builder = Callable[[str], "tuple[logging.Handler, Closer]"]
 
@@ -78,6 +76,7 @@ def logstash(url: str) -> tuple[logging.Handler, Closer]:
 
 def fluent(url: str) -> tuple[logging.Handler, Closer]:
     """fluent-logger's ``asynchandler.FluentHandler`` to the receiver's forward port."""
+    from _common import receiver_stats
     from fluent import asynchandler
     from fluent.handler import FluentRecordFormatter
 

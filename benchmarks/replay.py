@@ -14,7 +14,6 @@ import os
 import time
 
 import _common as c
-from _harness import receiver_stats
 
 from logship.cli import spillinspect as si
 from logship.worker.spill import folder as spillfolder
@@ -28,7 +27,7 @@ def main() -> None:
     n = si.summarize(args.spill_dir, set()).events
     if not n:
         raise SystemExit(f"nothing spilled in {args.spill_dir}: the spill case failed?")
-    base = receiver_stats(args.url)["unique"]
+    base = c.receiver_stats(args.url)["unique"]
     cpu0, t0 = time.process_time(), time.perf_counter()
     handler, close = c.make_handler(args)
     try:
@@ -58,7 +57,7 @@ def main() -> None:
             "emptied_after_s": None if emptied_at is None else emptied_at - waited["done_at"],
             "left_files": left,
             "stats": c.handler_stats(handler),
-            "receiver": receiver_stats(args.url),
+            "receiver": c.receiver_stats(args.url),
         }
     )
 

@@ -21,7 +21,6 @@ import time
 from typing import Any
 
 import _common as c
-from _harness import receiver_stats
 
 
 def spin(steps: int) -> int:
@@ -110,7 +109,7 @@ def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Re
         "cpu_us_per_event": cpu / events * 1e6 if events else None,
         "probe": summary,
         "logged": total * args.logs,
-        "received_unique": receiver_stats(args.url)["unique"] if args.url else None,
+        "received_unique": c.receiver_stats(args.url)["unique"] if args.url else None,
         "stats": c.handler_stats(handler),
     }
 
