@@ -254,6 +254,34 @@ def at_most(key: str, path: str, limit: float, aim: float = 0, name: str = "") -
     return target(f"{name} ≤ {limit:g}{also} x NullHandler's", f"{key} {path} / floor <= {limit}")
 
 
+def in_runs(
+    text: str,
+    keys: str,
+    ok: Callable[[Row], bool],
+    detail: Callable[[list[Row]], str] | None = None,
+    figures: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+) -> Target:
+    """Target: ``ok`` of a row made of each run of the cases ``keys`` ("KEY KEY ..."), set
+    against its floor's median; in how many runs it held, and ``detail`` of those rows.
+    ``figures``: a run's figures (by default, the run unless it failed)."""
+
+    def check(results: Results) -> tuple[str, bool | None]:
+        rows = []
+        for key in keys.split():
+            floor = median(results, floor_key(key, results)) or {}
+            for run in (results.get(key) or {}).get("runs", []):
+                r = figures(run) if figures else None if "error" in run else run
+                if r and "skipped" not in r:
+                    rows.append(Row(key, r, floor, [run], results))
+        held = sum(map(ok, rows))
+        shown = f"in {held} of {len(rows)} run(s)"
+        if not rows:
+            return shown, None
+        return shown + (f" ({detail(rows)})" if detail else ""), held == len(rows)
+
+    return Target(text, check)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """One table: title, rows, columns, targets and notes."""

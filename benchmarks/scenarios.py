@@ -29,6 +29,7 @@ from _report import (
     cols,
     figure,
     good_runs,
+    in_runs,
     lines,
     median,
     median_of,
@@ -366,20 +367,6 @@ def flat(row: Row) -> bool:
     return bool(second <= max(PLATEAU_GROWTH * first, NOISE_MIB))
 
 
-def outage_lost(results: Results) -> tuple[str, bool | None]:
-    """logship's events lost in the outage, in its worst run."""
-    lost = [r["lost"] for r in good_runs(results, "outage/ship")]
-    worst = max(lost) if lost else "-"
-    return f"lost {worst} in the worst of {len(lost)} run(s)", not any(lost) if lost else None
-
-
-def outage_flat(results: Results) -> tuple[str, bool | None]:
-    """In how many of logship's runs its RSS stayed flat during the outage."""
-    floor = median(results, "outage/null") or {}
-    flats = [flat(Row("", r, floor, [], results)) for r in good_runs(results, "outage/ship")]
-    return f"flat in {sum(flats)} of {len(flats)} run(s)", all(flats) if flats else None
-
-
 OUTAGE = TableSpec(
     "4. Outage (503 for 5 s while 20,000 events are logged; µs per call)",
     rows("outage"),
@@ -391,8 +378,8 @@ OUTAGE = TableSpec(
         "last in +s: recovered_after_s",
     ),
     (
-        Target("0 lost, logship", outage_lost),
-        Target("memory flat during the outage, logship", outage_flat),
+        in_runs("0 lost, logship", "outage/ship", lambda row: row.r["lost"] == 0),
+        in_runs("memory flat during the outage, logship", "outage/ship", flat),
     ),
     (
         "lost: of every event logged, never counted, even after close(); at close: "
@@ -447,15 +434,6 @@ def delivering_ms(row: Row) -> float | None:
     return float(row.r["exit_ms"] - idle)
 
 
-def exit_target(results: Results) -> tuple[str, bool | None]:
-    """In how many of logship's runs every event arrived and the exit took under 0.5 s."""
-    runs = [exit_figures({"runs": [r]}) for r in (results.get("exit/ship") or {}).get("runs", [])]
-    ok = [f["arrived"] == f["events"] and f["exit_ms"] < 500 for f in runs if f]
-    worst = max((f["exit_ms"] for f in runs if f), default=None)
-    slowest = "-" if worst is None else f"{worst:.0f} ms"
-    return f"in {sum(ok)} of {len(ok)} run(s) (slowest {slowest})", all(ok) if ok else None
-
-
 EXIT = TableSpec(
     "5. Exit (10,000 events, then a normal interpreter exit)",
     rows("exit"),
@@ -468,7 +446,15 @@ EXIT = TableSpec(
         Col("delivering ms", delivering_ms),
         Col("killed at timeout", lambda row: f"{row.r['killed']} of {row.r['runs']}"),
     ),
-    (Target("every event arrived and exit in under 0.5 s, logship", exit_target),),
+    (
+        in_runs(
+            "every event arrived and exit in under 0.5 s, logship",
+            "exit/ship",
+            lambda row: row.r["arrived"] == row.r["events"] and row.r["exit_ms"] < 500,
+            lambda rows: f"slowest {max(row.r['exit_ms'] for row in rows):.0f} ms",
+            figures=lambda run: exit_figures({"runs": [run]}),
+        ),
+    ),
     (
         "nothing logged: the same exit with no event logged. delivering: the difference "
         "('-' for a killed run, or when the exit with nothing logged was the slower).",
@@ -495,17 +481,14 @@ def growth_at(events: int) -> Col:
     )
 
 
-def plateau(results: Results) -> tuple[str, bool | None]:
-    """In how many runs RSS stayed flat from 100k to 200k events, and what was queued then."""
-    late = [late_growth(r) for r in good_runs(results, "memory/down")]
-    flat_runs = sum(x <= PLATEAU_GROWTH for x in late)
-    queued = cell(figure(median(results, "memory/down"), "stats_loop_end.queued"))
-    shown = (
-        f"flat in {flat_runs} of {len(late)} runs (growth ≤ {PLATEAU_GROWTH:+.0%} from 100k to "
-        f"200k events; median {median_of(late or [0]):+.0%}, worst {max(late, default=0):+.0%}); "
-        f"{queued} events in memory at the end"
+def plateau(rows: list[Row]) -> str:
+    """How much RSS grew from 100k to 200k events, and what was queued then."""
+    late = [late_growth(row.r) for row in rows]
+    queued = cell(figure(median(rows[0].results, "memory/down"), "stats_loop_end.queued"))
+    return (
+        f"growth ≤ {PLATEAU_GROWTH:+.0%} from 100k to 200k events; median "
+        f"{median_of(late):+.0%}, worst {max(late):+.0%}; {queued} events in memory at the end"
     )
-    return shown, flat_runs == len(late) if late else None
 
 
 def worst_dropped(row: Row) -> float | None:
@@ -513,29 +496,14 @@ def worst_dropped(row: Row) -> float | None:
     return max((figure(r, "stats.dropped") or 0 for r in row.runs), default=None)
 
 
-def nothing_dropped(results: Results) -> tuple[str, bool | None]:
-    """In how many paced runs logship dropped events, and whether every event is accounted for."""
-    lost = [r["stats"]["dropped"] for r in good_runs(results, "spill/down-paced")]
+def accounted(rows: list[Row]) -> str:
+    """In how many runs of each spill case every event was spilled or dropped after close()."""
     whole = []
     for key in ("spill/down", "spill/down-paced"):
-        runs = good_runs(results, key)
+        runs = good_runs(rows[0].results, key)
         n = sum(r["stats"]["spilled"] + r["stats"]["dropped"] == r["events"] for r in runs)
         whole.append(f"{key} {n} of {len(runs)}")
-    shown = f"dropped in {sum(n > 0 for n in lost)} of {len(lost)} runs"
-    shown += f" (every event spilled or dropped after close(): {', '.join(whole)} runs)"
-    return shown, not any(lost) if lost else None
-
-
-def replayed(results: Results) -> tuple[str, bool | None]:
-    """In how many runs every event on disk was replayed, counted once, and the folder emptied."""
-    runs = good_runs(results, "replay/ship")
-    complete = sum(
-        r["stats"]["replayed"] == r["received_unique"] == r["on_disk_events"]
-        and not r["left_files"]
-        and not r["timed_out"]
-        for r in runs
-    )
-    return f"{complete} of {len(runs)} runs", complete == len(runs) if runs else None
+    return f"every event spilled or dropped after close(): {', '.join(whole)} runs"
 
 
 SPILL_ROWS = lines(
@@ -555,7 +523,14 @@ MEMORY = TableSpec(
         " | spilled: stats_loop_end.spilled",
         Col("spill MiB", lambda row: ratio(figure(row.r, "stats_loop_end.spill_bytes"), 2**20)),
     ),
-    (Target("memory bounded by capacity (10,000 events)", plateau),),
+    (
+        in_runs(
+            "memory bounded by capacity (10,000 events)",
+            "memory/down",
+            lambda row: late_growth(row.r) <= PLATEAU_GROWTH,
+            plateau,
+        ),
+    ),
     ("ev/s: the last 100,000. queued, dropped, spilled: stats() after the last call.",),
     first="case",
 )
@@ -570,7 +545,14 @@ SPILL = TableSpec(
         "B/event on disk: bytes_per_event | CPU µs/ev: cpu_us_per_event"
         " | x null: /cpu_us_per_event",
     ),
-    (Target("nothing dropped at a rate the worker sustains (paced)", nothing_dropped),),
+    (
+        in_runs(
+            "nothing dropped at a rate the worker sustains (paced)",
+            "spill/down-paced",
+            lambda row: row.r["stats"]["dropped"] == 0,
+            accounted,
+        ),
+    ),
     (
         "spilled/s: stats()['spilled'] once it stopped growing, over the time until then; "
         "+ at close: what close() wrote after that. dropped: after close(), warm-up "
@@ -588,7 +570,17 @@ REPLAY = TableSpec(
         Col("files left", lambda row: max(len(r["left_files"]) for r in row.runs)),
         "emptied +s: emptied_after_s",
     ),
-    (Target("every event on disk replayed, counted once, folder empty", replayed),),
+    (
+        in_runs(
+            "every event on disk replayed, counted once, folder empty",
+            "replay/ship",
+            lambda row: (
+                row.r["stats"]["replayed"] == row.r["received_unique"] == row.r["on_disk_events"]
+                and not row.r["left_files"]
+                and not row.r["timed_out"]
+            ),
+        ),
+    ),
     ("files left: spill files after close() (worst run); emptied +s: until none was.",),
     first="case",
 )
@@ -614,13 +606,6 @@ FLEET_ROWS = lines(
 )
 
 
-def nothing_lost_at_a_kill(results: Results) -> tuple[str, bool | None]:
-    """In how many runs of every route the kill lost no event."""
-    runs = [r for line in FLEET_ROWS for r in good_runs(results, line.key)]
-    lost = sum(r["lost"] > 0 for r in runs)
-    return f"lost events in {lost} of {len(runs)} run(s)", not lost if runs else None
-
-
 FLEET = TableSpec(
     "12. A fleet: 50,000 events delivered, then node 0 killed and started again "
     "(20,000 events at 5,000/s)",
@@ -630,7 +615,13 @@ FLEET = TableSpec(
         " | dups at kill: duplicates | held by node 0: held_at_kill"
         " | all in +s: recovered_after_s | retries: stats.retries | spilled: stats.spilled"
     ),
-    (Target("nothing lost at a kill, every route", nothing_lost_at_a_kill),),
+    (
+        in_runs(
+            "nothing lost at a kill, every route",
+            " ".join(line.key for line in FLEET_ROWS),
+            lambda row: row.r["lost"] == 0,
+        ),
+    ),
     (
         "delivered: written by Fluent Bit's file outputs, read back, not only accepted. "
         "Nodes buffer on disk (storage.type filesystem); HAProxy checks each node's "
