@@ -5,8 +5,6 @@ Fluent Bit from ``FLUENT_BIT``) and a ShipHandler at its defaults to HAProxy,
 to the nodes' URLs (``failover``, ``round_robin``) or to one node alone
 (``single``). A machine without Fluent Bit, or HAProxy for its route, reports
 the case as skipped. What is measured: ``docs/performance.md``.
-
-    python benchmarks/fleet_bench.py --handler ship --route haproxy|failover|round_robin|single
 """
 
 from __future__ import annotations

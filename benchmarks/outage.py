@@ -6,8 +6,6 @@ chunk, then goes on for ``--after`` seconds (fluent-logger resends only with
 a later call). Waits for the receiver to count everything, closes the
 handler (which delivers what it holds) and counts again. What is measured
 and why: ``docs/performance.md``.
-
-    python benchmarks/outage.py --handler null|ship|PEER
 """
 
 from __future__ import annotations

@@ -4,8 +4,6 @@ Counts the events in ``--spill-dir`` as ``logship spill status`` does, then
 builds a ShipHandler at its defaults on that folder and logs nothing: it
 replays from its construction. Waits until the receiver counted every event
 and ``stats()["replayed"]`` agrees, then until no spill file is left.
-
-    python benchmarks/replay.py --handler ship --url URL --spill-dir DIR
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """A service: threads serving requests at a fixed offered rate, each logging (tables 3 and 6).
 
-``--threads`` threads serve ``--rate`` requests/s in all on a fixed schedule,
-each request ``--work`` µs of pure-Python work with ``--logs`` calls spread
-through it. After ``--warmup`` s, the requests of the next ``--seconds``
-are timed and the process's CPU read; then, with ``--probe S``, S seconds
-more with a thread that keeps every gap over ``--gap`` µs in which it could
-not run: a phase of its own, because a thread that never waits makes the
-others wait for a forced switch. ``docs/performance.md`` says more.
-
-    python benchmarks/service.py --handler null|ship|PEER [--seconds 10] [--probe 5]
-    python benchmarks/service.py --handler ship --threads 1 --rate 100 --logs 20 --work 0
+Requests due on a fixed schedule, timed from when each was due, and the
+process's CPU over the timed window; then, with ``--probe S``, S seconds
+more with a thread that keeps every gap in which it could not run. What is
+measured and why: ``docs/performance.md``.
 """
 
 from __future__ import annotations

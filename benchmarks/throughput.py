@@ -3,8 +3,6 @@
 ``--events`` calls as fast as the loop goes, then until the receiver counted
 every event the handler kept (or ``--deadline`` s). What is measured and
 why: ``docs/performance.md``.
-
-    python benchmarks/throughput.py --handler null|ship|PEER [--overflow block]
 """
 
 from __future__ import annotations
