@@ -39,8 +39,6 @@ ROOT = os.path.dirname(HERE)
 #: sys.path, and from the checkout's root they would import its logship/
 #: instead of the installed wheel that is measured.
 CHILD_CWD = HERE
-#: ``logship receive``: logship's wire only (the tools use it).
-RECEIVER = (sys.executable, "-m", "logship", "receive", "--port", "0", "--quiet")
 #: The benchmark's receiver: every handler's wire format, and outages.
 PEER_RECEIVER = (sys.executable, os.path.join(HERE, "peer_receivers.py"), "--port", "0")
 _LISTENING = "logship receive: listening on "
@@ -167,18 +165,6 @@ def make_handler(args: argparse.Namespace, **options: Any) -> tuple[logging.Hand
         options["trace_context"] = False
     ship = logship.ShipHandler(url=url, spill_dir=args.spill_dir, **options)
     return ship, ship.close
-
-
-@contextmanager
-def bench_handler(kind: str, url: str | None = None, **options: Any) -> Iterator[logging.Handler]:
-    """A handler of ``kind`` for the tools, closed after; without ``url``, a receiver of its own."""
-    args = argparse.Namespace(handler=kind, url=url, spill_dir=None)
-    with ExitStack() as stack:
-        if kind in LIVE_KINDS and not url:
-            args.url = stack.enter_context(receiver())
-        handler, close = make_handler(args, **options)
-        stack.callback(close)
-        yield handler
 
 
 def bench_logger(handler: logging.Handler) -> logging.Logger:

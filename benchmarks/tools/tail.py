@@ -40,8 +40,6 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _common import (
-    RECEIVER,
-    bench_handler,
     bench_logger,
     handler_stats,
     latency_summary,
@@ -49,6 +47,7 @@ from _common import (
     receiver,
     receiver_stats,
 )
+from _tool import RECEIVER, bench_handler
 
 import logship.handler
 
