@@ -61,17 +61,17 @@ LIVE_KINDS = (*SHIP_KINDS, *PEER_KINDS)
 SETTLE_MARGIN = 2.0
 #: What the process does as it ends, or when it abandons a peer: remove its
 #: temporary folders, stop a receiver of its own.
-_AT_EXIT: list[Closer] = []
+AT_EXIT: list[Closer] = []
 
 
 def _cleanup() -> None:
-    while _AT_EXIT:
-        _AT_EXIT.pop()()
+    while AT_EXIT:
+        AT_EXIT.pop()()
 
 
 @atexit.register
 def _at_exit() -> None:
-    if _AT_EXIT:  # a handler left open (shutdown.py) delivers or spills before its folder goes
+    if AT_EXIT:  # a handler left open (shutdown.py) delivers or spills before its folder goes
         logging.shutdown()
         _cleanup()
 
@@ -107,17 +107,24 @@ def parse(description: str | None, options: dict[str, Any]) -> argparse.Namespac
 
 
 def case(
-    measure: Measure, doc: str | None, close: bool = True, abandon: bool = False, **options: Any
+    measure: Measure,
+    doc: str | None,
+    close: bool = True,
+    abandon: bool = False,
+    before: Callable[[argparse.Namespace], None] | None = None,
+    **options: Any,
 ) -> None:
-    """Run a case script: parse, build the handler, measure, print the result. With
-    ``abandon``, a peer's process ends without closing the handler: the case has what it
-    needs and must not wait for the peer to deliver (or fail to deliver) what it holds.
-    Without ``close``, the handler is left to the interpreter's exit."""
+    """Run a case script: parse, call ``before``, build the handler, measure, print the
+    result. With ``abandon``, a peer's process ends without closing the handler: the case has
+    what it needs and must not wait for the peer to deliver (or fail to deliver) what it
+    holds. Without ``close``, the handler is left to the interpreter's exit."""
     args = parse(doc, options)
+    if before is not None:
+        before(args)
     if args.handler in LIVE_KINDS and not args.url:  # run by hand: a receiver of its own
         own = ExitStack()
         args.url = own.enter_context(receiver())
-        _AT_EXIT.append(own.close)
+        AT_EXIT.append(own.close)
     handler, close_handler = make_handler(args)
     try:
         out = measure(args, handler, bench_logger(handler))
@@ -141,7 +148,7 @@ def make_handler(args: argparse.Namespace, **options: Any) -> tuple[logging.Hand
         return logging.NullHandler(), lambda: None
     if not args.spill_dir:
         args.spill_dir = tempfile.mkdtemp(prefix="logship-bench-")
-        _AT_EXIT.append(lambda folder=args.spill_dir: shutil.rmtree(folder, ignore_errors=True))
+        AT_EXIT.append(lambda folder=args.spill_dir: shutil.rmtree(folder, ignore_errors=True))
     if args.handler in BY_KIND:
         os.chdir(args.spill_dir)
         return BY_KIND[args.handler].build(args.url)
@@ -154,13 +161,14 @@ def make_handler(args: argparse.Namespace, **options: Any) -> tuple[logging.Hand
         # A port bound, never listening (connect is refused), held so no one else takes it.
         dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         dead.bind(("127.0.0.1", 0))
-        _AT_EXIT.append(dead.close)
+        AT_EXIT.append(dead.close)
         url = f"http://127.0.0.1:{dead.getsockname()[1]}/bench"
         # Nothing can be delivered; do not spend the default 5 s trying at close().
         options.setdefault("shutdown_timeout", 0.5)
     if args.handler in SHIP_PROTOCOLS:
         options["protocol"] = SHIP_PROTOCOLS[args.handler]
-    options |= {k: getattr(args, k) for k in ("overflow", "durability") if getattr(args, k, None)}
+    given = ("overflow", "durability", "balance")
+    options |= {k: getattr(args, k) for k in given if getattr(args, k, None)}
     if getattr(args, "no_trace_context", False):
         options["trace_context"] = False
     ship = logship.ShipHandler(url=url, spill_dir=args.spill_dir, **options)
@@ -312,7 +320,7 @@ def latency_summary(samples_ns: Sequence[int]) -> dict[str, float]:
 
 def emit_result(result: Result, abandon: bool = False) -> None:
     """Print the result as one line of stdout for ``run.py``; with ``abandon``, end the
-    process at once, closing nothing but what :data:`_AT_EXIT` holds."""
+    process at once, closing nothing but what :data:`AT_EXIT` holds."""
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     if abandon:
