@@ -155,27 +155,24 @@ class Col:
     get: Callable[[Row], object]
 
 
-def _path(row: Row, path: str) -> str:
-    """``path``, made the row's part's when it starts with a dot (``.p50``: ``all.p50``)."""
-    return row.part + path if path.startswith(".") else path
+def _reader(mark: str, path: str, per: str = "") -> Callable[[Row], object]:
+    """What :func:`cols` reads for ``path`` after its ``mark``."""
 
-
-def over(header: str, path: str, per: str = "") -> Col:
-    """A column of the row's figure at ``path`` over the floor's (over case ``per``'s, if given)."""
-
-    def get(row: Row) -> float | None:
-        other = median(row.results, per) if per else row.floor
-        return ratio(figure(row.r, _path(row, path)), figure(other, _path(row, path)))
-
-    return Col(header, get)
-
-
-def _beyond(path: str) -> Callable[[Row], object]:
-    def get(row: Row) -> float | None:
-        mine, floor = figure(row.r, path), figure(row.floor, path)
-        return None if row.is_floor or mine is None or floor is None else mine - floor
+    def get(row: Row) -> object:
+        at = row.part + path if path.startswith(".") else path  # ".p50": "all.p50"
+        mine, floor = figure(row.r, at), figure(median(row.results, per) if per else row.floor, at)
+        if mark == "/":
+            return ratio(mine, floor)
+        if row.is_floor and mark in ("-", "!"):
+            return None
+        return mine if mark != "-" else None if mine is None or floor is None else mine - floor
 
     return get
+
+
+def over(header: str, path: str, per: str) -> Col:
+    """A column of the row's figure at ``path`` over case ``per``'s."""
+    return Col(header, _reader("/", path, per))
 
 
 def cols(*specs: str | Col) -> tuple[Col, ...]:
@@ -189,20 +186,9 @@ def cols(*specs: str | Col) -> tuple[Col, ...]:
             continue
         for item in spec.split("|"):
             header, path = (x.strip() for x in item.rsplit(":", 1))
-            mark, bare = path[0], path.lstrip("/-!")
-            if mark == "/":
-                out.append(over(header, bare))
-            elif mark == "-":
-                out.append(Col(header, _beyond(bare)))
-            else:
-                col = Col(header, lambda row, p=bare: figure(row.r, _path(row, p)))
-                out.append(not_floor(col) if mark == "!" else col)
+            mark = path[0] if path[0] in "/-!" else ""
+            out.append(Col(header, _reader(mark, path.lstrip("/-!"))))
     return tuple(out)
-
-
-def not_floor(col: Col) -> Col:
-    """``col``, empty on the floor's row (a figure that only a shipping handler has)."""
-    return Col(col.header, lambda row: None if row.is_floor else col.get(row))
 
 
 @dataclass(frozen=True)
