@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Results = dict[str, Any]
-#: A title or a note: fixed, or made from the results (a figure in the text).
-Text = str | Callable[[Results], str]
 
 
 @dataclass
@@ -276,10 +274,11 @@ class TableSpec:
     lines: tuple[Line, ...]
     columns: tuple[Col, ...]
     targets: tuple[Target, ...] = ()
-    notes: tuple[Text, ...] = ()
+    notes: tuple[str, ...] = ()
     #: A case's figures from its entry in the results: by default the median of its runs.
     figures: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda entry: entry.get("median")
     first: str = "handler"
+    medians: bool = False  # a note says how many runs each figure is the median of
 
 
 def build(spec: TableSpec, results: Results) -> Table:
@@ -307,7 +306,12 @@ def build(spec: TableSpec, results: Results) -> Table:
         shown, ok = target.check(results)
         verdict = "n/a" if ok is None else "MET" if ok else "MISSED"
         t.notes.append(f"target {target.text}: {shown}  {verdict}")
-    t.notes += [n if isinstance(n, str) else n(results) for n in spec.notes]
+    t.notes += spec.notes
+    if spec.medians:
+        counts = sorted({len(results[x.key]["runs"]) for x in spec.lines if x.key in results})
+        counts = [n for n in counts if n] or [0]
+        shown = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]} to {counts[-1]}"
+        t.notes.append(f"median of {shown} run(s) per handler.")
     return t
 
 

@@ -22,7 +22,6 @@ from _report import (
     Table,
     TableSpec,
     Target,
-    Text,
     at_most,
     build,
     cell,
@@ -124,18 +123,6 @@ def rows(name: str, suffix: str = "", tag: str = "", logship: str = "") -> tuple
     return (*own[:2], *lines(logship), *own[2:])
 
 
-def runs_note(prefix: str) -> Text:
-    """A note: how many runs the table's figures are the median of."""
-
-    def note(results: Results) -> str:
-        counts = sorted({len(e["runs"]) for k, e in results.items() if k.startswith(prefix)})
-        counts = [n for n in counts if n] or [0]
-        shown = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]} to {counts[-1]}"
-        return f"median of {shown} run(s) per handler."
-
-    return note
-
-
 # -- the cases, in the order each repeat runs them -------------------------------------------------
 
 _CHECKPOINTS = "--events 200000 --checkpoints 50000,100000,200000"
@@ -222,8 +209,8 @@ LATENCY = TableSpec(
     (
         "exception/100: every 100th call is logger.exception(...) in an except block. "
         "dropped: logship's stats() after a flush, warm-up included (peers have none).",
-        runs_note("latency/"),
     ),
+    medians=True,
 )
 REDACTION = TableSpec(
     "11. Redaction: per-call latency with RedactFilter (µs)",
@@ -290,8 +277,8 @@ THROUGHPUT = TableSpec(
         "neither the ring nor the spill takes). ended: all = every event counted; settled "
         "= nothing more arrived for the longest the peer holds an event plus 2 s; "
         "timeout = 45 s after the loop.",
-        runs_note("throughput/"),
     ),
+    medians=True,
 )
 
 
@@ -383,8 +370,8 @@ OUTAGE = TableSpec(
         "counted only once the handler was closed. flat: the second half's growth, over "
         f"the floor's, at most {PLATEAU_GROWTH:.0%} of the first half's (or "
         f"{NOISE_MIB:g} MiB). last in +s: the last event counted, after the recovery.",
-        runs_note("outage/"),
     ),
+    medians=True,
 )
 
 
@@ -451,8 +438,8 @@ EXIT = TableSpec(
     (
         "nothing logged: the same exit with no event logged. delivering: the difference "
         "('-' for a killed run, or when the exit with nothing logged was the slower).",
-        runs_note("exit/"),
     ),
+    medians=True,
     figures=exit_figures,
 )
 
@@ -623,8 +610,8 @@ FLEET = TableSpec(
         "0: events it had taken and not yet written when killed, written after its "
         "restart; the only ones that can be written twice. all in +s: from the restart "
         "until every event was written. A ShipHandler at its defaults.",
-        runs_note("fleet/"),
     ),
+    medians=True,
     first="case",
 )
 
