@@ -60,7 +60,7 @@ LIVE_KINDS = (*SHIP_KINDS, *PEER_KINDS)
 #: has arrived for the longest it holds an event plus this many seconds.
 SETTLE_MARGIN = 2.0
 #: What the process does as it ends, or when it abandons a peer: remove its
-#: temporary folders, stop a receiver of its own.
+#: temporary folders, stop a receiver (or the fleet) of its own.
 AT_EXIT: list[Closer] = []
 
 
