@@ -163,6 +163,8 @@ def _reader(mark: str, path: str, per: str = "") -> Callable[[Row], object]:
             return ratio(mine, floor)
         if row.is_floor and mark in ("-", "!"):
             return None
+        if mark == "%":
+            return None if mine is None else 100 * mine
         return mine if mark != "-" else None if mine is None or floor is None else mine - floor
 
     return get
@@ -176,7 +178,7 @@ def over(header: str, path: str, per: str) -> Col:
 def cols(*specs: str | Col) -> tuple[Col, ...]:
     """Columns: each a :class:`Col`, or ``"header: path | header: path ..."``, the row's figure
     at ``path`` (``.path``: in the row's part); ``/path`` over the floor's, ``-path`` less it
-    (not on the floor's row), ``!path`` as it is but not on the floor's row."""
+    (not on the floor's row), ``!path`` as it is but not on the floor's row, ``%path`` in %."""
     out: list[Col] = []
     for spec in specs:
         if isinstance(spec, Col):
@@ -184,8 +186,8 @@ def cols(*specs: str | Col) -> tuple[Col, ...]:
             continue
         for item in spec.split("|"):
             header, path = (x.strip() for x in item.rsplit(":", 1))
-            mark = path[0] if path[0] in "/-!" else ""
-            out.append(Col(header, _reader(mark, path.lstrip("/-!"))))
+            mark = path[0] if path[0] in "/-!%" else ""
+            out.append(Col(header, _reader(mark, path.lstrip("/-!%"))))
     return tuple(out)
 
 

@@ -285,12 +285,6 @@ THROUGHPUT = TableSpec(
 # -- 3, 6: a service, a sustained load -------------------------------------------------------------
 
 
-def held(row: Row) -> float | None:
-    """The share of the probe's time that other threads held it off, in %."""
-    share = figure(row.r, "probe.held_share")
-    return None if share is None else 100 * share
-
-
 SERVICE = TableSpec(
     "3. A service (4 threads, 1,500 requests/s, 5 log calls in each; µs per request)",
     rows("service", logship="logship, durability=crash: service/ship-crash"),
@@ -298,8 +292,8 @@ SERVICE = TableSpec(
         "requests: request.n | p50: request.p50 | p99: request.p99 | p99.9: request.p99.9"
         " | max: request.max | p99 x null: /request.p99 | p99.9 x null: /request.p99.9"
         " | CPU µs/ev: cpu_us_per_event | over null µs/ev: -cpu_us_per_event"
-        " | probe p99.9 gap: probe.p99.9 | probe max gap: probe.max",
-        Col("probe held %", held),
+        " | probe p99.9 gap: probe.p99.9 | probe max gap: probe.max"
+        " | probe held %: %probe.held_share",
     ),
     (
         at_most("service/ship", "request.p99.9", 1.5, aim=1.2, name="request p99.9"),
@@ -324,10 +318,8 @@ SUSTAINED = TableSpec(
     "6. Sustained load (2,000 events/s from one thread; CPU of one core)",
     rows("sustained"),
     cols(
-        "seconds: window_s",
-        Col("CPU %", lambda row: 100 * row.r["cpu_share"]),
-        "x null: /cpu_share | CPU µs/ev: cpu_us_per_event | over null µs/ev: -cpu_us_per_event"
-        " | delivered: !received_unique | of logged: !logged",
+        "seconds: window_s | CPU %: %cpu_share | x null: /cpu_share | CPU µs/ev: cpu_us_per_event"
+        " | over null µs/ev: -cpu_us_per_event | delivered: !received_unique | of logged: !logged",
     ),
     (
         target(
