@@ -1,8 +1,12 @@
-"""What the benchmark cases (the child processes) share, and :func:`case`, which runs one.
+"""What the benchmark's processes share: a case run in a fresh subprocess, the receiver, and
+:func:`case`, which runs a case script.
 
-A case script is its measurement: :func:`case` parses the options every case
-takes and the script's own, builds the handler, calls the measuring
-function, and prints its result as one JSON line for ``run.py``.
+A case runs as ``sys.executable benchmarks/<case>.py ...`` with a hard
+timeout. A case script is its measurement: :func:`case` parses the options
+every case takes and the script's own, builds the handler, calls the
+measuring function, and prints its result as one JSON line, the last such
+line (a peer may print after it). ``run.py`` imports this module too, so only
+the standard library is imported at its top (psutil where RSS is read).
 """
 
 from __future__ import annotations
@@ -14,19 +18,30 @@ import logging
 import math
 import os
 import resource
+import select
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-import psutil
-from _harness import receiver, receiver_stats
 from peers import BY_KIND, PEER_KINDS, Closer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+#: Where every child runs: ``-m`` and ``-c`` put the working directory first on
+#: sys.path, and from the checkout's root they would import its logship/
+#: instead of the installed wheel that is measured.
+CHILD_CWD = HERE
+#: The benchmark's receiver: every handler's wire format, and outages.
+PEER_RECEIVER = (sys.executable, os.path.join(HERE, "peer_receivers.py"), "--port", "0")
+_LISTENING = "logship receive: listening on "
 
 LOGGER_NAME = "bench"
 MiB = 2**20
@@ -45,18 +60,18 @@ LIVE_KINDS = (*SHIP_KINDS, *PEER_KINDS)
 #: has arrived for the longest it holds an event plus this many seconds.
 SETTLE_MARGIN = 2.0
 #: What the process does as it ends, or when it abandons a peer: remove its
-#: temporary folders, stop a receiver of its own.
-_AT_EXIT: list[Closer] = []
+#: temporary folders, stop a receiver (or the fleet) of its own.
+AT_EXIT: list[Closer] = []
 
 
 def _cleanup() -> None:
-    while _AT_EXIT:
-        _AT_EXIT.pop()()
+    while AT_EXIT:
+        AT_EXIT.pop()()
 
 
 @atexit.register
 def _at_exit() -> None:
-    if _AT_EXIT:  # a handler left open (shutdown.py) delivers or spills before its folder goes
+    if AT_EXIT:  # a handler left open (shutdown.py) delivers or spills before its folder goes
         logging.shutdown()
         _cleanup()
 
@@ -92,17 +107,24 @@ def parse(description: str | None, options: dict[str, Any]) -> argparse.Namespac
 
 
 def case(
-    measure: Measure, doc: str | None, close: bool = True, abandon: bool = False, **options: Any
+    measure: Measure,
+    doc: str | None,
+    close: bool = True,
+    abandon: bool = False,
+    before: Callable[[argparse.Namespace], None] | None = None,
+    **options: Any,
 ) -> None:
-    """Run a case script: parse, build the handler, measure, print the result. With
-    ``abandon``, a peer's process ends without closing the handler: the case has what it
-    needs and must not wait for the peer to deliver (or fail to deliver) what it holds.
-    Without ``close``, the handler is left to the interpreter's exit."""
+    """Run a case script: parse, call ``before``, build the handler, measure, print the
+    result. With ``abandon``, a peer's process ends without closing the handler: the case has
+    what it needs and must not wait for the peer to deliver (or fail to deliver) what it
+    holds. Without ``close``, the handler is left to the interpreter's exit."""
     args = parse(doc, options)
+    if before is not None:
+        before(args)
     if args.handler in LIVE_KINDS and not args.url:  # run by hand: a receiver of its own
         own = ExitStack()
         args.url = own.enter_context(receiver())
-        _AT_EXIT.append(own.close)
+        AT_EXIT.append(own.close)
     handler, close_handler = make_handler(args)
     try:
         out = measure(args, handler, bench_logger(handler))
@@ -126,7 +148,7 @@ def make_handler(args: argparse.Namespace, **options: Any) -> tuple[logging.Hand
         return logging.NullHandler(), lambda: None
     if not args.spill_dir:
         args.spill_dir = tempfile.mkdtemp(prefix="logship-bench-")
-        _AT_EXIT.append(lambda folder=args.spill_dir: shutil.rmtree(folder, ignore_errors=True))
+        AT_EXIT.append(lambda folder=args.spill_dir: shutil.rmtree(folder, ignore_errors=True))
     if args.handler in BY_KIND:
         os.chdir(args.spill_dir)
         return BY_KIND[args.handler].build(args.url)
@@ -139,29 +161,18 @@ def make_handler(args: argparse.Namespace, **options: Any) -> tuple[logging.Hand
         # A port bound, never listening (connect is refused), held so no one else takes it.
         dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         dead.bind(("127.0.0.1", 0))
-        _AT_EXIT.append(dead.close)
+        AT_EXIT.append(dead.close)
         url = f"http://127.0.0.1:{dead.getsockname()[1]}/bench"
         # Nothing can be delivered; do not spend the default 5 s trying at close().
         options.setdefault("shutdown_timeout", 0.5)
     if args.handler in SHIP_PROTOCOLS:
         options["protocol"] = SHIP_PROTOCOLS[args.handler]
-    options |= {k: getattr(args, k) for k in ("overflow", "durability") if getattr(args, k, None)}
+    given = ("overflow", "durability", "balance")
+    options |= {k: getattr(args, k) for k in given if getattr(args, k, None)}
     if getattr(args, "no_trace_context", False):
         options["trace_context"] = False
     ship = logship.ShipHandler(url=url, spill_dir=args.spill_dir, **options)
     return ship, ship.close
-
-
-@contextmanager
-def bench_handler(kind: str, url: str | None = None, **options: Any) -> Iterator[logging.Handler]:
-    """A handler of ``kind`` for the tools, closed after; without ``url``, a receiver of its own."""
-    args = argparse.Namespace(handler=kind, url=url, spill_dir=None)
-    with ExitStack() as stack:
-        if kind in LIVE_KINDS and not url:
-            args.url = stack.enter_context(receiver())
-        handler, close = make_handler(args, **options)
-        stack.callback(close)
-        yield handler
 
 
 def bench_logger(handler: logging.Handler) -> logging.Logger:
@@ -277,6 +288,8 @@ def paced(events: int, rate: float, chunk: int, step: Callable[[int, int], None]
 
 def rss_bytes() -> int:
     """This process's resident set size now."""
+    import psutil
+
     return int(psutil.Process().memory_info().rss)
 
 
@@ -307,10 +320,115 @@ def latency_summary(samples_ns: Sequence[int]) -> dict[str, float]:
 
 def emit_result(result: Result, abandon: bool = False) -> None:
     """Print the result as one line of stdout for ``run.py``; with ``abandon``, end the
-    process at once, closing nothing but what :data:`_AT_EXIT` holds."""
+    process at once, closing nothing but what :data:`AT_EXIT` holds."""
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     if abandon:
         _cleanup()
         sys.stderr.flush()
         os._exit(0)
+
+
+def run_case(script: str, args: list[str], timeout: float) -> dict[str, Any]:
+    """Run ``benchmarks/<script>`` in a fresh interpreter and return its JSON result.
+
+    A case that fails, times out or prints no result yields ``{"error": ...}``
+    (with the tail of its stderr) instead of raising, so one broken case does
+    not cost the others; one that timed out after printing its result keeps it
+    as ``partial``. ``exited_at`` is when the process was seen to end, or was
+    killed (``time.monotonic()``, which every process on the machine shares).
+    """
+    cmd = [sys.executable, os.path.join(HERE, script), *args]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=CHILD_CWD)
+    except subprocess.TimeoutExpired as e:
+        return {
+            "error": f"timed out after {timeout:.0f} s",
+            "exited_at": time.monotonic(),  # killed just now
+            "stderr": _tail(e.stderr),
+            "partial": _last_json(e.stdout),
+        }
+    exited_at, wall = time.monotonic(), time.perf_counter() - t0
+    result = _last_json(proc.stdout)
+    if proc.returncode != 0 or result is None:
+        error = f"exit status {proc.returncode}" if proc.returncode else "no JSON result"
+        return {"error": error, "stderr": _tail(proc.stderr)}
+    return {**result, "wall_s": wall, "exited_at": exited_at}
+
+
+def _last_json(text: str | bytes | None) -> dict[str, Any] | None:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    for line in reversed((text or "").splitlines()):
+        try:
+            value = json.loads(line) if line.startswith("{") else None
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _tail(text: str | bytes | None, lines: int = 15) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return "\n".join((text or "").splitlines()[-lines:])
+
+
+def missing(modules: Sequence[str]) -> str | None:
+    """Why ``modules`` do not import in a fresh interpreter (its error's last line), or None."""
+    code = "".join(f"import {m}\n" for m in modules)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=CHILD_CWD
+        )
+    except subprocess.TimeoutExpired:
+        return "importing it timed out"
+    if proc.returncode == 0:
+        return None
+    return (_tail(proc.stderr, 1) or f"exit status {proc.returncode}").strip()
+
+
+def receiver_stats(url: str, timeout: float = 2.0) -> dict[str, int]:
+    """The counters of the receiver serving ``url`` (``GET /_logship/stats``)."""
+    parts = urllib.parse.urlsplit(url)
+    with urllib.request.urlopen(
+        f"{parts.scheme}://{parts.netloc}/_logship/stats", timeout=timeout
+    ) as r:
+        data: dict[str, int] = json.load(r)
+    return data
+
+
+@contextmanager
+def receiver(command: Sequence[str] = PEER_RECEIVER) -> Iterator[str]:
+    """Start a fresh receiver process; yield the URL to ship to; stop it after.
+
+    Raises ``RuntimeError``, with the tail of its stderr, when it does not start.
+    """
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            list(command),
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=CHILD_CWD,
+        )
+        try:
+            # Nothing more is printed after the first line: the pipe need not be drained.
+            ready = select.select([proc.stdout], [], [], 15.0)[0]
+            first = proc.stdout.readline() if ready and proc.stdout else ""
+            if not first.startswith(_LISTENING):
+                errors.seek(0)
+                raise RuntimeError(
+                    f"the receiver did not start (first line {first!r}):\n{_tail(errors.read())}"
+                )
+            yield first[len(_LISTENING) :].strip().rstrip("/") + "/bench"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

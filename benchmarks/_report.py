@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Results = dict[str, Any]
-#: A title or a note: fixed, or made from the results (a figure in the text).
-Text = str | Callable[[Results], str]
 
 
 @dataclass
@@ -155,33 +153,32 @@ class Col:
     get: Callable[[Row], object]
 
 
-def _path(row: Row, path: str) -> str:
-    """``path``, made the row's part's when it starts with a dot (``.p50``: ``all.p50``)."""
-    return row.part + path if path.startswith(".") else path
+def _reader(mark: str, path: str, per: str = "") -> Callable[[Row], object]:
+    """What :func:`cols` reads for ``path`` after its ``mark``."""
 
-
-def over(header: str, path: str, per: str = "") -> Col:
-    """A column of the row's figure at ``path`` over the floor's (over case ``per``'s, if given)."""
-
-    def get(row: Row) -> float | None:
-        other = median(row.results, per) if per else row.floor
-        return ratio(figure(row.r, _path(row, path)), figure(other, _path(row, path)))
-
-    return Col(header, get)
-
-
-def _beyond(path: str) -> Callable[[Row], object]:
-    def get(row: Row) -> float | None:
-        mine, floor = figure(row.r, path), figure(row.floor, path)
-        return None if row.is_floor or mine is None or floor is None else mine - floor
+    def get(row: Row) -> object:
+        at = row.part + path if path.startswith(".") else path  # ".p50": "all.p50"
+        mine, floor = figure(row.r, at), figure(median(row.results, per) if per else row.floor, at)
+        if mark == "/":
+            return ratio(mine, floor)
+        if row.is_floor and mark in ("-", "!"):
+            return None
+        if mark == "%":
+            return None if mine is None else 100 * mine
+        return mine if mark != "-" else None if mine is None or floor is None else mine - floor
 
     return get
+
+
+def over(header: str, path: str, per: str) -> Col:
+    """A column of the row's figure at ``path`` over case ``per``'s."""
+    return Col(header, _reader("/", path, per))
 
 
 def cols(*specs: str | Col) -> tuple[Col, ...]:
     """Columns: each a :class:`Col`, or ``"header: path | header: path ..."``, the row's figure
     at ``path`` (``.path``: in the row's part); ``/path`` over the floor's, ``-path`` less it
-    (not on the floor's row), ``!path`` as it is but not on the floor's row."""
+    (not on the floor's row), ``!path`` as it is but not on the floor's row, ``%path`` in %."""
     out: list[Col] = []
     for spec in specs:
         if isinstance(spec, Col):
@@ -189,20 +186,9 @@ def cols(*specs: str | Col) -> tuple[Col, ...]:
             continue
         for item in spec.split("|"):
             header, path = (x.strip() for x in item.rsplit(":", 1))
-            mark, bare = path[0], path.lstrip("/-!")
-            if mark == "/":
-                out.append(over(header, bare))
-            elif mark == "-":
-                out.append(Col(header, _beyond(bare)))
-            else:
-                col = Col(header, lambda row, p=bare: figure(row.r, _path(row, p)))
-                out.append(not_floor(col) if mark == "!" else col)
+            mark = path[0] if path[0] in "/-!%" else ""
+            out.append(Col(header, _reader(mark, path.lstrip("/-!%"))))
     return tuple(out)
-
-
-def not_floor(col: Col) -> Col:
-    """``col``, empty on the floor's row (a figure that only a shipping handler has)."""
-    return Col(col.header, lambda row: None if row.is_floor else col.get(row))
 
 
 @dataclass(frozen=True)
@@ -254,6 +240,34 @@ def at_most(key: str, path: str, limit: float, aim: float = 0, name: str = "") -
     return target(f"{name} ≤ {limit:g}{also} x NullHandler's", f"{key} {path} / floor <= {limit}")
 
 
+def in_runs(
+    text: str,
+    keys: str,
+    ok: Callable[[Row], bool],
+    detail: Callable[[list[Row]], str] | None = None,
+    figures: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+) -> Target:
+    """Target: ``ok`` of a row made of each run of the cases ``keys`` ("KEY KEY ..."), set
+    against its floor's median; in how many runs it held, and ``detail`` of those rows.
+    ``figures``: a run's figures (by default, the run unless it failed)."""
+
+    def check(results: Results) -> tuple[str, bool | None]:
+        rows = []
+        for key in keys.split():
+            floor = median(results, floor_key(key, results)) or {}
+            for run in (results.get(key) or {}).get("runs", []):
+                r = figures(run) if figures else None if "error" in run else run
+                if r and "skipped" not in r:
+                    rows.append(Row(key, r, floor, [run], results))
+        held = sum(map(ok, rows))
+        shown = f"in {held} of {len(rows)} run(s)"
+        if not rows:
+            return shown, None
+        return shown + (f" ({detail(rows)})" if detail else ""), held == len(rows)
+
+    return Target(text, check)
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """One table: title, rows, columns, targets and notes."""
@@ -262,10 +276,11 @@ class TableSpec:
     lines: tuple[Line, ...]
     columns: tuple[Col, ...]
     targets: tuple[Target, ...] = ()
-    notes: tuple[Text, ...] = ()
+    notes: tuple[str, ...] = ()
     #: A case's figures from its entry in the results: by default the median of its runs.
     figures: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda entry: entry.get("median")
     first: str = "handler"
+    medians: bool = False  # a note says how many runs each figure is the median of
 
 
 def build(spec: TableSpec, results: Results) -> Table:
@@ -293,7 +308,12 @@ def build(spec: TableSpec, results: Results) -> Table:
         shown, ok = target.check(results)
         verdict = "n/a" if ok is None else "MET" if ok else "MISSED"
         t.notes.append(f"target {target.text}: {shown}  {verdict}")
-    t.notes += [n if isinstance(n, str) else n(results) for n in spec.notes]
+    t.notes += spec.notes
+    if spec.medians:
+        counts = sorted({len(results[x.key]["runs"]) for x in spec.lines if x.key in results})
+        counts = [n for n in counts if n] or [0]
+        shown = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]} to {counts[-1]}"
+        t.notes.append(f"median of {shown} run(s) per handler.")
     return t
 
 

@@ -1,44 +1,27 @@
 """The chart of the comparison with the peers: one panel per headline figure, one bar per handler.
 
-Written as SVG or PNG, by the file's name, with matplotlib; without it,
-:func:`write` says why and writes nothing.
-
-    .venv/bin/python benchmarks/chart.py [RESULTS.json ...] [--out FILE.svg|FILE.png]
-
-With several files their cases are merged, the later files' first.
+``run.py`` writes it, also from a past run (``--from``), as SVG or PNG by the
+file's name, with matplotlib; without it, :func:`write` says why and writes
+nothing.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 from typing import Any
 
 from _report import Results, cell, figure, median, ratio
 from install import not_installed, read_failures
 from scenarios import CONTENDERS
 
-#: The panels: what, case name (and its table), figure, and whether over the NullHandler's.
+#: The panels: what, case name, its table, figure, and whether over the NullHandler's.
 PANELS = (
-    ("per-call p50", "latency", "all.p50", True),
-    ("per-call p99.9", "latency", "all.p99.9", True),
-    ("a service's request p99.9", "service", "request.p99.9", True),
-    ("events/s delivered end to end", "throughput", "events_per_s", False),
-    ("CPU per event end to end", "throughput", "cpu_us_per_event", True),
+    ("per-call p50", "latency", 1, "all.p50", True),
+    ("per-call p99.9", "latency", 1, "all.p99.9", True),
+    ("a service's request p99.9", "service", 3, "request.p99.9", True),
+    ("events/s delivered end to end", "throughput", 2, "events_per_s", False),
+    ("CPU per event end to end", "throughput", 2, "cpu_us_per_event", True),
 )
-TABLES = {"latency": 1, "throughput": 2, "service": 3}
 LOGSHIP, OTHERS, FLOOR = "#1f6feb", "#8c959f", "#d0d7de"
-
-
-def values(results: Results, name: str, path: str, over_null: bool) -> list[float | None]:
-    """Each contender's figure for one panel (None where its case has none)."""
-    null = figure(median(results, f"{name}/null"), path)
-    out = []
-    for _label, kind in CONTENDERS:
-        x = figure(median(results, f"{name}/{kind}"), path)
-        out.append(ratio(x, null) if over_null else x)
-    return out
 
 
 def write(results: Results, info: dict[str, Any], path: str) -> str | None:
@@ -54,13 +37,13 @@ def write(results: Results, info: dict[str, Any], path: str) -> str | None:
     plt.rcParams.update({"svg.fonttype": "none", "font.size": 8})
     labels = [label for label, _kind in CONTENDERS]
     fig, axes = plt.subplots(len(PANELS), 1, figsize=(7.5, 1.55 * len(PANELS) + 0.6))
-    for ax, (what, name, path_, over_null) in zip(axes, PANELS, strict=True):
-        ys = values(results, name, path_, over_null)
+    for ax, (what, name, table, figure_at, over_null) in zip(axes, PANELS, strict=True):
+        ys = [figure(median(results, f"{name}/{kind}"), figure_at) for _label, kind in CONTENDERS]
+        if over_null:  # CONTENDERS starts with the floor
+            ys = [ratio(y, ys[0]) for y in ys]
         how = ", x NullHandler" if over_null else ""
         better = "lower" if over_null else "higher"
-        ax.set_title(
-            f"{what}{how} (table {TABLES[name]}; {better} is better)", loc="left", fontsize=9
-        )
+        ax.set_title(f"{what}{how} (table {table}; {better} is better)", loc="left", fontsize=9)
         ax.invert_yaxis()
         ax.set_yticks(range(len(labels)), labels)
         ax.spines[["top", "right"]].set_visible(False)
@@ -87,24 +70,3 @@ def write(results: Results, info: dict[str, Any], path: str) -> str | None:
     fig.savefig(path, metadata={"Date": None} if path.endswith(".svg") else None)
     plt.close(fig)
     return None
-
-
-def main() -> None:
-    """Draw the chart from one or more results files."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    parser.add_argument("results", nargs="*", default=[os.path.join(here, "latest.json")])
-    parser.add_argument("--out", default=os.path.join(here, "latest.svg"))
-    args = parser.parse_args()
-    info: dict[str, Any] = {}
-    results: Results = {}
-    for name in args.results:
-        with open(name, encoding="utf-8") as f:
-            data = json.load(f)
-        info, results = info or data["meta"], {**results, **data["cases"]}
-    why = write(results, info, args.out)
-    print(f"chart skipped: {why}" if why else f"written: {args.out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -5,13 +5,12 @@ Fluent Bit from ``FLUENT_BIT``) and a ShipHandler at its defaults to HAProxy,
 to the nodes' URLs (``failover``, ``round_robin``) or to one node alone
 (``single``). A machine without Fluent Bit, or HAProxy for its route, reports
 the case as skipped. What is measured: ``docs/performance.md``.
-
-    python benchmarks/fleet_bench.py --handler ship --route haproxy|failover|round_robin|single
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -22,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import _common as c
-from _harness import ROOT
 
-sys.path.append(os.path.join(ROOT, "tests"))  # after this folder: its modules come first
+sys.path.append(os.path.join(c.ROOT, "tests"))  # after this folder: its modules come first
 
 from fleet import Fleet
 from fluentbit import Missing
@@ -60,45 +58,30 @@ class Tally:
             time.sleep(_POLL)
 
 
-def main() -> None:
-    args = c.parse(
-        __doc__,
-        {
-            "route": (ROUTES[0], "|".join(ROUTES)),
-            "events": (50_000, "the throughput phase"),
-            "kill_events": (20_000, "the kill phase"),
-            "rate": (5_000.0, "events/s in the kill phase"),
-            "deadline": (60.0, "seconds per phase to wait"),
-        },
-    )
+def before(args: argparse.Namespace) -> None:
+    """Start the fleet (stopped, and its folder removed, as the process ends) and point the
+    handler at it; a fleet that cannot start for want of Fluent Bit or HAProxy: skipped."""
     if args.handler != "ship" or args.route not in ROUTES:
         raise SystemExit("the fleet case ships to its own fleet: --handler ship --route ROUTE")
     folder = Path(tempfile.mkdtemp(prefix="logship-bench-fleet-"))
-    fleet = None
+    c.AT_EXIT.append(lambda: shutil.rmtree(folder, ignore_errors=True))
     try:
         size = 1 if args.route == "single" else 3
-        fleet = Fleet(folder, size, proxy=args.route == "haproxy").start()
-        result = run(fleet, args, folder)
+        args.fleet = Fleet(folder, size, proxy=args.route == "haproxy").start()
     except Missing as e:  # no Fluent Bit, or no HAProxy for this route
-        result = {"skipped": str(e)}
-    finally:
-        if fleet is not None:
-            fleet.stop()
-        shutil.rmtree(folder, ignore_errors=True)
-    c.emit_result(result)
-
-
-def run(fleet: Fleet, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """Both phases against a started fleet: delivery, then node 0 killed a third of the way
-    through a paced stream and started again two thirds in."""
-    import logship
-
+        c.emit_result({"skipped": str(e)}, abandon=True)
+    c.AT_EXIT.append(args.fleet.stop)
     if args.route == "haproxy":
-        url: str | list[str] = fleet.url("/bench")
+        args.url = args.fleet.url("/bench")
     else:
-        url = fleet.urls("/bench")[0] if args.route == "single" else fleet.urls("/bench")
-    options: dict[str, Any] = {} if isinstance(url, str) else {"balance": args.route}
-    handler = logship.ShipHandler(url=url, spill_dir=str(folder / "spill"), **options)
+        urls = args.fleet.urls("/bench")
+        args.url, args.balance = (urls[0], None) if args.route == "single" else (urls, args.route)
+
+
+def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Result:
+    """Both phases: delivery, then node 0 killed a third of the way through a paced stream
+    and started again two thirds in."""
+    fleet, tally = args.fleet, Tally(args.fleet)
     held: set[str] = set()
     restarted = 0.0
 
@@ -112,31 +95,36 @@ def run(fleet: Fleet, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             restarted = time.perf_counter()
         c.log_events(logger, kill + start, kill + start + count)
 
-    try:
-        logger, tally = c.bench_logger(handler), Tally(fleet)
-        c.log_events(logger, 0, 1_000)  # warm-up: connections made, nodes written to once
-        tally.wait(0, 1_000, time.perf_counter() + args.deadline)
-        kill = 1_000 + args.events
-        t0 = time.perf_counter()
-        c.log_events(logger, 1_000, kill)
-        counts, done = tally.wait(1_000, kill, time.perf_counter() + args.deadline)
-        c.paced(args.kill_events, args.rate, 100, step)
-        after, recovered = tally.wait(
-            kill, kill + args.kill_events, time.perf_counter() + args.deadline
-        )
-        return {
-            "elapsed_s": done - t0,
-            "events_per_s": len(counts) / (done - t0),
-            "timed_out": len(counts) < args.events,
-            "lost": args.kill_events - len(after),
-            "duplicates": sum(after.values()) - len(after),
-            "held_at_kill": len(held),
-            "recovered_after_s": recovered - restarted,
-            "stats": c.handler_stats(handler),
-        }
-    finally:
-        handler.close()
+    c.log_events(logger, 0, 1_000)  # warm-up: connections made, nodes written to once
+    tally.wait(0, 1_000, time.perf_counter() + args.deadline)
+    kill = 1_000 + args.events
+    t0 = time.perf_counter()
+    c.log_events(logger, 1_000, kill)
+    counts, done = tally.wait(1_000, kill, time.perf_counter() + args.deadline)
+    c.paced(args.kill_events, args.rate, 100, step)
+    after, recovered = tally.wait(
+        kill, kill + args.kill_events, time.perf_counter() + args.deadline
+    )
+    return {
+        "elapsed_s": done - t0,
+        "events_per_s": len(counts) / (done - t0),
+        "timed_out": len(counts) < args.events,
+        "lost": args.kill_events - len(after),
+        "duplicates": sum(after.values()) - len(after),
+        "held_at_kill": len(held),
+        "recovered_after_s": recovered - restarted,
+        "stats": c.handler_stats(handler),
+    }
 
 
 if __name__ == "__main__":
-    main()
+    c.case(
+        measure,
+        __doc__,
+        before=before,
+        route=(ROUTES[0], "|".join(ROUTES)),
+        events=(50_000, "the throughput phase"),
+        kill_events=(20_000, "the kill phase"),
+        rate=(5_000.0, "events/s in the kill phase"),
+        deadline=(60.0, "seconds per phase to wait"),
+    )

@@ -22,8 +22,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from _harness import ROOT
-
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Where failures are recorded: in the virtual environment they concern.
 FAILURES = os.path.join(sys.prefix, "logship-bench-install.json")
 #: Requirements the harness itself imports: without them nothing can run.

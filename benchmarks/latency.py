@@ -2,9 +2,6 @@
 
 ``--calls`` calls timed one by one after ``--warmup`` untimed ones. What is
 measured and why: ``docs/performance.md``.
-
-    python benchmarks/latency.py --handler null|ship|down|PEER [--exception-every 100]
-        [--redact [--secret]] [--span] [--no-trace-context]
 """
 
 from __future__ import annotations

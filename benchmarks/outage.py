@@ -6,8 +6,6 @@ chunk, then goes on for ``--after`` seconds (fluent-logger resends only with
 a later call). Waits for the receiver to count everything, closes the
 handler (which delivers what it holds) and counts again. What is measured
 and why: ``docs/performance.md``.
-
-    python benchmarks/outage.py --handler null|ship|PEER
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import _common as c
-from _harness import receiver_stats
 from peer_receivers import OUTAGE_PATH
 
 
@@ -75,7 +72,7 @@ def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> Iter
     result["stats"] = c.handler_stats(handler)
     yield result  # the handler is closed here
     if live:
-        counts = receiver_stats(args.url)
+        counts = c.receiver_stats(args.url)
         result |= {
             "lost": total - counts["unique"],
             "at_close": counts["unique"] - waited["unique"],

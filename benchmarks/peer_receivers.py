@@ -249,7 +249,7 @@ def main() -> None:
     while not http.forward_port:
         time.sleep(0.01)
     host, port = http.server_address[:2]
-    # logship receive's first line, so that _harness.receiver starts either alike.
+    # logship receive's first line, so that _common.receiver starts either alike.
     print(f"logship receive: listening on http://{host}:{port}", flush=True)
     while not stop.wait(1.0):
         pass

@@ -19,8 +19,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from _harness import receiver_stats
-
 Closer = Callable[[], None]
 Builder = Callable[[str], "tuple[logging.Handler, Closer]"]
 
@@ -41,11 +39,6 @@ class Peer:
     packages: tuple[str, ...] = ()
 
 
-def _once(close: Closer) -> Closer:
-    """``close``, made safe to call twice (by the case, then at exit)."""
-    return functools.cache(close)
-
-
 def stdlib(url: str) -> tuple[logging.Handler, Closer]:
     """``QueueHandler`` + ``QueueListener`` around ``HTTPHandler``, stopped at exit."""
     import atexit
@@ -56,7 +49,7 @@ def stdlib(url: str) -> tuple[logging.Handler, Closer]:
     records: queue.Queue[logging.LogRecord] = queue.Queue(-1)
     listener = QueueListener(records, HTTPHandler(parts.netloc, parts.path, method="POST"))
     listener.start()
-    stop = _once(listener.stop)
+    stop = functools.cache(listener.stop)  # called twice: by the case, then at exit
     atexit.register(stop)
     return QueueHandler(records), stop
 
@@ -78,6 +71,7 @@ def logstash(url: str) -> tuple[logging.Handler, Closer]:
 
 def fluent(url: str) -> tuple[logging.Handler, Closer]:
     """fluent-logger's ``asynchandler.FluentHandler`` to the receiver's forward port."""
+    from _common import receiver_stats
     from fluent import asynchandler
     from fluent.handler import FluentRecordFormatter
 
@@ -102,7 +96,7 @@ def otel(url: str) -> tuple[logging.Handler, Closer]:
     with warnings.catch_warnings():  # "use opentelemetry-instrumentation-logging's instead"
         warnings.simplefilter("ignore", DeprecationWarning)
         handler = LoggingHandler(logger_provider=provider)
-    return handler, _once(provider.shutdown)
+    return handler, functools.cache(provider.shutdown)  # safe to call twice
 
 
 def logzio(url: str) -> tuple[logging.Handler, Closer]:

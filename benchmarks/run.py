@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 import chart
-from _harness import HERE, missing, receiver, receiver_stats, run_case
+from _common import HERE, missing, receiver, receiver_stats, run_case
 from _report import Results, floor_key, median_of
 from install import not_installed, read_failures
 from peers import PEERS

@@ -22,17 +22,16 @@ from _report import (
     Table,
     TableSpec,
     Target,
-    Text,
     at_most,
     build,
     cell,
     cols,
     figure,
     good_runs,
+    in_runs,
     lines,
     median,
     median_of,
-    not_floor,
     over,
     ratio,
     spread_table,
@@ -124,18 +123,6 @@ def rows(name: str, suffix: str = "", tag: str = "", logship: str = "") -> tuple
     return (*own[:2], *lines(logship), *own[2:])
 
 
-def runs_note(prefix: str) -> Text:
-    """A note: how many runs the table's figures are the median of."""
-
-    def note(results: Results) -> str:
-        counts = sorted({len(e["runs"]) for k, e in results.items() if k.startswith(prefix)})
-        counts = [n for n in counts if n] or [0]
-        shown = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]} to {counts[-1]}"
-        return f"median of {shown} run(s) per handler."
-
-    return note
-
-
 # -- the cases, in the order each repeat runs them -------------------------------------------------
 
 _CHECKPOINTS = "--events 200000 --checkpoints 50000,100000,200000"
@@ -222,8 +209,8 @@ LATENCY = TableSpec(
     (
         "exception/100: every 100th call is logger.exception(...) in an except block. "
         "dropped: logship's stats() after a flush, warm-up included (peers have none).",
-        runs_note("latency/"),
     ),
+    medians=True,
 )
 REDACTION = TableSpec(
     "11. Redaction: per-call latency with RedactFilter (µs)",
@@ -246,14 +233,12 @@ REDACTION = TableSpec(
 
 
 def ending(row: Row) -> str | None:
-    """How the runs' waits for the receiver ended: all, settled or timeout (the worst)."""
-    ends = {
+    """How the runs' waits for the receiver ended, the worst of: timeout, settled, all."""
+    ends = (
         "timeout" if r.get("timed_out") else "settled" if r.get("settled") else "all"
         for r in row.runs
-    }
-    return (
-        None if row.is_floor else next((e for e in ("timeout", "settled", "all") if e in ends), "-")
     )
+    return None if row.is_floor else min(ends, key=("timeout", "settled", "all").index, default="-")
 
 
 def delivered(key: str) -> Target:
@@ -292,18 +277,12 @@ THROUGHPUT = TableSpec(
         "neither the ring nor the spill takes). ended: all = every event counted; settled "
         "= nothing more arrived for the longest the peer holds an event plus 2 s; "
         "timeout = 45 s after the loop.",
-        runs_note("throughput/"),
     ),
+    medians=True,
 )
 
 
 # -- 3, 6: a service, a sustained load -------------------------------------------------------------
-
-
-def held(row: Row) -> float | None:
-    """The share of the probe's time that other threads held it off, in %."""
-    share = figure(row.r, "probe.held_share")
-    return None if share is None else 100 * share
 
 
 SERVICE = TableSpec(
@@ -313,8 +292,8 @@ SERVICE = TableSpec(
         "requests: request.n | p50: request.p50 | p99: request.p99 | p99.9: request.p99.9"
         " | max: request.max | p99 x null: /request.p99 | p99.9 x null: /request.p99.9"
         " | CPU µs/ev: cpu_us_per_event | over null µs/ev: -cpu_us_per_event"
-        " | probe p99.9 gap: probe.p99.9 | probe max gap: probe.max",
-        Col("probe held %", held),
+        " | probe p99.9 gap: probe.p99.9 | probe max gap: probe.max"
+        " | probe held %: %probe.held_share",
     ),
     (
         at_most("service/ship", "request.p99.9", 1.5, aim=1.2, name="request p99.9"),
@@ -339,10 +318,8 @@ SUSTAINED = TableSpec(
     "6. Sustained load (2,000 events/s from one thread; CPU of one core)",
     rows("sustained"),
     cols(
-        "seconds: window_s",
-        Col("CPU %", lambda row: 100 * row.r["cpu_share"]),
-        "x null: /cpu_share | CPU µs/ev: cpu_us_per_event | over null µs/ev: -cpu_us_per_event"
-        " | delivered: !received_unique | of logged: !logged",
+        "seconds: window_s | CPU %: %cpu_share | x null: /cpu_share | CPU µs/ev: cpu_us_per_event"
+        " | over null µs/ev: -cpu_us_per_event | delivered: !received_unique | of logged: !logged",
     ),
     (
         target(
@@ -366,20 +343,6 @@ def flat(row: Row) -> bool:
     return bool(second <= max(PLATEAU_GROWTH * first, NOISE_MIB))
 
 
-def outage_lost(results: Results) -> tuple[str, bool | None]:
-    """logship's events lost in the outage, in its worst run."""
-    lost = [r["lost"] for r in good_runs(results, "outage/ship")]
-    worst = max(lost) if lost else "-"
-    return f"lost {worst} in the worst of {len(lost)} run(s)", not any(lost) if lost else None
-
-
-def outage_flat(results: Results) -> tuple[str, bool | None]:
-    """In how many of logship's runs its RSS stayed flat during the outage."""
-    floor = median(results, "outage/null") or {}
-    flats = [flat(Row("", r, floor, [], results)) for r in good_runs(results, "outage/ship")]
-    return f"flat in {sum(flats)} of {len(flats)} run(s)", all(flats) if flats else None
-
-
 OUTAGE = TableSpec(
     "4. Outage (503 for 5 s while 20,000 events are logged; µs per call)",
     rows("outage"),
@@ -391,16 +354,16 @@ OUTAGE = TableSpec(
         "last in +s: recovered_after_s",
     ),
     (
-        Target("0 lost, logship", outage_lost),
-        Target("memory flat during the outage, logship", outage_flat),
+        in_runs("0 lost, logship", "outage/ship", lambda row: row.r["lost"] == 0),
+        in_runs("memory flat during the outage, logship", "outage/ship", flat),
     ),
     (
         "lost: of every event logged, never counted, even after close(); at close: "
         "counted only once the handler was closed. flat: the second half's growth, over "
         f"the floor's, at most {PLATEAU_GROWTH:.0%} of the first half's (or "
         f"{NOISE_MIB:g} MiB). last in +s: the last event counted, after the recovery.",
-        runs_note("outage/"),
     ),
+    medians=True,
 )
 
 
@@ -408,7 +371,8 @@ OUTAGE = TableSpec(
 
 
 def exit_figures(entry: dict[str, Any]) -> dict[str, Any] | None:
-    """The median of a case's exits: events arrived, ms from its last call to its exit, kills.
+    """The median of a case's exits: events arrived and lost, ms from its last call to its exit,
+    kills.
 
     A run killed at its timeout after printing its result counts, its kill as its exit.
     """
@@ -417,15 +381,11 @@ def exit_figures(entry: dict[str, Any]) -> dict[str, Any] | None:
         result = run.get("partial") if "error" in run else run
         if result and "exited_at" in run:
             arrived = (run.get("receiver_after") or {}).get("unique")
+            lost = None if arrived is None else result["events"] - arrived
             ms = 1000 * (run["exited_at"] - result["last_call_at"])
-            figures.append({"arrived": arrived, "exit_ms": ms, "events": result["events"]})
+            figures.append({"arrived": arrived, "lost": lost, "exit_ms": ms})
     killed = sum("error" in run for run in entry["runs"] if run.get("partial"))
     return {**median_of(figures), "killed": killed, "runs": len(figures)} if figures else None
-
-
-def exit_lost(row: Row) -> int | None:
-    """Events logged that never arrived."""
-    return None if row.is_floor or row.r["arrived"] is None else row.r["events"] - row.r["arrived"]
 
 
 def exit_ms(row: Row) -> object:
@@ -447,33 +407,31 @@ def delivering_ms(row: Row) -> float | None:
     return float(row.r["exit_ms"] - idle)
 
 
-def exit_target(results: Results) -> tuple[str, bool | None]:
-    """In how many of logship's runs every event arrived and the exit took under 0.5 s."""
-    runs = [exit_figures({"runs": [r]}) for r in (results.get("exit/ship") or {}).get("runs", [])]
-    ok = [f["arrived"] == f["events"] and f["exit_ms"] < 500 for f in runs if f]
-    worst = max((f["exit_ms"] for f in runs if f), default=None)
-    slowest = "-" if worst is None else f"{worst:.0f} ms"
-    return f"in {sum(ok)} of {len(ok)} run(s) (slowest {slowest})", all(ok) if ok else None
-
-
 EXIT = TableSpec(
     "5. Exit (10,000 events, then a normal interpreter exit)",
     rows("exit"),
     cols(
-        "arrived: !arrived",
-        Col("lost", exit_lost),
+        "arrived: !arrived | lost: !lost",
         Col("last call → exit ms", exit_ms),
         "x null: /exit_ms",
         Col("nothing logged ms", idle_ms),
         Col("delivering ms", delivering_ms),
         Col("killed at timeout", lambda row: f"{row.r['killed']} of {row.r['runs']}"),
     ),
-    (Target("every event arrived and exit in under 0.5 s, logship", exit_target),),
+    (
+        in_runs(
+            "every event arrived and exit in under 0.5 s, logship",
+            "exit/ship",
+            lambda row: row.r["lost"] == 0 and row.r["exit_ms"] < 500,
+            lambda rows: f"slowest {max(row.r['exit_ms'] for row in rows):.0f} ms",
+            figures=lambda run: exit_figures({"runs": [run]}),
+        ),
+    ),
     (
         "nothing logged: the same exit with no event logged. delivering: the difference "
         "('-' for a killed run, or when the exit with nothing logged was the slower).",
-        runs_note("exit/"),
     ),
+    medians=True,
     figures=exit_figures,
 )
 
@@ -495,47 +453,30 @@ def growth_at(events: int) -> Col:
     )
 
 
-def plateau(results: Results) -> tuple[str, bool | None]:
-    """In how many runs RSS stayed flat from 100k to 200k events, and what was queued then."""
-    late = [late_growth(r) for r in good_runs(results, "memory/down")]
-    flat_runs = sum(x <= PLATEAU_GROWTH for x in late)
-    queued = cell(figure(median(results, "memory/down"), "stats_loop_end.queued"))
-    shown = (
-        f"flat in {flat_runs} of {len(late)} runs (growth ≤ {PLATEAU_GROWTH:+.0%} from 100k to "
-        f"200k events; median {median_of(late or [0]):+.0%}, worst {max(late, default=0):+.0%}); "
-        f"{queued} events in memory at the end"
+def plateau(rows: list[Row]) -> str:
+    """How much RSS grew from 100k to 200k events, and what was queued then."""
+    late = [late_growth(row.r) for row in rows]
+    queued = cell(figure(median(rows[0].results, "memory/down"), "stats_loop_end.queued"))
+    return (
+        f"growth ≤ {PLATEAU_GROWTH:+.0%} from 100k to 200k events; median "
+        f"{median_of(late):+.0%}, worst {max(late):+.0%}; {queued} events in memory at the end"
     )
-    return shown, flat_runs == len(late) if late else None
 
 
 def worst_dropped(row: Row) -> float | None:
-    """The most events dropped in one run."""
-    return max((figure(r, "stats.dropped") or 0 for r in row.runs), default=None)
+    """The most events dropped in one run (none on the floor's row)."""
+    dropped = (figure(r, "stats.dropped") or 0 for r in row.runs)
+    return None if row.is_floor else max(dropped, default=None)
 
 
-def nothing_dropped(results: Results) -> tuple[str, bool | None]:
-    """In how many paced runs logship dropped events, and whether every event is accounted for."""
-    lost = [r["stats"]["dropped"] for r in good_runs(results, "spill/down-paced")]
+def accounted(rows: list[Row]) -> str:
+    """In how many runs of each spill case every event was spilled or dropped after close()."""
     whole = []
     for key in ("spill/down", "spill/down-paced"):
-        runs = good_runs(results, key)
+        runs = good_runs(rows[0].results, key)
         n = sum(r["stats"]["spilled"] + r["stats"]["dropped"] == r["events"] for r in runs)
         whole.append(f"{key} {n} of {len(runs)}")
-    shown = f"dropped in {sum(n > 0 for n in lost)} of {len(lost)} runs"
-    shown += f" (every event spilled or dropped after close(): {', '.join(whole)} runs)"
-    return shown, not any(lost) if lost else None
-
-
-def replayed(results: Results) -> tuple[str, bool | None]:
-    """In how many runs every event on disk was replayed, counted once, and the folder emptied."""
-    runs = good_runs(results, "replay/ship")
-    complete = sum(
-        r["stats"]["replayed"] == r["received_unique"] == r["on_disk_events"]
-        and not r["left_files"]
-        and not r["timed_out"]
-        for r in runs
-    )
-    return f"{complete} of {len(runs)} runs", complete == len(runs) if runs else None
+    return f"every event spilled or dropped after close(): {', '.join(whole)} runs"
 
 
 SPILL_ROWS = lines(
@@ -555,7 +496,14 @@ MEMORY = TableSpec(
         " | spilled: stats_loop_end.spilled",
         Col("spill MiB", lambda row: ratio(figure(row.r, "stats_loop_end.spill_bytes"), 2**20)),
     ),
-    (Target("memory bounded by capacity (10,000 events)", plateau),),
+    (
+        in_runs(
+            "memory bounded by capacity (10,000 events)",
+            "memory/down",
+            lambda row: late_growth(row.r) <= PLATEAU_GROWTH,
+            plateau,
+        ),
+    ),
     ("ev/s: the last 100,000. queued, dropped, spilled: stats() after the last call.",),
     first="case",
 )
@@ -566,11 +514,18 @@ SPILL = TableSpec(
         "loop ev/s: loop_events_per_s | spilled/s: spilled_per_s | spilled: spilled_running"
         " | + at close: spilled_at_close | dropped: stats.dropped",
         Col("dropped %", lambda row: ratio(figure(row.r, "stats.dropped"), row.r["events"] / 100)),
-        not_floor(Col("worst run", worst_dropped)),
+        Col("worst run", worst_dropped),
         "B/event on disk: bytes_per_event | CPU µs/ev: cpu_us_per_event"
         " | x null: /cpu_us_per_event",
     ),
-    (Target("nothing dropped at a rate the worker sustains (paced)", nothing_dropped),),
+    (
+        in_runs(
+            "nothing dropped at a rate the worker sustains (paced)",
+            "spill/down-paced",
+            lambda row: row.r["stats"]["dropped"] == 0,
+            accounted,
+        ),
+    ),
     (
         "spilled/s: stats()['spilled'] once it stopped growing, over the time until then; "
         "+ at close: what close() wrote after that. dropped: after close(), warm-up "
@@ -588,7 +543,17 @@ REPLAY = TableSpec(
         Col("files left", lambda row: max(len(r["left_files"]) for r in row.runs)),
         "emptied +s: emptied_after_s",
     ),
-    (Target("every event on disk replayed, counted once, folder empty", replayed),),
+    (
+        in_runs(
+            "every event on disk replayed, counted once, folder empty",
+            "replay/ship",
+            lambda row: (
+                row.r["stats"]["replayed"] == row.r["received_unique"] == row.r["on_disk_events"]
+                and not row.r["left_files"]
+                and not row.r["timed_out"]
+            ),
+        ),
+    ),
     ("files left: spill files after close() (worst run); emptied +s: until none was.",),
     first="case",
 )
@@ -614,13 +579,6 @@ FLEET_ROWS = lines(
 )
 
 
-def nothing_lost_at_a_kill(results: Results) -> tuple[str, bool | None]:
-    """In how many runs of every route the kill lost no event."""
-    runs = [r for line in FLEET_ROWS for r in good_runs(results, line.key)]
-    lost = sum(r["lost"] > 0 for r in runs)
-    return f"lost events in {lost} of {len(runs)} run(s)", not lost if runs else None
-
-
 FLEET = TableSpec(
     "12. A fleet: 50,000 events delivered, then node 0 killed and started again "
     "(20,000 events at 5,000/s)",
@@ -630,7 +588,13 @@ FLEET = TableSpec(
         " | dups at kill: duplicates | held by node 0: held_at_kill"
         " | all in +s: recovered_after_s | retries: stats.retries | spilled: stats.spilled"
     ),
-    (Target("nothing lost at a kill, every route", nothing_lost_at_a_kill),),
+    (
+        in_runs(
+            "nothing lost at a kill, every route",
+            " ".join(line.key for line in FLEET_ROWS),
+            lambda row: row.r["lost"] == 0,
+        ),
+    ),
     (
         "delivered: written by Fluent Bit's file outputs, read back, not only accepted. "
         "Nodes buffer on disk (storage.type filesystem); HAProxy checks each node's "
@@ -638,8 +602,8 @@ FLEET = TableSpec(
         "0: events it had taken and not yet written when killed, written after its "
         "restart; the only ones that can be written twice. all in +s: from the restart "
         "until every event was written. A ShipHandler at its defaults.",
-        runs_note("fleet/"),
     ),
+    medians=True,
     first="case",
 )
 

@@ -1,15 +1,9 @@
 """A service: threads serving requests at a fixed offered rate, each logging (tables 3 and 6).
 
-``--threads`` threads serve ``--rate`` requests/s in all on a fixed schedule,
-each request ``--work`` µs of pure-Python work with ``--logs`` calls spread
-through it. After ``--warmup`` s, the requests of the next ``--seconds``
-are timed and the process's CPU read; then, with ``--probe S``, S seconds
-more with a thread that keeps every gap over ``--gap`` µs in which it could
-not run: a phase of its own, because a thread that never waits makes the
-others wait for a forced switch. ``docs/performance.md`` says more.
-
-    python benchmarks/service.py --handler null|ship|PEER [--seconds 10] [--probe 5]
-    python benchmarks/service.py --handler ship --threads 1 --rate 100 --logs 20 --work 0
+Requests due on a fixed schedule, timed from when each was due, and the
+process's CPU over the timed window; then, with ``--probe S``, S seconds
+more with a thread that keeps every gap in which it could not run. What is
+measured and why: ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +15,6 @@ import time
 from typing import Any
 
 import _common as c
-from _harness import receiver_stats
 
 
 def spin(steps: int) -> int:
@@ -110,7 +103,7 @@ def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Re
         "cpu_us_per_event": cpu / events * 1e6 if events else None,
         "probe": summary,
         "logged": total * args.logs,
-        "received_unique": receiver_stats(args.url)["unique"] if args.url else None,
+        "received_unique": c.receiver_stats(args.url)["unique"] if args.url else None,
         "stats": c.handler_stats(handler),
     }
 

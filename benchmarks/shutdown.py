@@ -3,8 +3,6 @@
 The handler is never closed: what it does at a normal exit is the subject.
 ``last_call_at`` is ``time.monotonic()``, which the parent shares; ``run.py``
 notes when the process ended and reads the receiver's count after.
-
-    python benchmarks/shutdown.py --handler null|ship|PEER [--spill-dir DIR]
 """
 
 from __future__ import annotations

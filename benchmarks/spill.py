@@ -7,8 +7,6 @@ growing. With ``--checkpoints N,N`` the calls are not timed (the samples
 would take memory of their own) and RSS is read at those counts instead.
 With ``--spill-dir`` the folder is kept for ``replay.py``. What is measured:
 ``docs/performance.md``.
-
-    python benchmarks/spill.py --handler null|down [--rate 50000] [--checkpoints N,N]
 """
 
 from __future__ import annotations

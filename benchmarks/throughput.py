@@ -3,8 +3,6 @@
 ``--events`` calls as fast as the loop goes, then until the receiver counted
 every event the handler kept (or ``--deadline`` s). What is measured and
 why: ``docs/performance.md``.
-
-    python benchmarks/throughput.py --handler null|ship|PEER [--overflow block]
 """
 
 from __future__ import annotations
@@ -15,12 +13,11 @@ import time
 from typing import Any
 
 import _common as c
-from _harness import receiver_stats
 
 
 def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Result:
     live, n = args.handler in c.LIVE_KINDS, args.events
-    base = receiver_stats(args.url)["unique"] if live else 0
+    base = c.receiver_stats(args.url)["unique"] if live else 0
     gc.collect()
     peak_before = c.peak_rss_bytes()
     cpu0, main0, t0 = time.process_time(), time.thread_time(), time.perf_counter()

@@ -29,13 +29,8 @@ from typing import Any
 # The benchmarks' helpers are in the folder above this one.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _common import (
-    bench_handler,
-    bench_logger,
-    handler_stats,
-    log_events,
-)
-from _harness import RECEIVER, receiver
+from _common import bench_logger, handler_stats, log_events, receiver
+from _tool import RECEIVER, bench_handler
 
 _profiles: dict[str, cProfile.Profile] = {}
 

@@ -40,13 +40,14 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _common import (
-    bench_handler,
     bench_logger,
     handler_stats,
     latency_summary,
     log_events,
+    receiver,
+    receiver_stats,
 )
-from _harness import RECEIVER, receiver, receiver_stats
+from _tool import RECEIVER, bench_handler
 
 import logship.handler
 
