@@ -238,8 +238,9 @@ def test_every_node_down_for_ten_seconds_spills_then_drains(
     record_property: Callable[[str, object], None],
     route: str,
 ) -> None:
-    # A small ring, so that the outage reaches the spill within a second.
-    f, h = shipping(route, fleet, make_handler, tmp_path / "spill", capacity=1000)
+    # A small ring, so that the outage reaches the spill within seconds; room
+    # for the burst a stream thread starved on a loaded machine catches up with.
+    f, h = shipping(route, fleet, make_handler, tmp_path / "spill", capacity=5000)
     stream = Stream(attach(h, "fleet")).start()
     try:
         require_within(lambda: seqs_written(f), 20, "the fleet to write events")
