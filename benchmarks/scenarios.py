@@ -80,7 +80,7 @@ SCRIPTS = {
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark case: a script, its arguments, and how ``run.py`` runs it."""
+    """One benchmark case: a script, its arguments, how ``run.py`` runs it, and its row."""
 
     key: str
     script: str
@@ -92,6 +92,7 @@ class Case:
     #: The key of a case that runs just before this one, in every repeat, with
     #: ``--spill-dir`` a fresh folder that this one then gets (and removes).
     replays: str = ""
+    label: str = ""  # its row in its scenario's table ("": none)
 
     @property
     def peer(self) -> str:
@@ -100,72 +101,99 @@ class Case:
         return kind if kind in PEER_KINDS else ""
 
 
-def case(key: str, args: str, replays: str = "") -> Case:
-    """Case ``key`` (``scenario/...``) with ``args`` ("--handler KIND ..."), as SCRIPTS says."""
+def case(key: str, args: str, label: str = "", replays: str = "") -> Case:
+    """Case ``key`` (``scenario/...``) with ``args`` ("--handler KIND ..."), as SCRIPTS says,
+    its row labelled ``label``."""
     script, timeout, runs, folder, receiver = SCRIPTS[key.split("/")[0]]
     kind = args.split()[1]
     runs = runs if kind in ("null", "ship", "down") or runs == "once" else "peers"
     live = receiver and kind not in ("null", "down")
-    return Case(key, script, args, timeout, runs, folder and kind != "null", live, replays)
+    return Case(key, script, args, timeout, runs, folder and kind != "null", live, replays, label)
 
 
-def contenders(name: str, args: str = "", suffix: str = "") -> tuple[Case, ...]:
-    """Case ``name/KIND+suffix``, ``--handler KIND args``, for each contender."""
-    return tuple(
-        case(f"{name}/{kind}{suffix}", f"--handler {kind} {args}") for _, kind in CONTENDERS
-    )
+def cases(text: str) -> tuple[Case, ...]:
+    """A case for each line ``key | args | label | replays`` of ``text`` (``#`` a comment): a
+    line whose key has ``*`` a case for each contender, ``*`` in its args its kind and in its
+    label its label, and the lines under it up to a blank line logship's other settings, run
+    and shown after logship's own. A case without a label has no row."""
+    out: list[Case] = []
+    extras = 0  # where a line under a * line goes: this many from the end
+    for line in text.strip().splitlines():
+        key, args, label, replays = ([x.strip() for x in line.split("|")] + ["", "", ""])[:4]
+        if not key:  # a blank line ends what a * line has under it
+            extras = 0
+        elif key.startswith("#"):
+            continue
+        elif "*" in key:
+            out += (
+                case(key.replace("*", kind), args.replace("*", kind), label.replace("*", name))
+                for name, kind in CONTENDERS
+            )
+            extras = len(CONTENDERS) - 2
+        else:
+            out.insert(len(out) - extras, case(key, args, label, replays))
+    return tuple(out)
 
 
-def rows(name: str, suffix: str = "", tag: str = "", logship: str = "") -> tuple[Line, ...]:
-    """A row for each contender's case ``name/KIND+suffix``, its label followed by ``tag``;
-    the rows ``logship`` (logship's other settings, "label: key | ...") after logship's own."""
-    own = [Line(label + tag, f"{name}/{kind}{suffix}") for label, kind in CONTENDERS]
-    return (*own[:2], *lines(logship), *own[2:])
-
-
-# -- the cases, in the order each repeat runs them -------------------------------------------------
+# -- the cases, in the order each repeat runs them, and their rows ---------------------------------
 
 _CHECKPOINTS = "--events 200000 --checkpoints 50000,100000,200000"
 _PACED = f"--rate {SPILL_RATE}"
 _DEADLINE = "--deadline 45"  # end to end: 45 s to deliver after the loop
-CASES = (
-    *contenders("latency"),
-    case("latency/down", "--handler down"),
-    case("latency/ship-crash", f"--handler ship {CRASH}"),
-    *contenders("latency", "--exception-every 100", suffix="+exc"),
-    case("latency/ship+redact", "--handler ship --redact"),
-    case("latency/ship+redact-secret", "--handler ship --redact --secret"),
-    # Trace context: the floor and logship inside a recording span, and logship
-    # with trace_context=False (OpenTelemetry is installed in every case).
-    case("latency/null+span", "--handler null --span"),
-    case("latency/ship+span", "--handler ship --span"),
-    case("latency/ship-notrace", "--handler ship --no-trace-context"),
-    *contenders("throughput", _DEADLINE),
-    case("throughput/ship-block", f"--handler ship --overflow block {_DEADLINE}"),
-    case("throughput/ship-crash", f"--handler ship {CRASH} {_DEADLINE}"),
-    # 50,000 is a multiple of batch_max_records: the last batch goes out full at
-    # the last call. A burst that ends mid-batch shows what its tail waits for.
-    case("throughput/ship-tail", f"--handler ship --events 50500 {_DEADLINE}"),
-    *contenders("service"),
-    case("service/ship-crash", f"--handler ship {CRASH}"),
-    *contenders("outage"),
-    *contenders("exit"),
-    # The same exit with nothing logged: the interpreter's own exit with the
-    # handler's modules loaded and nothing to deliver.
-    *contenders("exit", "--events 0", suffix="+idle"),
-    *contenders("sustained", "--threads 1 --rate 100 --logs 20 --work 0"),
-    case("memory/null", f"--handler null {_CHECKPOINTS}"),
-    case("memory/down", f"--handler down {_CHECKPOINTS}"),
-    case("spill/null", "--handler null"),
-    case("spill/down", "--handler down"),
-    case("spill/null-paced", f"--handler null {_PACED}"),
-    case("spill/down-paced", f"--handler down {_PACED}"),
-    case("replay/ship", "--handler ship", replays="spill/down-paced"),
-    *(
-        case(f"fleet/{route}", f"--handler ship --route {route}")
-        for route in ("single", "haproxy", "failover", "round_robin")
-    ),
-)
+#: Each line: key | args | label (its row) | the case it replays; see cases().
+CASES = cases(f"""
+latency/* | --handler * | *
+latency/down | --handler down | logship → endpoint down
+latency/ship-crash | --handler ship {CRASH} | logship, durability=crash
+
+# Trace context: the floor and logship inside a recording span, and logship
+# with trace_context=False (OpenTelemetry is installed in every case).
+latency/null+span | --handler null --span | NullHandler, inside a recording span
+latency/ship+span | --handler ship --span | logship, inside a recording span (trace_id, span_id)
+latency/ship-notrace | --handler ship --no-trace-context | logship, trace_context=False
+
+latency/*+exc | --handler * --exception-every 100 | *, exception/100
+
+# Table 11's rows, labelled there.
+latency/ship+redact | --handler ship --redact
+latency/ship+redact-secret | --handler ship --redact --secret
+
+throughput/* | --handler * {_DEADLINE} | *
+throughput/ship-block | --handler ship --overflow block {_DEADLINE} | logship, overflow=block
+throughput/ship-crash | --handler ship {CRASH} {_DEADLINE} | logship, durability=crash
+# 50,000 is a multiple of batch_max_records: the last batch goes out full at the
+# last call. A burst that ends mid-batch shows what its tail waits for.
+throughput/ship-tail | --handler ship --events 50500 {_DEADLINE} | logship, a burst of 50,500 events
+
+service/* | --handler * | *
+service/ship-crash | --handler ship {CRASH} | logship, durability=crash
+
+outage/* | --handler * | *
+
+exit/* | --handler * | *
+# The same exit with nothing logged: the interpreter's own exit with the
+# handler's modules loaded and nothing to deliver.
+exit/*+idle | --handler * --events 0
+
+sustained/* | --handler * --threads 1 --rate 100 --logs 20 --work 0 | *
+
+memory/null | --handler null {_CHECKPOINTS} | NullHandler
+memory/down | --handler down {_CHECKPOINTS} | logship → endpoint down
+spill/null | --handler null | NullHandler, tight loop
+spill/down | --handler down | logship → endpoint down, tight loop
+spill/null-paced | --handler null {_PACED} | NullHandler, paced {SPILL_RATE:,}/s
+spill/down-paced | --handler down {_PACED} | logship → endpoint down, paced {SPILL_RATE:,}/s
+replay/ship | --handler ship | ShipHandler(spill_dir=...) → receiver | spill/down-paced
+fleet/single | --handler ship --route single | logship → one Fluent Bit node
+fleet/haproxy | --handler ship --route haproxy | logship → HAProxy → 3 nodes
+fleet/failover | --handler ship --route failover | logship, url=[3 nodes], failover
+fleet/round_robin | --handler ship --route round_robin | logship, url=[3 nodes], round_robin
+""")
+
+
+def rows(name: str) -> tuple[Line, ...]:
+    """The rows of scenario ``name``'s cases, in their order."""
+    return tuple(Line(c.label, c.key) for c in CASES if c.label and c.key.startswith(name + "/"))
 
 
 # -- 1, 11: per-call latency -----------------------------------------------------------------------
@@ -185,17 +213,7 @@ _ONLY = "exception calls only"
 LATENCY = TableSpec(
     "1. Per-call latency on the application thread (µs; 50,000 timed calls)",
     (
-        *rows(
-            "latency",
-            logship="logship → endpoint down: latency/down"
-            " | logship, durability=crash: latency/ship-crash",
-        ),
-        *lines(
-            "NullHandler, inside a recording span: latency/null+span"
-            " | logship, inside a recording span (trace_id, span_id): latency/ship+span"
-            " | logship, trace_context=False: latency/ship-notrace"
-        ),
-        *rows("latency", "+exc", ", exception/100"),
+        *rows("latency"),
         Line(f"  NullHandler, {_ONLY}", "latency/null+exc", part="exceptions"),
         Line(f"  logship, {_ONLY}", "latency/ship+exc", part="exceptions"),
     ),
@@ -249,12 +267,7 @@ def delivered(key: str) -> Target:
 
 THROUGHPUT = TableSpec(
     "2. End to end (50,000 events until the receiver counted them)",
-    rows(
-        "throughput",
-        logship="logship, overflow=block: throughput/ship-block"
-        " | logship, durability=crash: throughput/ship-crash"
-        " | logship, a burst of 50,500 events: throughput/ship-tail",
-    ),
+    rows("throughput"),
     cols(
         "delivered/s: events_per_s | seconds: elapsed_s | loop ev/s: loop_events_per_s"
         " | CPU µs/ev: cpu_us_per_event | x null: /cpu_us_per_event"
@@ -287,7 +300,7 @@ THROUGHPUT = TableSpec(
 
 SERVICE = TableSpec(
     "3. A service (4 threads, 1,500 requests/s, 5 log calls in each; µs per request)",
-    rows("service", logship="logship, durability=crash: service/ship-crash"),
+    rows("service"),
     cols(
         "requests: request.n | p50: request.p50 | p99: request.p99 | p99.9: request.p99.9"
         " | max: request.max | p99 x null: /request.p99 | p99.9 x null: /request.p99.9"
@@ -479,14 +492,9 @@ def accounted(rows: list[Row]) -> str:
     return f"every event spilled or dropped after close(): {', '.join(whole)} runs"
 
 
-SPILL_ROWS = lines(
-    f"NullHandler, tight loop: spill/null | logship → endpoint down, tight loop: spill/down"
-    f" | NullHandler, paced {SPILL_RATE:,}/s: spill/null-paced"
-    f" | logship → endpoint down, paced {SPILL_RATE:,}/s: spill/down-paced"
-)
 MEMORY = TableSpec(
     "7. Memory with the endpoint down (200,000 events; RSS growth over the start, MiB)",
-    lines("NullHandler: memory/null | logship → endpoint down: memory/down"),
+    rows("memory"),
     cols(
         "base RSS: base_rss_mib",
         *(growth_at(n) for n in (50_000, 100_000, 200_000)),
@@ -509,7 +517,7 @@ MEMORY = TableSpec(
 )
 SPILL = TableSpec(
     "8. Spill with the endpoint down (100,000 events; defaults: overflow='spill')",
-    SPILL_ROWS,
+    rows("spill"),
     cols(
         "loop ev/s: loop_events_per_s | spilled/s: spilled_per_s | spilled: spilled_running"
         " | + at close: spilled_at_close | dropped: stats.dropped",
@@ -535,7 +543,7 @@ SPILL = TableSpec(
 )
 REPLAY = TableSpec(
     "9. Replay of the spill (paced run's folder) to a receiver, in a fresh process",
-    lines("ShipHandler(spill_dir=...) → receiver: replay/ship"),
+    rows("replay"),
     cols(
         "on disk: on_disk_events | replayed/s: events_per_s | seconds: elapsed_s"
         " | replayed: stats.replayed | received: received_unique | duplicates: receiver.duplicates"
@@ -559,7 +567,7 @@ REPLAY = TableSpec(
 )
 SPILL_LATENCY = TableSpec(
     "10. Per-call latency while spilling, endpoint down (µs; 90,000 timed calls)",
-    SPILL_ROWS,
+    rows("spill"),
     latency_columns("loop_events_per_s"),
     (
         at_most("spill/down", "all.p50", P50_TARGET),
@@ -572,17 +580,11 @@ SPILL_LATENCY = TableSpec(
 
 # -- 12: a fleet -----------------------------------------------------------------------------------
 
-FLEET_ROWS = lines(
-    "logship → one Fluent Bit node: fleet/single | logship → HAProxy → 3 nodes: fleet/haproxy"
-    " | logship, url=[3 nodes], failover: fleet/failover"
-    " | logship, url=[3 nodes], round_robin: fleet/round_robin"
-)
-
 
 FLEET = TableSpec(
     "12. A fleet: 50,000 events delivered, then node 0 killed and started again "
     "(20,000 events at 5,000/s)",
-    FLEET_ROWS,
+    rows("fleet"),
     cols(
         "delivered/s: events_per_s | seconds: elapsed_s | lost at kill: lost"
         " | dups at kill: duplicates | held by node 0: held_at_kill"
@@ -591,7 +593,7 @@ FLEET = TableSpec(
     (
         in_runs(
             "nothing lost at a kill, every route",
-            " ".join(line.key for line in FLEET_ROWS),
+            " ".join(line.key for line in rows("fleet")),
             lambda row: row.r["lost"] == 0,
         ),
     ),
