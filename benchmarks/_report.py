@@ -214,17 +214,22 @@ class Target:
     check: Callable[[Results], tuple[str, bool | None]]
 
 
-def target(text: str, rule: str, fmt: str = "{:.2f}x") -> Target:
+#: How a target shows its figure, by the unit its line names.
+UNITS = {"": "{:.2f}x", "/s": "{:,.0f}/s", "µs": "{:.1f} µs", "%": "{:.2%}"}
+
+
+def target(text: str, rule: str, fmt: str = UNITS[""]) -> Target:
     """Target ``rule``: ``"KEY PATH [/ OTHER | - OTHER] <= LIMIT"`` (or ``>=``): case KEY's
-    figure at PATH, over (or less) case OTHER's (``floor``: KEY's own floor), shown with
-    ``fmt``; the text names KEY."""
+    figure at PATH, over (or less) case OTHER's (``floor``: KEY's own floor; a KIND: case
+    ``scenario/KIND`` of KEY's scenario), shown with ``fmt``; the text names KEY."""
     key, path, *other, test, limit = rule.split()
 
     def check(results: Results) -> tuple[str, bool | None]:
         x = figure(median(results, key), path)
         if other:
             op, of = other
-            y = figure(median(results, floor_key(key, results) if of == "floor" else of), path)
+            of = floor_key(key, results) if of == "floor" else f"{key.split('/')[0]}/{of}"
+            y = figure(median(results, of), path)
             x = ratio(x, y) if op == "/" else None if x is None or y is None else x - y
         if x is None:
             return "-", None
@@ -233,11 +238,18 @@ def target(text: str, rule: str, fmt: str = "{:.2f}x") -> Target:
     return Target(f"{text}, {key}", check)
 
 
-def at_most(key: str, path: str, limit: float, aim: float = 0, name: str = "") -> Target:
-    """Target: case ``key``'s figure at ``path`` (``name``) at most ``limit`` times its floor's."""
-    also = f" (aim {aim:g})" if aim else ""
-    name = name or path.split(".", 1)[-1]
-    return target(f"{name} ≤ {limit:g}{also} x NullHandler's", f"{key} {path} / floor <= {limit}")
+def targets(text: str) -> tuple[Target, ...]:
+    """A target for each line ``text | rule | unit`` of ``text`` (:func:`target`'s rule, a
+    unit of :data:`UNITS`); a rule ``KEY PATH / floor <= LIMIT`` without a text reads "NAME ≤
+    LIMIT x NullHandler's", NAME the last part of PATH."""
+    out = []
+    for line in text.strip().splitlines():
+        said, rule, unit = ([x.strip() for x in line.split("|")] + ["", ""])[:3]
+        if not said:
+            _key, path, *_, limit = rule.split()
+            said = f"{path.split('.', 1)[-1]} ≤ {limit} x NullHandler's"
+        out.append(target(said, rule, UNITS[unit]))
+    return tuple(out)
 
 
 def in_runs(
