@@ -75,15 +75,18 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def figure(data: Any, path: str) -> float | None:
-    """The number at a dotted ``path`` (``"all.p99.9"``) in a result, or None when it is missing."""
+    """The number at a dotted ``path`` (``"all.p99.9"``; an integer part indexes a list:
+    ``"points.-1.events_per_s"``) in a result, or None when it is missing."""
     while path:
-        if not isinstance(data, dict):
+        head, _, rest = path.partition(".")
+        if isinstance(data, list) and head.lstrip("-").isdigit():
+            data, path = data[int(head)] if -len(data) <= int(head) < len(data) else None, rest
+        elif not isinstance(data, dict):
             return None
-        if path in data:  # a key with a dot in it: "p99.9"
+        elif path in data:  # a key with a dot in it: "p99.9"
             data, path = data[path], ""
         else:
-            head, _, path = path.partition(".")
-            data = data.get(head)
+            data, path = data.get(head), rest
     return data if isinstance(data, (int, float)) and not isinstance(data, bool) else None
 
 
@@ -157,12 +160,16 @@ def _reader(mark: str, path: str, per: str = "") -> Callable[[Row], object]:
     """What :func:`cols` reads for ``path`` after its ``mark``."""
 
     def get(row: Row) -> object:
+        if not path.startswith(".") and row.part != "all":
+            return None  # a figure of the whole run, not of a part
         at = row.part + path if path.startswith(".") else path  # ".p50": "all.p50"
         mine, floor = figure(row.r, at), figure(median(row.results, per) if per else row.floor, at)
         if mark == "/":
             return ratio(mine, floor)
-        if row.is_floor and mark in ("-", "!"):
+        if row.is_floor and mark in ("-", "!", "^"):
             return None
+        if mark == "^":
+            return max((x for r in row.runs if (x := figure(r, at)) is not None), default=None)
         if mark == "%":
             return None if mine is None else 100 * mine
         return mine if mark != "-" else None if mine is None or floor is None else mine - floor
@@ -170,15 +177,12 @@ def _reader(mark: str, path: str, per: str = "") -> Callable[[Row], object]:
     return get
 
 
-def over(header: str, path: str, per: str) -> Col:
-    """A column of the row's figure at ``path`` over case ``per``'s."""
-    return Col(header, _reader("/", path, per))
-
-
 def cols(*specs: str | Col) -> tuple[Col, ...]:
     """Columns: each a :class:`Col`, or ``"header: path | header: path ..."``, the row's figure
-    at ``path`` (``.path``: in the row's part); ``/path`` over the floor's, ``-path`` less it
-    (not on the floor's row), ``!path`` as it is but not on the floor's row, ``%path`` in %."""
+    at ``path`` (``.path``: in the row's part; any other, none on a row of a part):
+    ``/path`` over the floor's (``/path@KEY``: over case KEY's), ``-path`` less it (not on
+    the floor's row), ``!path`` as it is but not on the floor's row, ``^path`` the most of
+    one run (not on the floor's row), ``%path`` in %."""
     out: list[Col] = []
     for spec in specs:
         if isinstance(spec, Col):
@@ -186,8 +190,9 @@ def cols(*specs: str | Col) -> tuple[Col, ...]:
             continue
         for item in spec.split("|"):
             header, path = (x.strip() for x in item.rsplit(":", 1))
-            mark = path[0] if path[0] in "/-!%" else ""
-            out.append(Col(header, _reader(mark, path.lstrip("/-!%"))))
+            mark = path[0] if path[0] in "/-!^%" else ""
+            path, _, per = path.lstrip(mark).partition("@")
+            out.append(Col(header, _reader(mark, path, per)))
     return tuple(out)
 
 

@@ -30,7 +30,6 @@ from _report import (
     lines,
     median,
     median_of,
-    over,
     ratio,
     spread_table,
     targets,
@@ -197,14 +196,11 @@ def rows(name: str) -> tuple[Line, ...]:
 # -- 1, 11: per-call latency -----------------------------------------------------------------------
 
 
-def latency_columns(calls: str) -> tuple[Col, ...]:
-    """The columns of a table of per-call times; ``calls``: the result's calls per second."""
-    return cols(
-        "p50: .p50 | p99: .p99 | p99.9: .p99.9 | max: .max | mean: .mean | p50 x null: /.p50"
-        " | p99 x null: /.p99",
-        Col("calls/s", lambda row: figure(row.r, calls) if row.part == "all" else None),
-        Col("dropped", lambda row: figure(row.r, "stats.dropped") if row.part == "all" else None),
-    )
+#: The columns of a table of per-call times, after its calls per second.
+LATENCY_COLUMNS = (
+    "p50: .p50 | p99: .p99 | p99.9: .p99.9 | max: .max | mean: .mean | p50 x null: /.p50"
+    " | p99 x null: /.p99 | calls/s: {} | dropped: stats.dropped"
+)
 
 
 _ONLY = "exception calls only"
@@ -215,7 +211,7 @@ LATENCY = TableSpec(
         Line(f"  NullHandler, {_ONLY}", "latency/null+exc", part="exceptions"),
         Line(f"  logship, {_ONLY}", "latency/ship+exc", part="exceptions"),
     ),
-    latency_columns("calls_per_s"),
+    cols(LATENCY_COLUMNS.format("calls_per_s")),
     targets(f"""
         | latency/ship all.p50 / floor <= {P50_TARGET}
         | latency/down all.p50 / floor <= {P50_TARGET}
@@ -237,8 +233,7 @@ REDACTION = TableSpec(
     ),
     cols(
         "p50: all.p50 | p99: all.p99 | mean: all.mean | p50 x null: /all.p50",
-        over("p50 x ship", "all.p50", per="latency/ship"),
-        "filter p50: filter.p50 | filter mean: filter.mean",
+        "p50 x ship: /all.p50@latency/ship | filter p50: filter.p50 | filter mean: filter.mean",
     ),
     notes=("filter: RedactFilter.filter() alone, on fresh records of the same call.",),
     first="case",
@@ -436,14 +431,6 @@ def late_growth(run: dict[str, Any]) -> float:
     return (points[200_000] - points[100_000]) / max(points[100_000], NOISE_MIB)
 
 
-def growth_at(events: int) -> Col:
-    """RSS growth over the start once ``events`` were logged."""
-    return Col(
-        f"+{events // 1000}k",
-        lambda row: next(p["growth_mib"] for p in row.r["points"] if p["events"] == events),
-    )
-
-
 def plateau(rows: list[Row]) -> str:
     """How much RSS grew from 100k to 200k events, and what was queued then."""
     late = [late_growth(row.r) for row in rows]
@@ -452,12 +439,6 @@ def plateau(rows: list[Row]) -> str:
         f"growth ≤ {PLATEAU_GROWTH:+.0%} from 100k to 200k events; median "
         f"{median_of(late):+.0%}, worst {max(late):+.0%}; {queued} events in memory at the end"
     )
-
-
-def worst_dropped(row: Row) -> float | None:
-    """The most events dropped in one run (none on the floor's row)."""
-    dropped = (figure(r, "stats.dropped") or 0 for r in row.runs)
-    return None if row.is_floor else max(dropped, default=None)
 
 
 def accounted(rows: list[Row]) -> str:
@@ -475,10 +456,10 @@ MEMORY = TableSpec(
     rows("memory"),
     cols(
         "base RSS: base_rss_mib",
-        *(growth_at(n) for n in (50_000, 100_000, 200_000)),
-        "peak growth: peak_rss_growth_mib",
-        Col("ev/s", lambda row: row.r["points"][-1]["events_per_s"]),
-        "queued: stats_loop_end.queued | dropped: stats_loop_end.dropped"
+        # The checkpoints of memory/*: 50k, 100k and 200k events.
+        "+50k: points.0.growth_mib | +100k: points.1.growth_mib | +200k: points.2.growth_mib"
+        " | peak growth: peak_rss_growth_mib | ev/s: points.-1.events_per_s"
+        " | queued: stats_loop_end.queued | dropped: stats_loop_end.dropped"
         " | spilled: stats_loop_end.spilled",
         Col("spill MiB", lambda row: ratio(figure(row.r, "stats_loop_end.spill_bytes"), 2**20)),
     ),
@@ -500,8 +481,7 @@ SPILL = TableSpec(
         "loop ev/s: loop_events_per_s | spilled/s: spilled_per_s | spilled: spilled_running"
         " | + at close: spilled_at_close | dropped: stats.dropped",
         Col("dropped %", lambda row: ratio(figure(row.r, "stats.dropped"), row.r["events"] / 100)),
-        Col("worst run", worst_dropped),
-        "B/event on disk: bytes_per_event | CPU µs/ev: cpu_us_per_event"
+        "worst run: ^stats.dropped | B/event on disk: bytes_per_event | CPU µs/ev: cpu_us_per_event"
         " | x null: /cpu_us_per_event",
     ),
     (
@@ -546,7 +526,7 @@ REPLAY = TableSpec(
 SPILL_LATENCY = TableSpec(
     "10. Per-call latency while spilling, endpoint down (µs; 90,000 timed calls)",
     rows("spill"),
-    latency_columns("loop_events_per_s"),
+    cols(LATENCY_COLUMNS.format("loop_events_per_s")),
     targets(f"""
         | spill/down all.p50 / floor <= {P50_TARGET}
         | spill/down-paced all.p50 / floor <= {P50_TARGET}
