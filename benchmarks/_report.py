@@ -10,6 +10,8 @@ next to the figures, never asserted.
 
 from __future__ import annotations
 
+import fnmatch
+import operator
 import re
 import statistics
 from collections.abc import Callable, Collection, Sequence
@@ -221,13 +223,27 @@ class Target:
 
 #: How a target shows its figure, by the unit its line names.
 UNITS = {"": "{:.2f}x", "/s": "{:,.0f}/s", "µs": "{:.1f} µs", "%": "{:.2%}"}
+TESTS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+}
 
 
-def target(text: str, rule: str, fmt: str = UNITS[""]) -> Target:
-    """Target ``rule``: ``"KEY PATH [/ OTHER | - OTHER] <= LIMIT"`` (or ``>=``): case KEY's
-    figure at PATH, over (or less) case OTHER's (``floor``: KEY's own floor; a KIND: case
-    ``scenario/KIND`` of KEY's scenario), shown with ``fmt``; the text names KEY."""
+def target(text: str, rule: str, unit: str = "") -> Target:
+    """Target ``rule``: ``"KEY PATH [/ OTHER | - OTHER] <= LIMIT"`` (or ``>=``, ``==``): case
+    KEY's figure at PATH, over (or less) case OTHER's (``floor``: KEY's own floor; a KIND:
+    case ``scenario/KIND`` of KEY's scenario), shown in ``unit`` (of :data:`UNITS`); the
+    text names KEY. With ``unit`` "runs", checked in each run of every case KEY matches
+    (``fleet/*``): :func:`in_runs`."""
     key, path, *other, test, limit = rule.split()
+    if unit == "runs":
+
+        def ok(row: Row) -> bool:
+            x = figure(row.r, path)
+            return x is not None and TESTS[test](x, float(limit))
+
+        return in_runs(text, key, ok)
 
     def check(results: Results) -> tuple[str, bool | None]:
         x = figure(median(results, key), path)
@@ -238,23 +254,23 @@ def target(text: str, rule: str, fmt: str = UNITS[""]) -> Target:
             x = ratio(x, y) if op == "/" else None if x is None or y is None else x - y
         if x is None:
             return "-", None
-        return fmt.format(x), x >= float(limit) if test == ">=" else x <= float(limit)
+        return UNITS[unit].format(x), TESTS[test](x, float(limit))
 
     return Target(f"{text}, {key}", check)
 
 
-def targets(text: str) -> tuple[Target, ...]:
-    """A target for each line ``text | rule | unit`` of ``text`` (:func:`target`'s rule, a
-    unit of :data:`UNITS`); a rule ``KEY PATH / floor <= LIMIT`` without a text reads "NAME ≤
-    LIMIT x NullHandler's", NAME the last part of PATH."""
+def targets(text: str, *more: Target) -> tuple[Target, ...]:
+    """A target for each line ``text | rule | unit`` of ``text`` (:func:`target`'s), then
+    ``more``; a rule ``KEY PATH / floor <= LIMIT`` without a text reads "NAME ≤ LIMIT x
+    NullHandler's", NAME the last part of PATH."""
     out = []
     for line in text.strip().splitlines():
         said, rule, unit = ([x.strip() for x in line.split("|")] + ["", ""])[:3]
         if not said:
             _key, path, *_, limit = rule.split()
             said = f"{path.split('.', 1)[-1]} ≤ {limit} x NullHandler's"
-        out.append(target(said, rule, UNITS[unit]))
-    return tuple(out)
+        out.append(target(said, rule, unit))
+    return (*out, *more)
 
 
 def in_runs(
@@ -264,13 +280,14 @@ def in_runs(
     detail: Callable[[list[Row]], str] | None = None,
     figures: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> Target:
-    """Target: ``ok`` of a row made of each run of the cases ``keys`` ("KEY KEY ..."), set
-    against its floor's median; in how many runs it held, and ``detail`` of those rows.
-    ``figures``: a run's figures (by default, the run unless it failed)."""
+    """Target: ``ok`` of a row made of each run of the cases ``keys`` ("KEY KEY ...", each a
+    pattern: ``fleet/*``), set against its floor's median; in how many runs it held, and
+    ``detail`` of those rows. ``figures``: a run's figures (by default, the run unless it
+    failed)."""
 
     def check(results: Results) -> tuple[str, bool | None]:
         rows = []
-        for key in keys.split():
+        for key in [k for pattern in keys.split() for k in fnmatch.filter(results, pattern)]:
             floor = median(results, floor_key(key, results)) or {}
             for run in (results.get(key) or {}).get("runs", []):
                 r = figures(run) if figures else None if "error" in run else run
@@ -293,7 +310,7 @@ class TableSpec:
     lines: tuple[Line, ...]
     columns: tuple[Col, ...]
     targets: tuple[Target, ...] = ()
-    notes: tuple[str, ...] = ()
+    notes: str = ""
     #: A case's figures from its entry in the results: by default the median of its runs.
     figures: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda entry: entry.get("median")
     first: str = "handler"
@@ -325,7 +342,7 @@ def build(spec: TableSpec, results: Results) -> Table:
         shown, ok = target.check(results)
         verdict = "n/a" if ok is None else "MET" if ok else "MISSED"
         t.notes.append(f"target {target.text}: {shown}  {verdict}")
-    t.notes += spec.notes
+    t.notes += [spec.notes] if spec.notes else []
     if spec.medians:
         counts = sorted({len(results[x.key]["runs"]) for x in spec.lines if x.key in results})
         counts = [n for n in counts if n] or [0]

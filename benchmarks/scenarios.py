@@ -218,10 +218,8 @@ LATENCY = TableSpec(
         | latency/ship-crash all.p50 / floor <= {P50_TARGET_CRASH}
         | latency/ship+exc all.p50 / floor <= {P50_TARGET}
     """),
-    (
-        "exception/100: every 100th call is logger.exception(...) in an except block. "
-        "dropped: logship's stats() after a flush, warm-up included (peers have none).",
-    ),
+    "exception/100: every 100th call is logger.exception(...) in an except block. "
+    "dropped: logship's stats() after a flush, warm-up included (peers have none).",
     medians=True,
 )
 REDACTION = TableSpec(
@@ -235,7 +233,7 @@ REDACTION = TableSpec(
         "p50: all.p50 | p99: all.p99 | mean: all.mean | p50 x null: /all.p50",
         "p50 x ship: /all.p50@latency/ship | filter p50: filter.p50 | filter mean: filter.mean",
     ),
-    notes=("filter: RedactFilter.filter() alone, on fresh records of the same call.",),
+    notes="filter: RedactFilter.filter() alone, on fresh records of the same call.",
     first="case",
 )
 
@@ -269,12 +267,10 @@ THROUGHPUT = TableSpec(
         ≥ 0.5 x logship defaults' delivered/s | throughput/ship-crash events_per_s / ship >= 0.5
         CPU per event ≤ 2.5 x NullHandler's | throughput/ship cpu_us_per_event / floor <= 2.5
     """),
-    (
-        "lost: logged, never counted (logship's default overflow, 'spill', drops what "
-        "neither the ring nor the spill takes). ended: all = every event counted; settled "
-        "= nothing more arrived for the longest the peer holds an event plus 2 s; "
-        "timeout = 45 s after the loop.",
-    ),
+    "lost: logged, never counted (logship's default overflow, 'spill', drops what "
+    "neither the ring nor the spill takes). ended: all = every event counted; settled "
+    "= nothing more arrived for the longest the peer holds an event plus 2 s; "
+    "timeout = 45 s after the loop.",
     medians=True,
 )
 
@@ -298,11 +294,9 @@ SERVICE = TableSpec(
         request p99.9 ≤ 1 x logship defaults' | service/ship-crash request.p99.9 / ship <= 1
         CPU ≤ 8 (aim 5) µs per event over null | service/ship cpu_us_per_event - floor <= 8 | µs
     """),
-    (
-        "a request's time runs from when it was due. CPU: the whole process over the "
-        "timed window, per log call. probe gap: a time (over 50 µs) the probe thread "
-        "could not run, in a phase of its own after the timed window. One run each.",
-    ),
+    "a request's time runs from when it was due. CPU: the whole process over the "
+    "timed window, per log call. probe gap: a time (over 50 µs) the probe thread "
+    "could not run, in a phase of its own after the timed window. One run each.",
 )
 SUSTAINED = TableSpec(
     "6. Sustained load (2,000 events/s from one thread; CPU of one core)",
@@ -312,7 +306,7 @@ SUSTAINED = TableSpec(
         " | over null µs/ev: -cpu_us_per_event | delivered: !received_unique | of logged: !logged",
     ),
     targets("under 4% of one core, the floor included | sustained/ship cpu_share <= 0.04 | %"),
-    ("delivered: counted by the receiver at the window's end. One run each.",),
+    "delivered: counted by the receiver at the window's end. One run each.",
 )
 
 
@@ -339,16 +333,14 @@ OUTAGE = TableSpec(
         Col("flat", flat),
         "last in +s: recovered_after_s",
     ),
-    (
-        in_runs("0 lost, logship", "outage/ship", lambda row: row.r["lost"] == 0),
+    targets(
+        "0 lost, logship | outage/ship lost == 0 | runs",
         in_runs("memory flat during the outage, logship", "outage/ship", flat),
     ),
-    (
-        "lost: of every event logged, never counted, even after close(); at close: "
-        "counted only once the handler was closed. flat: the second half's growth, over "
-        f"the floor's, at most {PLATEAU_GROWTH:.0%} of the first half's (or "
-        f"{NOISE_MIB:g} MiB). last in +s: the last event counted, after the recovery.",
-    ),
+    "lost: of every event logged, never counted, even after close(); at close: "
+    "counted only once the handler was closed. flat: the second half's growth, over "
+    f"the floor's, at most {PLATEAU_GROWTH:.0%} of the first half's (or "
+    f"{NOISE_MIB:g} MiB). last in +s: the last event counted, after the recovery.",
     medians=True,
 )
 
@@ -413,10 +405,8 @@ EXIT = TableSpec(
             figures=lambda run: exit_figures({"runs": [run]}),
         ),
     ),
-    (
-        "nothing logged: the same exit with no event logged. delivering: the difference "
-        "('-' for a killed run, or when the exit with nothing logged was the slower).",
-    ),
+    "nothing logged: the same exit with no event logged. delivering: the difference "
+    "('-' for a killed run, or when the exit with nothing logged was the slower).",
     medians=True,
     figures=exit_figures,
 )
@@ -471,7 +461,7 @@ MEMORY = TableSpec(
             plateau,
         ),
     ),
-    ("ev/s: the last 100,000. queued, dropped, spilled: stats() after the last call.",),
+    "ev/s: the last 100,000. queued, dropped, spilled: stats() after the last call.",
     first="case",
 )
 SPILL = TableSpec(
@@ -492,11 +482,9 @@ SPILL = TableSpec(
             accounted,
         ),
     ),
-    (
-        "spilled/s: stats()['spilled'] once it stopped growing, over the time until then; "
-        "+ at close: what close() wrote after that. dropped: after close(), warm-up "
-        "included (worst run: the most in one run).",
-    ),
+    "spilled/s: stats()['spilled'] once it stopped growing, over the time until then; "
+    "+ at close: what close() wrote after that. dropped: after close(), warm-up "
+    "included (worst run: the most in one run).",
     first="case",
 )
 REPLAY = TableSpec(
@@ -520,7 +508,7 @@ REPLAY = TableSpec(
             ),
         ),
     ),
-    ("files left: spill files after close() (worst run); emptied +s: until none was.",),
+    "files left: spill files after close() (worst run); emptied +s: until none was.",
     first="case",
 )
 SPILL_LATENCY = TableSpec(
@@ -531,7 +519,7 @@ SPILL_LATENCY = TableSpec(
         | spill/down all.p50 / floor <= {P50_TARGET}
         | spill/down-paced all.p50 / floor <= {P50_TARGET}
     """),
-    ("the first 10,000 calls (the ring filling until spilling starts) are left out.",),
+    "the first 10,000 calls (the ring filling until spilling starts) are left out.",
     first="case",
 )
 
@@ -548,21 +536,13 @@ FLEET = TableSpec(
         " | dups at kill: duplicates | held by node 0: held_at_kill"
         " | all in +s: recovered_after_s | retries: stats.retries | spilled: stats.spilled"
     ),
-    (
-        in_runs(
-            "nothing lost at a kill, every route",
-            " ".join(line.key for line in rows("fleet")),
-            lambda row: row.r["lost"] == 0,
-        ),
-    ),
-    (
-        "delivered: written by Fluent Bit's file outputs, read back, not only accepted. "
-        "Nodes buffer on disk (storage.type filesystem); HAProxy checks each node's "
-        "/health and retries a failed request on another (docs/scaling.md). held by node "
-        "0: events it had taken and not yet written when killed, written after its "
-        "restart; the only ones that can be written twice. all in +s: from the restart "
-        "until every event was written. A ShipHandler at its defaults.",
-    ),
+    targets("nothing lost at a kill, every route | fleet/* lost == 0 | runs"),
+    "delivered: written by Fluent Bit's file outputs, read back, not only accepted. "
+    "Nodes buffer on disk (storage.type filesystem); HAProxy checks each node's "
+    "/health and retries a failed request on another (docs/scaling.md). held by node "
+    "0: events it had taken and not yet written when killed, written after its "
+    "restart; the only ones that can be written twice. all in +s: from the restart "
+    "until every event was written. A ShipHandler at its defaults.",
     medians=True,
     first="case",
 )
