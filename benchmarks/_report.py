@@ -10,6 +10,8 @@ next to the figures, never asserted.
 
 from __future__ import annotations
 
+import fnmatch
+import operator
 import re
 import statistics
 from collections.abc import Callable, Collection, Sequence
@@ -75,15 +77,18 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def figure(data: Any, path: str) -> float | None:
-    """The number at a dotted ``path`` (``"all.p99.9"``) in a result, or None when it is missing."""
+    """The number at a dotted ``path`` (``"all.p99.9"``; an integer part indexes a list:
+    ``"points.-1.events_per_s"``) in a result, or None when it is missing."""
     while path:
-        if not isinstance(data, dict):
+        head, _, rest = path.partition(".")
+        if isinstance(data, list) and head.lstrip("-").isdigit():
+            data, path = data[int(head)] if -len(data) <= int(head) < len(data) else None, rest
+        elif not isinstance(data, dict):
             return None
-        if path in data:  # a key with a dot in it: "p99.9"
+        elif path in data:  # a key with a dot in it: "p99.9"
             data, path = data[path], ""
         else:
-            head, _, path = path.partition(".")
-            data = data.get(head)
+            data, path = data.get(head), rest
     return data if isinstance(data, (int, float)) and not isinstance(data, bool) else None
 
 
@@ -157,12 +162,16 @@ def _reader(mark: str, path: str, per: str = "") -> Callable[[Row], object]:
     """What :func:`cols` reads for ``path`` after its ``mark``."""
 
     def get(row: Row) -> object:
+        if not path.startswith(".") and row.part != "all":
+            return None  # a figure of the whole run, not of a part
         at = row.part + path if path.startswith(".") else path  # ".p50": "all.p50"
         mine, floor = figure(row.r, at), figure(median(row.results, per) if per else row.floor, at)
         if mark == "/":
             return ratio(mine, floor)
-        if row.is_floor and mark in ("-", "!"):
+        if row.is_floor and mark in ("-", "!", "^"):
             return None
+        if mark == "^":
+            return max((x for r in row.runs if (x := figure(r, at)) is not None), default=None)
         if mark == "%":
             return None if mine is None else 100 * mine
         return mine if mark != "-" else None if mine is None or floor is None else mine - floor
@@ -170,15 +179,12 @@ def _reader(mark: str, path: str, per: str = "") -> Callable[[Row], object]:
     return get
 
 
-def over(header: str, path: str, per: str) -> Col:
-    """A column of the row's figure at ``path`` over case ``per``'s."""
-    return Col(header, _reader("/", path, per))
-
-
 def cols(*specs: str | Col) -> tuple[Col, ...]:
     """Columns: each a :class:`Col`, or ``"header: path | header: path ..."``, the row's figure
-    at ``path`` (``.path``: in the row's part); ``/path`` over the floor's, ``-path`` less it
-    (not on the floor's row), ``!path`` as it is but not on the floor's row, ``%path`` in %."""
+    at ``path`` (``.path``: in the row's part; any other, none on a row of a part):
+    ``/path`` over the floor's (``/path@KEY``: over case KEY's), ``-path`` less it (not on
+    the floor's row), ``!path`` as it is but not on the floor's row, ``^path`` the most of
+    one run (not on the floor's row), ``%path`` in %."""
     out: list[Col] = []
     for spec in specs:
         if isinstance(spec, Col):
@@ -186,8 +192,9 @@ def cols(*specs: str | Col) -> tuple[Col, ...]:
             continue
         for item in spec.split("|"):
             header, path = (x.strip() for x in item.rsplit(":", 1))
-            mark = path[0] if path[0] in "/-!%" else ""
-            out.append(Col(header, _reader(mark, path.lstrip("/-!%"))))
+            mark = path[0] if path[0] in "/-!^%" else ""
+            path, _, per = path.lstrip(mark).partition("@")
+            out.append(Col(header, _reader(mark, path, per)))
     return tuple(out)
 
 
@@ -214,30 +221,56 @@ class Target:
     check: Callable[[Results], tuple[str, bool | None]]
 
 
-def target(text: str, rule: str, fmt: str = "{:.2f}x") -> Target:
-    """Target ``rule``: ``"KEY PATH [/ OTHER | - OTHER] <= LIMIT"`` (or ``>=``): case KEY's
-    figure at PATH, over (or less) case OTHER's (``floor``: KEY's own floor), shown with
-    ``fmt``; the text names KEY."""
+#: How a target shows its figure, by the unit its line names.
+UNITS = {"": "{:.2f}x", "/s": "{:,.0f}/s", "µs": "{:.1f} µs", "%": "{:.2%}"}
+TESTS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+}
+
+
+def target(text: str, rule: str, unit: str = "") -> Target:
+    """Target ``rule``: ``"KEY PATH [/ OTHER | - OTHER] <= LIMIT"`` (or ``>=``, ``==``): case
+    KEY's figure at PATH, over (or less) case OTHER's (``floor``: KEY's own floor; a KIND:
+    case ``scenario/KIND`` of KEY's scenario), shown in ``unit`` (of :data:`UNITS`); the
+    text names KEY. With ``unit`` "runs", checked in each run of every case KEY matches
+    (``fleet/*``): :func:`in_runs`."""
     key, path, *other, test, limit = rule.split()
+    if unit == "runs":
+
+        def ok(row: Row) -> bool:
+            x = figure(row.r, path)
+            return x is not None and TESTS[test](x, float(limit))
+
+        return in_runs(text, key, ok)
 
     def check(results: Results) -> tuple[str, bool | None]:
         x = figure(median(results, key), path)
         if other:
             op, of = other
-            y = figure(median(results, floor_key(key, results) if of == "floor" else of), path)
+            of = floor_key(key, results) if of == "floor" else f"{key.split('/')[0]}/{of}"
+            y = figure(median(results, of), path)
             x = ratio(x, y) if op == "/" else None if x is None or y is None else x - y
         if x is None:
             return "-", None
-        return fmt.format(x), x >= float(limit) if test == ">=" else x <= float(limit)
+        return UNITS[unit].format(x), TESTS[test](x, float(limit))
 
     return Target(f"{text}, {key}", check)
 
 
-def at_most(key: str, path: str, limit: float, aim: float = 0, name: str = "") -> Target:
-    """Target: case ``key``'s figure at ``path`` (``name``) at most ``limit`` times its floor's."""
-    also = f" (aim {aim:g})" if aim else ""
-    name = name or path.split(".", 1)[-1]
-    return target(f"{name} ≤ {limit:g}{also} x NullHandler's", f"{key} {path} / floor <= {limit}")
+def targets(text: str, *more: Target) -> tuple[Target, ...]:
+    """A target for each line ``text | rule | unit`` of ``text`` (:func:`target`'s), then
+    ``more``; a rule ``KEY PATH / floor <= LIMIT`` without a text reads "NAME ≤ LIMIT x
+    NullHandler's", NAME the last part of PATH."""
+    out = []
+    for line in text.strip().splitlines():
+        said, rule, unit = ([x.strip() for x in line.split("|")] + ["", ""])[:3]
+        if not said:
+            _key, path, *_, limit = rule.split()
+            said = f"{path.split('.', 1)[-1]} ≤ {limit} x NullHandler's"
+        out.append(target(said, rule, unit))
+    return (*out, *more)
 
 
 def in_runs(
@@ -247,13 +280,14 @@ def in_runs(
     detail: Callable[[list[Row]], str] | None = None,
     figures: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> Target:
-    """Target: ``ok`` of a row made of each run of the cases ``keys`` ("KEY KEY ..."), set
-    against its floor's median; in how many runs it held, and ``detail`` of those rows.
-    ``figures``: a run's figures (by default, the run unless it failed)."""
+    """Target: ``ok`` of a row made of each run of the cases ``keys`` ("KEY KEY ...", each a
+    pattern: ``fleet/*``), set against its floor's median; in how many runs it held, and
+    ``detail`` of those rows. ``figures``: a run's figures (by default, the run unless it
+    failed)."""
 
     def check(results: Results) -> tuple[str, bool | None]:
         rows = []
-        for key in keys.split():
+        for key in [k for pattern in keys.split() for k in fnmatch.filter(results, pattern)]:
             floor = median(results, floor_key(key, results)) or {}
             for run in (results.get(key) or {}).get("runs", []):
                 r = figures(run) if figures else None if "error" in run else run
@@ -276,7 +310,7 @@ class TableSpec:
     lines: tuple[Line, ...]
     columns: tuple[Col, ...]
     targets: tuple[Target, ...] = ()
-    notes: tuple[str, ...] = ()
+    notes: str = ""
     #: A case's figures from its entry in the results: by default the median of its runs.
     figures: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda entry: entry.get("median")
     first: str = "handler"
@@ -308,7 +342,7 @@ def build(spec: TableSpec, results: Results) -> Table:
         shown, ok = target.check(results)
         verdict = "n/a" if ok is None else "MET" if ok else "MISSED"
         t.notes.append(f"target {target.text}: {shown}  {verdict}")
-    t.notes += spec.notes
+    t.notes += [spec.notes] if spec.notes else []
     if spec.medians:
         counts = sorted({len(results[x.key]["runs"]) for x in spec.lines if x.key in results})
         counts = [n for n in counts if n] or [0]

@@ -21,8 +21,6 @@ from _report import (
     Row,
     Table,
     TableSpec,
-    Target,
-    at_most,
     build,
     cell,
     cols,
@@ -32,10 +30,9 @@ from _report import (
     lines,
     median,
     median_of,
-    over,
     ratio,
     spread_table,
-    target,
+    targets,
 )
 from peers import PEER_KINDS, PEERS
 
@@ -80,7 +77,7 @@ SCRIPTS = {
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark case: a script, its arguments, and how ``run.py`` runs it."""
+    """One benchmark case: a script, its arguments, how ``run.py`` runs it, and its row."""
 
     key: str
     script: str
@@ -92,6 +89,7 @@ class Case:
     #: The key of a case that runs just before this one, in every repeat, with
     #: ``--spill-dir`` a fresh folder that this one then gets (and removes).
     replays: str = ""
+    label: str = ""  # its row in its scenario's table ("": none)
 
     @property
     def peer(self) -> str:
@@ -100,116 +98,128 @@ class Case:
         return kind if kind in PEER_KINDS else ""
 
 
-def case(key: str, args: str, replays: str = "") -> Case:
-    """Case ``key`` (``scenario/...``) with ``args`` ("--handler KIND ..."), as SCRIPTS says."""
+def case(key: str, args: str, label: str = "", replays: str = "") -> Case:
+    """Case ``key`` (``scenario/...``) with ``args`` ("--handler KIND ..."), as SCRIPTS says,
+    its row labelled ``label``."""
     script, timeout, runs, folder, receiver = SCRIPTS[key.split("/")[0]]
     kind = args.split()[1]
     runs = runs if kind in ("null", "ship", "down") or runs == "once" else "peers"
     live = receiver and kind not in ("null", "down")
-    return Case(key, script, args, timeout, runs, folder and kind != "null", live, replays)
+    return Case(key, script, args, timeout, runs, folder and kind != "null", live, replays, label)
 
 
-def contenders(name: str, args: str = "", suffix: str = "") -> tuple[Case, ...]:
-    """Case ``name/KIND+suffix``, ``--handler KIND args``, for each contender."""
-    return tuple(
-        case(f"{name}/{kind}{suffix}", f"--handler {kind} {args}") for _, kind in CONTENDERS
-    )
+def cases(text: str) -> tuple[Case, ...]:
+    """A case for each line ``key | args | label | replays`` of ``text`` (``#`` a comment): a
+    line whose key has ``*`` a case for each contender, ``*`` in its args its kind and in its
+    label its label, and the lines under it up to a blank line logship's other settings, run
+    and shown after logship's own. A case without a label has no row."""
+    out: list[Case] = []
+    extras = 0  # where a line under a * line goes: this many from the end
+    for line in text.strip().splitlines():
+        key, args, label, replays = ([x.strip() for x in line.split("|")] + ["", "", ""])[:4]
+        if not key:  # a blank line ends what a * line has under it
+            extras = 0
+        elif key.startswith("#"):
+            continue
+        elif "*" in key:
+            out += (
+                case(key.replace("*", kind), args.replace("*", kind), label.replace("*", name))
+                for name, kind in CONTENDERS
+            )
+            extras = len(CONTENDERS) - 2
+        else:
+            out.insert(len(out) - extras, case(key, args, label, replays))
+    return tuple(out)
 
 
-def rows(name: str, suffix: str = "", tag: str = "", logship: str = "") -> tuple[Line, ...]:
-    """A row for each contender's case ``name/KIND+suffix``, its label followed by ``tag``;
-    the rows ``logship`` (logship's other settings, "label: key | ...") after logship's own."""
-    own = [Line(label + tag, f"{name}/{kind}{suffix}") for label, kind in CONTENDERS]
-    return (*own[:2], *lines(logship), *own[2:])
-
-
-# -- the cases, in the order each repeat runs them -------------------------------------------------
+# -- the cases, in the order each repeat runs them, and their rows ---------------------------------
 
 _CHECKPOINTS = "--events 200000 --checkpoints 50000,100000,200000"
 _PACED = f"--rate {SPILL_RATE}"
 _DEADLINE = "--deadline 45"  # end to end: 45 s to deliver after the loop
-CASES = (
-    *contenders("latency"),
-    case("latency/down", "--handler down"),
-    case("latency/ship-crash", f"--handler ship {CRASH}"),
-    *contenders("latency", "--exception-every 100", suffix="+exc"),
-    case("latency/ship+redact", "--handler ship --redact"),
-    case("latency/ship+redact-secret", "--handler ship --redact --secret"),
-    # Trace context: the floor and logship inside a recording span, and logship
-    # with trace_context=False (OpenTelemetry is installed in every case).
-    case("latency/null+span", "--handler null --span"),
-    case("latency/ship+span", "--handler ship --span"),
-    case("latency/ship-notrace", "--handler ship --no-trace-context"),
-    *contenders("throughput", _DEADLINE),
-    case("throughput/ship-block", f"--handler ship --overflow block {_DEADLINE}"),
-    case("throughput/ship-crash", f"--handler ship {CRASH} {_DEADLINE}"),
-    # 50,000 is a multiple of batch_max_records: the last batch goes out full at
-    # the last call. A burst that ends mid-batch shows what its tail waits for.
-    case("throughput/ship-tail", f"--handler ship --events 50500 {_DEADLINE}"),
-    *contenders("service"),
-    case("service/ship-crash", f"--handler ship {CRASH}"),
-    *contenders("outage"),
-    *contenders("exit"),
-    # The same exit with nothing logged: the interpreter's own exit with the
-    # handler's modules loaded and nothing to deliver.
-    *contenders("exit", "--events 0", suffix="+idle"),
-    *contenders("sustained", "--threads 1 --rate 100 --logs 20 --work 0"),
-    case("memory/null", f"--handler null {_CHECKPOINTS}"),
-    case("memory/down", f"--handler down {_CHECKPOINTS}"),
-    case("spill/null", "--handler null"),
-    case("spill/down", "--handler down"),
-    case("spill/null-paced", f"--handler null {_PACED}"),
-    case("spill/down-paced", f"--handler down {_PACED}"),
-    case("replay/ship", "--handler ship", replays="spill/down-paced"),
-    *(
-        case(f"fleet/{route}", f"--handler ship --route {route}")
-        for route in ("single", "haproxy", "failover", "round_robin")
-    ),
-)
+#: Each line: key | args | label (its row) | the case it replays; see cases().
+CASES = cases(f"""
+latency/* | --handler * | *
+latency/down | --handler down | logship → endpoint down
+latency/ship-crash | --handler ship {CRASH} | logship, durability=crash
+
+# Trace context: the floor and logship inside a recording span, and logship
+# with trace_context=False (OpenTelemetry is installed in every case).
+latency/null+span | --handler null --span | NullHandler, inside a recording span
+latency/ship+span | --handler ship --span | logship, inside a recording span (trace_id, span_id)
+latency/ship-notrace | --handler ship --no-trace-context | logship, trace_context=False
+
+latency/*+exc | --handler * --exception-every 100 | *, exception/100
+
+# Table 11's rows, labelled there.
+latency/ship+redact | --handler ship --redact
+latency/ship+redact-secret | --handler ship --redact --secret
+
+throughput/* | --handler * {_DEADLINE} | *
+throughput/ship-block | --handler ship --overflow block {_DEADLINE} | logship, overflow=block
+throughput/ship-crash | --handler ship {CRASH} {_DEADLINE} | logship, durability=crash
+# 50,000 is a multiple of batch_max_records: the last batch goes out full at the
+# last call. A burst that ends mid-batch shows what its tail waits for.
+throughput/ship-tail | --handler ship --events 50500 {_DEADLINE} | logship, a burst of 50,500 events
+
+service/* | --handler * | *
+service/ship-crash | --handler ship {CRASH} | logship, durability=crash
+
+outage/* | --handler * | *
+
+exit/* | --handler * | *
+# The same exit with nothing logged: the interpreter's own exit with the
+# handler's modules loaded and nothing to deliver.
+exit/*+idle | --handler * --events 0
+
+sustained/* | --handler * --threads 1 --rate 100 --logs 20 --work 0 | *
+
+memory/null | --handler null {_CHECKPOINTS} | NullHandler
+memory/down | --handler down {_CHECKPOINTS} | logship → endpoint down
+spill/null | --handler null | NullHandler, tight loop
+spill/down | --handler down | logship → endpoint down, tight loop
+spill/null-paced | --handler null {_PACED} | NullHandler, paced {SPILL_RATE:,}/s
+spill/down-paced | --handler down {_PACED} | logship → endpoint down, paced {SPILL_RATE:,}/s
+replay/ship | --handler ship | ShipHandler(spill_dir=...) → receiver | spill/down-paced
+fleet/single | --handler ship --route single | logship → one Fluent Bit node
+fleet/haproxy | --handler ship --route haproxy | logship → HAProxy → 3 nodes
+fleet/failover | --handler ship --route failover | logship, url=[3 nodes], failover
+fleet/round_robin | --handler ship --route round_robin | logship, url=[3 nodes], round_robin
+""")
+
+
+def rows(name: str) -> tuple[Line, ...]:
+    """The rows of scenario ``name``'s cases, in their order."""
+    return tuple(Line(c.label, c.key) for c in CASES if c.label and c.key.startswith(name + "/"))
 
 
 # -- 1, 11: per-call latency -----------------------------------------------------------------------
 
 
-def latency_columns(calls: str) -> tuple[Col, ...]:
-    """The columns of a table of per-call times; ``calls``: the result's calls per second."""
-    return cols(
-        "p50: .p50 | p99: .p99 | p99.9: .p99.9 | max: .max | mean: .mean | p50 x null: /.p50"
-        " | p99 x null: /.p99",
-        Col("calls/s", lambda row: figure(row.r, calls) if row.part == "all" else None),
-        Col("dropped", lambda row: figure(row.r, "stats.dropped") if row.part == "all" else None),
-    )
+#: The columns of a table of per-call times, after its calls per second.
+LATENCY_COLUMNS = (
+    "p50: .p50 | p99: .p99 | p99.9: .p99.9 | max: .max | mean: .mean | p50 x null: /.p50"
+    " | p99 x null: /.p99 | calls/s: {} | dropped: stats.dropped"
+)
 
 
 _ONLY = "exception calls only"
 LATENCY = TableSpec(
     "1. Per-call latency on the application thread (µs; 50,000 timed calls)",
     (
-        *rows(
-            "latency",
-            logship="logship → endpoint down: latency/down"
-            " | logship, durability=crash: latency/ship-crash",
-        ),
-        *lines(
-            "NullHandler, inside a recording span: latency/null+span"
-            " | logship, inside a recording span (trace_id, span_id): latency/ship+span"
-            " | logship, trace_context=False: latency/ship-notrace"
-        ),
-        *rows("latency", "+exc", ", exception/100"),
+        *rows("latency"),
         Line(f"  NullHandler, {_ONLY}", "latency/null+exc", part="exceptions"),
         Line(f"  logship, {_ONLY}", "latency/ship+exc", part="exceptions"),
     ),
-    latency_columns("calls_per_s"),
-    (
-        at_most("latency/ship", "all.p50", P50_TARGET),
-        at_most("latency/down", "all.p50", P50_TARGET),
-        at_most("latency/ship-crash", "all.p50", P50_TARGET_CRASH),
-        at_most("latency/ship+exc", "all.p50", P50_TARGET),
-    ),
-    (
-        "exception/100: every 100th call is logger.exception(...) in an except block. "
-        "dropped: logship's stats() after a flush, warm-up included (peers have none).",
-    ),
+    cols(LATENCY_COLUMNS.format("calls_per_s")),
+    targets(f"""
+        | latency/ship all.p50 / floor <= {P50_TARGET}
+        | latency/down all.p50 / floor <= {P50_TARGET}
+        | latency/ship-crash all.p50 / floor <= {P50_TARGET_CRASH}
+        | latency/ship+exc all.p50 / floor <= {P50_TARGET}
+    """),
+    "exception/100: every 100th call is logger.exception(...) in an except block. "
+    "dropped: logship's stats() after a flush, warm-up included (peers have none).",
     medians=True,
 )
 REDACTION = TableSpec(
@@ -221,10 +231,9 @@ REDACTION = TableSpec(
     ),
     cols(
         "p50: all.p50 | p99: all.p99 | mean: all.mean | p50 x null: /all.p50",
-        over("p50 x ship", "all.p50", per="latency/ship"),
-        "filter p50: filter.p50 | filter mean: filter.mean",
+        "p50 x ship: /all.p50@latency/ship | filter p50: filter.p50 | filter mean: filter.mean",
     ),
-    notes=("filter: RedactFilter.filter() alone, on fresh records of the same call.",),
+    notes="filter: RedactFilter.filter() alone, on fresh records of the same call.",
     first="case",
 )
 
@@ -241,20 +250,9 @@ def ending(row: Row) -> str | None:
     return None if row.is_floor else min(ends, key=("timeout", "settled", "all").index, default="-")
 
 
-def delivered(key: str) -> Target:
-    """Target: at least 50,000 events/s delivered end to end by case ``key``."""
-    text = "≥ 50,000 events/s delivered (gzip+JSON)"
-    return target(text, f"{key} events_per_s >= 50000", "{:,.0f}/s")
-
-
 THROUGHPUT = TableSpec(
     "2. End to end (50,000 events until the receiver counted them)",
-    rows(
-        "throughput",
-        logship="logship, overflow=block: throughput/ship-block"
-        " | logship, durability=crash: throughput/ship-crash"
-        " | logship, a burst of 50,500 events: throughput/ship-tail",
-    ),
+    rows("throughput"),
     cols(
         "delivered/s: events_per_s | seconds: elapsed_s | loop ev/s: loop_events_per_s"
         " | CPU µs/ev: cpu_us_per_event | x null: /cpu_us_per_event"
@@ -263,21 +261,16 @@ THROUGHPUT = TableSpec(
         " | spilled: stats.spilled",
         Col("ended", ending),
     ),
-    (
-        delivered("throughput/ship"),
-        delivered("throughput/ship-block"),
-        target(
-            "≥ 0.5 x logship defaults' delivered/s",
-            "throughput/ship-crash events_per_s / throughput/ship >= 0.5",
-        ),
-        at_most("throughput/ship", "cpu_us_per_event", 2.5, name="CPU per event"),
-    ),
-    (
-        "lost: logged, never counted (logship's default overflow, 'spill', drops what "
-        "neither the ring nor the spill takes). ended: all = every event counted; settled "
-        "= nothing more arrived for the longest the peer holds an event plus 2 s; "
-        "timeout = 45 s after the loop.",
-    ),
+    targets("""
+        ≥ 50,000 events/s delivered (gzip+JSON) | throughput/ship events_per_s >= 50000 | /s
+        ≥ 50,000 events/s delivered (gzip+JSON) | throughput/ship-block events_per_s >= 50000 | /s
+        ≥ 0.5 x logship defaults' delivered/s | throughput/ship-crash events_per_s / ship >= 0.5
+        CPU per event ≤ 2.5 x NullHandler's | throughput/ship cpu_us_per_event / floor <= 2.5
+    """),
+    "lost: logged, never counted (logship's default overflow, 'spill', drops what "
+    "neither the ring nor the spill takes). ended: all = every event counted; settled "
+    "= nothing more arrived for the longest the peer holds an event plus 2 s; "
+    "timeout = 45 s after the loop.",
     medians=True,
 )
 
@@ -287,7 +280,7 @@ THROUGHPUT = TableSpec(
 
 SERVICE = TableSpec(
     "3. A service (4 threads, 1,500 requests/s, 5 log calls in each; µs per request)",
-    rows("service", logship="logship, durability=crash: service/ship-crash"),
+    rows("service"),
     cols(
         "requests: request.n | p50: request.p50 | p99: request.p99 | p99.9: request.p99.9"
         " | max: request.max | p99 x null: /request.p99 | p99.9 x null: /request.p99.9"
@@ -295,24 +288,15 @@ SERVICE = TableSpec(
         " | probe p99.9 gap: probe.p99.9 | probe max gap: probe.max"
         " | probe held %: %probe.held_share",
     ),
-    (
-        at_most("service/ship", "request.p99.9", 1.5, aim=1.2, name="request p99.9"),
-        at_most("service/ship", "request.p99", 1.2, name="request p99"),
-        target(
-            "request p99.9 ≤ 1 x logship defaults'",
-            "service/ship-crash request.p99.9 / service/ship <= 1",
-        ),
-        target(
-            "CPU ≤ 8 (aim 5) µs per event over null",
-            "service/ship cpu_us_per_event - service/null <= 8",
-            "{:.1f} µs",
-        ),
-    ),
-    (
-        "a request's time runs from when it was due. CPU: the whole process over the "
-        "timed window, per log call. probe gap: a time (over 50 µs) the probe thread "
-        "could not run, in a phase of its own after the timed window. One run each.",
-    ),
+    targets("""
+        request p99.9 ≤ 1.5 (aim 1.2) x NullHandler's | service/ship request.p99.9 / floor <= 1.5
+        request p99 ≤ 1.2 x NullHandler's | service/ship request.p99 / floor <= 1.2
+        request p99.9 ≤ 1 x logship defaults' | service/ship-crash request.p99.9 / ship <= 1
+        CPU ≤ 8 (aim 5) µs per event over null | service/ship cpu_us_per_event - floor <= 8 | µs
+    """),
+    "a request's time runs from when it was due. CPU: the whole process over the "
+    "timed window, per log call. probe gap: a time (over 50 µs) the probe thread "
+    "could not run, in a phase of its own after the timed window. One run each.",
 )
 SUSTAINED = TableSpec(
     "6. Sustained load (2,000 events/s from one thread; CPU of one core)",
@@ -321,12 +305,8 @@ SUSTAINED = TableSpec(
         "seconds: window_s | CPU %: %cpu_share | x null: /cpu_share | CPU µs/ev: cpu_us_per_event"
         " | over null µs/ev: -cpu_us_per_event | delivered: !received_unique | of logged: !logged",
     ),
-    (
-        target(
-            "under 4% of one core, the floor included", "sustained/ship cpu_share <= 0.04", "{:.2%}"
-        ),
-    ),
-    ("delivered: counted by the receiver at the window's end. One run each.",),
+    targets("under 4% of one core, the floor included | sustained/ship cpu_share <= 0.04 | %"),
+    "delivered: counted by the receiver at the window's end. One run each.",
 )
 
 
@@ -353,16 +333,14 @@ OUTAGE = TableSpec(
         Col("flat", flat),
         "last in +s: recovered_after_s",
     ),
-    (
-        in_runs("0 lost, logship", "outage/ship", lambda row: row.r["lost"] == 0),
+    targets(
+        "0 lost, logship | outage/ship lost == 0 | runs",
         in_runs("memory flat during the outage, logship", "outage/ship", flat),
     ),
-    (
-        "lost: of every event logged, never counted, even after close(); at close: "
-        "counted only once the handler was closed. flat: the second half's growth, over "
-        f"the floor's, at most {PLATEAU_GROWTH:.0%} of the first half's (or "
-        f"{NOISE_MIB:g} MiB). last in +s: the last event counted, after the recovery.",
-    ),
+    "lost: of every event logged, never counted, even after close(); at close: "
+    "counted only once the handler was closed. flat: the second half's growth, over "
+    f"the floor's, at most {PLATEAU_GROWTH:.0%} of the first half's (or "
+    f"{NOISE_MIB:g} MiB). last in +s: the last event counted, after the recovery.",
     medians=True,
 )
 
@@ -427,10 +405,8 @@ EXIT = TableSpec(
             figures=lambda run: exit_figures({"runs": [run]}),
         ),
     ),
-    (
-        "nothing logged: the same exit with no event logged. delivering: the difference "
-        "('-' for a killed run, or when the exit with nothing logged was the slower).",
-    ),
+    "nothing logged: the same exit with no event logged. delivering: the difference "
+    "('-' for a killed run, or when the exit with nothing logged was the slower).",
     medians=True,
     figures=exit_figures,
 )
@@ -445,14 +421,6 @@ def late_growth(run: dict[str, Any]) -> float:
     return (points[200_000] - points[100_000]) / max(points[100_000], NOISE_MIB)
 
 
-def growth_at(events: int) -> Col:
-    """RSS growth over the start once ``events`` were logged."""
-    return Col(
-        f"+{events // 1000}k",
-        lambda row: next(p["growth_mib"] for p in row.r["points"] if p["events"] == events),
-    )
-
-
 def plateau(rows: list[Row]) -> str:
     """How much RSS grew from 100k to 200k events, and what was queued then."""
     late = [late_growth(row.r) for row in rows]
@@ -461,12 +429,6 @@ def plateau(rows: list[Row]) -> str:
         f"growth ≤ {PLATEAU_GROWTH:+.0%} from 100k to 200k events; median "
         f"{median_of(late):+.0%}, worst {max(late):+.0%}; {queued} events in memory at the end"
     )
-
-
-def worst_dropped(row: Row) -> float | None:
-    """The most events dropped in one run (none on the floor's row)."""
-    dropped = (figure(r, "stats.dropped") or 0 for r in row.runs)
-    return None if row.is_floor else max(dropped, default=None)
 
 
 def accounted(rows: list[Row]) -> str:
@@ -479,20 +441,15 @@ def accounted(rows: list[Row]) -> str:
     return f"every event spilled or dropped after close(): {', '.join(whole)} runs"
 
 
-SPILL_ROWS = lines(
-    f"NullHandler, tight loop: spill/null | logship → endpoint down, tight loop: spill/down"
-    f" | NullHandler, paced {SPILL_RATE:,}/s: spill/null-paced"
-    f" | logship → endpoint down, paced {SPILL_RATE:,}/s: spill/down-paced"
-)
 MEMORY = TableSpec(
     "7. Memory with the endpoint down (200,000 events; RSS growth over the start, MiB)",
-    lines("NullHandler: memory/null | logship → endpoint down: memory/down"),
+    rows("memory"),
     cols(
         "base RSS: base_rss_mib",
-        *(growth_at(n) for n in (50_000, 100_000, 200_000)),
-        "peak growth: peak_rss_growth_mib",
-        Col("ev/s", lambda row: row.r["points"][-1]["events_per_s"]),
-        "queued: stats_loop_end.queued | dropped: stats_loop_end.dropped"
+        # The checkpoints of memory/*: 50k, 100k and 200k events.
+        "+50k: points.0.growth_mib | +100k: points.1.growth_mib | +200k: points.2.growth_mib"
+        " | peak growth: peak_rss_growth_mib | ev/s: points.-1.events_per_s"
+        " | queued: stats_loop_end.queued | dropped: stats_loop_end.dropped"
         " | spilled: stats_loop_end.spilled",
         Col("spill MiB", lambda row: ratio(figure(row.r, "stats_loop_end.spill_bytes"), 2**20)),
     ),
@@ -504,18 +461,17 @@ MEMORY = TableSpec(
             plateau,
         ),
     ),
-    ("ev/s: the last 100,000. queued, dropped, spilled: stats() after the last call.",),
+    "ev/s: the last 100,000. queued, dropped, spilled: stats() after the last call.",
     first="case",
 )
 SPILL = TableSpec(
     "8. Spill with the endpoint down (100,000 events; defaults: overflow='spill')",
-    SPILL_ROWS,
+    rows("spill"),
     cols(
         "loop ev/s: loop_events_per_s | spilled/s: spilled_per_s | spilled: spilled_running"
         " | + at close: spilled_at_close | dropped: stats.dropped",
         Col("dropped %", lambda row: ratio(figure(row.r, "stats.dropped"), row.r["events"] / 100)),
-        Col("worst run", worst_dropped),
-        "B/event on disk: bytes_per_event | CPU µs/ev: cpu_us_per_event"
+        "worst run: ^stats.dropped | B/event on disk: bytes_per_event | CPU µs/ev: cpu_us_per_event"
         " | x null: /cpu_us_per_event",
     ),
     (
@@ -526,16 +482,14 @@ SPILL = TableSpec(
             accounted,
         ),
     ),
-    (
-        "spilled/s: stats()['spilled'] once it stopped growing, over the time until then; "
-        "+ at close: what close() wrote after that. dropped: after close(), warm-up "
-        "included (worst run: the most in one run).",
-    ),
+    "spilled/s: stats()['spilled'] once it stopped growing, over the time until then; "
+    "+ at close: what close() wrote after that. dropped: after close(), warm-up "
+    "included (worst run: the most in one run).",
     first="case",
 )
 REPLAY = TableSpec(
     "9. Replay of the spill (paced run's folder) to a receiver, in a fresh process",
-    lines("ShipHandler(spill_dir=...) → receiver: replay/ship"),
+    rows("replay"),
     cols(
         "on disk: on_disk_events | replayed/s: events_per_s | seconds: elapsed_s"
         " | replayed: stats.replayed | received: received_unique | duplicates: receiver.duplicates"
@@ -554,55 +508,41 @@ REPLAY = TableSpec(
             ),
         ),
     ),
-    ("files left: spill files after close() (worst run); emptied +s: until none was.",),
+    "files left: spill files after close() (worst run); emptied +s: until none was.",
     first="case",
 )
 SPILL_LATENCY = TableSpec(
     "10. Per-call latency while spilling, endpoint down (µs; 90,000 timed calls)",
-    SPILL_ROWS,
-    latency_columns("loop_events_per_s"),
-    (
-        at_most("spill/down", "all.p50", P50_TARGET),
-        at_most("spill/down-paced", "all.p50", P50_TARGET),
-    ),
-    ("the first 10,000 calls (the ring filling until spilling starts) are left out.",),
+    rows("spill"),
+    cols(LATENCY_COLUMNS.format("loop_events_per_s")),
+    targets(f"""
+        | spill/down all.p50 / floor <= {P50_TARGET}
+        | spill/down-paced all.p50 / floor <= {P50_TARGET}
+    """),
+    "the first 10,000 calls (the ring filling until spilling starts) are left out.",
     first="case",
 )
 
 
 # -- 12: a fleet -----------------------------------------------------------------------------------
 
-FLEET_ROWS = lines(
-    "logship → one Fluent Bit node: fleet/single | logship → HAProxy → 3 nodes: fleet/haproxy"
-    " | logship, url=[3 nodes], failover: fleet/failover"
-    " | logship, url=[3 nodes], round_robin: fleet/round_robin"
-)
-
 
 FLEET = TableSpec(
     "12. A fleet: 50,000 events delivered, then node 0 killed and started again "
     "(20,000 events at 5,000/s)",
-    FLEET_ROWS,
+    rows("fleet"),
     cols(
         "delivered/s: events_per_s | seconds: elapsed_s | lost at kill: lost"
         " | dups at kill: duplicates | held by node 0: held_at_kill"
         " | all in +s: recovered_after_s | retries: stats.retries | spilled: stats.spilled"
     ),
-    (
-        in_runs(
-            "nothing lost at a kill, every route",
-            " ".join(line.key for line in FLEET_ROWS),
-            lambda row: row.r["lost"] == 0,
-        ),
-    ),
-    (
-        "delivered: written by Fluent Bit's file outputs, read back, not only accepted. "
-        "Nodes buffer on disk (storage.type filesystem); HAProxy checks each node's "
-        "/health and retries a failed request on another (docs/scaling.md). held by node "
-        "0: events it had taken and not yet written when killed, written after its "
-        "restart; the only ones that can be written twice. all in +s: from the restart "
-        "until every event was written. A ShipHandler at its defaults.",
-    ),
+    targets("nothing lost at a kill, every route | fleet/* lost == 0 | runs"),
+    "delivered: written by Fluent Bit's file outputs, read back, not only accepted. "
+    "Nodes buffer on disk (storage.type filesystem); HAProxy checks each node's "
+    "/health and retries a failed request on another (docs/scaling.md). held by node "
+    "0: events it had taken and not yet written when killed, written after its "
+    "restart; the only ones that can be written twice. all in +s: from the restart "
+    "until every event was written. A ShipHandler at its defaults.",
     medians=True,
     first="case",
 )
