@@ -7,14 +7,17 @@ never blocks on a full pipe; every wait has a deadline, and leaving the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 import pytest
 
@@ -31,6 +34,20 @@ def plain_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
     env.update(extra)
     return env
+
+
+def dead_letters(folder: str) -> list[dict[str, Any]]:
+    """``logship spill status --dead-letters``, run as users run it: one JSON line per event."""
+    r = subprocess.run(
+        [sys.executable, "-m", "logship", "spill", "status", "--dir", folder, "--dead-letters"],
+        env=plain_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -21,7 +19,7 @@ import pytest
 from conftest import attach, check_identity, wait_until
 from fakebulk import REJECTED_EXECUTION, FakeBulk, mapper_parsing
 from faultserver import status
-from procs import plain_env
+from procs import dead_letters
 
 TOKEN = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="
 
@@ -84,20 +82,6 @@ def log_fated(log: logging.Logger, fates_in_order: list[str]) -> None:
 
 def indexed_is(bulk: FakeBulk) -> list[int]:
     return sorted(doc["i"] for doc in bulk.indexed.values())
-
-
-def dead_letters(folder: str) -> list[dict[str, Any]]:
-    """``logship spill status --dead-letters``, run as users run it: one JSON line per event."""
-    r = subprocess.run(
-        [sys.executable, "-m", "logship", "spill", "status", "--dir", folder, "--dead-letters"],
-        env=plain_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert r.returncode == 0, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines()]
 
 
 def test_a_bulk_request_is_what_the_bulk_api_asks_for(bulk, make_handler):

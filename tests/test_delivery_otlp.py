@@ -15,8 +15,6 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -27,7 +25,7 @@ from logship.worker.spill import folder as sf
 
 from conftest import attach, check_identity, require_within, wait_until
 from faultserver import FaultServer, Request, status
-from procs import plain_env
+from procs import dead_letters
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -452,16 +450,7 @@ def test_dead_letters_print_as_events_with_spill_status(server, make_handler, tm
     attach(h, "rejected").error("rejected %d", 0, extra={"order": 7})
     require_within(lambda: h.stats()["rejected"] == 1, what="the rejection")
     check_identity(h.stats())
-    r = subprocess.run(
-        [sys.executable, "-m", "logship", "spill", "status", "--dir", folder, "--dead-letters"],
-        env=plain_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert r.returncode == 0, r.stderr
-    (line,) = [json.loads(ln) for ln in r.stdout.splitlines()]
+    (line,) = dead_letters(folder)
     assert line["status"] == 400 and line["reason"] == "bad"
     event = line["event"]
     assert (event["message"], event["level"], event["logger"]) == (

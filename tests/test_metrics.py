@@ -76,3 +76,14 @@ def test_a_closed_handler_is_no_longer_reported(server, make_handler, scrape):
     assert not any(
         dict(k)["handler"] == "short-lived" for k in scrape().get("logship_emitted_total", {})
     )
+
+
+def test_every_number_stats_gives_has_a_metric(server, make_handler):
+    """A counter or gauge added to stats() and not to logship.metrics fails here."""
+    h = make_handler(server.url())
+    attach(h).info("x")
+    assert h.flush(5)
+    numbers = {k for k, v in h.stats().items() if isinstance(v, (int, float))}
+    numbers |= set(logship.metrics.TIMES)  # None until they happen
+    exposed = {*logship.metrics.COUNTERS, *logship.metrics.GAUGES, *logship.metrics.TIMES}
+    assert numbers == exposed

@@ -253,6 +253,18 @@ def encode_safely(
         return encode(builder.fallback(message, e))
 
 
+def encode_items(
+    encode: Callable[[dict[str, Any]], bytes], builder: EventBuilder | None, items: Sequence[Any]
+) -> list[bytes]:
+    """One unit per ring item (``logship.ring.Item``): its event, ``encode``d safely."""
+    if builder is None:
+        raise RuntimeError("an encoder without an event builder cannot encode ring items")
+    return [
+        encode_safely(encode, builder, event, item.message)
+        for event, item in zip(builder.build_many(items), items, strict=True)
+    ]
+
+
 class EventBuilder:
     """Turns records into events; holds the per-process facts every event carries.
 

@@ -35,7 +35,7 @@ from typing import Any
 import msgpack
 
 from logship.pure.encoding import Encoding, gzip_compress, gzip_decompress
-from logship.pure.event import EventBuilder, encode_safely
+from logship.pure.event import EventBuilder, encode_items
 from logship.pure.protocols import Answer, Event, Outcome
 from logship.pure.retry import Verdict
 
@@ -85,13 +85,7 @@ class ForwardEncoder:
 
     def units(self, items: Sequence[Any]) -> list[bytes]:
         """One entry per ring item."""
-        builder = self._builder
-        if builder is None:
-            raise RuntimeError("an encoder without an event builder cannot encode ring items")
-        return [
-            encode_safely(self.unit, builder, event, item.message)
-            for event, item in zip(builder.build_many(items), items, strict=True)
-        ]
+        return encode_items(self.unit, self._builder, items)
 
     def unit(self, event: Event) -> bytes:
         """One event's entry: its time as an EventTime, then the event as a msgpack map."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from logship.pure.encoding import CONTENT_TYPES, Encoding, gzip_compress, gzip_decompress
-from logship.pure.event import EventBuilder, encode_safely
+from logship.pure.event import EventBuilder, encode_items
 from logship.pure.eventjson import JsonEventWriter
 from logship.pure.protocols import Answer, Event, Outcome
 from logship.pure.retry import Verdict, classify, parse_retry_after
@@ -40,14 +40,7 @@ class HttpEncoder:
         """One encoded event per ring item (the JSON writer's fast path for JSON)."""
         if self._write is not None:
             return self._write(items)
-        builder = self._builder
-        if builder is None:
-            raise RuntimeError("an encoder without an event builder cannot encode ring items")
-        encode = self._encoding.encode_event
-        return [
-            encode_safely(encode, builder, event, item.message)
-            for event, item in zip(builder.build_many(items), items, strict=True)
-        ]
+        return encode_items(self._encoding.encode_event, self._builder, items)
 
     def unit(self, event: Event) -> bytes:
         """One event dict, encoded."""

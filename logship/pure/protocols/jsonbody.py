@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from logship.pure.encoding import gzip_compress, gzip_decompress
-from logship.pure.event import EventBuilder, encode_safely
+from logship.pure.event import EventBuilder, encode_items
 from logship.pure.protocols import Event
 
 
@@ -33,13 +33,7 @@ class EventJsonEncoder:
 
     def units(self, items: Sequence[Any]) -> list[bytes]:
         """One unit per ring item (``logship.ring.Item``), through its event dict."""
-        builder = self._builder
-        if builder is None:
-            raise RuntimeError("an encoder without an event builder cannot encode ring items")
-        return [
-            encode_safely(self.unit, builder, event, item.message)
-            for event, item in zip(builder.build_many(items), items, strict=True)
-        ]
+        return encode_items(self.unit, self._builder, items)
 
     def headers(self) -> dict[str, str]:
         """``Content-Type: application/json``, and ``Content-Encoding: gzip`` when compressing."""
