@@ -100,12 +100,12 @@ def send_sample(opts: Options, encoder: Encoder, protocol: WireProtocol = HTTP) 
     transport = Transport(opts, Warner(3600.0), protocol)
     seen: dict[str, Any] = {}
 
-    def capture(response: Any, *args: Any, **kwargs: Any) -> None:
-        seen["date"] = response.headers.get("Date")
-        seen["reason"] = response.reason or ""
+    def capture(headers: Any, reason: str) -> None:
+        seen["date"] = headers.get("Date")
+        seen["reason"] = reason
         seen["at"] = time.time()
 
-    transport.session.hooks["response"].append(capture)
+    transport.on_response = capture
     sent = time.time()
     try:
         answer = transport.send(Request(body, encoder.headers(), new_key(), 1))

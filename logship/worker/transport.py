@@ -1,8 +1,13 @@
 """HTTP: the only module that imports ``requests``. Runs on the sender thread.
 
-One :class:`requests.Session` per handler process keeps connections alive.
-Every failure is turned into an :class:`Answer`; nothing raises out of
-:meth:`Transport.post`.
+Connections are kept alive in one pool per handler process. A request goes
+straight to urllib3's pool (``requests``' own connection layer), set up once
+as ``requests`` would set it up (TLS context, CA bundle, ``~/.netrc``): a
+``requests.Session`` call costs about a millisecond of interpreter time per
+request on top, time the sender would hold the GIL while the application
+waits for it. Only a URL that goes through a proxy (the proxy variables) is
+sent with the session, which knows every proxy's rules. Every failure is
+turned into an :class:`Answer`; nothing raises out of :meth:`Transport.send`.
 """
 
 from __future__ import annotations
@@ -10,15 +15,21 @@ from __future__ import annotations
 # requests imports these lazily on its first request. Importing them here, on
 # the application's thread when the handler is built, means a fork can never
 # land while the worker holds their import lock (which would hang the child).
+import base64
 import encodings.idna  # noqa: F401
 import netrc  # noqa: F401
+import os
+import ssl
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import requests
 import requests.adapters
 import requests.auth
+import urllib3
+import urllib3.exceptions
 
 from logship.pure.diagnosis import connection_kind, tls_kind
 from logship.pure.options import Options
@@ -27,10 +38,12 @@ from logship.pure.protocols.http import HTTP
 from logship.pure.redact_url import redact_url, url_secrets
 from logship.worker.connections import (
     AddressBook,
+    cert_days_left,
     days_left,
     env_ca_bundle,
     pool_classes,
     tls_context,
+    trusted_locations,
 )
 from logship.worker.diagnostics import Warner
 from logship.worker.tokens import TokenSource
@@ -44,9 +57,13 @@ _MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 def error_kind(exc: BaseException) -> str:
     """A short name for why a request got no answer, for warnings and ``stats()``."""
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
         return tls_kind(str(exc))
-    if isinstance(exc, requests.exceptions.Timeout):
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return connection_kind(str(exc))  # (a subclass of ConnectTimeoutError)
+    if isinstance(
+        exc, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError
+    ):
         return "timeout"
     return connection_kind(str(exc))
 
@@ -127,6 +144,46 @@ class Transport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.headers = {"User-Agent": USER_AGENT, **opts.headers}
+        #: Called with each answer's headers and reason phrase (``logship check``
+        #: reads the server's ``Date``).
+        self.on_response: Callable[[Any, str], None] | None = None
+        #: The pool a request goes to without ``requests``; None through a proxy.
+        self._pool: Any = None
+        if not requests.utils.select_proxy(self.url, self.session.proxies):
+            self._pool = self._direct_pool(context)
+            self._target = _target(self.url)
+            # The headers requests would add, then the caller's, as it merges them.
+            self._direct_headers = {
+                "Accept-Encoding": "gzip, deflate",
+                "Accept": "*/*",
+                "Connection": "keep-alive",
+                **self.headers,
+            }
+            # Without a token: ~/.netrc's login, else the URL's user and password.
+            login = self.session.auth or requests.utils.get_auth_from_url(self.url)
+            self._basic = (
+                "Basic " + base64.b64encode(f"{login[0]}:{login[1]}".encode("latin-1")).decode()
+                if isinstance(login, tuple) and any(login)
+                else None
+            )
+            self._timeout = urllib3.Timeout(connect=self.timeout, read=self.timeout)
+
+    def _direct_pool(self, context: ssl.SSLContext) -> Any:
+        """The connection pool for ``url``: what requests' adapter would pick for it."""
+        kwargs: dict[str, Any] = {"ssl_context": context}
+        if self.verify is False:
+            kwargs["cert_reqs"] = "CERT_NONE"
+        else:
+            kwargs["cert_reqs"] = "CERT_REQUIRED"
+            if isinstance(self.verify, str):  # ca_file, or the environment's bundle
+                folder = os.path.isdir(self.verify)
+                cafile, capath = (None, self.verify) if folder else (self.verify, None)
+            else:
+                cafile, capath = trusted_locations(None)  # certifi's, as requests
+            kwargs["ca_certs"], kwargs["ca_cert_dir"] = cafile, capath
+        manager = urllib3.PoolManager(num_pools=1, maxsize=2, **kwargs)
+        manager.pool_classes_by_scheme = pool_classes(self._book)
+        return manager.connection_from_url(self.url)
 
     def scrub(self, text: str) -> str:
         """``text`` without the token or the URL's secrets (see ``TokenSource.scrub``)."""
@@ -134,6 +191,42 @@ class Transport:
 
     def send(self, request: Request) -> Answer:
         """POST one batch's body; return the answer or the failure, never raise."""
+        if self._pool is None:
+            return self._send_by_session(request)
+        headers = {**self._direct_headers, **request.headers, "Idempotency-Key": request.key}
+        token = self._tokens.current()
+        if token:
+            headers["Authorization"] = f"{self._scheme} {token}"
+        elif self._basic is not None:
+            headers["Authorization"] = self._basic
+        try:
+            resp = self._pool.urlopen(
+                "POST",
+                self._target,
+                body=request.body,
+                headers=headers,
+                retries=False,
+                # A redirect answered to a POST would become a GET elsewhere; the
+                # sender holds the batch and says so (see pure.retry.classify).
+                redirect=False,
+                preload_content=False,
+                decode_content=False,
+                timeout=self._timeout,
+            )
+        except Exception as e:  # every failure to get an answer is retried, none raised
+            # An error may quote the header it could not send, or the URL.
+            return Answer(None, error=self.scrub(f"{type(e).__name__}: {e}"), kind=error_kind(e))
+        if self.on_response is not None:
+            self.on_response(resp.headers, resp.reason or "")
+        cert_days = None
+        if self.url.startswith("https") and time.monotonic() >= self._next_cert_check:
+            sock = getattr(resp.connection, "sock", None)
+            cert_days = cert_days_left(sock) if sock is not None else None
+            self._next_cert_check = time.monotonic() + _CERT_CHECK_INTERVAL
+        return self._answer(resp.status, resp.headers, resp, cert_days)
+
+    def _send_by_session(self, request: Request) -> Answer:
+        """:meth:`send` through ``requests.Session``: a URL that goes through a proxy."""
         headers = {**self.headers, **request.headers, "Idempotency-Key": request.key}
         token = self._tokens.current()
         try:
@@ -155,32 +248,40 @@ class Transport:
             # An error may quote the header it could not send, or the URL.
             error = self.scrub(f"{type(e).__name__}: {e}")
             return Answer(None, error=error, kind=error_kind(e))
+        if self.on_response is not None:
+            self.on_response(resp.headers, resp.reason or "")
         cert_days = None
         if self.url.startswith("https") and time.monotonic() >= self._next_cert_check:
             cert_days = days_left(resp)
             self._next_cert_check = time.monotonic() + _CERT_CHECK_INTERVAL
+        return self._answer(resp.status_code, resp.headers, resp.raw, cert_days)
+
+    def _answer(
+        self, status: int, headers: Any, raw_resp: Any, cert_days: float | None = None
+    ) -> Answer:
+        """The answer of a response (urllib3's), its body read up to a bound."""
         try:
             # Read a bounded amount: a server answering nonsense must not be
             # able to make the worker hold an endless body in memory.
-            raw = resp.raw.read(_MAX_ANSWER_BYTES, decode_content=True) or b""
+            raw = raw_resp.read(_MAX_ANSWER_BYTES, decode_content=True) or b""
             # A server may echo the request (its Authorization header too): the
             # body becomes a warning and a dead letter's reason. A 2xx body is
             # kept whole (bounded above): some protocols judge each event in a
             # success's body (a bulk answer's items, OTLP's partialSuccess).
             text = self.scrub(raw.decode("utf-8", "replace")) if raw else ""
-            if resp.status_code >= 300:
+            if status >= 300:
                 text = text[:500]
-            if resp.raw.read(1):
-                resp.close()  # more than we will read: drop this connection
-            else:
-                resp.raw.release_conn()  # fully read: keep the connection alive
+            if raw_resp.read(1):
+                raw_resp.close()  # more than we will read: drop this connection
+            raw_resp.release_conn()  # fully read: the connection is kept alive
         except Exception:
             text = ""
-            resp.close()
-        location = resp.headers.get("Location")
+            raw_resp.close()
+            raw_resp.release_conn()
+        location = headers.get("Location")
         return Answer(
-            resp.status_code,
-            retry_after=resp.headers.get("Retry-After"),
+            status,
+            retry_after=headers.get("Retry-After"),
             location=redact_url(self.scrub(location)) if location else None,
             body=text,
             cert_days_left=cert_days,
@@ -199,6 +300,14 @@ class Transport:
     def close(self) -> None:
         """Close pooled connections."""
         try:
+            if self._pool is not None:
+                self._pool.close()
             self.session.close()
         except Exception:
             pass
+
+
+def _target(url: str) -> str:
+    """The request target of ``url``: its path and query."""
+    parts = urllib.parse.urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
