@@ -11,9 +11,9 @@ handlers while holding logging's module lock and may throw them away.
 
 from __future__ import annotations
 
-import copy
 import inspect
 import logging
+import operator
 import os
 import threading
 import time
@@ -40,6 +40,7 @@ from logship.pure.options import (
 )
 from logship.pure.redact_url import redact_url
 from logship.pure.snapshot import IMMUTABLE, N_INIT, extras_of, resolve
+from logship.ring import Origin
 from logship.worker import Worker, spill_reserve
 from logship.worker.diagnostics import Warner
 from logship.worker.spill.folder import default_spill_dir, has_regions, has_spilled
@@ -47,6 +48,9 @@ from logship.worker.tokens import file_mode_problem
 
 _get_ident = threading.get_ident
 _yield_gil = time.sleep  # sleep(0) releases the GIL and takes it back
+_new = tuple.__new__  # an Origin without NamedTuple.__new__'s Python-level call
+# The record's attributes an Origin holds, read in one C call.
+_origin_of = operator.attrgetter(*Origin._fields)
 _LogRecord = logging.LogRecord
 _reversed = reversed
 # The logger logship speaks on (worker.diagnostics); its children are refused too.
@@ -260,9 +264,6 @@ class ShipHandler(logging.Handler):
                 size = len(message)
             if exception is not None:
                 size += len(exception)
-                # Don't let the ring keep the traceback's frames (and their locals) alive.
-                record = copy.copy(record)
-                record.exc_info = None
             if stack is not None:
                 size += len(stack)
             extras = None
@@ -306,10 +307,15 @@ class ShipHandler(logging.Handler):
                 message, exception, stack, extras, size = self._truncate(
                     message, exception, stack, extras
                 )
+            # What the worker reads of the record, copied now (see ring.Origin).
+            try:
+                origin: Any = _new(Origin, _origin_of(record))
+            except Exception:  # an odd record: the worker reads what it can, else falls back
+                origin = record
             # get_context(): the fields bound with logship.bind/context in this
             # thread or task (None when none are), one C call.
             if self._worker.put(
-                record, message, exception, stack, size, get_context(), extras, payload
+                origin, message, exception, stack, size, get_context(), extras, payload
             ):
                 _yield_gil(0)
         except Exception:

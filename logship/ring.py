@@ -28,12 +28,35 @@ Journal = Callable[
 ]
 
 
+class Origin(NamedTuple):
+    """What the worker reads of a ``LogRecord``, copied at the call, under the same names.
+
+    The record itself is not kept: a handler or formatter after this one may
+    change it (a coloured ``levelname``), and a record waiting in the ring
+    with its ``__dict__`` is three objects the garbage collector scans on
+    the application's thread, where this is one tuple of plain values that
+    it stops tracking.
+    """
+
+    created: Any
+    levelno: Any
+    levelname: Any
+    name: Any
+    process: Any
+    threadName: Any
+    module: Any
+    funcName: Any
+    lineno: Any
+
+
 class Item(NamedTuple):
     """One event as the calling thread handed it over."""
 
     seq: int  #: the order of emission (flush uses it as a watermark)
     size: int  #: characters counted against ``capacity_bytes``
-    record: logging.LogRecord  #: read on the worker for the attributes logging set
+    #: The record's attributes the worker reads: an :class:`Origin`, or a
+    #: record whose attributes could not all be read at the call.
+    record: Origin | logging.LogRecord
     message: str  #: ``record.getMessage()``, resolved at the call
     exception: str | None  #: the traceback's text
     stack: str | None  #: ``stack_info``
@@ -142,7 +165,7 @@ class Ring:
 
     def put(
         self,
-        record: logging.LogRecord,
+        record: Origin | logging.LogRecord,
         message: str,
         exception: str | None,
         stack: str | None,

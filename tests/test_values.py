@@ -4,6 +4,7 @@ and the event still arrives, with what cannot be carried sent as its repr."""
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import sys
 from typing import Any
@@ -239,6 +240,28 @@ def test_arguments_mutated_after_the_call_ship_the_value_at_call_time(server, ma
     assert h.flush(5)
     (event,) = server.events()
     assert event["message"] == "items=['first'] state={'step': 1}"
+
+
+def test_a_handler_after_this_one_that_rewrites_the_record_changes_nothing_shipped(
+    server, make_handler
+):
+    """A console handler whose formatter colours ``levelname`` in place (a common recipe)
+    runs after ShipHandler, while the event waits in the ring: the event keeps the record's
+    attributes as they were at the call."""
+
+    class Colouring(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            record.levelname = f"\x1b[32m{record.levelname}\x1b[0m"
+            record.name, record.funcName, record.lineno = "renamed", "elsewhere", -1
+
+    h = make_handler(server.url(), flush_interval=0.5)
+    log = attach(h, "values")
+    log.addHandler(Colouring())
+    log.warning("as it was")
+    assert h.flush(5)
+    (event,) = server.events()
+    assert (event["level"], event["logger"]) == ("WARNING", "values")
+    assert event["func"] != "elsewhere" and event["line"] > 0
 
 
 def test_an_extra_naming_a_core_field_does_not_overwrite_it(server, make_handler):
