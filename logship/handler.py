@@ -26,6 +26,7 @@ from logship.lifecycle import WORKER_THREADS
 from logship.pure.event import (
     INIT_RECORD_ATTRS,
     STANDARD_RECORD_ATTRS,
+    Origin,
     dict_message,
     format_exc_info,
     safe_repr,
@@ -40,7 +41,6 @@ from logship.pure.options import (
 )
 from logship.pure.redact_url import redact_url
 from logship.pure.snapshot import IMMUTABLE, N_INIT, extras_of, resolve
-from logship.ring import Origin
 from logship.worker import Worker, spill_reserve
 from logship.worker.diagnostics import Warner
 from logship.worker.spill.folder import default_spill_dir, has_regions, has_spilled

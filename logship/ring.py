@@ -21,32 +21,13 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from logship.pure.event import Origin
+
 #: What the ring calls to write an event to the region: ``(seq, record, message,
 #: exception, stack, context, extras, payload)``; it never raises.
 Journal = Callable[
     [int, Any, str, str | None, str | None, Mapping[str, Any] | None, Any, Any], None
 ]
-
-
-class Origin(NamedTuple):
-    """What the worker reads of a ``LogRecord``, copied at the call, under the same names.
-
-    The record itself is not kept: a handler or formatter after this one may
-    change it (a coloured ``levelname``), and a record waiting in the ring
-    with its ``__dict__`` is three objects the garbage collector scans on
-    the application's thread, where this is one tuple of plain values that
-    it stops tracking.
-    """
-
-    created: Any
-    levelno: Any
-    levelname: Any
-    name: Any
-    process: Any
-    threadName: Any
-    module: Any
-    funcName: Any
-    lineno: Any
 
 
 class Item(NamedTuple):

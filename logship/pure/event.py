@@ -21,7 +21,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from logship.pure.options import CORE_FIELDS
 from logship.pure.uuid7 import uuid7, uuid7_derived, uuid7_many
@@ -202,6 +202,30 @@ def dict_message(
         if stack is None and flag is True:
             fields["stack_info"] = True
     return fields, message, exception, stack
+
+
+class Origin(NamedTuple):
+    """What an event takes of a ``LogRecord``, under the same names.
+
+    The builder and the encoders read these of a ring item's ``record``. The
+    handler copies them at the call; the record itself is not kept: a
+    handler or formatter after this one may change it (a coloured
+    ``levelname``), and a record waiting in the ring with its ``__dict__`` is
+    three objects the garbage collector scans on the application's thread,
+    where this is one tuple of plain values that it stops tracking. A region
+    record (``pure.journal``) keeps them too, but not ``levelno`` (None: the
+    level's name says it).
+    """
+
+    created: Any
+    levelno: Any
+    levelname: Any
+    name: Any
+    process: Any
+    threadName: Any
+    module: Any
+    funcName: Any
+    lineno: Any
 
 
 def created_times(items: Sequence[Any]) -> list[float]:

@@ -42,7 +42,7 @@ from typing import Any
 
 import msgpack
 
-from logship.pure.event import jsonable
+from logship.pure.event import Origin, jsonable
 from logship.pure.frames import encode_frame
 from logship.pure.options import CORE_FIELDS
 
@@ -194,28 +194,11 @@ def segment_size(prefix: int, record: int) -> int:
 
 
 @dataclass(frozen=True)
-class RecordView:
-    """What the event builder reads of a record, as a region record kept it.
-
-    The attribute names are ``logging.LogRecord``'s: the builder reads these.
-    """
-
-    created: Any
-    levelname: Any
-    name: Any
-    process: Any
-    threadName: Any
-    module: Any
-    funcName: Any
-    lineno: Any
-
-
-@dataclass(frozen=True)
 class JournalRecord:
     """One record read back from a segment, its shape checked."""
 
     seq: int
-    record: RecordView
+    record: Origin
     message: str
     exception: str | None
     stack: str | None
@@ -240,7 +223,9 @@ def read_record(payload: Any) -> JournalRecord | None:
         return None
     if not all(m is None or isinstance(m, dict) for m in payload[12:]):
         return None
-    return JournalRecord(seq, RecordView(*payload[1:9]), message, exception, stack, *payload[12:])
+    return JournalRecord(
+        seq, Origin(payload[1], None, *payload[2:9]), message, exception, stack, *payload[12:]
+    )
 
 
 def fallback_fields(values: Sequence[Any]) -> list[Any]:

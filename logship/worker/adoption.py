@@ -17,8 +17,6 @@ marked as done in the segments, which are released for a later try.
 from __future__ import annotations
 
 from collections.abc import Callable
-from logging import LogRecord
-from typing import cast
 
 from logship.pure.batching import make_batches
 from logship.pure.event import EventBuilder
@@ -33,13 +31,8 @@ from logship.worker.spill.store import SpillStore
 
 
 def _item(r: JournalRecord) -> Item:
-    """A record as a ring item, for the encoder.
-
-    The encoders read of an item's record only the attributes a
-    ``RecordView`` holds, under the same names.
-    """
-    record = cast(LogRecord, r.record)
-    return Item(r.seq, 0, record, r.message, r.exception, r.stack, r.context, r.extras, r.payload)
+    """A region record as a ring item, for the encoder (its ``record``: an ``Origin``)."""
+    return Item(r.seq, 0, r.record, r.message, r.exception, r.stack, r.context, r.extras, r.payload)
 
 
 class Adopter:
