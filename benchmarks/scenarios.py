@@ -34,7 +34,7 @@ from _report import (
     spread_table,
     targets,
 )
-from peers import PEER_KINDS, PEERS
+from peers import PEERS
 
 #: The NullHandler floor, logship and every peer: the comparison's rows, in order.
 CONTENDERS = (
@@ -90,12 +90,6 @@ class Case:
     #: ``--spill-dir`` a fresh folder that this one then gets (and removes).
     replays: str = ""
     label: str = ""  # its row in its scenario's table ("": none)
-
-    @property
-    def peer(self) -> str:
-        """The peer it needs (skipped, with the reason, when that peer does not import), or ""."""
-        kind = self.args.split()[1]
-        return kind if kind in PEER_KINDS else ""
 
 
 def case(key: str, args: str, label: str = "", replays: str = "") -> Case:
