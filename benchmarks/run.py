@@ -196,8 +196,8 @@ def main() -> None:
         repeat, peer_repeat = max(1, args.repeat), max(1, min(args.repeat, args.peer_repeat))
         results = run_all(cases, repeat, peer_repeat, args.budget)
         info = meta(results, time.perf_counter() - t0)
-    tables = report(results)
-    print("\n\n" + "\n\n".join(t.text() for t in tables))
+    tables = "\n\n".join(t.markdown() for t in report(results))
+    print(f"\n\n{tables}")
     for key, entry in results.items():
         errors = [
             f"{r['error']}\n{r.get('stderr', '')}".strip() for r in entry["runs"] if "error" in r
@@ -208,8 +208,7 @@ def main() -> None:
     if not args.past:
         with open(os.path.join(args.results, "latest.json"), "w", encoding="utf-8") as f:
             f.write(json.dumps({"meta": info, "cases": results}, indent=2) + "\n")
-    markdown = "\n\n".join(t.markdown() for t in tables)
-    write_markdown(os.path.join(args.results, "latest.md"), info, markdown)
+    write_markdown(os.path.join(args.results, "latest.md"), info, tables)
     skipped_chart = chart.write(results, info, os.path.join(args.results, "latest.svg"))
     written = ["latest.md"] + ([] if skipped_chart else ["latest.svg"])
     written = written if args.past else ["latest.json", *written]
