@@ -201,12 +201,6 @@ class Line:
     part: str = "all"
 
 
-def lines(spec: str) -> tuple[Line, ...]:
-    """Rows from ``"label: key | label: key ..."``."""
-    pairs = (item.rsplit(":", 1) for item in spec.split("|") if item.strip())
-    return tuple(Line(label.strip(), key.strip()) for label, key in pairs)
-
-
 @dataclass(frozen=True)
 class Target:
     """A target printed under its table: what it says, and its figure and verdict from results."""
