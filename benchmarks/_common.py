@@ -125,7 +125,15 @@ def case(
         own = ExitStack()
         args.url = own.enter_context(receiver())
         AT_EXIT.append(own.close)
-    handler, close_handler = make_handler(args)
+    try:
+        handler, close_handler = make_handler(args)
+    except ImportError as e:  # a peer not installed: its cases are skipped, saying why
+        if args.handler not in BY_KIND:
+            raise
+        from install import not_installed, read_failures
+
+        why = not_installed(BY_KIND[args.handler].packages, read_failures())
+        emit_result({"skipped": why or f"{type(e).__name__}: {e}"}, abandon=True)
     try:
         out = measure(args, handler, bench_logger(handler))
         result = next(out) if isinstance(out, Generator) else out
@@ -374,20 +382,6 @@ def _tail(text: str | bytes | None, lines: int = 15) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return "\n".join((text or "").splitlines()[-lines:])
-
-
-def missing(modules: Sequence[str]) -> str | None:
-    """Why ``modules`` do not import in a fresh interpreter (its error's last line), or None."""
-    code = "".join(f"import {m}\n" for m in modules)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=CHILD_CWD
-        )
-    except subprocess.TimeoutExpired:
-        return "importing it timed out"
-    if proc.returncode == 0:
-        return None
-    return (_tail(proc.stderr, 1) or f"exit status {proc.returncode}").strip()
 
 
 def receiver_stats(url: str, timeout: float = 2.0) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""The report: tables built from descriptions, printable as text or Markdown.
+"""The report: tables built from descriptions, as Markdown that reads as text too.
 
 A table is described once (:class:`TableSpec`): its rows (each a case and the
 NullHandler case it is set against), its columns (each a header and what it
@@ -23,7 +23,7 @@ Results = dict[str, Any]
 
 @dataclass
 class Table:
-    """A titled table with notes underneath, printable as text or Markdown."""
+    """A titled table with notes underneath."""
 
     title: str
     headers: Sequence[str]
@@ -33,24 +33,18 @@ class Table:
     def add(self, *cells: object) -> None:
         self.rows.append([cell(c) for c in cells])
 
-    def text(self) -> str:
-        """Aligned columns (the first left-aligned, the others right-aligned), then the notes."""
+    def markdown(self) -> str:
+        """A GitHub-flavoured Markdown table under a heading, the notes as a list: its columns
+        aligned (the first to the left, the others to the right), to read as text too."""
         table = [list(self.headers), *self.rows]
         widths = [max(len(r[i]) for r in table) for i in range(len(self.headers))]
 
         def line(cells: Sequence[str]) -> str:
             rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
-            return "  ".join([cells[0].ljust(widths[0]), *rest])
+            return "| " + " | ".join([cells[0].ljust(widths[0]), *rest]) + " |"
 
-        out = [self.title, "=" * len(self.title), line(self.headers)]
-        out += ["  ".join("-" * w for w in widths), *map(line, self.rows)]
-        return "\n".join(out + [f"  {n}" for n in self.notes])
-
-    def markdown(self) -> str:
-        """A GitHub-flavoured Markdown table under a heading, the notes as a list."""
-        out = [f"## {self.title}", "", "| " + " | ".join(self.headers) + " |"]
-        out.append("|" + "|".join(["---"] + ["---:"] * (len(self.headers) - 1)) + "|")
-        out += ["| " + " | ".join(r) + " |" for r in self.rows]
+        rule = "|".join(["", "-" * (widths[0] + 2), *("-" * (w + 1) + ":" for w in widths[1:]), ""])
+        out = [f"## {self.title}", "", line(self.headers), rule, *map(line, self.rows)]
         return "\n".join(out + ([""] if self.notes else []) + [f"- {n}" for n in self.notes])
 
 
@@ -205,12 +199,6 @@ class Line:
     label: str
     key: str
     part: str = "all"
-
-
-def lines(spec: str) -> tuple[Line, ...]:
-    """Rows from ``"label: key | label: key ..."``."""
-    pairs = (item.rsplit(":", 1) for item in spec.split("|") if item.strip())
-    return tuple(Line(label.strip(), key.strip()) for label, key in pairs)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import msgpack
 from logship.cli.bodies import BadRequest, decode, decompress, gunzip
 from logship.cli.httpd import STATS_PATH, Handler, Server
 from logship.cli.receive import Receiver
+from logship.pure.protocols.otlp import export_requests
 
 OUTAGE_PATH = "/_bench/outage"
 
@@ -63,20 +64,18 @@ def otlp_events(body: bytes) -> list[dict[str, Any]]:
     return events
 
 
-def otlp_json_events(doc: dict[str, Any]) -> list[dict[str, Any]]:
+def otlp_json_events(raw: bytes) -> list[dict[str, Any]]:
     """One ``{"message", "uuid", "request_id"}`` per log record of an OTLP JSON request."""
     events = []
-    for resource in doc.get("resourceLogs", []):
-        for scope in resource.get("scopeLogs", []):
-            for record in scope.get("logRecords", []):
-                attributes = {a["key"]: a["value"] for a in record.get("attributes", [])}
-                event: dict[str, Any] = {
-                    "message": record.get("body", {}).get("stringValue", ""),
-                    "uuid": attributes.get("log.record.uid", {}).get("stringValue"),
-                }
-                if "request_id" in attributes:
-                    event["request_id"] = int(attributes["request_id"]["intValue"])
-                events.append(event)
+    for _resource, _scope, record in export_requests(raw):
+        attributes = {a["key"]: a["value"] for a in record.get("attributes", [])}
+        event: dict[str, Any] = {
+            "message": record.get("body", {}).get("stringValue", ""),
+            "uuid": attributes.get("log.record.uid", {}).get("stringValue"),
+        }
+        if "request_id" in attributes:
+            event["request_id"] = int(attributes["request_id"]["intValue"])
+        events.append(event)
     return events
 
 
@@ -94,7 +93,7 @@ def http_events(body: bytes, content_type: str | None, encoding: str | None) -> 
         raw = decompress(body, encoding)
         if raw[:64].lstrip().startswith(b'{"resourceLogs"'):
             try:
-                return otlp_json_events(json.loads(raw))
+                return otlp_json_events(raw)
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 raise BadRequest(f"malformed OTLP JSON: {e}") from None
         return decode(raw, content_type, None)

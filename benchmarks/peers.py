@@ -33,9 +33,8 @@ class Peer:
     #: The longest the peer holds an event before sending it, by its defaults: how
     #: long to see nothing arrive before taking what did as all there is.
     holds_s: float
-    #: Modules that must import for the peer to run; when one does not, it is skipped.
-    modules: tuple[str, ...]
-    #: Its packages in the ``[bench]`` extra (``install.py`` may fail to install one).
+    #: Its packages in the ``[bench]`` extra (``install.py`` may fail to install one);
+    #: when its builder cannot import them, its cases are skipped.
     packages: tuple[str, ...] = ()
 
 
@@ -113,26 +112,15 @@ def logzio(url: str) -> tuple[logging.Handler, Closer]:
     return handler, close
 
 
-#: Each peer's modules (that must import) and packages (in the ``[bench]`` extra).
-_LOGSTASH = ("logstash_async.handler", "logstash_async.transport"), ("python-logstash-async",)
-_FLUENT = ("fluent.asynchandler", "fluent.handler"), ("fluent-logger",)
-_OTEL = (
-    (
-        "opentelemetry.sdk._logs",
-        "opentelemetry.exporter.otlp.proto.http._log_exporter",
-        "opentelemetry.proto.collector.logs.v1.logs_service_pb2",  # what the receiver decodes with
-    ),
-    ("opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"),
-)
-_LOGZIO = ("logzio.handler",), ("logzio-python-handler",)
+_OTEL = ("opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http")
 # holds_s: logstash-async's QUEUED_EVENTS_FLUSH_INTERVAL, the OpenTelemetry
 # BatchLogRecordProcessor's schedule delay, logzio's logs_drain_timeout.
 PEERS = (
-    Peer("stdlib", "stdlib QueueHandler → HTTPHandler", stdlib, 0, ("logging.handlers",)),
-    Peer("logstash", "python-logstash-async (HTTP)", logstash, 10, *_LOGSTASH),
-    Peer("fluent", "fluent-logger asynchandler", fluent, 0, *_FLUENT),
-    Peer("otel", "OpenTelemetry SDK (OTLP/HTTP)", otel, 1, *_OTEL),
-    Peer("logzio", "logzio-python-handler", logzio, 3, *_LOGZIO),
+    Peer("stdlib", "stdlib QueueHandler → HTTPHandler", stdlib, 0),
+    Peer("logstash", "python-logstash-async (HTTP)", logstash, 10, ("python-logstash-async",)),
+    Peer("fluent", "fluent-logger asynchandler", fluent, 0, ("fluent-logger",)),
+    Peer("otel", "OpenTelemetry SDK (OTLP/HTTP)", otel, 1, _OTEL),
+    Peer("logzio", "logzio-python-handler", logzio, 3, ("logzio-python-handler",)),
 )
 PEER_KINDS = tuple(p.kind for p in PEERS)
 BY_KIND = {p.kind: p for p in PEERS}

@@ -27,10 +27,8 @@ import time
 from typing import Any
 
 import chart
-from _common import HERE, missing, receiver, receiver_stats, run_case
+from _common import HERE, receiver, receiver_stats, run_case
 from _report import Results, floor_key, median_of
-from install import not_installed, read_failures
-from peers import PEERS
 from scenarios import CASES, Case, report
 
 
@@ -54,36 +52,24 @@ def with_durations(case: Case, seconds: dict[str, tuple[float, float]]) -> Case:
     return dataclasses.replace(case, args=args, timeout=case.timeout + 2 * (timed + probed))
 
 
-def skipped_peers(cases: list[Case]) -> dict[str, str]:
-    """Each peer that ``cases`` need and that cannot run, with pip's reason
-    (``install.py``) or its import error."""
-    needed, failures = {c.peer for c in cases if c.peer}, read_failures()
-    reasons = {}
-    for p in PEERS:
-        if p.kind in needed and (reason := missing(p.modules)):
-            # A package installed by hand since install.py ran imports: not skipped.
-            reasons[p.kind] = not_installed(p.packages, failures) or reason
-    return reasons
-
-
-def run_all(
-    cases: list[Case], repeat: int, peer_repeat: int, budget: float, skipped: dict[str, str]
-) -> Results:
+def run_all(cases: list[Case], repeat: int, peer_repeat: int, budget: float) -> Results:
     """Run ``cases``, interleaved, each its number of times; return each one's runs and median.
 
     A repeat after the first that would end past ``budget`` seconds (judged
     by how long its cases took the last time) is given up, first for the
-    comparison's cases, then whole. Cases whose peer is in ``skipped`` do not
-    run and carry the reason.
+    comparison's cases, then whole. A case that reports itself skipped (a peer
+    not installed, the fleet without Fluent Bit) carries the reason and does
+    not run again.
     """
     runs: dict[str, list[dict[str, Any]]] = {c.key: [] for c in cases}
     took: dict[str, float] = {}  # seconds each case took the last time
     replayed = {c.replays for c in cases if c.replays}
-    todo = [c for c in cases if c.peer not in skipped]
+    todo = list(cases)
     runs_of = {c.key: {"": repeat, "peers": peer_repeat, "once": 1}[c.runs] for c in cases}
     started, n, planned = time.perf_counter(), 0, sum(runs_of[c.key] for c in todo)
     for r in range(repeat):
-        todo = [c for c in todo if r < runs_of[c.key]]
+        planned -= sum(runs_of[c.key] - r for c in todo if skipped(runs[c.key]))
+        todo = [c for c in todo if r < runs_of[c.key] and not skipped(runs[c.key])]
         left = budget - (time.perf_counter() - started)
         if r and sum(took[c.key] for c in todo) > left and any(c.runs for c in todo):
             planned -= sum(runs_of[c.key] - r for c in todo if c.runs)
@@ -121,12 +107,14 @@ def run_all(
         results = runs[case.key]
         good = [x for x in results if "error" not in x and "skipped" not in x]
         out[case.key] = {"median": median_of(good) if good else None, "runs": results}
-        # A peer that does not import, or a case that found what it needs missing
-        # (fleet_bench.py: no Fluent Bit), says why.
-        said = [skipped.get(case.peer)] + [x["skipped"] for x in results if "skipped" in x]
-        if any(said):
-            out[case.key]["skipped"] = next(x for x in said if x)
+        if reason := skipped(results):
+            out[case.key]["skipped"] = reason
     return out
+
+
+def skipped(runs: list[dict[str, Any]]) -> str:
+    """Why a case's runs were skipped, or ""."""
+    return next((x["skipped"] for x in runs if "skipped" in x), "")
 
 
 def run_one(case: Case, spill_dir: str | None = None) -> dict[str, Any]:
@@ -205,14 +193,11 @@ def main() -> None:
         seconds = {"service": (args.service_seconds, args.probe_seconds)}
         seconds["sustained"] = (args.sustained_seconds, 0.0)
         cases = [with_durations(c, seconds) for c in cases]
-        skipped = skipped_peers(cases)
-        for kind, reason in skipped.items():
-            print(f"peer {kind} skipped: {reason}")
         repeat, peer_repeat = max(1, args.repeat), max(1, min(args.repeat, args.peer_repeat))
-        results = run_all(cases, repeat, peer_repeat, args.budget, skipped)
+        results = run_all(cases, repeat, peer_repeat, args.budget)
         info = meta(results, time.perf_counter() - t0)
-    tables = report(results)
-    print("\n\n" + "\n\n".join(t.text() for t in tables))
+    tables = "\n\n".join(t.markdown() for t in report(results))
+    print(f"\n\n{tables}")
     for key, entry in results.items():
         errors = [
             f"{r['error']}\n{r.get('stderr', '')}".strip() for r in entry["runs"] if "error" in r
@@ -223,8 +208,7 @@ def main() -> None:
     if not args.past:
         with open(os.path.join(args.results, "latest.json"), "w", encoding="utf-8") as f:
             f.write(json.dumps({"meta": info, "cases": results}, indent=2) + "\n")
-    markdown = "\n\n".join(t.markdown() for t in tables)
-    write_markdown(os.path.join(args.results, "latest.md"), info, markdown)
+    write_markdown(os.path.join(args.results, "latest.md"), info, tables)
     skipped_chart = chart.write(results, info, os.path.join(args.results, "latest.svg"))
     written = ["latest.md"] + ([] if skipped_chart else ["latest.svg"])
     written = written if args.past else ["latest.json", *written]

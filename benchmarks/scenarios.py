@@ -27,14 +27,13 @@ from _report import (
     figure,
     good_runs,
     in_runs,
-    lines,
     median,
     median_of,
     ratio,
     spread_table,
     targets,
 )
-from peers import PEER_KINDS, PEERS
+from peers import PEERS
 
 #: The NullHandler floor, logship and every peer: the comparison's rows, in order.
 CONTENDERS = (
@@ -90,12 +89,6 @@ class Case:
     #: ``--spill-dir`` a fresh folder that this one then gets (and removes).
     replays: str = ""
     label: str = ""  # its row in its scenario's table ("": none)
-
-    @property
-    def peer(self) -> str:
-        """The peer it needs (skipped, with the reason, when that peer does not import), or ""."""
-        kind = self.args.split()[1]
-        return kind if kind in PEER_KINDS else ""
 
 
 def case(key: str, args: str, label: str = "", replays: str = "") -> Case:
@@ -224,10 +217,11 @@ LATENCY = TableSpec(
 )
 REDACTION = TableSpec(
     "11. Redaction: per-call latency with RedactFilter (µs)",
-    lines(
-        "NullHandler: latency/null | logship ShipHandler: latency/ship"
-        " | logship + RedactFilter: latency/ship+redact"
-        " | logship + RedactFilter, secret in message: latency/ship+redact-secret"
+    (
+        Line("NullHandler", "latency/null"),
+        Line("logship ShipHandler", "latency/ship"),
+        Line("logship + RedactFilter", "latency/ship+redact"),
+        Line("logship + RedactFilter, secret in message", "latency/ship+redact-secret"),
     ),
     cols(
         "p50: all.p50 | p99: all.p99 | mean: all.mean | p50 x null: /all.p50",

@@ -72,7 +72,7 @@ def test_the_tables_show_each_scenario_against_its_floor():
 def test_a_case_that_finds_what_it_needs_missing_is_reported_skipped(monkeypatch):
     (case,) = [c for c in scenarios.CASES if c.key == "fleet/haproxy"]
     monkeypatch.setattr(run, "run_one", lambda case, spill_dir=None: {"skipped": "no HAProxy"})
-    results = run.run_all([case], 1, 1, 60.0, {})
+    results = run.run_all([case], 1, 1, 60.0)
     assert results["fleet/haproxy"] == {
         "median": None,
         "runs": [{"skipped": "no HAProxy"}],
