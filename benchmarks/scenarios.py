@@ -51,7 +51,11 @@ SPILL_RATE = 50_000
 PLATEAU_GROWTH = 0.25
 #: RSS growth below this is allocator noise, not growth.
 NOISE_MIB = 1.0
-P50_TARGET = 1.3
+P50_TARGET = 1.25
+#: While spilling with the endpoint down (table 10).
+SPILL_P50_TARGET = 1.3
+#: The tight loop's p99.9, against the floor's p99.9.
+P999_TARGET = 20
 #: durability="crash" writes each event to a mapped file inside the call: its own p50 target.
 P50_TARGET_CRASH = 1.5
 CRASH = "--durability crash"
@@ -207,6 +211,7 @@ LATENCY = TableSpec(
     cols(LATENCY_COLUMNS.format("calls_per_s")),
     targets(f"""
         | latency/ship all.p50 / floor <= {P50_TARGET}
+        | latency/ship all.p99.9 / floor <= {P999_TARGET}
         | latency/down all.p50 / floor <= {P50_TARGET}
         | latency/ship-crash all.p50 / floor <= {P50_TARGET_CRASH}
         | latency/ship+exc all.p50 / floor <= {P50_TARGET}
@@ -510,8 +515,8 @@ SPILL_LATENCY = TableSpec(
     rows("spill"),
     cols(LATENCY_COLUMNS.format("loop_events_per_s")),
     targets(f"""
-        | spill/down all.p50 / floor <= {P50_TARGET}
-        | spill/down-paced all.p50 / floor <= {P50_TARGET}
+        | spill/down all.p50 / floor <= {SPILL_P50_TARGET}
+        | spill/down-paced all.p50 / floor <= {SPILL_P50_TARGET}
     """),
     "the first 10,000 calls (the ring filling until spilling starts) are left out.",
     first="case",
