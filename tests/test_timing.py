@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from logship.pure.timing import MAX_CHUNK, MIN_CHUNK, MIN_QUIET, BatchTimer, Look, next_chunk
+from logship.pure.timing import MIN_QUIET, BatchTimer, Look
 
 WALL = 1_700_000_000.0  # the wall clock at monotonic 0 in these tables
 
@@ -152,30 +152,3 @@ def test_with_the_sender_full_only_the_sender_can_help():
     t.sender_full = True
     assert t.wait(look(1.0)) == 1.0  # woken by the sender taking a batch, not by age
     assert t.cycle_due(look(1.0))
-
-
-# -- the pump's chunks ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("chunk", "taken", "seconds", "expected", "why"),
-    [
-        (32, 32, 0.00015, 32, "the chunk took its budget: it stays"),
-        (32, 32, 0.0003, 24, "twice as slow: halfway to the 16 that fit"),
-        (64, 64, 0.00075, 38, "11.7 µs an event (a slow machine): halfway to 12.8"),
-        (32, 32, 0.00005, 64, "three times as fast: halfway to 96"),
-        (200, 200, 0.00001, MAX_CHUNK, "very fast: no more than the bound"),
-        (4, 4, 0.01, MIN_CHUNK, "a page fault in a small chunk: no fewer than the bound"),
-        (32, 3, 0.001, 32, "too few events to time: unchanged"),
-        (32, 32, 0.0, 32, "no measurable time: unchanged"),
-    ],
-)
-def test_a_chunk_is_what_the_pump_encodes_in_its_budget(chunk, taken, seconds, expected, why):
-    assert next_chunk(chunk, taken, seconds) == expected, why
-
-
-def test_chunks_settle_on_the_machines_rate():
-    chunk = 32
-    for _ in range(20):  # 10 µs an event, every time
-        chunk = next_chunk(chunk, chunk, chunk * 0.00001)
-    assert chunk == 16  # the 15 that fit, within the rounding of halfway steps

@@ -24,11 +24,6 @@ The rules:
   quiet period.
 - When a batch is due but the sender has no room, only the sender (taking a
   batch wakes the pump) or new events can help: waiting on the age would spin.
-- The pump encodes the ring's events a chunk at a time, and gives other
-  threads a chance at the GIL between chunks (``worker.slices``). A chunk is
-  as many events as the pump encodes in :data:`CHUNK_SECONDS` of CPU, at the
-  rate it measured on the last one (:func:`next_chunk`): a fixed count would
-  hold the GIL four times as long on a machine four times as slow.
 
 Ages are compared as they are, never rebuilt as instants: in floating point
 ``now - (now - interval)`` is not ``interval`` for every ``now``, and a pump
@@ -38,14 +33,6 @@ that looked again and again with a timeout of 0 would never send.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-#: The CPU time one chunk of encoding should take. With the slicer's turn
-#: (``worker.slices.TURN``), the pump holds the GIL about half a millisecond
-#: at most before others get a chance.
-CHUNK_SECONDS = 0.00015
-#: A chunk's bounds: below, the fixed cost per chunk (the ring's lock, the
-#: batch's timestamps) would dominate; above, a cold start would hold long.
-MIN_CHUNK, MAX_CHUNK = 4, 256
 
 #: The quiet period, as a share of ``flush_interval``.
 QUIET_SHARE = 0.1
@@ -170,18 +157,3 @@ class BatchTimer:
             self._seen_emitted, self._seen_at = look.emitted, look.now
             return False
         return look.now - self._seen_at >= self.quiet
-
-
-def next_chunk(chunk: int, taken: int, seconds: float) -> int:
-    """The next chunk's size, after ``taken`` events took ``seconds`` of CPU to encode.
-
-    As many events as fit :data:`CHUNK_SECONDS` at the rate just measured,
-    moved halfway from ``chunk`` (one slow chunk, a cold cache or a page
-    fault, does not halve the next), within ``MIN_CHUNK..MAX_CHUNK``. Fewer
-    than ``MIN_CHUNK`` events, or no measurable time, say nothing about the
-    rate: ``chunk`` stays.
-    """
-    if taken < MIN_CHUNK or seconds <= 0.0:
-        return chunk
-    fits = CHUNK_SECONDS * taken / seconds
-    return max(MIN_CHUNK, min(MAX_CHUNK, round((chunk + fits) / 2)))

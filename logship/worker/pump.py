@@ -27,7 +27,7 @@ from logship.pure.event import usable_created
 from logship.pure.options import Options
 from logship.pure.protocols import Encoder
 from logship.pure.protocols.registry import decoder_named
-from logship.pure.timing import BatchTimer, Look, next_chunk
+from logship.pure.timing import BatchTimer, Look
 from logship.ring import Signals
 from logship.worker.adoption import Adopter
 from logship.worker.diagnostics import Warner
@@ -36,12 +36,10 @@ from logship.worker.ledger import Ledger
 from logship.worker.slices import Slicer
 from logship.worker.spill.store import SpillStore
 
-_thread_time = time.thread_time
 _open_ids = itertools.count(-1, -1)  # negative: never equal to a sealed batch's id
 
-# Items taken from the ring and encoded between two chances for other threads,
-# before the first chunk has been timed (see pure.timing.next_chunk).
-_FIRST_CHUNK = 32
+# Items taken from the ring and encoded between two chances for other threads.
+_CHUNK = 64
 
 # After the disk refused a write, the spill is not tried again for this long.
 _DISK_RETRY = 5.0
@@ -72,7 +70,6 @@ class Pump:
         self.adopter = adopter
         self.timer = BatchTimer(opts.flush_interval)
         self.slicer = Slicer()
-        self._chunk = _FIRST_CHUNK
         self.spill_overflow = store is not None and opts.overflow == "spill"
         self.high_water = max(1, opts.capacity // 2)
         self._units: list[bytes] = []  # the open batch, its events encoded
@@ -179,7 +176,7 @@ class Pump:
         """Take up to ``limit`` items into the open batch, a chunk at a time."""
         encoder, per_event = self.encoder, self.encoder.per_event_overhead
         while limit > 0 and self._size < self.opts.batch_max_bytes:
-            items = self.ledger.take(min(limit, self._chunk), self._open_id)
+            items = self.ledger.take(min(limit, _CHUNK), self._open_id)
             if not items:
                 return
             if self._units:
@@ -188,9 +185,7 @@ class Pump:
                 # A batch's age counts from its first event's arrival, not from
                 # when the pump got round to it.
                 self.timer.opened(self.look(), usable_created(items[0].record))
-            cpu = _thread_time()
             units = encoder.units(items)
-            self._chunk = next_chunk(self._chunk, len(items), _thread_time() - cpu)
             self._units += units
             self._size += sum(map(len, units)) + per_event * len(units)
             limit -= len(items)
