@@ -307,7 +307,7 @@ class ShipHandler(logging.Handler):
                 message, exception, stack, extras, size = self._truncate(
                     message, exception, stack, extras
                 )
-            # What the worker reads of the record, copied now (see ring.Origin).
+            # What the worker reads of the record, copied now (see pure.event.Origin).
             try:
                 origin: Any = _new(Origin, _origin_of(record))
             except Exception:  # an odd record: the worker reads what it can, else falls back

@@ -150,15 +150,6 @@ def tls_context(
     return ctx
 
 
-def days_left(response: Any) -> float | None:
-    """Days until the peer certificate of a verified HTTPS response expires."""
-    try:
-        sock = response.raw.connection.sock
-    except AttributeError:
-        return None
-    return cert_days_left(sock) if sock is not None else None
-
-
 def cert_days_left(sock: Any) -> float | None:
     """Days until the certificate a verified TLS socket's peer showed expires."""
     try:

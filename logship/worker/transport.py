@@ -39,7 +39,6 @@ from logship.pure.redact_url import redact_url, url_secrets
 from logship.worker.connections import (
     AddressBook,
     cert_days_left,
-    days_left,
     env_ca_bundle,
     pool_classes,
     tls_context,
@@ -191,28 +190,9 @@ class Transport:
 
     def send(self, request: Request) -> Answer:
         """POST one batch's body; return the answer or the failure, never raise."""
-        if self._pool is None:
-            return self._send_by_session(request)
-        headers = {**self._direct_headers, **request.headers, "Idempotency-Key": request.key}
-        token = self._tokens.current()
-        if token:
-            headers["Authorization"] = f"{self._scheme} {token}"
-        elif self._basic is not None:
-            headers["Authorization"] = self._basic
         try:
-            resp = self._pool.urlopen(
-                "POST",
-                self._target,
-                body=request.body,
-                headers=headers,
-                retries=False,
-                # A redirect answered to a POST would become a GET elsewhere; the
-                # sender holds the batch and says so (see pure.retry.classify).
-                redirect=False,
-                preload_content=False,
-                decode_content=False,
-                timeout=self._timeout,
-            )
+            # Either way, urllib3's response: the session's is its ``raw``.
+            resp = self._post(request) if self._pool is not None else self._post_by_session(request)
         except Exception as e:  # every failure to get an answer is retried, none raised
             # An error may quote the header it could not send, or the URL.
             return Answer(None, error=self.scrub(f"{type(e).__name__}: {e}"), kind=error_kind(e))
@@ -223,65 +203,71 @@ class Transport:
             sock = getattr(resp.connection, "sock", None)
             cert_days = cert_days_left(sock) if sock is not None else None
             self._next_cert_check = time.monotonic() + _CERT_CHECK_INTERVAL
-        return self._answer(resp.status, resp.headers, resp, cert_days)
+        return self._answer(resp, cert_days)
 
-    def _send_by_session(self, request: Request) -> Answer:
-        """:meth:`send` through ``requests.Session``: a URL that goes through a proxy."""
+    def _post(self, request: Request) -> Any:
+        """POST through the pool; urllib3's response, its body not read yet."""
+        headers = {**self._direct_headers, **request.headers, "Idempotency-Key": request.key}
+        token = self._tokens.current()
+        if token:
+            headers["Authorization"] = f"{self._scheme} {token}"
+        elif self._basic is not None:
+            headers["Authorization"] = self._basic
+        return self._pool.urlopen(
+            "POST",
+            self._target,
+            body=request.body,
+            headers=headers,
+            retries=False,
+            # A redirect answered to a POST would become a GET elsewhere; the
+            # sender holds the batch and says so (see pure.retry.classify).
+            redirect=False,
+            preload_content=False,
+            decode_content=False,
+            timeout=self._timeout,
+        )
+
+    def _post_by_session(self, request: Request) -> Any:
+        """:meth:`_post` through ``requests.Session``: a URL that goes through a proxy."""
         headers = {**self.headers, **request.headers, "Idempotency-Key": request.key}
         token = self._tokens.current()
-        try:
-            resp = self.session.post(
-                self.url,
-                data=request.body,
-                headers=headers,
-                # As an auth object, not a header: a netrc login (session.auth)
-                # would otherwise replace it with Basic auth.
-                auth=_Authorization(f"{self._scheme} {token}") if token else None,
-                timeout=self.timeout,
-                # A redirect answered to a POST would become a GET elsewhere; the
-                # sender holds the batch and says so (see pure.retry.classify).
-                allow_redirects=False,
-                stream=True,
-                verify=self.verify,
-            )
-        except Exception as e:  # every failure to get an answer is retried, none raised
-            # An error may quote the header it could not send, or the URL.
-            error = self.scrub(f"{type(e).__name__}: {e}")
-            return Answer(None, error=error, kind=error_kind(e))
-        if self.on_response is not None:
-            self.on_response(resp.headers, resp.reason or "")
-        cert_days = None
-        if self.url.startswith("https") and time.monotonic() >= self._next_cert_check:
-            cert_days = days_left(resp)
-            self._next_cert_check = time.monotonic() + _CERT_CHECK_INTERVAL
-        return self._answer(resp.status_code, resp.headers, resp.raw, cert_days)
+        return self.session.post(
+            self.url,
+            data=request.body,
+            headers=headers,
+            # As an auth object, not a header: a netrc login (session.auth)
+            # would otherwise replace it with Basic auth.
+            auth=_Authorization(f"{self._scheme} {token}") if token else None,
+            timeout=self.timeout,
+            allow_redirects=False,  # (see _post)
+            stream=True,
+            verify=self.verify,
+        ).raw
 
-    def _answer(
-        self, status: int, headers: Any, raw_resp: Any, cert_days: float | None = None
-    ) -> Answer:
-        """The answer of a response (urllib3's), its body read up to a bound."""
+    def _answer(self, resp: Any, cert_days: float | None) -> Answer:
+        """The answer of urllib3's response ``resp``, its body read up to a bound."""
         try:
             # Read a bounded amount: a server answering nonsense must not be
             # able to make the worker hold an endless body in memory.
-            raw = raw_resp.read(_MAX_ANSWER_BYTES, decode_content=True) or b""
+            raw = resp.read(_MAX_ANSWER_BYTES, decode_content=True) or b""
             # A server may echo the request (its Authorization header too): the
             # body becomes a warning and a dead letter's reason. A 2xx body is
             # kept whole (bounded above): some protocols judge each event in a
             # success's body (a bulk answer's items, OTLP's partialSuccess).
             text = self.scrub(raw.decode("utf-8", "replace")) if raw else ""
-            if status >= 300:
+            if resp.status >= 300:
                 text = text[:500]
-            if raw_resp.read(1):
-                raw_resp.close()  # more than we will read: drop this connection
-            raw_resp.release_conn()  # fully read: the connection is kept alive
+            if resp.read(1):
+                resp.close()  # more than we will read: drop this connection
+            resp.release_conn()  # fully read: the connection is kept alive
         except Exception:
             text = ""
-            raw_resp.close()
-            raw_resp.release_conn()
-        location = headers.get("Location")
+            resp.close()
+            resp.release_conn()
+        location = resp.headers.get("Location")
         return Answer(
-            status,
-            retry_after=headers.get("Retry-After"),
+            resp.status,
+            retry_after=resp.headers.get("Retry-After"),
             location=redact_url(self.scrub(location)) if location else None,
             body=text,
             cert_days_left=cert_days,
