@@ -205,7 +205,10 @@ def test_kill_9_loses_no_event_whose_log_call_returned(
     # that drop duplicates drop it.
     assert all(len(uuids) == 1 for uuids in got.values())
     st = h.stats()
-    assert st["adopted"] > 0 and st["corrupt"] == 0, st
+    # The kill may tear the one write each writing thread had under way: the caller's
+    # record in the region (its call had not returned) and the worker's frame in the
+    # spill (its events are still in the region). Each is one damaged stretch.
+    assert st["adopted"] > 0 and st["corrupt"] <= 2, st
 
 
 def test_without_crash_durability_the_same_kill_loses_events(server, make_handler, tmp_path):
