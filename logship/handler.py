@@ -150,7 +150,13 @@ class ShipHandler(logging.Handler):
         """
         given = locals()
         opts = build_options({name: given[name] for name in OPTION_NAMES})
-        super().__init__(level)
+        try:
+            super().__init__(level)
+        except (TypeError, ValueError) as e:  # logging's own says neither option nor names
+            raise type(e)(
+                f"logship: option 'level' is {level!r}, not a level: a number, or a "
+                "name logging knows, in capitals: 'DEBUG', 'INFO', 'WARNING', 'ERROR'..."
+            ) from None
         self.options: Options = opts
         # Above this many characters one event could not fit the ring at all.
         self._max_event_chars = opts.capacity_bytes

@@ -443,6 +443,8 @@ def test_token_from_a_file_before_the_environment(tmp_path: Any) -> None:
             "LOGSHIP_RECEIVE_TOKEN: the token has characters an HTTP header cannot carry",
         ),
         (["--token", "a\nb-Zq9"], None, "--token: the token has a control character"),
+        ([], "a\x01b-Zq9", "LOGSHIP_RECEIVE_TOKEN: the token has a control character"),
+        (["--token", "a\tb-Zq9"], None, "--token: the token has a control character"),
     ],
 )
 def test_a_token_that_cannot_work_is_a_usage_error(

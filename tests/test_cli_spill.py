@@ -369,6 +369,29 @@ def test_an_empty_folder_has_nothing_to_do(action, tmp_path):
     assert "nothing spilled" in r.stdout
 
 
+@pytest.mark.parametrize("action", ["status", "replay", "purge"])
+def test_a_dir_that_does_not_exist_is_a_usage_error(action, tmp_path):
+    missing = str(tmp_path / "typo")
+    r = cli(action, "--dir", missing, *(["--yes"] if action == "purge" else []))
+    assert r.returncode == 2 and r.stdout == ""
+    assert f"--dir {missing}: no such folder" in r.stderr
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_a_dir_given_through_a_link_is_refused_and_left_alone(server, tmp_path, slash):
+    real = str(tmp_path / "real")
+    spill(server, real, 5)
+    files = sorted(os.listdir(real))
+    link = tmp_path / "spill"
+    link.symlink_to(real)
+    r = cli("status", "--dir", str(link) + slash)
+    assert r.returncode == 0, r.stderr
+    assert f"  refused       the spill folder {link} is a symbolic link" in r.stdout
+    r = cli("purge", "--yes", "--dir", str(link) + slash)
+    assert r.returncode == 1 and "is a symbolic link" in r.stdout + r.stderr
+    assert sorted(os.listdir(real)) == files  # nothing deleted through the link
+
+
 def with_token(**more: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSHIP_")}
     return {**env, "LOGSHIP_TOKEN": "tok-replay-7f3a9c", **more}

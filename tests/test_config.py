@@ -88,6 +88,8 @@ def test_wrong_type_is_a_type_error_naming_the_option(name, value):
         ({"": "k3y-value"}, "'' is not a valid header name"),
         ({"X-Key": "k3y-value\r\nX-Admin: yes"}, "the value of 'X-Key' has a control character"),
         ({"X-Key": "k3y\x00value"}, "the value of 'X-Key' has a control character"),
+        ({"X-Key": "k3y\x1b[0mvalue"}, "the value of 'X-Key' has a control character"),
+        ({"X-Key": "k3y\x7fvalue"}, "the value of 'X-Key' has a control character"),
         ({"X-Key": " k3y-value"}, "the value of 'X-Key' starts with white space"),
         ({"X-Key": "k3y-€-value"}, "the value of 'X-Key' has characters an HTTP header cannot"),
         ({"X-Key": "k3y-value", "x-key": "k3y-value"}, "names 'x-key' twice (names ignore case)"),
@@ -105,6 +107,9 @@ def test_a_header_the_http_client_would_refuse_fails_at_construction(headers, wo
     ("token", "words"),
     [
         ("k3y\nX-Admin: yes", "option 'token' has a control character"),
+        ("k3y\x01value", "option 'token' has a control character"),
+        ("k3y\tvalue", "option 'token' has a control character"),  # a header's value may
+        ("k3y\x7fvalue", "option 'token' has a control character"),
         ("k3y-€", "option 'token' has characters an HTTP header cannot carry"),
         ("  \n", "option 'token' is only white space"),
     ],
@@ -198,11 +203,73 @@ def test_zero_negative_or_absurd_sizes_are_value_errors_naming_the_option(name, 
         "http://logs.internal:99999/app",  # port out of range
         "http://logs.internal:port/app",  # port not a number
         "",
+        "http://127.0.0.1 :9880/app",  # white space in the host
+        "http://logs\tinternal/app",
+        "http://logs.internal/a\x00pp",
+        "http://logs.internal/a pp",
+        "http://[::1/app",  # a bracket missing
+        "http://[::1]]/app",
+        "http://logs%internal/app",  # not an escape: the HTTP client refuses the host
+        "tcp://logs.internal/app",  # forward needs a port
     ],
 )
 def test_malformed_url_is_a_value_error_naming_url(url):
-    with pytest.raises(ValueError, match="url"):
-        logship.ShipHandler(url=url)
+    with pytest.raises(ValueError, match="option 'url'"):
+        logship.ShipHandler(url=url, protocol="forward" if url.startswith("tcp") else "http")
+
+
+@pytest.mark.parametrize("url", ["http://logs.internal :9880/app", "http://[::1/app"])
+def test_a_malformed_urls_password_stays_out_of_the_error(url):
+    with pytest.raises(ValueError, match="option 'url'") as refused:
+        logship.ShipHandler(url=url.replace("//", "//ops:s3cr3t-pw@"))
+    assert "s3cr3t" not in str(refused.value) and "ops:***@" in str(refused.value)
+
+
+def test_white_space_around_a_url_is_dropped():
+    assert build(url=" \thttp://127.0.0.1:9/app\n").options.url == (URL,)
+    assert build(url=[" http://127.0.0.1:9/a", "http://127.0.0.1:9/b "]).options.url == (
+        "http://127.0.0.1:9/a",
+        "http://127.0.0.1:9/b",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("logs.internal:9880", "must start with http://, https://, tcp://, tls:// or unix://"),
+        ("http://logs internal/app", "has white space or a control character"),
+        ("", "is required"),
+    ],
+)
+def test_a_wrong_url_from_the_environment_names_the_variable(monkeypatch, value, words):
+    monkeypatch.setenv("LOGSHIP_URL", value)
+    with pytest.raises(ValueError, match="option 'url'") as refused:
+        logship.ShipHandler()
+    said = "LOGSHIP_URL is set, but empty" if not value else "from LOGSHIP_URL"
+    assert words in str(refused.value) and str(refused.value).endswith(f"({said})")
+
+
+def test_an_unknown_level_is_a_value_error_naming_the_option():
+    with pytest.raises(ValueError, match="option 'level' is 'info', not a level") as refused:
+        logship.ShipHandler(url=URL, level="info")
+    assert "'INFO'" in str(refused.value)
+    assert build(level="INFO").level == logging.INFO and build(level=30).level == 30
+
+
+def test_an_option_of_another_protocol_says_which_protocol_it_is_for():
+    with pytest.raises(ValueError) as refused:
+        logship.ShipHandler(url=URL, tag="app")
+    assert str(refused.value) == (
+        "logship: protocol 'http' takes no option 'tag' (it is for protocol 'forward')"
+    )
+
+
+def test_endpoints_are_in_stats_before_the_first_event():
+    h = build(url=["http://ops:s3cr3t@127.0.0.1:9/a", "http://127.0.0.1:9/b"])
+    assert [(e["url"], e["state"], e["delivered"]) for e in h.stats()["endpoints"]] == [
+        ("http://ops:***@127.0.0.1:9/a", "unknown", 0),
+        ("http://127.0.0.1:9/b", "unknown", 0),
+    ]
 
 
 def test_missing_url_without_logship_url_is_a_value_error():
@@ -470,3 +537,31 @@ def test_dictconfig_with_a_bad_option_fails_loudly_naming_it():
     # dictConfig names the handler and chains logship's error, which names the option.
     cause = info.value.__cause__
     assert isinstance(cause, ValueError) and "capacity" in str(cause)
+
+
+def test_a_worker_that_cannot_start_drops_and_counts_and_never_raises(
+    server, make_handler, monkeypatch, caplog
+):
+    """What the checks at construction could not foresee (here, a bug) costs events, counted
+    and said once, never a log call, flush or close: logging.shutdown still reaches the
+    handlers after it."""
+    from logship.worker import Worker
+
+    def broken(self: Worker) -> None:
+        raise RuntimeError("a bug at http://ops:s3cr3t@127.0.0.1:9/app")
+
+    monkeypatch.setattr(Worker, "_build", broken)
+    h = make_handler("http://ops:s3cr3t@127.0.0.1:9/app")
+    log = attach(h)
+    with caplog.at_level(logging.WARNING, logger="logship"):
+        for i in range(5):
+            log.info("event %d", i)
+    stats = h.stats()
+    assert stats["emitted"] == 5 and stats["dropped"] == 5 and stats["pending"] == 0
+    check_identity(stats)
+    (said,) = [r.getMessage() for r in caplog.records if "cannot start" in r.getMessage()]
+    assert "RuntimeError: a bug" in said and "every event is dropped" in said
+    assert "s3cr3t" not in said
+    assert h.flush(0.1)
+    h.close()
+    assert not logship_threads()

@@ -330,6 +330,6 @@ def test_forward_refuses_what_it_cannot_send_naming_the_option(options, message)
 
 
 def test_tag_is_refused_for_another_protocol_and_the_cap_is_forwards_alone():
-    with pytest.raises(ValueError, match="'tag' is for forward"):
+    with pytest.raises(ValueError, match="'tag' \\(it is for protocol 'forward'\\)"):
         logship.ShipHandler(url="http://127.0.0.1:9/app", tag="x")
     assert build_options({"url": "http://h/app", "batch_max_bytes": 8 * 2**20}).batch_max_bytes

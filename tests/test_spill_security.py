@@ -108,13 +108,15 @@ def test_a_folder_owned_by_another_user_is_never_written(server, make_handler, t
     assert "owned by uid 54321" in said and "without a spill" in said
 
 
-def test_a_spill_dir_that_is_a_link_is_refused(server, make_handler, tmp_path, warnings):
+@pytest.mark.parametrize("slash", ["", "/", "//"])
+def test_a_spill_dir_that_is_a_link_is_refused(server, make_handler, tmp_path, warnings, slash):
     real = tmp_path / "real"
     real.mkdir(mode=0o700)
     folder = tmp_path / "spill"
     folder.symlink_to(real)
     server.default = status(400, b"bad")
-    h = make_handler(server.url(), **spill_opts(str(folder), shutdown_timeout=0.5))
+    # "spill/" names the folder the link points to: it must be judged as the link.
+    h = make_handler(server.url(), **spill_opts(str(folder) + slash, shutdown_timeout=0.5))
     attach(h).info("rejected")
     assert h.flush(5)
     h.close()

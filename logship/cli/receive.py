@@ -398,7 +398,7 @@ def resolve_token(args: argparse.Namespace, environ: dict[str, str] | None = Non
     token = token.strip()
     if not token:
         raise ValueError(f"{source}: the token is empty")
-    check_header_value(token, f"{source}: the token")
+    check_header_value(token, f"{source}: the token", tab=False)
     return token
 
 

@@ -78,6 +78,12 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the chosen action; returns the exit status."""
     root = args.dir or sf.cache_root()
+    if args.dir is not None:
+        # "link/" would name what a link points to: the folder checks must see the link.
+        root = args.dir.rstrip(os.sep) or os.sep
+        if not os.path.lexists(root):  # a typo must not read as "nothing spilled"
+            print(f"logship spill: error: --dir {args.dir}: no such folder", file=sys.stderr)
+            return 2
     folders = si.find_folders(root)
     if args.action == "status":
         if args.dead_letters:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from logship.pure.redact_url import redact_url
 from logship.pure.sealing import Sealer, parse_key
 
 ProtocolName = Literal["http", "forward", "splunk", "elasticsearch", "otlp", "loki"]
@@ -220,7 +221,9 @@ def usable_folder(name: str, value: Any) -> str | None:
         raise ValueError(
             f"logship: option {name!r} names {path!r}: this user cannot write {probe!r}"
         )
-    return path
+    # Without its trailing separators: "link/" names what the link points to,
+    # and would get a symbolic link past the check that refuses one.
+    return path.rstrip(os.sep) or os.sep
 
 
 def make_folder(name: str, path: str) -> None:
@@ -243,28 +246,45 @@ def check_url(name: str, url: Any) -> str:
     if url is None:
         raise ValueError(f"logship: option {name!r} is required (or set LOGSHIP_URL)")
     _check_type(name, url, (str,), "a string")
-    parts = urllib.parse.urlsplit(url)
+    # A URL pasted with a space or read with its newline: dropped, as around a
+    # token. Inside a URL white space is a mistake: urlsplit would keep it in
+    # the host name, and the HTTP client refuse it only when the worker starts.
+    url = url.strip()
+    shown_url = redact_url(url)  # an error message is no place for a password
+    if bad := sorted({c for c in url if c.isspace() or ord(c) < 32 or ord(c) == 127}):
+        shown = " ".join(repr(c) for c in bad)
+        raise ValueError(
+            f"logship: option {name!r} has white space or a control character ({shown}) "
+            f"in it: {shown_url!r}"
+        )
+    try:
+        parts = urllib.parse.urlsplit(url)  # checks an IPv6 address's brackets
+        port = parts.port
+    except ValueError as e:
+        if "port" in str(e).lower():
+            raise ValueError(
+                f"logship: option {name!r} has an invalid port: {shown_url!r}"
+            ) from None
+        raise ValueError(f"logship: option {name!r} is not a URL ({e}): {shown_url!r}") from None
     scheme = parts.scheme.lower()
     if scheme not in {s for schemes in PROTOCOL_SCHEMES.values() for s in schemes}:
         raise ValueError(
             f"logship: option {name!r} must start with http://, https://, tcp://, tls:// "
-            f"or unix://: {url!r}"
+            f"or unix://: {shown_url!r}"
         )
     if scheme == "unix":
         if parts.netloc or not parts.path:
             raise ValueError(
                 f"logship: option {name!r}: a unix:// URL names a socket's path, "
-                f"as unix:///run/fluent.sock: {url!r}"
+                f"as unix:///run/fluent.sock: {shown_url!r}"
             )
         return str(url)
     if not parts.hostname:
-        raise ValueError(f"logship: option {name!r} has no host name: {url!r}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"logship: option {name!r} has an invalid port: {url!r}") from None
+        raise ValueError(f"logship: option {name!r} has no host name: {shown_url!r}")
     if scheme in ("tcp", "tls") and port is None:
-        raise ValueError(f"logship: option {name!r} needs a port ({scheme}://host:24224): {url!r}")
+        raise ValueError(
+            f"logship: option {name!r} needs a port ({scheme}://host:24224): {shown_url!r}"
+        )
     return str(url)
 
 
@@ -289,7 +309,8 @@ def check_scheme(protocol: str, url: str) -> None:
     if scheme not in schemes:
         shown = " or ".join(f"{s}://" for s in schemes)
         raise ValueError(
-            f"logship: option 'url' must start with {shown} for protocol {protocol!r}: {url!r}"
+            f"logship: option 'url' must start with {shown} for protocol {protocol!r}: "
+            f"{redact_url(url)!r}"
         )
 
 
@@ -323,7 +344,7 @@ def check_token(name: str, value: Any) -> str | None:
     token = token.strip()
     if not token:
         raise ValueError(f"logship: option {name!r} is only white space")
-    check_header_value(token, f"logship: option {name!r}")
+    check_header_value(token, f"logship: option {name!r}", tab=False)
     return token
 
 
@@ -338,7 +359,7 @@ def check_token_file(name: str, value: Any) -> str | None:
         raise ValueError(f"logship: option {name!r} cannot be read: {e}") from None
     if not token:
         raise ValueError(f"logship: option {name!r} names an empty file: {path!r}")
-    check_header_value(token, f"logship: option {name!r}: the token in {path!r}")
+    check_header_value(token, f"logship: option {name!r}: the token in {path!r}", tab=False)
     return path
 
 
@@ -377,14 +398,17 @@ def shown_name(text: str) -> str:
     return repr(head + ("…" if head != text else ""))
 
 
-def check_header_value(value: str, what: str) -> None:
+def check_header_value(value: str, what: str, tab: bool = True) -> None:
     """Raise ``ValueError`` if ``value`` cannot be sent in an HTTP header.
 
     ``what`` names it in the message (``"the value of 'X-Key'"``); the value
-    itself is never put in the message.
+    itself is never put in the message. ``tab``: whether a tab may be in it
+    (a header's value may hold one; a token may not).
     """
-    if any(c in value for c in "\r\n\0"):
-        raise ValueError(f"{what} has a control character (CR, LF or NUL)")
+    # RFC 9110's field-value: visible characters, space and HTAB, and
+    # obs-text; CR, LF and NUL would even split or cut the request.
+    if any((c < " " and not (tab and c == "\t")) or c == "\x7f" for c in value):
+        raise ValueError(f"{what} has a control character")
     if value[:1].isspace():
         raise ValueError(f"{what} starts with white space")
     if not value.isascii():
@@ -693,7 +717,10 @@ def _cross_check(o: Options) -> None:
         if getattr(o, name) is not None and o.protocol not in protocols
     ]
     if wrong:
-        uses = "; ".join(f"{n!r} is for {' and '.join(PROTOCOL_OPTIONS[n])}" for n in wrong)
+        uses = "; ".join(
+            f"{n!r} (it is for protocol {' or '.join(map(repr, PROTOCOL_OPTIONS[n]))})"
+            for n in wrong
+        )
         raise ValueError(f"logship: protocol {o.protocol!r} takes no option {uses}")
     if o.protocol == "elasticsearch" and o.index is not None:
         check_index_name("index", o.index)
@@ -731,11 +758,24 @@ def build_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None =
     env = os.environ if environ is None else environ
     given = {f.name: kwargs.get(f.name, f.default) for f in FIELDS}
     # An explicit argument always wins over the environment; only unset ones are filled.
+    from_env: dict[str, str] = {}
     for f in FIELDS:
         spec = spec_of(f)
         if spec.env and given[f.name] is None and all(given[u] is None for u in spec.unless):
             given[f.name] = env.get(spec.env) or None
-    values = {f.name: spec_of(f).check(f.name, given[f.name]) for f in FIELDS}
+            if spec.env in env:
+                from_env[f.name] = spec.env
+    values = {}
+    for f in FIELDS:
+        try:
+            values[f.name] = spec_of(f).check(f.name, given[f.name])
+        except (TypeError, ValueError) as e:
+            if f.name not in from_env:
+                raise
+            # The value is the environment's: say so, or the option seems never given.
+            variable = from_env[f.name]
+            said = f"{variable} is set, but empty" if given[f.name] is None else f"from {variable}"
+            raise type(e)(f"{e} ({said})") from None
     options = Options(**values)
     _cross_check(options)
     return options

@@ -19,11 +19,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from logship import lifecycle
+from logship.pure.endpoints import Endpoint, EndpointSet
 from logship.pure.event import EventBuilder
 from logship.pure.options import Options
 from logship.pure.protocols import Encoder, Transport
 from logship.pure.protocols.registry import protocol_named
-from logship.pure.redact_url import redact_url
+from logship.pure.redact_url import redact_url, scrub, url_secrets
+from logship.pure.retry import Backoff
 from logship.pure.sealing import Sealer, parse_key
 from logship.pure.snapshot import resolve_mapping
 from logship.ring import Ring, Signals
@@ -36,6 +38,7 @@ from logship.worker.sender import Sender
 from logship.worker.spill.store import SpillStore
 from logship.worker.stream import StreamTransport
 from logship.worker.transport import Transport as HttpTransport
+from logship.worker.transport import check_endpoint
 
 __all__ = ["Worker", "spill_reserve"]
 
@@ -78,8 +81,16 @@ class Worker:
             wake_at=opts.batch_max_records,
             pace=pace,
         )
-        self.ledger = Ledger(self.ring, _MAX_READY)
+        endpoints = EndpointSet(
+            [Endpoint(redact_url(u)) for u in opts.url],
+            opts.balance,
+            Backoff(ceiling=opts.retry_max_backoff),
+        )
+        self.ledger = Ledger(self.ring, _MAX_READY, endpoints)
         self.protocol = protocol_named(opts.protocol)  # one logship lacks fails here, loudly
+        if self.protocol.transport != "stream":
+            for url in opts.url:
+                check_endpoint(url)
         if opts.spill:
             # Imported here, on the thread that builds the handler, not by the
             # worker on its first spill: an import takes the import lock, and
@@ -124,8 +135,12 @@ class Worker:
         with self._start_lock:
             if self._started or self._closed:
                 return
+            try:
+                self._build()
+            except Exception as e:
+                self._cannot_start(e)
+                return
             self._started = True
-            self._build()
             try:
                 self.threads.append(lifecycle.start_worker_thread(self._pump().run, "logship-pump"))
                 self.threads.append(
@@ -144,6 +159,27 @@ class Worker:
                 "logship: uWSGI runs without enable-threads; logship's worker thread "
                 "cannot run and no log will be shipped. Start uWSGI with --enable-threads.",
             )
+
+    def _cannot_start(self, error: Exception) -> None:
+        """No thread can run: every event from here on is dropped and counted, said once.
+
+        The options are checked at construction; what fails here is what they
+        could not foresee (a bug, a URL the HTTP client refuses). The handler
+        stays usable: log calls, ``flush`` and ``close`` neither raise nor wait.
+        """
+        self._closed = True
+        self.ring.close()
+        self.put = self.ring.put
+        self.warner.warn(
+            "cannot-start",
+            "logship: cannot start the worker for %s (%s); every event is dropped "
+            "(counted in stats()['dropped'])",
+            ",".join(redact_url(u) for u in self.opts.url),
+            scrub(
+                f"{type(error).__name__}: {error}",
+                [secret for url in self.opts.url for secret in url_secrets(url)],
+            ),
+        )
 
     def _build(self) -> None:
         opts = self.opts

@@ -89,7 +89,7 @@ class Health:
 class Ledger:
     """Counters, outstanding batches, the flush watermark, and the pump-to-sender queue."""
 
-    def __init__(self, ring: Ring, max_ready: int) -> None:
+    def __init__(self, ring: Ring, max_ready: int, endpoints: EndpointSet) -> None:
         self.ring = ring
         self.lock = threading.Lock()
         #: Notified whenever a batch is queued or resolved, and on stop.
@@ -110,8 +110,9 @@ class Ledger:
         self.health = Health()
         self.spill_bytes = 0
         self.spill_refused: str | None = None  # why the spill folder is not used, if it is not
-        #: The sender's endpoint set (health and back-off per endpoint), once it exists.
-        self.endpoints: EndpointSet | None = None
+        #: Each endpoint's health and back-off: the sender's to change, shown by
+        #: stats() from the start ("unknown" until the first attempt).
+        self.endpoints = endpoints
         #: With durability="crash": how many events, of the ``emitted`` given, the
         #: region missed (``JournalWriter.not_durable``; read with the ring's lock).
         self.not_durable: Callable[[int], int] | None = None
@@ -358,7 +359,7 @@ class Ledger:
             h = self.health
             last = (h.last_success, h.last_error, h.last_error_kind, h.last_error_time)
             cert_expiry = h.cert_expiry
-            endpoints = self.endpoints.views() if self.endpoints is not None else []
+            endpoints = self.endpoints.views()
             in_memory, spill_bytes = self.in_memory, self.spill_bytes
             spill_refused = self.spill_refused
             missed = self.not_durable(ring["emitted"]) if self.not_durable else 0

@@ -18,12 +18,10 @@ from typing import Any
 
 from logship.pure.batching import Batch, pick, split
 from logship.pure.diagnosis import hint
-from logship.pure.endpoints import Endpoint, EndpointSet
 from logship.pure.event import safe_repr
 from logship.pure.options import Options
 from logship.pure.protocols import Answer, AnswerReader, Encoder, Outcome, Request, Transport
-from logship.pure.redact_url import redact_url
-from logship.pure.retry import Backoff, Verdict, hold_hint
+from logship.pure.retry import Verdict, hold_hint
 from logship.pure.sealing import Sealer
 from logship.ring import Signals
 from logship.worker.diagnostics import Warner
@@ -108,12 +106,7 @@ class Sender:
         self.reader = reader
         self.warner = warner
         #: Each endpoint's health and back-off; read by ``stats()`` under the ledger's lock.
-        self.endpoints = EndpointSet(
-            [Endpoint(redact_url(u)) for u in opts.url],
-            opts.balance,
-            Backoff(ceiling=opts.retry_max_backoff),
-        )
-        ledger.endpoints = self.endpoints
+        self.endpoints = ledger.endpoints
         self._headers = encoder.headers()
         #: Set by close once its deadline passes; interrupts any back-off wait.
         self.stop_event = threading.Event()

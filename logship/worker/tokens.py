@@ -64,7 +64,7 @@ class TokenSource:
             token = read_token_file(self._file)
             if not token:
                 raise ValueError(f"the token file {self._file} is empty")
-            check_header_value(token, f"the token in {self._file}")
+            check_header_value(token, f"the token in {self._file}", tab=False)
         except (OSError, UnicodeDecodeError):
             return  # unreadable for now: try again at the next request
         except ValueError as e:  # empty mid-rotation, or a token no header can carry

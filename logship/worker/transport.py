@@ -103,6 +103,22 @@ def endpoint_url(url: str, default_path: str) -> str:
     return url
 
 
+def check_endpoint(url: str) -> None:
+    """Raise ``ValueError`` naming the option when the HTTP client would refuse ``url``.
+
+    Called when the handler is built: urllib3 is stricter than ``urlsplit``
+    about a host (``a%b``, ``[::1]]``), and would otherwise refuse it only
+    when the worker starts.
+    """
+    try:
+        urllib3.util.parse_url(url)
+    except urllib3.exceptions.LocationParseError:
+        raise ValueError(
+            f"logship: option 'url' is not a URL the HTTP client takes (its host or port): "
+            f"{redact_url(url)!r}"
+        ) from None
+
+
 class Transport:
     """POSTs request bodies to the configured endpoint."""
 

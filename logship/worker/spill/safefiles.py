@@ -56,6 +56,9 @@ def folder_problem(path: str, tighten: bool = True) -> str | None:
     fails while others may write to it. Without, nothing is changed and the
     mode is not judged (for reports).
     """
+    # O_NOFOLLOW judges the last component only, and "link/" has an empty one
+    # after the link: the kernel would follow it.
+    path = path.rstrip(os.sep) or os.sep
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC)
     except FileNotFoundError:
