@@ -16,10 +16,12 @@ signals are the worker's, the ring only consults them.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from types import CodeType, FrameType
+from typing import Any, NamedTuple, TypeVar
 
 from logship.pure.event import Origin
 
@@ -51,6 +53,48 @@ _new = tuple.__new__
 # application's thread would cost three times as much as the tuple. The
 # worker's side gets Items (take, head).
 _SEQ, _SIZE = 0, 1
+
+
+# -- a thread that already holds the lock ------------------------------------------------
+
+#: The code of each function that takes ``Ring.lock`` on an application's
+#: thread (see :func:`holds_ring_lock`).
+_HOLDERS: set[CodeType] = set()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def holds_ring_lock(fn: F) -> F:
+    """Mark ``fn`` as taking ``Ring.lock`` on an application's thread.
+
+    A signal handler, or a ``__del__`` the garbage collector runs, may log
+    from inside it, on the same thread: waiting for the lock there would
+    wait forever (see :meth:`Ring.put`).
+    """
+    _HOLDERS.add(fn.__code__)
+    return fn
+
+
+def wait_unless_held(lock: threading.Lock) -> bool:
+    """Take ``lock``, which another holder has; False, without it, when this thread holds it.
+
+    Called by a function marked with :func:`holds_ring_lock` once its
+    non-blocking ``acquire`` failed: usually another thread holds the lock,
+    for a moment, and this one waits. A log call from a signal handler, or
+    from a ``__del__`` the collector runs, lands on a thread that may itself
+    be inside a holder; waiting there would deadlock the application. A
+    holder's frame in this thread's stack, above the asking one (which must
+    be a holder too), says so.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    asker = True  # the first holder up the stack is the function asking
+    while frame is not None:
+        if frame.f_code in _HOLDERS:
+            if not asker:
+                return False
+            asker = False
+        frame = frame.f_back
+    lock.acquire()
+    return True
 
 
 class Signals:
@@ -98,6 +142,7 @@ class Ring:
         "lock",
         "not_full",
         "pace",
+        "reentered",
         "signals",
         "truncated",
         "wake_at",
@@ -138,12 +183,17 @@ class Ring:
         self.truncated = 0  # events cut to fit capacity_bytes (still shipped)
         self.closed = False
         self._blocked = 0
+        #: Events logged on a thread that held the lock already (a signal
+        #: handler's, a ``__del__``'s): dropped, one entry each. A deque, whose
+        #: append needs no lock, as such a call cannot take it.
+        self.reentered: deque[None] = deque()
         #: With ``durability="crash"``, what writes each event to the region
         #: (``logship.journal.JournalWriter.append``), called with the lock
         #: held so that records are in sequence order; None otherwise, or
         #: while the region cannot be written.
         self.journal: Journal | None = None
 
+    @holds_ring_lock
     def put(
         self,
         record: Origin | logging.LogRecord,
@@ -170,7 +220,13 @@ class Ring:
         """
         # acquire/release rather than `with`: half the cost on the hot path.
         lock = self.lock
-        lock.acquire()
+        if not lock.acquire(False) and not wait_unless_held(lock):
+            # A log call from inside a holder of the lock, on this thread (a
+            # signal handler's): dropped and counted, never a deadlock. A
+            # plain lock stays: a re-entrant one would let the nested call put
+            # its event in the middle of another's.
+            self.reentered.append(None)
+            return False
         try:
             seq = self.emitted
             self.emitted = seq + 1
@@ -221,16 +277,27 @@ class Ring:
             self.dropped += 1
         return True
 
+    @holds_ring_lock
     def lost(self) -> None:
         """Count an event that failed before it reached the ring (emitted, then dropped)."""
-        with self.lock:
+        if not self.lock.acquire(False) and not wait_unless_held(self.lock):
+            self.reentered.append(None)
+            return
+        try:
             self.emitted += 1
             self.dropped += 1
+        finally:
+            self.lock.release()
 
+    @holds_ring_lock
     def note_truncated(self) -> None:
         """Count an event cut to fit ``capacity_bytes``."""
-        with self.lock:
+        if not self.lock.acquire(False) and not wait_unless_held(self.lock):
+            return  # the event itself is counted by the put that follows
+        try:
             self.truncated += 1
+        finally:
+            self.lock.release()
 
     def take(self, limit: int) -> list[Item]:
         """Remove and return up to ``limit`` of the oldest items (worker side)."""
@@ -267,6 +334,7 @@ class Ring:
         self.chars = 0
         return n
 
+    @holds_ring_lock
     def close(self) -> None:
         """Refuse further events (they are counted as dropped) and release blocked callers."""
         with self.lock:
@@ -277,9 +345,10 @@ class Ring:
 
     def snapshot(self) -> dict[str, Any]:
         """Counters owned by the ring. Call with ``lock`` held."""
+        reentered = len(self.reentered)
         return {
-            "emitted": self.emitted,
-            "ring_dropped": self.dropped,
+            "emitted": self.emitted + reentered,
+            "ring_dropped": self.dropped + reentered,
             "ring_len": len(self.items),
             "truncated": self.truncated,
         }

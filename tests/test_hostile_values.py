@@ -5,6 +5,7 @@ secrets in files (token file, client key) checked at construction."""
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 import trustme
 
 import logship
+from logship.pure.snapshot import resolve
 
 from conftest import attach, check_identity, flushed, one
 
@@ -83,6 +85,68 @@ def test_a_failing_repr_costs_only_its_value(server, make_handler):
     assert one(events, message="a")["bad"] == "<unrepresentable Exploding>"
     assert one(events, message="a")["good"] == 1
     assert one(events, message="b")
+    check_identity(h.stats())
+
+
+def test_a_value_that_holds_itself_costs_one_field_not_the_call(server, make_handler):
+    # Held twice, a list that holds itself has 2**32 paths to the depth limit: walked
+    # on the calling thread, the call would never return.
+    loop: list[Any] = []
+    loop += [loop, loop]
+    tree: dict[str, Any] = {"name": "root"}
+    tree["self"] = tree
+    wide: list[Any] = [0]
+    for _ in range(40):  # no cycle, but 2**40 paths through shared lists
+        wide = [wide, wide]
+    h = make_handler(server.url())
+    log = attach(h)
+    log.info("a", extra={"loop": loop, "tree": tree, "wide": wide, "good": 1})
+    event = one(flushed(h, server), message="a")
+    assert event["loop"] == ["<cycle>", "<cycle>"]
+    assert event["tree"] == {"name": "root", "self": "<cycle>"}
+    assert json_size(event["wide"]) < 200_000 and event["good"] == 1
+    check_identity(h.stats())
+
+
+def json_size(value: Any) -> int:
+    return len(json.dumps(value))
+
+
+def test_a_huge_container_is_cut_at_the_call(server, make_handler):
+    h = make_handler(server.url())
+    log = attach(h)
+    numbers = list(range(1_000_000))
+    log.info("huge", extra={"numbers": numbers, "map": dict.fromkeys(range(20_000), 1)})
+    event = one(flushed(h, server), message="huge")
+    assert event["numbers"][:3] == [0, 1, 2] and event["numbers"][-1] == "<990000 more cut>"
+    assert len(event["numbers"]) == 10_001
+    assert len(event["map"]) == 10_001 and event["map"]["…"] == "<10000 more cut>"
+    check_identity(h.stats())
+
+
+@pytest.mark.parametrize(
+    ("value", "chars"),
+    [
+        ("text", 4),
+        (7, 0),  # a number alone: nothing to count (no container to grow)
+        ([1, 2.5, None, True], 2 + 4 * 8),  # inside a container: about what JSON writes
+        ({"k": "vv", "n": 1}, 2 + 1 + 2 + 1 + 8),
+        ([[], ()], 2 + 2 + 2),
+        (list(range(20_000)), 2 + 10_000 * 8 + len("<10000 more cut>")),
+    ],
+)
+def test_a_values_weight_in_capacity_bytes(value, chars):
+    assert resolve(value)[1] == chars
+
+
+def test_a_record_whose_name_is_not_text_ships_and_never_raises(server, make_handler):
+    # A record made by hand, as a program that forwards records from elsewhere makes them.
+    h = make_handler(server.url())
+    for name in (None, 42, ["a"]):
+        record = logging.makeLogRecord({"name": name, "msg": "odd", "levelno": 20})
+        assert h.handle(record)
+    events = flushed(h, server)
+    assert sorted(str(e["logger"]) for e in events) == sorted(["None", "42", "['a']"])
     check_identity(h.stats())
 
 

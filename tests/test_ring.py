@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from logship.ring import Ring, Signals
+from logship.ring import Ring, Signals, holds_ring_lock
 from logship.worker import _MAX_READY
 
 from conftest import attach, check_identity, wait_until
@@ -118,6 +118,42 @@ def test_pacing_leaves_callers_alone_while_the_worker_waits_until_the_ring_is_ha
 def test_without_pacing_put_never_asks_for_a_yield():
     ring = make_ring(100, 10**6, "drop_oldest", wake_at=10)
     assert not any(put(ring, n) for n in range(300))
+
+
+def test_a_put_from_inside_a_holder_of_the_lock_is_dropped_and_counted_not_a_deadlock():
+    """A signal handler or a __del__ that logs lands on a thread that may hold the lock."""
+    ring = make_ring(10, 10**6, "drop_oldest", wake_at=100)
+    got: list[bool] = []
+
+    @holds_ring_lock
+    def holder() -> None:
+        with ring.lock:
+            got.append(put(ring, 1))  # what a nested log call does
+        ring.lost()  # and its failing twin, once the lock is free again
+
+    t = threading.Thread(target=holder, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "the nested put waited for its own thread"
+    assert got == [False] and not ring.items
+    with ring.lock:
+        assert ring.snapshot() == {
+            "emitted": 2,
+            "ring_dropped": 2,
+            "ring_len": 0,
+            "truncated": 0,
+        }
+
+
+def test_a_put_while_another_thread_holds_the_lock_waits_for_it():
+    ring = make_ring(10, 10**6, "drop_oldest", wake_at=100)
+    ring.lock.acquire()
+    t = threading.Thread(target=put, args=(ring, 1), daemon=True)
+    t.start()
+    assert wait_until(lambda: not t.is_alive(), timeout=0.2) is False  # it waits
+    ring.lock.release()
+    t.join(10)
+    assert numbers(ring) == [1] and not ring.reentered
 
 
 def blocked_putter(ring: Ring, count: int) -> tuple[threading.Thread, list[int]]:

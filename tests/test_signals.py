@@ -8,6 +8,7 @@ tested in this process, with every handler restored afterwards.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -291,3 +292,77 @@ def test_refuses_what_is_not_a_catchable_signal(signals: list[object], error: ty
     with pytest.raises(error, match="signals"):
         install_signal_handlers([signal.SIGTERM, *signals])
     assert signal.getsignal(signal.SIGTERM) is before  # nothing half-installed
+
+
+# A signal handler that logs (and reads stats()) while the main thread logs: the
+# handler runs between two bytecodes of the main thread, possibly inside a function
+# that holds the ring's lock. Then, with durability="crash", a log call made from
+# a __repr__ the region's writer runs while it holds that lock.
+STORM = r"""
+import json, logging, signal, sys, threading, time
+import logship
+
+url, folder, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+handler = logship.ShipHandler(url=url, spill_dir=folder, durability="crash")
+log = logging.getLogger("storm")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+log.propagate = False
+nested = [0]
+
+
+def on_alarm(signum, frame):
+    nested[0] += 1
+    log.warning("from the signal handler %d", nested[0])
+    handler.stats()  # as a handler that dumps them would
+
+
+class Loud:
+    # Packed with its repr into the region, under the ring's lock: and it logs.
+    def __repr__(self):
+        if threading.current_thread() is threading.main_thread():  # a worker's call is refused
+            nested[0] += 1
+            log.info("from a repr")
+        return "<loud>"
+
+
+class Odd(logging.Filter):
+    def filter(self, record):
+        if record.msg == "odd":
+            record.funcName = Loud()
+        return True
+
+
+log.addFilter(Odd())
+log.info("odd")
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.004, 0.004)
+calls, t0 = 1, time.monotonic()
+while time.monotonic() - t0 < seconds:
+    log.info("main %d", calls)
+    calls += 1
+    if calls % 50 == 0:
+        handler.stats()
+signal.setitimer(signal.ITIMER_REAL, 0)
+print(json.dumps({"calls": calls, "nested": nested[0], "stats": handler.stats()}), flush=True)
+"""
+
+
+def test_logging_from_a_signal_handler_or_under_the_lock_never_deadlocks(tmp_path: Path) -> None:
+    server = FaultServer().start()
+    try:
+        with Proc(
+            [sys.executable, "-c", STORM, server.url(), str(tmp_path / "spill"), "1.5"],
+            env=child_env(),
+        ) as p:
+            p.wait_for(r'^\{"calls"', timeout=60)  # a deadlock never prints
+            report = json.loads(p.stdout.strip().splitlines()[-1])
+    finally:
+        server.stop()
+    stats = report["stats"]
+    assert stats["emitted"] == report["calls"] + report["nested"], report
+    assert (
+        stats["emitted"] + stats["adopted"]
+        == stats["shipped"] + stats["dropped"] + stats["rejected"] + stats["pending"]
+    ), stats
+    assert stats["dropped"] >= 1  # at least the one logged from inside the region's writer

@@ -34,49 +34,100 @@ N_INIT = len(INIT_RECORD_ATTRS)
 #: Types whose values cannot change: kept as they are.
 IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
 _MAX_DEPTH = 32
+#: The most values one ``extra=`` value may hold, every level counted: past
+#: it the rest is cut. A value that holds itself twice (``l.append(l)``
+#: twice) has 2**32 paths to its depth limit, a huge list takes the caller
+#: as long to copy as to build: either would stall the log call.
+MAX_VALUES = 10_000
+#: Characters a number, a boolean or None inside a container counts for in
+#: ``capacity_bytes``, about what JSON writes for it: a list of a million
+#: integers must weigh something in the ring's bound.
+SCALAR_CHARS = 8
 _LogRecord = logging.LogRecord
 
 
-def resolve(value: Any, _depth: int = 0) -> tuple[Any, int]:
+def resolve(value: Any) -> tuple[Any, int]:
     """``value`` made safe to hand to another thread, and the characters of its text.
 
     Immutable scalars are kept; dicts, lists and tuples are copied (tuples
     as lists, as JSON and msgpack write them); anything else is its
     ``repr``. Keys that are not strings become text as JSON writes them
-    (:func:`key_text`). Past 32 levels of nesting (or a cycle), a container
-    is ``"<too deep>"``.
+    (:func:`key_text`). A container past 32 levels of nesting is
+    ``"<too deep>"``, one that holds itself ``"<cycle>"``; past
+    :data:`MAX_VALUES` values in all, the rest of a container is cut,
+    and a last item (a list's) or key ``"…"`` (a dict's) says how many
+    values went.
     """
     kind = type(value)
     if kind in IMMUTABLE:
         return value, len(value) if kind is str or kind is bytes else 0
-    # Subclasses of str, int and float (enums among them) are written as
-    # their plain value by every encoder: take that value, never a __str__.
-    if isinstance(value, str):
-        text = str.__str__(value)
-        return text, len(text)
-    if isinstance(value, int):
-        return int.__index__(value), 0
-    if isinstance(value, float):
-        return float.__float__(value), 0
-    if _depth >= _MAX_DEPTH:
-        return "<too deep>", 10
-    chars = 0
-    if isinstance(value, dict):
+    return _Copy().of(value, 0)
+
+
+class _Copy:
+    """One :func:`resolve`: the containers on the current path, and the values left."""
+
+    __slots__ = ("left", "path")
+
+    def __init__(self) -> None:
+        self.path: set[int] = set()
+        self.left = MAX_VALUES
+
+    def of(self, value: Any, depth: int) -> tuple[Any, int]:
+        kind = type(value)
+        if kind in IMMUTABLE:
+            return value, len(value) if kind is str or kind is bytes else SCALAR_CHARS
+        # Subclasses of str, int and float (enums among them) are written as
+        # their plain value by every encoder: take that value, never a __str__.
+        if isinstance(value, str):
+            text = str.__str__(value)
+            return text, len(text)
+        if isinstance(value, int):
+            return int.__index__(value), SCALAR_CHARS
+        if isinstance(value, float):
+            return float.__float__(value), SCALAR_CHARS
+        is_dict = isinstance(value, dict)
+        if not (is_dict or isinstance(value, (list, tuple))):
+            text = safe_repr(value)
+            return text, len(text)
+        if depth >= _MAX_DEPTH:
+            return "<too deep>", 10
+        key = id(value)
+        if key in self.path:
+            return "<cycle>", 7
+        self.path.add(key)
+        try:
+            return self._dict(value, depth) if is_dict else self._list(value, depth)
+        finally:
+            self.path.discard(key)
+
+    def _dict(self, value: dict[Any, Any], depth: int) -> tuple[dict[str, Any], int]:
         out: dict[str, Any] = {}
-        for k, v in list(value.items()):
+        chars = 2
+        pairs = list(value.items())
+        for n, (k, v) in enumerate(pairs):
+            if self.left <= 0:
+                out["…"] = cut = f"<{len(pairs) - n} more cut>"
+                return out, chars + len(cut) + 1
+            self.left -= 1
             k = k if type(k) is str else key_text(k)
-            out[k], n = resolve(v, _depth + 1)
-            chars += n + len(k)
+            out[k], size = self.of(v, depth + 1)
+            chars += size + len(k)
         return out, chars
-    if isinstance(value, (list, tuple)):
+
+    def _list(self, value: list[Any] | tuple[Any, ...], depth: int) -> tuple[list[Any], int]:
         items = []
-        for v in list(value):
-            v, n = resolve(v, _depth + 1)
+        chars = 2
+        values = list(value)
+        for n, v in enumerate(values):
+            if self.left <= 0:
+                items.append(cut := f"<{len(values) - n} more cut>")
+                return items, chars + len(cut)
+            self.left -= 1
+            v, size = self.of(v, depth + 1)
             items.append(v)
-            chars += n
+            chars += size
         return items, chars
-    text = safe_repr(value)
-    return text, len(text)
 
 
 def key_text(key: Any) -> str:

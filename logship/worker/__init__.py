@@ -28,7 +28,7 @@ from logship.pure.redact_url import redact_url, scrub, url_secrets
 from logship.pure.retry import Backoff
 from logship.pure.sealing import Sealer, parse_key
 from logship.pure.snapshot import resolve_mapping
-from logship.ring import Ring, Signals
+from logship.ring import Ring, Signals, holds_ring_lock
 from logship.worker.adoption import Adopter
 from logship.worker.diagnostics import Warner
 from logship.worker.keeper import RegionKeeper
@@ -102,7 +102,10 @@ class Worker:
         self.fields: Mapping[str, Any] = resolve_mapping(opts.fields)[0]
         #: The application's way in. Until the threads run, the first call starts them.
         self.put = self._start_and_put
-        self._start_lock = threading.Lock()
+        # Re-entrant: a signal handler that logs on the thread starting the
+        # worker must not wait for that thread (see start).
+        self._start_lock = threading.RLock()
+        self._starting = False
         self._started = False
         self._closed = False
         self.threads: list[threading.Thread] = []
@@ -133,12 +136,17 @@ class Worker:
     def start(self) -> None:
         """Build the pump and sender and start their threads (once; never raises)."""
         with self._start_lock:
-            if self._started or self._closed:
-                return
+            if self._started or self._closed or self._starting:
+                return  # _starting: a signal handler logged while this thread builds
+            self._starting = True
             try:
                 self._build()
             except Exception as e:
                 self._cannot_start(e)
+                return
+            finally:
+                self._starting = False
+            if self._closed:  # by a signal handler, while this thread built
                 return
             self._started = True
             try:
@@ -249,6 +257,7 @@ class Worker:
         """
         return self.pump is not None and self.pump.store is not None and self.ledger.health.down
 
+    @holds_ring_lock
     def flush(self, deadline: float, exiting: bool = False) -> bool:
         """Wait until everything emitted so far is resolved, or ``deadline``.
 

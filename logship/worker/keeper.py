@@ -33,7 +33,7 @@ from logship.journal import JournalWriter
 from logship.pure.journal import NOTHING_RESOLVED, SEGMENT_SIZE, Mark, deletable, make_mark
 from logship.pure.options import Options
 from logship.pure.uuid7 import new_salt
-from logship.ring import Signals
+from logship.ring import Signals, holds_ring_lock
 from logship.worker.diagnostics import Warner
 from logship.worker.ledger import Ledger
 from logship.worker.spill import region
@@ -104,6 +104,7 @@ class RegionKeeper:
         seg.mark(self._committed)
         return seg
 
+    @holds_ring_lock
     def open(self) -> None:
         """Make the first segment and turn the region on (the first log call's thread)."""
         with self._lock:
@@ -121,6 +122,7 @@ class RegionKeeper:
             with self.ring.lock:
                 self.writer.install(seg, self.ring.emitted)
 
+    @holds_ring_lock
     def tend(self) -> None:
         """The pump's turn: commit the mark, delete resolved segments, keep a spare."""
         with self._lock:
@@ -153,6 +155,7 @@ class RegionKeeper:
         low, held = self.ledger.durable_mark()
         return make_mark(low, held, self._committed.gen + 1)
 
+    @holds_ring_lock
     def _provide(self) -> None:
         """Make a spare, or, while the region is off, turn it back on with a new segment."""
         try:
@@ -182,6 +185,7 @@ class RegionKeeper:
             error,
         )
 
+    @holds_ring_lock
     def close(self) -> None:
         """Delete the region if every event in it is resolved or spilled, else mark and release it.
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from logship.pure.batching import Batch, Origin
 from logship.pure.endpoints import EndpointSet
-from logship.ring import Item, Ring
+from logship.ring import Item, Ring, holds_ring_lock, wait_unless_held
 
 COUNTERS = (
     "shipped",
@@ -288,6 +288,7 @@ class Ledger:
 
     # -- either side ---------------------------------------------------------
 
+    @holds_ring_lock
     def watermark(self) -> int:
         """Every event with a sequence number below this is resolved. Call with lock held."""
         with self.ring.lock:
@@ -296,6 +297,7 @@ class Ledger:
             low = min(low, min(self.outstanding.values()))
         return low
 
+    @holds_ring_lock
     def durable_mark(self) -> tuple[int, list[tuple[int, int]]]:
         """What only memory holds: the ring's lowest sequence number, and the ranges of the
         batches below it that are not on disk.
@@ -333,6 +335,7 @@ class Ledger:
         """Whether a flush or close is waiting on the open batch. Call with lock held."""
         return self.draining or self.flush_target >= self.watermark()
 
+    @holds_ring_lock
     def abandon(self) -> int:
         """Give up on every event still in memory, counting them as dropped.
 
@@ -351,9 +354,19 @@ class Ledger:
             self.changed.notify_all()
             return n
 
+    @holds_ring_lock
     def snapshot(self) -> dict[str, Any]:
-        """A consistent copy of every counter, for ``stats()``."""
-        with self.lock, self.ring.lock:
+        """A consistent copy of every counter, for ``stats()``.
+
+        Called from a signal handler that interrupted this thread inside a
+        holder of either lock, it reads without that lock rather than wait
+        for itself (see ``ring.wait_unless_held``).
+        """
+        held = []
+        for lock in (self.lock, self.ring.lock):
+            if lock.acquire(False) or wait_unless_held(lock):
+                held.append(lock)
+        try:
             ring = self.ring.snapshot()
             c = dict(self.counters)
             h = self.health
@@ -363,6 +376,9 @@ class Ledger:
             in_memory, spill_bytes = self.in_memory, self.spill_bytes
             spill_refused = self.spill_refused
             missed = self.not_durable(ring["emitted"]) if self.not_durable else 0
+        finally:
+            for lock in reversed(held):
+                lock.release()
         dropped = c["dropped"] + ring["ring_dropped"]
         out: dict[str, Any] = {
             "emitted": ring["emitted"],
