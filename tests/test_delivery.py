@@ -20,6 +20,7 @@ import pytest
 
 from logship.pure import uuid7
 from logship.pure.frames import read_frames
+from logship.pure.protocols.http import StatusReader
 
 from conftest import attach, check_identity, wait_until
 from faultserver import CLOSE, STALL, FaultServer, Request, delayed, status
@@ -156,6 +157,36 @@ def test_429_retry_after_http_date_is_honoured(server, make_handler):
     assert 1.2 <= gap < 4.0, gap
 
 
+#: A date past every year datetime holds: reading it raises OverflowError.
+ABSURD_DATE = "Mon, 1 Jan 99999999999999999999 00:00:00 GMT"
+
+
+@pytest.mark.parametrize("value", [ABSURD_DATE, "1e999", "NaN", "-inf", "-30"])
+def test_an_unreadable_retry_after_is_retried_with_the_normal_back_off(server, make_handler, value):
+    server.then(status(503, Retry_After=value))
+    h = make_handler(server.url())  # back-off ceiling 0.2 s
+    emit(attach(h), 5)
+    assert h.flush(5), h.stats()
+    first, retry = snapshot(server)[:2]
+    assert (first.answered, retry.answered) == (503, 201)
+    assert uuids_of(first) == uuids_of(retry) and len(server.uuids()) == 5
+    stats = h.stats()
+    assert stats["shipped"] == 5 and stats["dropped"] == 0 and stats["retries"] == 1
+    check_identity(stats)
+
+
+@pytest.mark.parametrize("protocol", ["loki", "splunk", "otlp"])
+def test_an_unreadable_retry_after_is_retried_by_every_protocol(server, make_handler, protocol):
+    server.then(status(503, Retry_After=ABSURD_DATE))
+    h = make_handler(server.url(), protocol=protocol)
+    emit(attach(h), 5)
+    assert h.flush(5), h.stats()
+    assert [r.answered for r in snapshot(server)][:2] == [503, 201]
+    stats = h.stats()
+    assert stats["shipped"] == 5 and stats["dropped"] == 0 and stats["retries"] == 1
+    check_identity(stats)
+
+
 def test_connection_closed_without_answer_is_retried(server, make_handler):
     server.then(CLOSE, CLOSE)
     h = make_handler(server.url())
@@ -253,6 +284,32 @@ def test_413_splits_the_batch_until_it_fits(server, make_handler):
     stats = h.stats()
     assert stats["shipped"] == 60 and stats["rejected"] == 0 and stats["dropped"] == 0
     check_identity(stats)
+
+
+def test_an_internal_error_after_a_split_drops_and_counts_both_halves(
+    server, make_handler, monkeypatch, diagnostics
+):
+    """The batch taken is resolved by its split: what is left to resolve is its halves."""
+    read = StatusReader.read
+
+    def failing(self: StatusReader, answer: Any, count: int) -> Any:
+        if answer.status == 201:
+            raise RuntimeError("a fault while reading the answer")
+        return read(self, answer, count)
+
+    monkeypatch.setattr(StatusReader, "read", failing)
+    server.then(status(413))
+    h = make_handler(server.url(), batch_max_records=10, flush_interval=2.0)
+    emit(attach(h), 10)  # one batch: full at 10
+    assert h.flush(5), h.stats()  # nothing left pending until close
+    assert [r.answered for r in snapshot(server)] == [413, 201]
+    stats = h.stats()
+    assert stats["dropped"] == 10 and stats["pending"] == 0 and stats["shipped"] == 0
+    check_identity(stats)
+    assert any(
+        "internal error sending a batch (10 events dropped, counted)" in w
+        for w in diagnostics.warnings()
+    ), diagnostics.warnings()
 
 
 def read_dead_letters(folder: Any) -> list[dict[str, Any]]:

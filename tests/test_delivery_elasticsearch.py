@@ -246,6 +246,47 @@ def test_a_2xx_that_is_not_a_bulk_answer_is_sent_again(bulk, make_handler, warni
     assert "answered 200: the answer 'OK' is not a bulk answer for 5 events" in said
 
 
+#: A 200 whose body nests deeper than the JSON parser follows (RecursionError).
+TOO_DEEP = b"[" * 200_000
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (status(200, TOO_DEEP), "answered 200: the answer '[[[["),
+        # A date past every year datetime holds: reading it raises OverflowError.
+        (status(503, Retry_After="Mon, 1 Jan 99999999999999999999 00:00:00 GMT"), "answered 503"),
+    ],
+    ids=["2xx-too-deep", "absurd-retry-after"],
+)
+def test_an_answer_that_cannot_be_read_is_sent_again_not_dropped(
+    bulk, make_handler, warnings, answer, said
+):
+    bulk.then(answer)
+    h = es_handler(make_handler, bulk)  # back-off ceiling 0.2 s
+    log_fated(attach(h), ["ok"] * 5)
+    assert h.flush(5), h.stats()
+    assert indexed_is(bulk) == list(range(5))
+    stats = h.stats()
+    assert stats["shipped"] == 5 and stats["dropped"] == 0 and stats["retries"] == 1
+    check_identity(stats)
+    assert [w for w in warnings if said in w], warnings
+
+
+def test_a_half_whose_answer_cannot_be_read_is_sent_again(bulk, make_handler):
+    """After a split, an answer no reader can read costs neither half, nor leaves it pending."""
+    bulk.then(status(413, b"too large"), status(200, TOO_DEEP))
+    h = es_handler(make_handler, bulk, batch_max_records=100, flush_interval=2.0)
+    log_fated(attach(h), ["ok"] * 100)  # one batch: full at 100
+    assert h.flush(10), h.stats()
+    assert [r.answered for r in bulk.requests][:2] == [413, 200]
+    assert indexed_is(bulk) == list(range(100))
+    stats = h.stats()
+    assert stats["shipped"] == 100 and stats["dropped"] == 0 and stats["pending"] == 0
+    assert stats["retries"] == 1
+    check_identity(stats)
+
+
 def test_an_error_for_the_whole_request_keeps_its_reason(bulk, make_handler, tmp_path):
     error = {"type": "illegal_argument_exception", "reason": "no write index is defined"}
     bulk.then(status(400, json.dumps({"error": error, "status": 400}).encode()))

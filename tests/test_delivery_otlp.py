@@ -265,6 +265,29 @@ def test_a_partial_success_that_only_warns_is_delivered(server, make_handler, tm
     assert not si.read_dead_letters(str(tmp_path)).batches
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"partialSuccess":{"rejectedLogRecords":1e999}}',  # int() of it: OverflowError
+        b'{"partialSuccess":{"rejectedLogRecords":Infinity}}',
+        b"[" * 200_000,  # too deep to parse: RecursionError
+    ],
+)
+def test_a_2xx_whose_partial_success_cannot_be_read_is_delivered(
+    server, make_handler, tmp_path, body
+):
+    """The 2xx says the collector accepted the request; an unreadable count rejects nothing."""
+    server.then(status(200, body, Content_Type="application/json"))
+    h = otlp(make_handler, server, spill_dir=str(tmp_path), batch_max_records=5, flush_interval=2.0)
+    emit(attach(h), 5)  # one batch: full at 5
+    assert h.flush(10), h.stats()
+    assert [r.answered for r in snapshot(server)] == [200]  # never resent
+    stats = h.stats()
+    assert stats["shipped"] == 5 and stats["rejected"] == 0 and stats["dropped"] == 0
+    check_identity(stats)
+    assert not si.read_dead_letters(str(tmp_path)).batches
+
+
 def test_a_replayed_batch_partly_rejected_counts_only_the_rest_as_replayed(
     server, make_handler, tmp_path
 ):

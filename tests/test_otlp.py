@@ -572,6 +572,13 @@ def test_a_failures_status_message_is_the_reason():
     assert o.OtlpReader().read(Answer(400, body="plain words"), 1).reason == "plain words"
 
 
+@pytest.mark.parametrize("status", [400, 503])
+def test_a_failure_whose_body_cannot_be_read_is_judged_by_its_status(status):
+    deep = "[" * 200_000
+    outcome = o.OtlpReader().read(Answer(status, body=deep), 3)
+    assert (outcome.verdict, outcome.reason) == (o.verdict_of(status), deep)
+
+
 @pytest.mark.parametrize(
     ("body", "count", "verdict", "rejected"),
     [
@@ -596,6 +603,25 @@ def test_a_failures_status_message_is_the_reason():
         ('{"partialSuccess":{"rejectedLogRecords":"x"}}', 10, Verdict.DELIVERED, 0),
         ('{"partialSuccess":{"rejectedLogRecords":"-2"}}', 10, Verdict.DELIVERED, 0),
         ("\x0a\x00binary", 10, Verdict.DELIVERED, 0),
+        # A 2xx whose count cannot be read: accepted, nothing counted rejected.
+        ('{"partialSuccess":{"rejectedLogRecords":1e999}}', 10, Verdict.DELIVERED, 0),
+        ('{"partialSuccess":{"rejectedLogRecords":Infinity}}', 10, Verdict.DELIVERED, 0),
+        ('{"partialSuccess":{"rejectedLogRecords":-Infinity}}', 10, Verdict.DELIVERED, 0),
+        ('{"partialSuccess":{"rejectedLogRecords":NaN}}', 10, Verdict.DELIVERED, 0),
+        ('{"partialSuccess":{"rejectedLogRecords":2.5}}', 10, Verdict.DELIVERED, 0),
+        ('{"partialSuccess":{"rejectedLogRecords":3.0}}', 10, Verdict.DELIVERED, 3),
+        ('{"partialSuccess":{"rejectedLogRecords":-3.0}}', 10, Verdict.DELIVERED, 0),
+        ('{"partialSuccess":{"rejectedLogRecords":true}}', 10, Verdict.DELIVERED, 0),
+        ('{"partialSuccess":{"rejectedLogRecords":[3]}}', 10, Verdict.DELIVERED, 0),
+        ('{"partialSuccess":{"rejectedLogRecords":{"n":3}}}', 10, Verdict.DELIVERED, 0),
+        (  # more digits than int() reads
+            '{"partialSuccess":{"rejectedLogRecords":"' + "9" * 5000 + '"}}',
+            10,
+            Verdict.DELIVERED,
+            0,
+        ),
+        ("[" * 200_000, 10, Verdict.DELIVERED, 0),  # too deep to parse: RecursionError
+        ('{"partialSuccess":' + "[" * 200_000, 10, Verdict.DELIVERED, 0),
     ],
 )
 def test_partial_success(body, count, verdict, rejected):

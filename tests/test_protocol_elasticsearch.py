@@ -21,6 +21,7 @@ from logship.pure.event import EventBuilder
 from logship.pure.frames import ENCODER_NAMES
 from logship.pure.options import build_options
 from logship.pure.protocols import Answer, Outcome, Verdict
+from logship.pure.protocols import elasticsearch as es
 from logship.pure.protocols.elasticsearch import (
     DEFAULT_INDEX,
     MAX_REJECT_GROUPS,
@@ -360,6 +361,40 @@ def test_a_2xx_that_does_not_say_what_became_of_each_event_is_sent_again(body):
     outcome = read(Answer(200, body=body), 2)
     assert (outcome.verdict, outcome.parts, outcome.kind) == (R, (), "http-200")
     assert "not a bulk answer for 2 events" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 200_000,  # too deep to parse: RecursionError
+        '{"errors":true,"items":' + "[" * 200_000,  # so, though it opens as an object
+        '{"errors":true,"items":[{"create":{"status":' + "9" * 5000 + "}}]}",  # past int's digits
+    ],
+)
+def test_a_2xx_that_cannot_be_read_is_sent_again_whole(body):
+    """A bulk 200 may refuse items a retry would get through: it is never taken as delivered."""
+    outcome = read(Answer(200, body=body), 2)
+    assert (outcome.verdict, outcome.parts, outcome.kind) == (R, (), "http-200")
+    assert "not a bulk answer for 2 events" in outcome.reason
+
+
+def test_items_whose_values_cannot_be_shown_are_sent_again(monkeypatch):
+    """What the reader does with an item's values cannot cost the batch either."""
+
+    def overflow(*_args: Any) -> str:
+        raise OverflowError("a value past what str() takes")
+
+    monkeypatch.setattr(es, "error_text", overflow)
+    outcome = read(bulk(created(0), unparsable(1)), 2)
+    assert (outcome.verdict, outcome.parts) == (R, ())
+
+
+@pytest.mark.parametrize("status", [400, 503])
+def test_a_failure_whose_body_cannot_be_read_is_judged_by_its_status(status):
+    deep = "[" * 200_000
+    outcome = read(Answer(status, body=deep), 3)
+    assert outcome.verdict is (X if status == 400 else R)
+    assert outcome.reason == deep[:500]
 
 
 def test_errors_false_is_believed_when_the_items_were_left_out():

@@ -240,11 +240,22 @@ def test_busy_part_way_takes_those_before_and_retries_the_rest():
 
 
 @pytest.mark.parametrize(
-    "body", ["", "not json", "[1]", '{"code": "6", "invalid-event-number": "1"}', '{"code":6}']
+    "body",
+    [
+        "",
+        "not json",
+        "[1]",
+        '{"code": "6", "invalid-event-number": "1"}',
+        '{"code":6}',
+        "[" * 200_000,  # too deep to parse: RecursionError
+        '{"code":6,"invalid-event-number":' + "[" * 200_000,
+        '{"code":6,"invalid-event-number":' + "9" * 5000 + "}",  # past int's digit limit
+    ],
 )
-def test_answers_without_a_usable_event_number_are_judged_by_status(body):
-    outcome = HecReader().read(Answer(400, body=body), 3)
-    assert outcome.verdict is J and outcome.parts == ()
+@pytest.mark.parametrize(("status", "verdict"), [(400, J), (503, R)])
+def test_answers_without_a_usable_event_number_are_judged_by_status(body, status, verdict):
+    outcome = HecReader().read(Answer(status, body=body), 3)
+    assert outcome.verdict is verdict and outcome.parts == ()
 
 
 def test_hec_error_reads_code_and_event_number():

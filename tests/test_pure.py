@@ -186,6 +186,39 @@ def test_parse_retry_after_garbage_is_none(value):
     assert parse_retry_after(value) is None
 
 
+#: Retry-After values no server should send: each must mean the normal back-off.
+UNREADABLE_RETRY_AFTER = [
+    "Mon, 1 Jan 99999999999999999999 00:00:00 GMT",  # datetime raises OverflowError
+    "Mon, 1 Jan 10000 00:00:00 GMT",  # past datetime's last year
+    "Mon, 1 Jan 2030 00:00:00 -0000",  # no time zone
+    "inf",
+    "-inf",
+    "Infinity",
+    "NaN",
+    "1e999",  # a float past its range: infinity
+    "9" * 400,
+]
+
+
+@pytest.mark.parametrize("value", UNREADABLE_RETRY_AFTER)
+def test_parse_retry_after_unreadable_is_none(value):
+    assert parse_retry_after(value) is None
+
+
+@pytest.mark.parametrize("value", [*UNREADABLE_RETRY_AFTER, "-5", "-1e300"])
+def test_an_unreadable_or_negative_retry_after_leaves_the_back_off_as_it_is(value):
+    b = Backoff(ceiling=2.0, base=0.5)
+    for attempt in (0, 3, 10):
+        assert b.after(attempt, parse_retry_after(value)) <= b.delay(attempt, lambda: 1.0)
+
+
+def test_a_date_far_ahead_is_capped_like_any_long_wait():
+    now = 1_800_000_000.0
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now=now) > 2.5e11
+    b = Backoff(ceiling=60.0)
+    assert b.after(0, parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT")) == RETRY_AFTER_CAP
+
+
 def test_an_absurd_retry_after_is_capped():
     b = Backoff(ceiling=60.0)
     assert b.after(0, parse_retry_after("86400")) == RETRY_AFTER_CAP

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import math
 import random
 import time
 from collections.abc import Callable
@@ -62,8 +63,9 @@ RETRY_AFTER_CAP = 300.0
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date).
 
-    Returns ``None`` for a missing or unparsable value, so the caller falls
-    back to its own back-off; never negative.
+    Returns ``None`` for a missing or unreadable value (``nan``, ``inf``, a
+    date no calendar holds), so the caller falls back to its own back-off;
+    never negative. A large value is returned as it is: the caller caps it.
     """
     if not value:
         return None
@@ -73,12 +75,16 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+            if when.tzinfo is None:
+                return None
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except Exception:
+            # The header is the server's to write: a year past what datetime
+            # holds raises OverflowError, and the date parser has raised
+            # TypeError, IndexError and ValueError for other nonsense. An
+            # unreadable value must cost the server its say, never the batch.
             return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
+    if not math.isfinite(seconds):  # nan, inf, or digits past what a float holds
         return None
     return max(0.0, seconds)
 

@@ -110,6 +110,9 @@ class Sender:
         self._headers = encoder.headers()
         #: Set by close once its deadline passes; interrupts any back-off wait.
         self.stop_event = threading.Event()
+        #: The batches the delivery under way put in the ledger: the one taken,
+        #: and every half of a split and part of a per-event answer since.
+        self._in_hand: list[Batch] = []
 
     def run(self) -> None:
         """Loop until stopped; never raises."""
@@ -118,11 +121,39 @@ class Sender:
             if batch is None:
                 continue
             self.signals.wake.set()  # room for the pump
+            self._in_hand = [batch]
             try:
                 self.deliver(batch)
             except BaseException as e:  # a bug must cost this batch, not the worker
-                self.ledger.resolve(batch, "dropped")
-                self.warner.warn("sender-error", "logship: internal error sending a batch: %r", e)
+                lost = self._drop_in_hand()
+                self.warner.warn(
+                    "sender-error",
+                    "logship: internal error sending a batch (%d events dropped, counted): %r",
+                    lost,
+                    e,
+                )
+            finally:
+                self._in_hand = []
+
+    def _drop_in_hand(self) -> int:
+        """Resolve as dropped what the failed delivery left unresolved; return how many events.
+
+        After a split or a per-event answer the batch taken is resolved
+        already (replaced by its parts): its parts, not it, are what is
+        left, and each must leave ``pending``, or flush would wait on them
+        until close. Those resolved before are not counted again.
+        """
+        return sum(b.count for b in self._in_hand if self.ledger.resolve(b, "dropped"))
+
+    def _replace(self, old: Batch, new: list[Batch]) -> bool:
+        """``Ledger.replace``, keeping ``new`` in hand; False when close gave up on ``old``."""
+        if not self.ledger.replace(old, new):
+            return False
+        # Only what is still outstanding is kept: a batch whose items are
+        # refused 429 again and again is replaced on every attempt.
+        kept = [h for h in self._in_hand if h is not old and self.ledger.is_outstanding(h.id)]
+        self._in_hand = kept + new
+        return True
 
     def deliver(self, batch: Batch) -> None:
         """Send ``batch`` (and what answers make of it) until all is resolved or we stop.
@@ -166,7 +197,7 @@ class Sender:
                     b, self.encoder.units_of(b.body), self.encoder, self.opts.batch_max_bytes
                 )
                 todo.popleft()
-                if self.ledger.replace(b, halves):
+                if self._replace(b, halves):
                     todo.extendleft(reversed(halves))
             elif verdict is Verdict.SPLIT or verdict is Verdict.REJECT:
                 self._reject(i, b, outcome)
@@ -191,7 +222,7 @@ class Sender:
             (verdict, pick(batch, units, indices, self.encoder, str(k)))
             for k, (verdict, indices) in enumerate(outcome.parts)
         ]
-        if not self.ledger.replace(batch, [part for _v, part in groups]):
+        if not self._replace(batch, [part for _v, part in groups]):
             return []  # close gave up on it meanwhile
         again: list[Batch] = []
         delivered = 0

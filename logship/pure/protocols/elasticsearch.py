@@ -224,9 +224,9 @@ def whole_error(body: str) -> str:
     """The reason an Elasticsearch error answer gives (``{"error": {…}, "status": 400}``)."""
     try:
         doc = json.loads(body)
-    except ValueError:
+        return error_text(doc.get("error")) if isinstance(doc, dict) else ""
+    except Exception:  # any body that cannot be read gives no reason: the status decides
         return ""
-    return error_text(doc.get("error")) if isinstance(doc, dict) else ""
 
 
 class BulkReader:
@@ -241,8 +241,23 @@ class BulkReader:
             return replace(outcome, reason=said[:500]) if said else outcome
         try:
             doc = json.loads(answer.body)
-        except ValueError:
+        except json.JSONDecodeError:  # not JSON: perhaps a JSON answer cut short
             return unreadable(answer, count, cut=answer.body.lstrip().startswith("{"))
+        except Exception:
+            # JSON, but not readable: nested past the parser's depth
+            # (RecursionError), a number past int's digit limit (ValueError).
+            # A smaller batch would get the same: no cut.
+            return unreadable(answer, count, cut=False)
+        try:
+            return self._judge(doc, answer, count)
+        except Exception:
+            # The items' values are the server's: nested or sized past what
+            # str() takes, they make an answer that cannot be read, no bug.
+            return unreadable(answer, count, cut=False)
+
+    @staticmethod
+    def _judge(doc: Any, answer: Answer, count: int) -> Outcome:
+        """The outcome of a 2xx whose body is the JSON ``doc``."""
         items = doc.get("items") if isinstance(doc, dict) else None
         read = [read_item(e) for e in items] if isinstance(items, list) else []
         judged = [item for item in read if item is not None]
@@ -250,7 +265,7 @@ class BulkReader:
             return judge(judged, answer)
         if items is None and isinstance(doc, dict) and doc.get("errors") is False:
             # Items left out (filter_path=errors): none failed, the server says.
-            return Outcome(Verdict.DELIVERED, kind=f"http-{status}")
+            return Outcome(Verdict.DELIVERED, kind=f"http-{answer.status}")
         return unreadable(answer, count, cut=False)
 
 
@@ -258,8 +273,12 @@ def unreadable(answer: Answer, count: int, cut: bool) -> Outcome:
     """The outcome of a 2xx that does not say what became of each event.
 
     A JSON answer cut short (longer than the transport reads) is split: a
-    smaller batch gets a smaller answer. Anything else is sent again: every
-    event has its ``_id``, so what was indexed comes back as a 409.
+    smaller batch gets a smaller answer. Anything else (not JSON, not a bulk
+    answer, or one that cannot be read at all) is sent again, not taken as
+    delivered: a bulk 200 may refuse any of its items, with a 429 that a
+    retry would get through, and an answer that cannot be read may hide
+    those. Sending again is safe: every event has its ``_id``, so what was
+    indexed comes back as a 409.
     """
     kind = f"http-{answer.status}"
     if cut and count > 1:

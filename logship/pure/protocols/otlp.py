@@ -761,28 +761,48 @@ def verdict_of(status: int) -> Verdict:
 
 
 def _json_object(text: str) -> dict[str, Any]:
+    """The JSON object of an answer's body; ``{}`` for anything else, whatever the body holds."""
     try:
         doc = json.loads(text)
-    except ValueError:
+    except Exception:
+        # Not only ValueError: an answer nested deeper than the parser
+        # follows raises RecursionError. An answer that cannot be read says
+        # nothing, and its status decides alone.
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def _count(value: Any) -> int:
+    """A ``rejectedLogRecords`` (an int64: a decimal string, or a number); 0 if it is none.
+
+    ``1e999`` reads as infinity and ``int`` of it raises OverflowError: a
+    count that is no whole number, or not finite, is no count.
+    """
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, float):
+        return max(0, int(value)) if value.is_integer() else 0  # not integral: inf, nan too
+    if isinstance(value, int | str):
+        try:
+            return max(0, int(value))
+        except ValueError:  # not digits, or more digits than int() reads
+            return 0
+    return 0
 
 
 def partial_success(text: str) -> tuple[int, str]:
     """``rejectedLogRecords`` and ``errorMessage`` of an ``ExportLogsServiceResponse``.
 
-    ``(0, "")`` for a body that is empty or not one (Fluent Bit answers 201
-    with none); a count that is no whole number counts as 0.
+    ``(0, "")`` for a body that is empty, not one, or cannot be read (Fluent
+    Bit answers 201 with none): the 2xx says the request was accepted, and a
+    count the server did not give is no reason to count anything rejected, nor
+    to send again what it took. A count that is no whole number counts as 0.
     """
     partial = _json_object(text).get("partialSuccess")
     if not isinstance(partial, dict):
         return 0, ""
-    try:
-        rejected = int(partial.get("rejectedLogRecords") or 0)
-    except (TypeError, ValueError):
-        rejected = 0
     message = partial.get("errorMessage")
-    return max(0, rejected), message if isinstance(message, str) else ""
+    return _count(partial.get("rejectedLogRecords")), message if isinstance(message, str) else ""
 
 
 def status_message(text: str) -> str:

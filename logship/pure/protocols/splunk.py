@@ -159,10 +159,14 @@ class HecReader:
 
 
 def hec_error(text: str) -> tuple[int | None, int | None]:
-    """HEC's ``code`` and ``invalid-event-number`` in an answer's body (None when absent)."""
+    """HEC's ``code`` and ``invalid-event-number`` in an answer's body (None when absent).
+
+    Absent too when the body cannot be read: the status then decides for the
+    whole batch, as for an answer that names no event.
+    """
     try:
         answer = json.loads(text)
-    except ValueError:
+    except Exception:  # not JSON, or nested past the parser's depth (RecursionError)
         return None, None
     if not isinstance(answer, dict):
         return None, None
