@@ -27,7 +27,7 @@ import msgpack
 class Action:
     """What the server does with one request."""
 
-    kind: str = "status"  # "status", "close", "stall"
+    kind: str = "status"  # "status", "close", "stall", "trickle"
     status: int = 201
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
@@ -48,6 +48,9 @@ def delayed(seconds: float, code: int = 201, body: bytes = b"", **headers: str) 
 
 CLOSE = Action("close")
 STALL = Action("stall")
+#: A 200's status line, then a header byte every 50 ms until ``release``: each read
+#: of the client's is quick, its answer never whole.
+TRICKLE = Action("trickle", delay=0.05)
 
 
 @dataclass
@@ -243,9 +246,18 @@ class FaultServer:
         answered: int | None = action.status if action.kind == "status" else None
         if action.kind == "stall":
             self.release.wait(60)
-        elif action.delay:
+        elif action.delay and action.kind != "trickle":
             self.release.wait(action.delay)
         self._record(Request(h.path, headers, wire, events, answered, arrived))
+        if action.kind == "trickle":
+            try:
+                h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                h.wfile.flush()
+                while not self.release.wait(action.delay):
+                    h.wfile.write(b"X")
+                    h.wfile.flush()
+            except OSError:
+                pass  # the client gave up
         if action.kind != "status":
             self.hang_up(h)
             return

@@ -23,7 +23,7 @@ from logship.pure.frames import read_frames
 from logship.pure.protocols.http import StatusReader
 
 from conftest import attach, check_identity, wait_until
-from faultserver import CLOSE, STALL, FaultServer, Request, delayed, status
+from faultserver import CLOSE, STALL, TRICKLE, FaultServer, Request, delayed, status
 
 
 def header(request: Request, name: str) -> str | None:
@@ -228,6 +228,22 @@ def test_request_timeout_is_retried(server, make_handler):
     stats = h.stats()
     assert stats["retries"] >= 1
     assert stats["shipped"] == 3 and stats["dropped"] == 0
+    check_identity(stats)
+
+
+def test_an_answer_that_trickles_in_is_cut_at_the_timeout_and_retried(
+    server, make_handler, diagnostics
+):
+    # Each byte comes well within the timeout: only a deadline for the whole answer ends it.
+    server.then(TRICKLE)
+    h = make_handler(server.url(), timeout=0.5)
+    log = attach(h)
+    emit(log, 3)
+    assert h.flush(20)
+    assert len(server.uuids()) == 3 and server.arrivals == 2
+    stats = h.stats()
+    assert stats["retries"] == 1 and stats["shipped"] == 3
+    assert any("timed out" in w for w in diagnostics.warnings())
     check_identity(stats)
 
 

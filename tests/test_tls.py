@@ -15,7 +15,7 @@ import pytest
 import trustme
 
 from conftest import attach, check_identity, wait_until
-from faultserver import FaultServer
+from faultserver import TRICKLE, FaultServer
 
 # requests lets these environment variables replace the trust store; most tests
 # here are about logship's own options, so they run without them.
@@ -154,3 +154,14 @@ def test_mutual_tls_without_a_client_certificate_is_refused(
     h = make_handler(mtls_server.url(), ca_file=ca_file, shutdown_timeout=0.5)
     emit(h, 5)
     assert_held_by_tls(h, mtls_server, 5)
+
+
+def test_an_answer_that_trickles_in_over_tls_is_cut_at_the_timeout(
+    tls_server, ca_file, make_handler
+):
+    tls_server.then(TRICKLE)  # each byte well within the timeout; the whole answer never
+    h = make_handler(tls_server.url(), ca_file=ca_file, timeout=0.5)
+    emit(h, 3)
+    assert h.flush(20)
+    assert len(tls_server.uuids()) == 3 and tls_server.arrivals == 2
+    assert h.stats()["retries"] == 1 and "timed out" in h.stats()["last_error"]

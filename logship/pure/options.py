@@ -573,7 +573,11 @@ class Options:
     tls_min_version: TlsVersion = _option(
         "1.2", "the oldest TLS version accepted", _choice(TlsVersion)
     )
-    timeout: float = _option(10.0, "seconds for one request", positive_seconds)
+    timeout: float = _option(
+        10.0,
+        "seconds for one request: to connect, and for the whole answer, however slowly it comes",
+        positive_seconds,
+    )
     retry_max_backoff: float = _option(
         60.0, "ceiling of the exponential back-off, in seconds", positive_seconds
     )

@@ -11,6 +11,7 @@ verifies the original host name: only the address connected to changes.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import ssl
@@ -50,10 +51,75 @@ class AddressBook:
             return list(self._good.get((host, port), ()))
 
 
+class Deadline:
+    """When the request under way must have its whole answer (monotonic seconds).
+
+    urllib3's and requests' ``timeout`` bounds each read of the socket, not a
+    request: a server that sends its answer a byte at a time, each byte
+    within the timeout, would hold the sender for ever, with no error to say
+    so. The sockets of the pools made by :func:`pool_classes` (and the TLS
+    sockets of a context given to :func:`enforce_deadline`) check it before
+    every read.
+    """
+
+    __slots__ = ("at", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = math.inf  # no request under way
+
+    def start(self) -> None:
+        """A request begins: its answer is due within ``seconds``."""
+        self.at = time.monotonic() + self.seconds
+
+    def stop(self) -> None:
+        """The answer is read (or the request failed)."""
+        self.at = math.inf
+
+    def check(self) -> None:
+        """Raise ``TimeoutError`` once the answer is overdue."""
+        if time.monotonic() > self.at:
+            raise TimeoutError(
+                f"the answer did not arrive whole within the timeout ({self.seconds:g} s): "
+                "the server sends too slowly"
+            )
+
+
+class _DeadlineSocket(socket.socket):
+    """A plain socket that checks its :class:`Deadline` before each read."""
+
+    deadline: Deadline
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self.deadline.check()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self.deadline.check()
+        return super().recv(bufsize, flags)
+
+
+def enforce_deadline(context: ssl.SSLContext, deadline: Deadline) -> None:
+    """Make the TLS sockets of ``context`` check ``deadline`` before each read."""
+
+    class DeadlineSSLSocket(ssl.SSLSocket):
+        def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+            deadline.check()
+            return super().recv_into(buffer, nbytes, flags)
+
+        def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+            deadline.check()
+            return super().recv(buflen, flags)
+
+    context.sslsocket_class = DeadlineSSLSocket
+
+
 class _FallbackMixin:
-    """``_new_conn`` that remembers good addresses and uses them when DNS fails."""
+    """``_new_conn`` that remembers good addresses and uses them when DNS fails, and gives
+    the socket the pool's :class:`Deadline`."""
 
     book: AddressBook
+    deadline: Deadline
     _dns_host: str
     port: int
     timeout: Any
@@ -69,12 +135,20 @@ class _FallbackMixin:
                 raise
             sock = self._connect_any(addresses)
             self.book.on_fallback(self._dns_host, addresses)
-            return sock
+            return self._with_deadline(sock)
         try:
             self.book.remember(self._dns_host, self.port, sock.getpeername()[0])
         except OSError:
             pass
-        return sock
+        return self._with_deadline(sock)
+
+    def _with_deadline(self, sock: socket.socket) -> socket.socket:
+        """The same connected socket, as one that checks the pool's deadline."""
+        timeout = sock.gettimeout()
+        out = _DeadlineSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        out.settimeout(timeout)
+        out.deadline = self.deadline
+        return out
 
     def _connect_any(self, addresses: list[str]) -> socket.socket:
         error: OSError | None = None
@@ -94,8 +168,9 @@ class _FallbackMixin:
         )
 
 
-def pool_classes(book: AddressBook) -> dict[str, type]:
-    """Connection pool classes for http and https whose connections use ``book``."""
+def pool_classes(book: AddressBook, deadline: Deadline) -> dict[str, type]:
+    """Connection pool classes for http and https whose connections use ``book`` and
+    ``deadline``."""
 
     class HTTPConnection(_FallbackMixin, urllib3.connection.HTTPConnection):
         pass
@@ -103,8 +178,8 @@ def pool_classes(book: AddressBook) -> dict[str, type]:
     class HTTPSConnection(_FallbackMixin, urllib3.connection.HTTPSConnection):
         pass
 
-    HTTPConnection.book = book
-    HTTPSConnection.book = book
+    HTTPConnection.book = HTTPSConnection.book = book
+    HTTPConnection.deadline = HTTPSConnection.deadline = deadline
 
     class HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
         ConnectionCls = HTTPConnection

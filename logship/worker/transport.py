@@ -38,7 +38,9 @@ from logship.pure.protocols.http import HTTP
 from logship.pure.redact_url import redact_url, url_secrets
 from logship.worker.connections import (
     AddressBook,
+    Deadline,
     cert_days_left,
+    enforce_deadline,
     env_ca_bundle,
     pool_classes,
     tls_context,
@@ -81,14 +83,14 @@ class _Authorization(requests.auth.AuthBase):
 class _Adapter(requests.adapters.HTTPAdapter):
     """requests' adapter with logship's TLS context and DNS-fallback connections."""
 
-    def __init__(self, book: AddressBook, context: Any) -> None:
-        self._book, self._context = book, context
+    def __init__(self, book: AddressBook, deadline: Deadline, context: Any) -> None:
+        self._book, self._deadline, self._context = book, deadline, context
         super().__init__(pool_connections=1, pool_maxsize=2, max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = pool_classes(self._book)
+        self.poolmanager.pool_classes_by_scheme = pool_classes(self._book, self._deadline)
 
 
 # The certificate's expiry is read after a success at most this often.
@@ -155,7 +157,9 @@ class Transport:
         context = tls_context(
             opts.tls_min_version, bool(opts.verify), opts.client_cert, opts.client_key
         )
-        adapter = _Adapter(self._book, context)
+        self._deadline = Deadline(self.timeout)
+        enforce_deadline(context, self._deadline)
+        adapter = _Adapter(self._book, self._deadline, context)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.headers = {"User-Agent": USER_AGENT, **opts.headers}
@@ -197,7 +201,7 @@ class Transport:
                 cafile, capath = trusted_locations(None)  # certifi's, as requests
             kwargs["ca_certs"], kwargs["ca_cert_dir"] = cafile, capath
         manager = urllib3.PoolManager(num_pools=1, maxsize=2, **kwargs)
-        manager.pool_classes_by_scheme = pool_classes(self._book)
+        manager.pool_classes_by_scheme = pool_classes(self._book, self._deadline)
         return manager.connection_from_url(self.url)
 
     def scrub(self, text: str) -> str:
@@ -206,20 +210,25 @@ class Transport:
 
     def send(self, request: Request) -> Answer:
         """POST one batch's body; return the answer or the failure, never raise."""
+        self._deadline.start()  # the whole answer within timeout, however slowly it comes
         try:
             # Either way, urllib3's response: the session's is its ``raw``.
             resp = self._post(request) if self._pool is not None else self._post_by_session(request)
         except Exception as e:  # every failure to get an answer is retried, none raised
+            self._deadline.stop()
             # An error may quote the header it could not send, or the URL.
             return Answer(None, error=self.scrub(f"{type(e).__name__}: {e}"), kind=error_kind(e))
-        if self.on_response is not None:
-            self.on_response(resp.headers, resp.reason or "")
-        cert_days = None
-        if self.url.startswith("https") and time.monotonic() >= self._next_cert_check:
-            sock = getattr(resp.connection, "sock", None)
-            cert_days = cert_days_left(sock) if sock is not None else None
-            self._next_cert_check = time.monotonic() + _CERT_CHECK_INTERVAL
-        return self._answer(resp, cert_days)
+        try:
+            if self.on_response is not None:
+                self.on_response(resp.headers, resp.reason or "")
+            cert_days = None
+            if self.url.startswith("https") and time.monotonic() >= self._next_cert_check:
+                sock = getattr(resp.connection, "sock", None)
+                cert_days = cert_days_left(sock) if sock is not None else None
+                self._next_cert_check = time.monotonic() + _CERT_CHECK_INTERVAL
+            return self._answer(resp, cert_days)
+        finally:
+            self._deadline.stop()
 
     def _post(self, request: Request) -> Any:
         """POST through the pool; urllib3's response, its body not read yet."""
