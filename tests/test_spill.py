@@ -555,6 +555,26 @@ def test_a_replayed_batch_leaves_the_disk_only_after_a_2xx(server, make_handler,
     require_within(lambda: spill_names(folder) == [], what="no file left")
 
 
+def test_the_halves_of_a_split_batch_are_spilled_at_close_not_dropped(
+    server, make_handler, tmp_path
+):
+    folder = str(tmp_path)
+    server.then(status(413))  # split in two; then the endpoint fails
+    server.default = status(503)
+    h1 = make_handler(server.url(), **spill_opts(folder, batch_max_records=100, shutdown_timeout=1))
+    log = attach(h1, "ev")
+    for i in range(100):
+        log.info("ev %d", i)
+    require(server.wait_for_requests(2), "the 413 and a first half's attempt")
+    h1.close()
+    stats = h1.stats()
+    assert stats["spilled"] == 100 and stats["dropped"] == 0, stats
+    server.default = status(201)
+    h2 = make_handler(server.url(), **spill_opts(folder))
+    require_within(drained(h2, folder), what="the replay")
+    assert sorted(numbers(server.events(), "ev")) == list(range(100))
+
+
 def test_batches_spilled_at_close_are_replayed_oldest_first(server, make_handler, tmp_path):
     folder = str(tmp_path)
     h1 = spill_at_close(server, make_handler, folder, "ev", 30)

@@ -97,6 +97,10 @@ class Ledger:
         self.ready: deque[Batch] = deque()
         self.max_ready = max_ready
         self.in_flight: Batch | None = None  # the batch the sender is sending
+        #: The batches the sender's delivery under way holds: the one taken, and
+        #: every half of a split and part of a per-event answer since. The sender
+        #: rebinds it (never changes it in place); close spills what is outstanding.
+        self.in_hand: list[Batch] = []
         self.outstanding: dict[int, int] = {}  # batch id -> lowest seq it holds
         #: Of those, the batches whose events only memory holds (none on disk):
         #: batch id -> (lowest seq, highest seq). A few: the open batch, the queue.
@@ -203,9 +207,13 @@ class Ledger:
             return acks
 
     def leftovers(self) -> list[Batch]:
-        """At close: the batch in flight and the waiting ones, oldest first, off the queue."""
+        """At close: what the sender holds (the batch in flight, the halves of a split it
+        has yet to send) and the waiting batches, oldest first, off the queue."""
         with self.lock:
-            out = ([self.in_flight] if self.in_flight is not None else []) + list(self.ready)
+            held = [b for b in self.in_hand if b.id in self.outstanding]
+            if self.in_flight is not None and all(b is not self.in_flight for b in held):
+                held.insert(0, self.in_flight)
+            out = held + list(self.ready)
             self.ready.clear()
             return out
 

@@ -110,9 +110,6 @@ class Sender:
         self._headers = encoder.headers()
         #: Set by close once its deadline passes; interrupts any back-off wait.
         self.stop_event = threading.Event()
-        #: The batches the delivery under way put in the ledger: the one taken,
-        #: and every half of a split and part of a per-event answer since.
-        self._in_hand: list[Batch] = []
 
     def run(self) -> None:
         """Loop until stopped; never raises."""
@@ -121,7 +118,7 @@ class Sender:
             if batch is None:
                 continue
             self.signals.wake.set()  # room for the pump
-            self._in_hand = [batch]
+            self.ledger.in_hand = [batch]
             try:
                 self.deliver(batch)
             except BaseException as e:  # a bug must cost this batch, not the worker
@@ -133,7 +130,10 @@ class Sender:
                     e,
                 )
             finally:
-                self._in_hand = []
+                # Stopped by close, the delivery may leave halves of a split unsent:
+                # close spills what is still outstanding of them.
+                ledger = self.ledger
+                ledger.in_hand = [b for b in ledger.in_hand if ledger.is_outstanding(b.id)]
 
     def _drop_in_hand(self) -> int:
         """Resolve as dropped what the failed delivery left unresolved; return how many events.
@@ -143,7 +143,7 @@ class Sender:
         left, and each must leave ``pending``, or flush would wait on them
         until close. Those resolved before are not counted again.
         """
-        return sum(b.count for b in self._in_hand if self.ledger.resolve(b, "dropped"))
+        return sum(b.count for b in self.ledger.in_hand if self.ledger.resolve(b, "dropped"))
 
     def _replace(self, old: Batch, new: list[Batch]) -> bool:
         """``Ledger.replace``, keeping ``new`` in hand; False when close gave up on ``old``."""
@@ -151,8 +151,8 @@ class Sender:
             return False
         # Only what is still outstanding is kept: a batch whose items are
         # refused 429 again and again is replaced on every attempt.
-        kept = [h for h in self._in_hand if h is not old and self.ledger.is_outstanding(h.id)]
-        self._in_hand = kept + new
+        kept = [h for h in self.ledger.in_hand if h is not old and self.ledger.is_outstanding(h.id)]
+        self.ledger.in_hand = kept + new
         return True
 
     def deliver(self, batch: Batch) -> None:
