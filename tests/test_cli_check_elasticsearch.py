@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from logship.cli import main
+from logship.cli.checkelastic import server_words
 
 from fakebulk import FakeBulk, mapper_parsing
 from faultserver import status
@@ -146,3 +147,10 @@ def test_an_index_elasticsearch_refuses_is_a_usage_error(capsys: Any):
 def test_the_index_option_is_refused_for_http(capsys: Any):
     assert main(["check", "http://127.0.0.1:9880/app", "--index", "logs"]) == 2
     assert "takes no option 'index'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "raw", [b"not json", b"[" * 200_000, b'{"version": 7}', b'{"version": {"number": ""}}']
+)
+def test_a_version_document_that_cannot_be_read_is_said_never_raised(raw: bytes):
+    assert server_words(raw) == "no version document: is this Elasticsearch or OpenSearch?"

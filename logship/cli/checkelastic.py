@@ -139,7 +139,7 @@ def server_words(raw: bytes, product: str | None = None) -> str:
     """A version document (``{"version": {"number": …}, "tagline": …}``) in a few words."""
     try:
         doc: Any = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past what the parser follows
         doc = None
     version = doc.get("version") if isinstance(doc, dict) else None
     if not isinstance(version, dict) or not version.get("number"):
