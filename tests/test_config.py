@@ -417,6 +417,16 @@ def test_repr_shows_the_url_and_never_the_token(tmp_path):
         assert "file-secret-do-not-show" not in text
 
 
+def test_repr_shows_header_names_never_their_values():
+    secret, basic = "hdr-secret-do-not-show", "Basic dXNlcjpkby1ub3Qtc2hvdw=="
+    h = build(headers={"X-API-Key": secret, "Authorization": basic})
+    for text in (repr(h.options), str(h.options), repr(h.options.headers), f"{h.options.headers}"):
+        assert "'X-API-Key': '***'" in text and "'Authorization': '***'" in text, text
+        assert secret not in text and basic not in text, text
+    # Only showing them masks: they are sent as given.
+    assert h.options.headers == {"X-API-Key": secret, "Authorization": basic}
+
+
 def test_repr_hides_a_token_that_came_from_the_environment(monkeypatch):
     monkeypatch.setenv("LOGSHIP_TOKEN", "env-secret-do-not-show")
     h = build()

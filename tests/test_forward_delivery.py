@@ -62,6 +62,7 @@ class FakeForward:
         self.connections = 0
         self.open = 0
         self.pongs: list[bool] = []
+        self.refusal = "shared_key mismatch"  # the reason a refusing PONG gives
         self.cond = threading.Condition()
         self._stop = threading.Event()
         if unix_path:
@@ -171,7 +172,7 @@ class FakeForward:
             self.pongs.append(ok)
         mine = b"fake-forward"
         proof = hashlib.sha512(salt + mine + nonce + self.shared_key).hexdigest().encode()
-        refused = ["PONG", False, "shared_key mismatch", "", ""]
+        refused = ["PONG", False, self.refusal, "", ""]
         pong = ["PONG", True, "", mine, proof] if ok else refused
         conn.sendall(msgpack.packb(pong, use_bin_type=False))
         return ok

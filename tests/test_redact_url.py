@@ -11,7 +11,14 @@ import pytest
 from test_cli_spill import cli
 from test_spill import Warnings, spill_opts
 
-from logship.pure.redact_url import redact_url, scrub, url_secrets
+from logship.pure.redact_url import (
+    header_secrets,
+    login_secrets,
+    redact_url,
+    scrub,
+    token_secrets,
+    url_secrets,
+)
 from logship.worker.spill import folder as sf
 
 from conftest import attach, check_identity, require_within
@@ -64,6 +71,61 @@ def test_scrub_masks_every_form_of_a_secret():
     assert scrub(text, secrets_) == "*** *** *** *** '[token]' [token] x=1"
     # Shorter than 4 characters: masked in URLs, not searched for in texts.
     assert scrub("a 1 b", url_secrets("http://h/?sig=1")) == "a 1 b"
+
+
+@pytest.mark.parametrize(
+    ("secrets_", "expected"),
+    [
+        (header_secrets({}), []),
+        (
+            header_secrets({"X-API-Key": "k-1234", "Content-Type": "text/plain", "X-Empty": ""}),
+            [("k-1234", "[header X-API-Key]"), ("text/plain", "[header Content-Type]")],
+        ),
+        (token_secrets(None, "Bearer"), []),
+        (token_secrets("T0KEN"), [("T0KEN", "[token]")]),
+        (
+            token_secrets("t0k", "Splunk"),
+            [("t0k", "[token]"), ("Splunk t0k", "Splunk [token]")],
+        ),
+        (login_secrets("", ""), []),
+        (login_secrets("alice", "pw"), [("pw", "***"), ("YWxpY2U6cHc=", "[login]")]),
+        # No password: the user name is the secret (https://TOKEN@host).
+        (login_secrets("T0KEN", ""), [("T0KEN", "***"), ("VDBLRU46", "[login]")]),
+        # Latin-1 cannot write it: never sent as Basic, so no encoded form.
+        (login_secrets("alice", "p€ss"), [("p€ss", "***")]),
+    ],
+)
+def test_the_forms_each_secret_is_sent_in(secrets_, expected):
+    assert secrets_ == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "secrets_", "scrubbed"),
+    [
+        (
+            "you sent X-API-Key: hdr-SECRET, X-Tenant: abc",
+            header_secrets({"X-API-Key": "hdr-SECRET", "X-Tenant": "abc"}),
+            "you sent X-API-Key: [header X-API-Key], X-Tenant: abc",  # "abc": too short
+        ),
+        (
+            "Authorization: Bearer t0k; token t0k",
+            token_secrets("t0k", "Bearer"),
+            "Authorization: Bearer [token]; token t0k",  # alone, too short to search for
+        ),
+        (
+            "Authorization: Basic YWxpY2U6cHctU0VDUkVU (alice:pw-SECRET)",
+            login_secrets("alice", "pw-SECRET"),
+            "Authorization: Basic [login] (alice:***)",
+        ),
+        (
+            "{'authorization': 'Bearer tok\\en-1'}",  # repr doubles the backslash
+            token_secrets("tok\\en-1", "Bearer"),
+            "{'authorization': 'Bearer [token]'}",
+        ),
+    ],
+)
+def test_scrub_masks_every_form_a_secret_is_sent_in(text, secrets_, scrubbed):
+    assert scrub(text, secrets_) == scrubbed
 
 
 @pytest.fixture

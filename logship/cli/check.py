@@ -45,9 +45,12 @@ from logship.pure.options import (
     read_token_file,
     shown_name,
 )
-from logship.pure.redact_url import redact_url, scrub, url_secrets
+from logship.pure.printable import printable
+from logship.pure.protocols.registry import protocol_named
+from logship.pure.redact_url import redact_url, scrub, token_secrets
 from logship.worker.spill.folder import default_spill_dir
 from logship.worker.spill.safefiles import folder_problem
+from logship.worker.transport import request_secrets
 
 
 @dataclass
@@ -199,8 +202,10 @@ def endpoint_line(url: str, steps: list[Step], width: int) -> str:
 
 def render(step: Step) -> str:
     """A step as one line of text."""
-    fix = f" -> fix: {step.fix}" if step.fix and step.verdict in ("WARN", "FAIL") else ""
-    return f"  {step.name.upper():<6} {step.verdict:<5} {step.ms:>8.1f} ms  {step.detail}{fix}"
+    # A detail may quote a server's answer: one line, nothing a terminal would act on.
+    detail = printable(step.detail)
+    fix = f" -> fix: {printable(step.fix)}" if step.fix and step.verdict in ("WARN", "FAIL") else ""
+    return f"  {step.name.upper():<6} {step.verdict:<5} {step.ms:>8.1f} ms  {detail}{fix}"
 
 
 def summary(steps: list[Step], endpoints: Sequence[bool] = ()) -> str:
@@ -255,20 +260,18 @@ class _AddHeader(argparse.Action):
         setattr(namespace, self.dest, headers)
 
 
-#: Header values shorter than this are not masked: masking them would mangle the
-#: numbers and addresses of the report, and they are too short to be secrets.
-MIN_HIDDEN = 4
-
-
 def hider(opts: Options) -> Callable[[str], str]:
-    """A function that masks the token, the header values and the URL's secrets in a text."""
+    """A function that masks every secret the check sends in a text: the token, the header
+    values, the URL's secrets, a Basic login.
+
+    The same secrets, in the same forms, as the handler's transport masks in
+    what a server says (values too short to search for are left: see
+    ``MIN_SCRUBBED``).
+    """
     token = opts.token or (read_token_file(opts.token_file) if opts.token_file else None)
-    masks = [(value, f"[header {name}]") for name, value in opts.headers.items()]
-    masks = [(value, mask) for value, mask in masks if len(value) >= MIN_HIDDEN]
+    masks = token_secrets(token, protocol_named(opts.protocol).auth)
     for url in opts.url:
-        masks += url_secrets(url)
-    if token:
-        masks.append((token, "[token]"))
+        masks += request_secrets(opts, url)
     return lambda text: scrub(text, masks)
 
 

@@ -2,8 +2,10 @@
 
 Everything here takes text a sender chose. A terminal obeys the escape
 sequences it is given (clear the screen, retitle the window, rewrite the
-line above), so every echoed field goes through :func:`printable` first; the
-NDJSON writer takes any value msgpack can decode, map keys included.
+line above), so every echoed field goes through
+:func:`~logship.pure.printable.printable` first (the function the library's
+warnings use); the NDJSON writer takes any value msgpack can decode, map
+keys included.
 """
 
 from __future__ import annotations
@@ -11,27 +13,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from logship.pure.printable import printable
+
 #: How deeply :func:`ndjson_line` follows an event that JSON cannot take as it is.
 MAX_DEPTH = 200
 # A refusal line shows this many characters of the request and of the reason.
 _SHOWN_CHARS = 200
-
-
-def printable(text: str) -> str:
-    """``text`` with every character a terminal could act on escaped (``\\n``, ``\\x1b``, …).
-
-    Control characters (C0, DEL, C1), line and paragraph separators,
-    bidirectional overrides and lone surrogates: whatever ``str.isprintable``
-    refuses, except the plain space.
-    """
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape(c) for c in text)
-
-
-def _escape(c: str) -> str:
-    # Python's own escapes: \n, \t, \x1b, \u2028, \ud800 (a lone surrogate).
-    return c.encode("unicode_escape").decode("ascii")
 
 
 def as_text(value: Any) -> str:
@@ -59,12 +46,7 @@ def echo_line(event: dict[str, Any], duplicate: bool = False) -> str:
 
 def refusal_line(status: int, reason: str, request: str) -> str:
     """One printable line for a refused request: status, what it was, why (shortened)."""
-    return f"refused {status} {_shown(request)}: {_shown(reason)}"
-
-
-def _shown(text: str) -> str:
-    text = printable(text)
-    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+    return f"refused {status} {printable(request, _SHOWN_CHARS)}: {printable(reason, _SHOWN_CHARS)}"
 
 
 def ndjson_line(event: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ import logship
 from logship.cli import spillinspect as si
 from logship.pure.diagnosis import hint as kind_hint
 from logship.pure.options import url_protocol
+from logship.pure.printable import printable
 from logship.pure.redact_url import MASK, normalize_url, redact_url
 from logship.pure.retry import Verdict, classify, hold_hint
 from logship.pure.sealing import Sealer, parse_key
@@ -113,7 +114,7 @@ def status(folders: list[str], root: str) -> int:
         print(folder)
         if s.refused:
             print(f"  refused       {s.refused}: logship will not use it (docs/security.md)")
-        print(f"  endpoint      {_printable(s.url or 'unknown')}")
+        print(f"  endpoint      {printable(s.url or 'unknown', 200)}")
         oldest = f", oldest {_age(now - s.oldest)} old" if s.oldest is not None else ""
         print(f"  spilled       {s.events} events in {s.files} files, {s.bytes} bytes{oldest}")
         if s.regions:
@@ -160,16 +161,9 @@ def _latest_rejections(letters: si.DeadLetters) -> None:
         print(f"    … and {letters.count - len(letters.batches)} earlier")
 
 
-def _printable(text: str, limit: int = 200) -> str:
-    """``text`` from a file on one line, with nothing a terminal would act on, cut to ``limit``."""
-    printable = "".join(c if c.isprintable() else " " for c in text)
-    text = " ".join(printable.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _one_line(reason: str) -> str:
-    """The server's reason on one short line."""
-    return _printable(reason, _REASON_CHARS) or "no reason given"
+    """The server's reason on one short line (the file keeps it as the server said it)."""
+    return printable(reason.strip(), _REASON_CHARS) or "no reason given"
 
 
 def _utc(unix: float) -> str:

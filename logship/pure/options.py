@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from logship.pure.redact_url import redact_url
+from logship.pure.redact_url import MASK, redact_url
 from logship.pure.sealing import Sealer, parse_key
 
 ProtocolName = Literal["http", "forward", "splunk", "elasticsearch", "otlp", "loki"]
@@ -420,7 +420,19 @@ def check_header_value(value: str, what: str, tab: bool = True) -> None:
             ) from None
 
 
-def check_headers(name: str, headers: Any) -> dict[str, str]:
+class Headers(dict[str, str]):
+    """The ``headers`` option: a dict whose ``repr`` shows each name, never a value.
+
+    Any value may be a credential (``X-API-Key``, ``Authorization``), and
+    ``repr(handler.options)``, a traceback's locals or a debugger show the
+    option by its ``repr``. Sent as given: only showing it masks.
+    """
+
+    def __repr__(self) -> str:
+        return repr(dict.fromkeys(self, MASK))
+
+
+def check_headers(name: str, headers: Any) -> Headers:
     """Return ``headers`` as a dict if a handler may send them, else raise naming ``name``.
 
     Everything the HTTP client would refuse on every request is refused here,
@@ -447,7 +459,7 @@ def check_headers(name: str, headers: Any) -> dict[str, str]:
         seen.add(k.lower())
         if k.lower() in _RESERVED_HEADERS:
             raise ValueError(f"logship: option {name!r} may not set {k!r}; logship sets it")
-    return dict(headers)
+    return Headers(headers)
 
 
 def read_token_file(path: str) -> str:
@@ -503,7 +515,11 @@ class Options:
         env="LOGSHIP_TOKEN_FILE",
         unless=("token",),
     )
-    headers: Mapping[str, str] = _option(None, "extra HTTP headers", check_headers)
+    headers: Mapping[str, str] = _option(
+        None,
+        "extra HTTP headers; `repr` shows their names, never their values",
+        check_headers,
+    )
     fields: Mapping[str, Any] = _option(None, "static fields added to every event", check_fields)
     encoding: EncodingName = _option(
         "json", "what a request body holds (see below)", _choice(EncodingName)

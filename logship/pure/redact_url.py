@@ -4,7 +4,9 @@ Every URL logship displays or writes down (``repr(handler)``, warnings,
 ``stats()``, spill and dead-letter file headers, ``logship spill status``,
 ``logship check``) goes through :func:`redact_url`; every text a server or
 an HTTP library produced (an error, an answer body, a ``Location``) goes
-through :func:`scrub` with the handler's secrets first.
+through :func:`scrub` with the handler's secrets first: every secret it
+sends, in every form it sends it (:func:`url_secrets`, :func:`header_secrets`,
+:func:`token_secrets`, :func:`login_secrets`).
 
 A URL's secrets are the password of its userinfo (the whole userinfo when it
 has no password: ``https://TOKEN@host`` carries a token as the user name),
@@ -15,11 +17,23 @@ give it as ``token`` or ``headers`` instead.
 
 from __future__ import annotations
 
+import base64
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-__all__ = ["MASK", "SECRET_NAME_PARTS", "normalize_url", "redact_url", "scrub", "url_secrets"]
+__all__ = [
+    "MASK",
+    "SECRET_NAME_PARTS",
+    "basic_credentials",
+    "header_secrets",
+    "login_secrets",
+    "normalize_url",
+    "redact_url",
+    "scrub",
+    "token_secrets",
+    "url_secrets",
+]
 
 MASK = "***"
 
@@ -140,6 +154,58 @@ def url_secrets(url: str, mask: str = MASK) -> list[tuple[str, str]]:
         if form and form != mask
     }
     return [(form, mask) for form in forms]
+
+
+def header_secrets(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(value, "[header NAME]")`` for every header given: any of them may carry a credential.
+
+    Which header holds a secret cannot be told from its name (``X-API-Key``,
+    ``DD-API-KEY``, ``X-Scope-OrgID``, a vendor's own), so every value is
+    treated as one; a harmless value is then masked in what a server says
+    back, which costs only that text.
+    """
+    return [(value, f"[header {name}]") for name, value in headers.items() if value]
+
+
+def token_secrets(token: str | None, scheme: str = "") -> list[tuple[str, str]]:
+    """The token, and the ``Authorization`` value it is sent as (``Bearer TOKEN``).
+
+    The whole value is searched for too: a token shorter than
+    :data:`MIN_SCRUBBED` is not searched for alone, but a server that echoes
+    the header still shows it with its scheme.
+    """
+    if not token:
+        return []
+    pairs = [(token, "[token]")]
+    if scheme:
+        pairs.append((f"{scheme} {token}", f"{scheme} [token]"))
+    return pairs
+
+
+def login_secrets(user: str, password: str) -> list[tuple[str, str]]:
+    """A login sent as ``Authorization: Basic …``: the password, and the encoded pair.
+
+    ``base64(user:password)`` shows neither as written, so searching for the
+    password alone would miss a server that echoes the header. The user is
+    not secret (URLs show it), except when it is all there is: then it is
+    the token (``https://TOKEN@host``).
+    """
+    if not (user or password):
+        return []
+    pairs = [(password or user, MASK)]
+    try:
+        pairs.append((basic_credentials(user, password), "[login]"))
+    except UnicodeEncodeError:
+        pass  # never sent: the HTTP client refuses such a login
+    return pairs
+
+
+def basic_credentials(user: str, password: str) -> str:
+    """``base64(user:password)``, as ``Authorization: Basic`` carries it (Latin-1, as requests).
+
+    Raises ``UnicodeEncodeError`` for a login Latin-1 cannot write.
+    """
+    return base64.b64encode(f"{user}:{password}".encode("latin-1")).decode("ascii")
 
 
 def scrub(text: str, secrets: Iterable[tuple[str, str]]) -> str:

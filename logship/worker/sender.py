@@ -20,6 +20,7 @@ from logship.pure.batching import Batch, pick, split
 from logship.pure.diagnosis import hint
 from logship.pure.event import safe_repr
 from logship.pure.options import Options
+from logship.pure.printable import printable
 from logship.pure.protocols import Answer, AnswerReader, Encoder, Outcome, Request, Transport
 from logship.pure.retry import Verdict, hold_hint
 from logship.pure.sealing import Sealer
@@ -243,12 +244,12 @@ class Sender:
     def _hold(self, i: int, outcome: Outcome, answer: Answer) -> None:
         """A configuration problem: keep the batch, warn; that endpoint waits the ceiling."""
         if answer.status is None:  # refused without an HTTP status: a stream's handshake
-            error = outcome.reason
+            error = self._said(i, outcome.reason)
             said = f"refused the batch: {error}; {hint(outcome.kind)}"
             key = outcome.kind
         else:
             status = outcome.status(answer.status)
-            fix = hold_hint(status, answer.location)
+            fix = hold_hint(status, answer.location and self._said(i, answer.location))
             error, said, key = f"HTTP {status}", f"answered {status}; {fix}", str(status)
         with self.ledger.lock:
             self.endpoints.held(i, time.monotonic(), error)
@@ -266,7 +267,7 @@ class Sender:
         """A transient failure: note it, warn; that endpoint backs off, the others take over."""
         # The status the outcome is about: a bulk answer of 200 may retry items refused with 429.
         status = outcome.status(answer.status)
-        error = f"HTTP {status}" if status else answer.error or "no answer"
+        error = f"HTTP {status}" if status else self._said(i, answer.error or "no answer")
         now = time.monotonic()
         with self.ledger.lock:
             self.endpoints.failed(i, now, error, outcome.retry_after)
@@ -277,6 +278,16 @@ class Sender:
         )
         self.ledger.count("retries")
         self._warn_transient(i, answer, outcome)
+
+    def _said(self, i: int, text: str, limit: int | None = None) -> str:
+        """What endpoint ``i`` (or the HTTP client) said, as warnings and ``stats()`` show it.
+
+        Without a secret sent there: the transport scrubbed the raw answer, but a
+        reader may have decoded a form it could not see (JSON's ``\\u0041`` or
+        ``\\/``). On one printable line: a server must not forge lines in the
+        application's log output, nor send its terminal escape sequences.
+        """
+        return printable(self.transports[i].scrub(text), limit)
 
     def _wait(self, seconds: float) -> None:
         if self.ledger.draining:
@@ -307,7 +318,7 @@ class Sender:
                 "logship: cannot deliver to %s: %s (%s). Retrying with back-off.",
                 shown,
                 hint(kind),
-                answer.error,
+                self._said(i, answer.error or "no answer"),
             )
         else:
             self.warner.warn(
@@ -316,7 +327,7 @@ class Sender:
                 shown,
                 answer.status,
                 # A retry on a 2xx is the body's doing (items of a bulk answer): say why.
-                outcome.reason[:200]
+                self._said(i, outcome.reason, 200)
                 if outcome.parts or answer.status < 300
                 else status_hint(answer.status),
             )
@@ -329,7 +340,10 @@ class Sender:
         reason telling how many.
         """
         status = outcome.status()
-        reason = outcome.reason
+        # The dead letter keeps the server's words as said, for machines to read;
+        # warnings and stats() show them on one printable line.
+        reason = self.transports[i].scrub(outcome.reason)
+        shown = printable(reason, 200)
         rejected = min(outcome.rejected, batch.count) if partly else batch.count
         if not self.ledger.is_outstanding(batch.id):
             return  # close took it over
@@ -357,7 +371,7 @@ class Sender:
                 self.endpoints.answered(i)
         # Without an HTTP status (a stream protocol), the outcome's kind says what it was.
         code = str(status) if status else outcome.kind
-        error = f"HTTP {status}: {reason[:200]}" if status else reason[:200]
+        error = f"HTTP {status}: {shown}" if status else shown
         self.ledger.failed(error, outcome.kind, answered=True, answering=True)
         # Resolved only now: once flush() says done, the dead letter is on disk.
         if partly:
@@ -373,7 +387,7 @@ class Sender:
             self.endpoints.endpoints[i].url,
             what,
             code,
-            reason[:200],
+            shown,
             fix,
             where,
         )

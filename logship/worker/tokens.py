@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from logship.pure.options import Options, check_header_value, read_token_file
-from logship.pure.redact_url import scrub
+from logship.pure.redact_url import scrub, token_secrets
 from logship.worker.diagnostics import Warner
 
 
@@ -29,9 +29,14 @@ def file_mode_problem(path: str) -> str | None:
 
 
 class TokenSource:
-    """The current token (or None), read lazily on the worker."""
+    """The current token (or None), read lazily on the worker.
 
-    def __init__(self, opts: Options, warner: Warner) -> None:
+    ``scheme`` is how it is sent (``Authorization: <scheme> <token>``); ""
+    when it never leaves as a header (``forward``'s shared key).
+    """
+
+    def __init__(self, opts: Options, warner: Warner, scheme: str = "") -> None:
+        self.scheme = scheme
         self._token = opts.token
         self._file = opts.token_file
         self._mtime: float | None = None
@@ -50,13 +55,13 @@ class TokenSource:
         return self._token
 
     def scrub(self, text: str, secrets: list[tuple[str, str]]) -> str:
-        """``text`` without the current token, nor the ``(secret, mask)`` pairs of ``secrets``.
+        """``text`` without the current token (nor the header that carries it), nor the
+        ``(secret, mask)`` pairs of ``secrets``.
 
         Errors and answers may quote the token or the URL's secrets; ``stats()``,
         warnings and dead letters show what this returns.
         """
-        token = self.current()
-        return scrub(text, [*secrets, (token, "[token]")] if token else secrets)
+        return scrub(text, [*secrets, *token_secrets(self.current(), self.scheme)])
 
     def _reload(self, mtime: float) -> None:
         assert self._file is not None

@@ -15,7 +15,6 @@ from __future__ import annotations
 # requests imports these lazily on its first request. Importing them here, on
 # the application's thread when the handler is built, means a fork can never
 # land while the worker holds their import lock (which would hang the child).
-import base64
 import encodings.idna  # noqa: F401
 import netrc  # noqa: F401
 import os
@@ -35,7 +34,13 @@ from logship.pure.diagnosis import connection_kind, tls_kind
 from logship.pure.options import Options
 from logship.pure.protocols import Answer, Request, WireProtocol
 from logship.pure.protocols.http import HTTP
-from logship.pure.redact_url import redact_url, url_secrets
+from logship.pure.redact_url import (
+    basic_credentials,
+    header_secrets,
+    login_secrets,
+    redact_url,
+    url_secrets,
+)
 from logship.worker.connections import (
     AddressBook,
     Deadline,
@@ -134,9 +139,8 @@ class Transport:
         url = url or opts.url[0]
         self.url = endpoint_url(url, protocol.default_path)
         self.timeout = opts.timeout
-        self._tokens = TokenSource(opts, warner)
         self._scheme = protocol.auth or "Bearer"
-        self._url_secrets = url_secrets(url)
+        self._tokens = TokenSource(opts, warner, self._scheme)
         self.session = requests.Session()
         # requests would read the proxy variables, the CA bundle variables and
         # ~/.netrc again on every request: a measurable share of the worker's
@@ -163,6 +167,9 @@ class Transport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.headers = {"User-Agent": USER_AGENT, **opts.headers}
+        # Without a token: ~/.netrc's login, else the URL's user and password.
+        login = _login(self.session.auth or requests.utils.get_auth_from_url(self.url))
+        self._secrets = _sent_secrets(opts, url, login, self.session.proxies)
         #: Called with each answer's headers and reason phrase (``logship check``
         #: reads the server's ``Date``).
         self.on_response: Callable[[Any, str], None] | None = None
@@ -178,13 +185,7 @@ class Transport:
                 "Connection": "keep-alive",
                 **self.headers,
             }
-            # Without a token: ~/.netrc's login, else the URL's user and password.
-            login = self.session.auth or requests.utils.get_auth_from_url(self.url)
-            self._basic = (
-                "Basic " + base64.b64encode(f"{login[0]}:{login[1]}".encode("latin-1")).decode()
-                if isinstance(login, tuple) and any(login)
-                else None
-            )
+            self._basic = f"Basic {basic_credentials(*login)}" if login else None
             self._timeout = urllib3.Timeout(connect=self.timeout, read=self.timeout)
 
     def _direct_pool(self, context: ssl.SSLContext) -> Any:
@@ -205,8 +206,9 @@ class Transport:
         return manager.connection_from_url(self.url)
 
     def scrub(self, text: str) -> str:
-        """``text`` without the token or the URL's secrets (see ``TokenSource.scrub``)."""
-        return self._tokens.scrub(text, self._url_secrets)
+        """``text`` without any secret a request carries: the token, the headers given,
+        the URL's secrets, the login (see ``TokenSource.scrub``)."""
+        return self._tokens.scrub(text, self._secrets)
 
     def send(self, request: Request) -> Answer:
         """POST one batch's body; return the answer or the failure, never raise."""
@@ -275,13 +277,16 @@ class Transport:
             # Read a bounded amount: a server answering nonsense must not be
             # able to make the worker hold an endless body in memory.
             raw = resp.read(_MAX_ANSWER_BYTES, decode_content=True) or b""
-            # A server may echo the request (its Authorization header too): the
-            # body becomes a warning and a dead letter's reason. A 2xx body is
-            # kept whole (bounded above): some protocols judge each event in a
-            # success's body (a bulk answer's items, OTLP's partialSuccess).
-            text = self.scrub(raw.decode("utf-8", "replace")) if raw else ""
+            text = raw.decode("utf-8", "replace") if raw else ""
+            # A server may echo the request (its Authorization header too): a
+            # refusal's body becomes a warning and a dead letter's reason, so its
+            # secrets go before it is cut. A 2xx body is kept whole (bounded
+            # above) and as sent: some protocols judge each event in a success's
+            # body (a bulk answer's items, OTLP's partialSuccess), and masking a
+            # header value such as "true" in it would unmake the JSON. The sender
+            # scrubs the words it shows from it (Sender._said).
             if resp.status >= 300:
-                text = text[:500]
+                text = self.scrub(text)[:500]
             if resp.read(1):
                 resp.close()  # more than we will read: drop this connection
             resp.release_conn()  # fully read: the connection is kept alive
@@ -316,6 +321,42 @@ class Transport:
             self.session.close()
         except Exception:
             pass
+
+
+def request_secrets(opts: Options, url: str) -> list[tuple[str, str]]:
+    """``(secret, mask)`` for every secret a :class:`Transport` for ``url`` sends but the token.
+
+    Read from the environment as the transport reads it (``~/.netrc``, the
+    proxy variables): for ``logship check``, which masks the same secrets in
+    its report.
+    """
+    from_netrc = None if (opts.token or opts.token_file) else requests.utils.get_netrc_auth(url)
+    login = _login(from_netrc or requests.utils.get_auth_from_url(url))
+    return _sent_secrets(opts, url, login, requests.utils.get_environ_proxies(url))
+
+
+def _sent_secrets(
+    opts: Options, url: str, login: tuple[str, str] | None, proxies: dict[str, str]
+) -> list[tuple[str, str]]:
+    """Every secret a request carries but the token, in each form it is sent: an
+    answer or an error may quote any of them (a server echoing the request)."""
+    secrets = [*url_secrets(url), *header_secrets(opts.headers)]
+    if login:
+        secrets += login_secrets(*login)
+    for proxy in proxies.values():
+        # The proxy's own login goes to the proxy, whose errors come back here.
+        secrets += url_secrets(proxy)
+        proxy_login = _login(requests.utils.get_auth_from_url(proxy))
+        if proxy_login:
+            secrets += login_secrets(*proxy_login)
+    return secrets
+
+
+def _login(auth: Any) -> tuple[str, str] | None:
+    """``(user, password)`` of a login ``requests`` would send as Basic auth; None without one."""
+    if isinstance(auth, tuple) and len(auth) == 2 and any(auth):
+        return str(auth[0] or ""), str(auth[1] or "")
+    return None
 
 
 def _target(url: str) -> str:

@@ -58,7 +58,9 @@ class Answer:
     status: int | None
     retry_after: str | None = None
     location: str | None = None
-    body: str = ""  # the answer's text, 2xx too (bounded; secrets scrubbed by the transport)
+    #: The answer's text, 2xx too (bounded). A refusal's is scrubbed of the secrets sent by
+    #: the transport; a 2xx's is as sent, for readers to parse: scrub what is shown of it.
+    body: str = ""
     error: str | None = None  # set when no answer came back
     cert_days_left: float | None = None  # of the server's certificate, checked now and then
     kind: str | None = None  # why no answer came back: see ``pure.diagnosis``
@@ -152,6 +154,10 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Close the connections it keeps; a ``send`` still running may then fail."""
+        ...
+
+    def scrub(self, text: str) -> str:
+        """``text`` without any secret this transport sends, each replaced by a mask."""
         ...
 
 

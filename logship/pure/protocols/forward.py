@@ -36,6 +36,7 @@ import msgpack
 
 from logship.pure.encoding import Encoding, gzip_compress, gzip_decompress
 from logship.pure.event import EventBuilder, encode_items
+from logship.pure.printable import printable
 from logship.pure.protocols import Answer, Event, Outcome
 from logship.pure.retry import Verdict
 
@@ -226,7 +227,8 @@ def pong_problem(msg: Any, nonce: bytes, salt: bytes, key: bytes) -> tuple[str, 
         return NOT_FORWARD, f"the server answered the PING with {msg!r:.80}, not a PONG"
     _pong, accepted, reason, hostname, their_digest = msg
     if accepted is not True:
-        said = (text(reason) or b"").decode("utf-8", "replace")[:200]
+        # The server's own words, quoted in a warning: one printable line.
+        said = printable((text(reason) or b"").decode("utf-8", "replace"), 200)
         return SHARED_KEY, f"the server refused the shared key ({said or 'no reason given'})"
     host = text(hostname)
     if host is None or text(their_digest) != digest(salt, host, nonce, key):
