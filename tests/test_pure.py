@@ -16,6 +16,8 @@ import zlib
 import pytest
 
 from logship.pure import frames, uuid7
+from logship.pure.encoding import gzip_compress
+from logship.pure.protocols.registry import ENCODER_NAMES, decoder_named
 from logship.pure.retry import RETRY_AFTER_CAP, Backoff, Verdict, classify, parse_retry_after
 
 # -- uuid7 ---------------------------------------------------------------------------------------
@@ -352,6 +354,84 @@ def test_frames_random_garbage_never_raises():
         assert result.corrupt >= 0
         for payload in result.frames:
             assert isinstance(payload, dict)
+
+
+# -- a spilled batch's event count: no more than its body can hold ---------------------------
+
+ONE_EVENT = b'[{"message":"one"}]'  # 19 bytes: at most 19 events, in any encoding
+GZ_ONE = gzip_compress(ONE_EVENT)  # its trailer states 19
+
+
+def forged_trailer(body: bytes, size: int) -> bytes:
+    """``body`` with the inflated size its gzip trailer states replaced by ``size``."""
+    return body[:-4] + size.to_bytes(4, "little")
+
+
+def spilled(n: object, body: bytes, gz: bool) -> dict[str, object]:
+    return {"key": "k1", "bid": 1, "n": n, "enc": "json", "gz": gz, "body": body}
+
+
+@pytest.mark.parametrize(
+    ("n", "body", "gz", "kept"),
+    [
+        pytest.param(1, ONE_EVENT, False, True, id="plain-as-written"),
+        pytest.param(0, ONE_EVENT, False, True, id="plain-none"),
+        # One byte an event (msgpack's {}) is as few as any encoding takes.
+        pytest.param(len(ONE_EVENT), ONE_EVENT, False, True, id="plain-a-byte-each"),
+        pytest.param(len(ONE_EVENT) + 1, ONE_EVENT, False, False, id="plain-more-than-bytes"),
+        pytest.param(2**31 - 1, ONE_EVENT, False, False, id="plain-forged"),
+        pytest.param(1, GZ_ONE, True, True, id="gzip-as-written"),
+        pytest.param(len(ONE_EVENT), GZ_ONE, True, True, id="gzip-a-byte-each"),
+        # More than its trailer says it inflates to.
+        pytest.param(len(ONE_EVENT) + 1, GZ_ONE, True, False, id="gzip-more-than-stated"),
+        pytest.param(2**31 - 1, GZ_ONE, True, False, id="gzip-forged"),
+        # A trailer that claims more is held to what DEFLATE can do with so few bytes.
+        pytest.param(1032 * len(GZ_ONE), forged_trailer(GZ_ONE, 2**32 - 1), True, True, id="ratio"),
+        pytest.param(
+            1032 * len(GZ_ONE) + 1,
+            forged_trailer(GZ_ONE, 2**32 - 1),
+            True,
+            False,
+            id="forged-trailer-beyond-ratio",
+        ),
+        # Flagged gzip but too short to be gzip: no event fits.
+        pytest.param(0, b"[]", True, True, id="not-gzip-none"),
+        pytest.param(1, b"[]", True, False, id="not-gzip-one"),
+    ],
+)
+def test_a_spilled_count_above_what_its_body_can_hold_is_damage(n, body, gz, kept):
+    batch = frames.read_batch(spilled(n, body, gz))
+    assert (batch is not None) is kept
+    if batch is not None:
+        assert batch.n == n
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("name", sorted(ENCODER_NAMES))
+def test_every_batch_logship_makes_passes_its_count_bound(name, compressed):
+    encoder = decoder_named(name, compressed)
+    for events in ([{}] * 1000, [{"message": "m"}], [{"message": "m" * 20_000}] * 50):
+        body, _raw = encoder.body([encoder.unit(e) for e in events])
+        assert frames.max_events(body, compressed) >= len(events)
+        batch = frames.read_batch({**spilled(len(events), body, compressed), "enc": name})
+        assert batch is not None and batch.n == len(events)
+
+
+@pytest.mark.parametrize(
+    ("payload", "count"),
+    [
+        ({"sealed": b"x" * 40, "n": 3}, 3),
+        ({"sealed": b"x" * 40, "n": 1032 * 40}, 1032 * 40),
+        ({"sealed": b"x" * 40, "n": 1032 * 40 + 1}, None),  # not even gzip holds that many
+        ({"sealed": b"x" * 40, "n": 2**31 - 1}, None),
+        ({"sealed": b"x" * 40, "n": -1}, None),
+        ({"sealed": b"x" * 40, "n": True}, None),
+        ({"sealed": "text", "n": 3}, None),
+        ({"sealed": b"x" * 40}, None),
+    ],
+)
+def test_a_sealed_frames_clear_count_is_bounded_by_its_size(payload, count):
+    assert frames.clear_count(payload) == count
 
 
 def test_uuid7_many_matches_one_at_a_time_rules():

@@ -1,9 +1,10 @@
 """The spill folder and its files when someone else had a hand in them (docs/security.md).
 
 A folder owned by another user, planted links and FIFOs, damaged or crafted
-frames, frames sealed under another key or moved between files, a dead-letter
-file that only grows. Every folder and file is real; other users are
-simulated with ``os.chown`` to an unused uid (the tests run as root).
+frames, a planted file larger than any spill file, frames sealed under another
+key or moved between files, a dead-letter file that only grows. Every folder
+and file is real; other users are simulated with ``os.chown`` to an unused uid
+(the tests run as root).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import random
 import stat
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -241,21 +244,28 @@ def test_a_damaged_file_deleted_for_the_cap_costs_no_new_batch(
     check_identity(st)
 
 
-# -- 9: resynchronising past damage is linear ---------------------------------------------------
+# -- 9: resynchronising past damage is linear; a file too large is not read -------------------
 
 
 def crafted(size: int) -> bytes:
     """A file in which every 16th position looks like a frame that covers a quarter of it.
 
     Each such position has a length that fits, a map marker where its payload
-    starts and another such position where it ends: only its checksum is wrong.
+    starts, a key after it, and another such position where it ends: only its
+    checksum is wrong.
     """
     length = (size // 4) // 16 * 16 + 8  # start + 8 + length lands on the next 16th position
     unit = bytearray(16)
     unit[0:4] = length.to_bytes(4, "big")
     unit[4:8] = b"\xff\xff\xff\xff"
-    unit[8] = 0x81
+    unit[8] = 0x81  # a map of one entry
+    unit[9] = 0xA1  # whose key is a string of one character
     return fr.FILE_HEADER + bytes(unit) * (size // 16)
+
+
+def dense(size: int) -> bytes:
+    """A file in which every 5th position looks like a frame start: as many as can."""
+    return fr.FILE_HEADER + bytes([0, 1, 2, 0x81, 0xA1]) * (size // 5)
 
 
 def _best_time(data: bytes) -> float:
@@ -268,11 +278,71 @@ def _best_time(data: bytes) -> float:
     return best
 
 
-def test_resynchronising_takes_time_linear_in_the_file_size():
-    small, large = crafted(64 * 1024), crafted(256 * 1024)
+@pytest.mark.parametrize("make", [crafted, dense])
+def test_resynchronising_takes_time_linear_in_the_file_size(make):
+    small, large = make(64 * 1024), make(256 * 1024)
     ratio = _best_time(large) / max(_best_time(small), 1e-4)
     # Four times the bytes: linear is about 4, quadratic about 16.
     assert ratio < 8, f"{ratio:.1f} times slower for 4 times the bytes"
+
+
+class Ticker:
+    """A thread that wants to run every 10 ms, as an application's would: its longest wait."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ticker", daemon=True)
+
+    def __enter__(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(0.01):
+            now = time.monotonic()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+
+@pytest.mark.parametrize("filler", ["zeros", "noise"])
+def test_resynchronising_a_large_file_never_holds_up_other_threads(filler):
+    size = 64 * 1024 * 1024
+    junk = bytes(size) if filler == "zeros" else random.Random(7).randbytes(size)
+    good = fr.encode_frame({"i": 1})
+    data = fr.FILE_HEADER + junk + good
+    with Ticker() as ticker:
+        found = list(fr.iter_frames(data))
+    assert found[-1] == (len(data) - len(good), {"i": 1})
+    # One search over the whole of it would hold the GIL for seconds.
+    assert ticker.longest < 0.5, f"another thread waited {ticker.longest:.2f} s"
+
+
+WINDOW = fr.RESYNC_WINDOW
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [0, 1, WINDOW - 17, WINDOW - 16, WINDOW - 8, WINDOW - 7, WINDOW - 6, 3 * WINDOW],
+)
+def test_resynchronising_finds_a_frame_wherever_it_falls_against_the_search_windows(junk):
+    # The search starts one byte past the damage (offset 9): the frame starts
+    # 7 + junk bytes into it, so these put its length, its map marker and its
+    # first key on either side of a window's end.
+    damaged = fr._FRAME.pack(0xFFFFFFFF, 0)  # a length no frame has
+    first, second = fr.encode_frame({"i": 0}), fr.encode_frame({"i": 1})
+    data = fr.FILE_HEADER + damaged + b"\xff" * junk + first + second
+    at = len(fr.FILE_HEADER) + len(damaged) + junk
+    assert list(fr.iter_frames(data)) == [
+        (len(fr.FILE_HEADER), None),
+        (at, {"i": 0}),
+        (at + len(first), {"i": 1}),
+    ]
 
 
 def test_resynchronising_still_finds_every_good_frame_after_damage():
@@ -287,6 +357,70 @@ def test_resynchronising_still_finds_every_good_frame_after_damage():
     assert result.corrupt == 3
 
 
+def plant_sparse(folder: str, size: int) -> str:
+    """A released spill file of ``size`` bytes: a valid file header, then a hole; its path.
+
+    Named to sort before every other file, so it is the first claimed. Skips
+    the test when the file system cannot leave a hole.
+    """
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    path = os.path.join(folder, f"r-{0:020x}aaaaaa-{OWNER}{sf.SUFFIX}")
+    with open(path, "wb") as f:
+        f.write(fr.FILE_HEADER)
+    os.truncate(path, size)
+    if os.stat(path).st_blocks * 512 > 1024 * 1024:
+        os.unlink(path)
+        pytest.skip("the file system here cannot make sparse files")
+    return path
+
+
+@pytest.mark.parametrize(("over", "read"), [(-1, True), (0, True), (1, False)])
+def test_a_spill_file_larger_than_logship_writes_is_not_read(tmp_path, monkeypatch, over, read):
+    path = plant(str(tmp_path / "spill"), [batch_frame("k0", [event("old", 0)])])
+    monkeypatch.setattr(sf, "MAX_SPILL_FILE", os.path.getsize(path) - over)
+    found = list(sf.spill_frames(path, set()))
+    counts = sf.count_frames(path, set())
+    if read:
+        assert [b.key for _o, b in found if b is not None] == ["k0"]
+        assert counts == sf.FrameCounts(events=1)
+    else:
+        assert found == [(0, None)]
+        assert counts == sf.FrameCounts(corrupt=1)
+
+
+def test_a_huge_planted_file_is_one_damaged_frame_and_stalls_no_thread(
+    server, make_handler, tmp_path, warnings
+):
+    folder = str(tmp_path / "spill")
+    huge = plant_sparse(folder, 1024 * 1024 * 1024)
+    plant(folder, [batch_frame("k0", [event("old", 0)])])
+    with Ticker() as ticker:
+        h = make_handler(server.url(), **spill_opts(folder))
+        attach(h).info("new 0")
+        require_within(drained(h, folder), what="the replay to finish")
+        require_within(lambda: h.stats()["corrupt"] == 1, what="the planted file to be counted")
+    assert ticker.longest < 0.5, f"an application thread waited {ticker.longest:.2f} s"
+    assert not os.path.exists(huge)
+    events = server.events()
+    assert numbers(events, "old") == [0] and numbers(events, "new") == [0]
+    assert len(warnings.about("more than logship ever writes")) == 1, warnings.messages
+    check_identity(h.stats())
+
+
+def test_a_huge_planted_file_does_not_hold_up_exit(server, make_handler, tmp_path):
+    folder = str(tmp_path / "spill")
+    plant_sparse(folder, 1024 * 1024 * 1024)
+    server.down()
+    with Ticker() as ticker:
+        h = make_handler(server.url(), **spill_opts(folder, shutdown_timeout=1.0))
+        attach(h).info("bye")
+        started = time.monotonic()
+        h.close()
+        took = time.monotonic() - started
+    assert took < 1.0 + 1.5, f"close() took {took:.1f} s with shutdown_timeout=1"
+    assert ticker.longest < 0.5, f"an application thread waited {ticker.longest:.2f} s"
+
+
 # -- 10: every field read back is checked ------------------------------------------------
 
 
@@ -299,6 +433,7 @@ def test_resynchronising_still_finds_every_good_frame_after_damage():
         {"n": "many"},
         {"n": -3},
         {"n": True},
+        {"n": 2**31 - 1},  # the checksum is made again: a CRC32 is no signature
         {"enc": "xml"},
         {"gz": "yes"},
         {"body": "text, not bytes"},
@@ -341,6 +476,45 @@ def test_replay_never_inflates_a_body_without_limit(server, make_handler, tmp_pa
     assert numbers(server.events(), "old") == [0]
     require_within(lambda: h.stats()["corrupt"] == 1, what="the bomb to be counted")
     check_identity(h.stats())
+
+
+def test_a_forged_event_count_costs_its_batch_and_counts_nothing_that_did_not_happen(
+    server, make_handler, tmp_path
+):
+    folder = str(tmp_path / "spill")
+    server.down()
+    h = make_handler(
+        server.url(), **spill_opts(folder, batch_max_records=1, shutdown_timeout=0.5)
+    )  # gzip-compressed JSON, the defaults
+    log = attach(h)
+    log.info("old 0")
+    log.info("old 1")
+    h.close()
+    require(h.stats()["spilled"] == 2, h.stats())
+    server.up()
+    # The first batch is made to claim 2**31 - 1 events, its checksum made again.
+    (path,) = (os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(sf.SUFFIX))
+    with open(path, "rb") as f:
+        data = f.read()
+    forged = bytearray(fr.FILE_HEADER)
+    batches = 0
+    for _offset, payload in fr.iter_frames(data):
+        if "body" in payload:
+            batches += 1
+            if batches == 1:
+                require(payload["n"] == 1 and payload["gz"], payload)
+                payload["n"] = 2**31 - 1
+        forged += fr.encode_frame(payload)
+    require(batches == 2, batches)
+    with open(path, "wb") as f:
+        f.write(forged)
+    h2 = make_handler(server.url(), **spill_opts(folder))
+    require_within(drained(h2, folder), what="the replay to finish")
+    require_within(lambda: h2.stats()["corrupt"] == 1, what="the forged frame to be counted")
+    assert numbers(server.events(), "old") == [1]
+    st = h2.stats()
+    assert st["adopted"] == st["shipped"] == st["replayed"] == 1, st
+    check_identity(st)
 
 
 # -- 10: sealed frames: bound to their file; old keys; the old format -----------------------

@@ -156,3 +156,30 @@ def gzip_decompress(body: bytes, limit: int = MAX_INFLATED) -> bytes:
     if not inflater.eof:
         raise zlib.error("a gzip body that ends early")
     return raw
+
+
+#: DEFLATE never makes one byte of output stand for more than this many bytes of
+#: input (zlib's technical details: "the limit is 1032:1").
+MAX_DEFLATE_RATIO = 1032
+
+
+def stated_size(body: bytes) -> int:
+    """The size a gzip member says it inflates to; 0 when it is too short to be one.
+
+    A member ends with that size, modulo 2**32 (RFC 1952, ``ISIZE``): no body
+    logship makes comes near that (see :data:`MAX_INFLATED`).
+    """
+    return int.from_bytes(body[-4:], "little") if len(body) >= 18 else 0
+
+
+def inflated_bound(size: int, body: bytes | None = None) -> int:
+    """The most bytes ``size`` bytes of gzip that logship made can inflate to, without inflating.
+
+    DEFLATE's ratio and :data:`MAX_INFLATED` bound it whatever the bytes are;
+    given the ``body`` (a gzip member, not sealed), so does the size its
+    trailer states, which is exact for every body logship makes: a trailer
+    that claims more is held to the other two bounds, and one that claims
+    less only lowers the bound of a body that logship did not make.
+    """
+    bound = min(MAX_DEFLATE_RATIO * size, MAX_INFLATED)
+    return bound if body is None else min(bound, stated_size(body))

@@ -34,7 +34,7 @@ from typing import Any
 
 import msgpack
 
-from logship.pure.encoding import Encoding, gzip_compress, gzip_decompress
+from logship.pure.encoding import Encoding, gzip_compress, gzip_decompress, stated_size
 from logship.pure.event import EventBuilder, encode_items
 from logship.pure.printable import printable
 from logship.pure.protocols import Answer, Event, Outcome
@@ -159,14 +159,8 @@ def message(tag: str, body: bytes, chunk: str, count: int, compressed: bool) -> 
 
 
 def inflated_size(body: bytes, compressed: bool) -> int:
-    """The size of ``body``'s entries once decompressed.
-
-    A gzip member ends with that size, modulo 2**32 (RFC 1952, ``ISIZE``): no
-    body logship makes comes near that.
-    """
-    if not compressed:
-        return len(body)
-    return int.from_bytes(body[-4:], "little") if len(body) >= 18 else 0
+    """The size of ``body``'s entries once decompressed (as its gzip trailer states it)."""
+    return stated_size(body) if compressed else len(body)
 
 
 def size_problem(message_size: int, entries_size: int, count: int) -> str | None:

@@ -23,8 +23,9 @@ claims are renames made while holding the folder's ``filelock``, so no
 spilled batch is ever sent by two processes at once, and no file is ever
 written by two processes (only the owner appends, and only to its ``o`` file).
 
-Files are read with a bound on their size, and every frame read back is
-checked field by field before it becomes a batch again (docs/security.md).
+Files are read with a bound on their size (a spill file larger than logship
+writes is not read at all), and every frame read back is checked field by
+field before it becomes a batch again (docs/security.md).
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ ACK_SUFFIX = ".ack"
 #: A file of another host's owner is treated as abandoned after this long untouched.
 FOREIGN_STALE_AFTER = 3600.0
 #: No spill file written by logship is larger than a segment (at most 4 MiB)
-#: and one frame; what lies beyond this is not read (it counts as damage).
+#: and one frame: a larger one is not logship's, and is not read at all (it
+#: counts as one damaged stretch).
 MAX_SPILL_FILE = MAX_FRAME + 8 * 1024 * 1024
 #: An ack file holds 8 bytes per delivered frame; what lies beyond this is
 #: not read (those frames may be sent again: at least once).
@@ -303,10 +305,11 @@ def spill_frames(
     frame that passes its checksum but does not hold a batch whose every
     field checks (see :func:`~logship.pure.frames.read_batch`), and a sealed
     frame that does not open with the file's own key and id (tampering, or
-    a frame moved from another file). Check :func:`key_problem` first: a
-    file under another key yields only damage.
+    a frame moved from another file). So does a file larger than logship
+    writes (:data:`MAX_SPILL_FILE`), unread. Check :func:`key_problem` first:
+    a file under another key yields only damage.
     """
-    data = read_file(path, MAX_SPILL_FILE)
+    data = read_file(path, MAX_SPILL_FILE, whole=True)
     if data is None:
         return
     if len(data) < len(FILE_HEADER) or data[:4] != MAGIC or data[4] != VERSION:
@@ -343,10 +346,11 @@ def count_frames(path: str, acked: set[int], sealer: Sealer | None = None) -> Fr
     """Count the undelivered events of a spill file, including those under another key.
 
     For deleting a file for the size cap: a frame sealed under a key this
-    process does not hold is counted by the count it shows in the clear.
+    process does not hold is counted by the count it shows in the clear. A
+    file larger than logship writes is one damaged frame, unread.
     """
     out = FrameCounts()
-    data = read_file(path, MAX_SPILL_FILE)
+    data = read_file(path, MAX_SPILL_FILE, whole=True)
     if data is None:
         return out
     if len(data) < len(FILE_HEADER) or data[:4] != MAGIC or data[4] != VERSION:

@@ -9,7 +9,8 @@ in it is opened so that nothing planted there can redirect, block or flood a rea
   nothing (checked with ``fstat`` on what was opened); a file written to must
   have no other hard link.
 - :func:`read_file`: at most a given number of bytes, never more than the file
-  held when it was opened.
+  held when it was opened; or, for a file that must be read whole, nothing
+  when it is larger.
 - :func:`folder_lock`: the folder's ``filelock``, refused when its lock file is
   not a regular file.
 
@@ -132,18 +133,22 @@ def open_file(path: str, flags: int, mode: int = 0o600) -> int:
     return fd
 
 
-def read_file(path: str, limit: int) -> bytes | None:
+def read_file(path: str, limit: int, whole: bool = False) -> bytes | None:
     """Up to ``limit`` bytes of a spill-folder file; None when it is missing or unsafe.
 
     Never more than the file held when it was opened: a file that grows
-    meanwhile cannot keep the reader reading.
+    meanwhile cannot keep the reader reading. With ``whole``, a file larger
+    than ``limit`` is not read at all: ``b""`` comes back.
     """
     try:
         fd = open_file(path, os.O_RDONLY)
     except OSError:
         return None
     try:
-        left = min(os.fstat(fd).st_size, limit)
+        size = os.fstat(fd).st_size
+        if whole and size > limit:
+            return b""
+        left = min(size, limit)
         chunks = []
         while left > 0:
             chunk = os.read(fd, min(left, 1 << 20))

@@ -339,6 +339,7 @@ class SpillStore:
         if own is not None:
             self.news.lost_own += own
         else:
+            self._say_if_oversized(f)
             counts = sf.count_frames(f.path, sf.read_acks(f.ack_path), self.sealer)
             self.news.foreign_dropped += counts.events
             self.news.corrupt += counts.corrupt
@@ -355,6 +356,24 @@ class SpillStore:
                     unknown,
                 )
         sf.remove_quietly(f.path, f.ack_path)
+
+    def _say_if_oversized(self, f: sf.SpillFile) -> None:
+        """Say (once) that a file larger than logship ever writes is skipped unread.
+
+        It is not logship's, and reading and searching it would take time in
+        proportion to its size: ``sf.spill_frames`` makes it one damaged frame.
+        """
+        if f.size > sf.MAX_SPILL_FILE:
+            self.warner.warn(
+                "spill-oversized",
+                "logship: %s holds %d bytes, more than logship ever writes to a spill file "
+                "(%d): it is not read, and is counted as one damaged frame (corrupt) and "
+                "deleted.",
+                f.path,
+                f.size,
+                sf.MAX_SPILL_FILE,
+                interval=float("inf"),
+            )
 
     # -- claiming and replay ---------------------------------------------------
 
@@ -446,6 +465,7 @@ class SpillStore:
             self._next_scan = time.monotonic() + _RESCAN_INTERVAL
             raise
         own_frames = self._own_frames.pop(chosen.id, None)
+        self._say_if_oversized(chosen)
         acked = sf.read_acks(chosen.ack_path)
         frames = deque(sf.spill_frames(path, acked, self.sealer))
         claim = _Claim(path, chosen.id, own_frames is not None, own_frames or [], frames, acked)
