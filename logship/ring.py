@@ -57,6 +57,8 @@ _SEQ, _SIZE = 0, 1
 
 # -- a thread that already holds the lock ------------------------------------------------
 
+#: How far up the stack :func:`wait_unless_held` looks for a holder.
+_WALK_FRAMES = 64
 #: The code of each function that takes ``Ring.lock`` on an application's
 #: thread (see :func:`holds_ring_lock`).
 _HOLDERS: set[CodeType] = set()
@@ -87,7 +89,12 @@ def wait_unless_held(lock: threading.Lock) -> bool:
     """
     frame: FrameType | None = sys._getframe(1)
     asker = True  # the first holder up the stack is the function asking
-    while frame is not None:
+    # A signal handler's log call reaches the ring in a few frames, and the
+    # frame it interrupted is just above its own: a deep stack is not walked
+    # whole while the thread that holds the lock waits for the GIL.
+    for _ in range(_WALK_FRAMES):
+        if frame is None:
+            break
         if frame.f_code in _HOLDERS:
             if not asker:
                 return False
@@ -299,6 +306,7 @@ class Ring:
         finally:
             self.lock.release()
 
+    @holds_ring_lock
     def take(self, limit: int) -> list[Item]:
         """Remove and return up to ``limit`` of the oldest items (worker side)."""
         with self.lock:
@@ -337,10 +345,17 @@ class Ring:
     @holds_ring_lock
     def close(self) -> None:
         """Refuse further events (they are counted as dropped) and release blocked callers."""
-        with self.lock:
-            self.closed = True
-            self.limit = 0
-            self.not_full.notify_all()
+        if not self.lock.acquire(False) and not wait_unless_held(self.lock):
+            # A close from a signal handler, inside a holder on this thread:
+            # blocked callers see it at their next check (_BLOCK_SLICE).
+            self.closed, self.limit = True, 0
+        else:
+            try:
+                self.closed = True
+                self.limit = 0
+                self.not_full.notify_all()
+            finally:
+                self.lock.release()
         self.signals.wake.set()
 
     def snapshot(self) -> dict[str, Any]:

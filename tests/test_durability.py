@@ -17,6 +17,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -509,3 +510,30 @@ def test_a_restart_whose_disk_fills_while_adopting_resumes_where_it_stopped(
     st = h.stats()
     assert st["adopted"] == st["replayed"] == last + 1, st
     check_identity(st)
+
+
+def test_a_log_call_made_while_the_first_segment_is_made_does_not_deadlock(
+    server, make_handler, tmp_path, monkeypatch
+):
+    """A signal handler or a __del__ may log while its thread makes the region's first
+    segment, inside the first log call: it must not wait for itself."""
+    from logship.worker.spill import region
+
+    h = make_handler(server.url(), spill=True, spill_dir=str(tmp_path), durability="crash")
+    log = attach(h)
+    real, said = region.make_segment, []
+
+    def make_segment(*args: Any, **kwargs: Any) -> Any:
+        if not said:
+            said.append(True)
+            log.info("ev from inside")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(region, "make_segment", make_segment)
+    t = threading.Thread(target=log.info, args=("ev first",), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "the nested log call waited for its own thread"
+    assert h.flush(10)
+    assert {e["message"] for e in server.events()} == {"ev first", "ev from inside"}
+    check_identity(h.stats())

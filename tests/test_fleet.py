@@ -50,9 +50,11 @@ RATE = 1000
 TICK = 0.01
 BATCH = 50  # batch_max_records: a batch is 50 ms of the stream
 #: No log call may take this long. The handler's timeout is 5 s and HAProxy's
-#: shortest is 1 s (connect): a call that waited on any of them would show,
-#: and the bound still leaves room for a busy machine's scheduler.
-CALL_BOUND = 0.25
+#: shortest is 1 s (connect): a call that waited on any of them would show.
+#: Half of that leaves room for a busy machine's scheduler, which has held a
+#: logging thread for a quarter of a second while three nodes, HAProxy and
+#: four test processes shared two cores.
+CALL_BOUND = 0.5
 
 
 class Stream:

@@ -104,10 +104,11 @@ class _Copy:
     def _dict(self, value: dict[Any, Any], depth: int) -> tuple[dict[str, Any], int]:
         out: dict[str, Any] = {}
         chars = 2
-        pairs = list(value.items())
+        # No more than the budget can take: a dict of a million keys is not copied whole.
+        pairs = list(islice(value.items(), max(self.left, 0) + 1))
         for n, (k, v) in enumerate(pairs):
             if self.left <= 0:
-                out["…"] = cut = f"<{len(pairs) - n} more cut>"
+                out["…"] = cut = f"<{len(value) - n} more cut>"
                 return out, chars + len(cut) + 1
             self.left -= 1
             k = k if type(k) is str else key_text(k)
@@ -118,10 +119,10 @@ class _Copy:
     def _list(self, value: list[Any] | tuple[Any, ...], depth: int) -> tuple[list[Any], int]:
         items = []
         chars = 2
-        values = list(value)
+        values = list(islice(value, max(self.left, 0) + 1))
         for n, v in enumerate(values):
             if self.left <= 0:
-                items.append(cut := f"<{len(values) - n} more cut>")
+                items.append(cut := f"<{len(value) - n} more cut>")
                 return items, chars + len(cut)
             self.left -= 1
             v, size = self.of(v, depth + 1)

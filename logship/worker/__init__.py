@@ -28,7 +28,7 @@ from logship.pure.redact_url import redact_url, scrub, url_secrets
 from logship.pure.retry import Backoff
 from logship.pure.sealing import Sealer, parse_key
 from logship.pure.snapshot import resolve_mapping
-from logship.ring import Ring, Signals, holds_ring_lock
+from logship.ring import Ring, Signals
 from logship.worker.adoption import Adopter
 from logship.worker.diagnostics import Warner
 from logship.worker.keeper import RegionKeeper
@@ -118,7 +118,7 @@ class Worker:
 
     def _start_and_put(self, *item: Any) -> bool:
         self.start()
-        if self.keeper is not None:
+        if self.keeper is not None and not self._closed:
             # On the first event, not when the handler starts early to replay a
             # folder: a handler that dictConfig throws away leaves no region.
             self.keeper.open()
@@ -257,7 +257,6 @@ class Worker:
         """
         return self.pump is not None and self.pump.store is not None and self.ledger.health.down
 
-    @holds_ring_lock
     def flush(self, deadline: float, exiting: bool = False) -> bool:
         """Wait until everything emitted so far is resolved, or ``deadline``.
 
@@ -265,11 +264,11 @@ class Worker:
         ``dictConfig`` that replaces the handler asks; with the endpoint down
         it does not wait (see :meth:`give_up_waiting`).
         """
-        with self.ring.lock:
-            target = self.ring.emitted - 1
+        # Plain reads, without the ring's lock: one attribute each, and a flush
+        # from a signal handler may interrupt this thread inside a holder of it.
+        target = self.ring.emitted - 1
         if not self._started:
-            with self.ring.lock:
-                return not self.ring.items
+            return not self.ring.items
         lifecycle.warm_logger_caches()
         give_up = self.give_up_waiting if exiting else None
         return self.ledger.wait_for(target, deadline, self.signals.wake, give_up)

@@ -69,7 +69,7 @@ class Deadline:
         self.at = math.inf  # no request under way
 
     def start(self) -> None:
-        """A request begins: its answer is due within ``seconds``."""
+        """A request is sent: its whole answer is due within ``seconds``."""
         self.at = time.monotonic() + self.seconds
 
     def stop(self) -> None:
@@ -141,6 +141,13 @@ class _FallbackMixin:
         except OSError:
             pass
         return self._with_deadline(sock)
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        # The request is sent: its answer is due within the timeout from here.
+        # Connecting and sending have timeouts of their own (a slow connect, a
+        # large body on a slow uplink must not eat into the answer's).
+        self.deadline.start()
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
 
     def _with_deadline(self, sock: socket.socket) -> socket.socket:
         """The same connected socket, as one that checks the pool's deadline."""

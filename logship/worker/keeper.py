@@ -89,7 +89,10 @@ class RegionKeeper:
             self.ring, self.make, signals.wake.set, max_segments(opts)
         )
         ledger.not_durable = self.writer.not_durable
-        self._lock = threading.Lock()  # the pump's turns against close
+        # The pump's turns against close, and the first event's open. Re-entrant:
+        # a signal handler that logs while its thread makes the first segment
+        # comes back to open (which then returns at once: opened is set).
+        self._lock = threading.RLock()
         self._committed = NOTHING_RESOLVED
         self._retry_at = 0.0
         self.opened = False

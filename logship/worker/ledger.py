@@ -231,7 +231,8 @@ class Ledger:
             return batch
 
     def replace(self, old: Batch, new: list[Batch]) -> bool:
-        """Swap ``old`` for ``new`` in the outstanding set (a split, or per-event answers).
+        """Swap ``old`` for ``new`` in the outstanding set (a split, or per-event answers),
+        and in what the sender holds.
 
         False when ``old`` was already resolved (close gave up on it).
         """
@@ -249,6 +250,12 @@ class Ledger:
                 old.origin.parts += len(new) - 1
             if self.in_flight is old:
                 self.in_flight = new[0] if new else None
+            # Under the lock, with the swap: close (leftovers) sees the parts of a
+            # split the sender holds, never neither the batch nor its parts.
+            # Only what is still outstanding is kept: a batch whose items are
+            # refused 429 again and again is replaced on every attempt.
+            kept = [b for b in self.in_hand if b is not old and b.id in self.outstanding]
+            self.in_hand = kept + new
             return True
 
     def resolve(self, batch: Batch, counter: str, rejected: int = 0) -> bool:
@@ -383,7 +390,7 @@ class Ledger:
             endpoints = self.endpoints.views()
             in_memory, spill_bytes = self.in_memory, self.spill_bytes
             spill_refused = self.spill_refused
-            missed = self.not_durable(ring["emitted"]) if self.not_durable else 0
+            missed = self.not_durable(self.ring.emitted) if self.not_durable else 0
         finally:
             for lock in reversed(held):
                 lock.release()

@@ -146,16 +146,6 @@ class Sender:
         """
         return sum(b.count for b in self.ledger.in_hand if self.ledger.resolve(b, "dropped"))
 
-    def _replace(self, old: Batch, new: list[Batch]) -> bool:
-        """``Ledger.replace``, keeping ``new`` in hand; False when close gave up on ``old``."""
-        if not self.ledger.replace(old, new):
-            return False
-        # Only what is still outstanding is kept: a batch whose items are
-        # refused 429 again and again is replaced on every attempt.
-        kept = [h for h in self.ledger.in_hand if h is not old and self.ledger.is_outstanding(h.id)]
-        self.ledger.in_hand = kept + new
-        return True
-
     def deliver(self, batch: Batch) -> None:
         """Send ``batch`` (and what answers make of it) until all is resolved or we stop.
 
@@ -198,7 +188,7 @@ class Sender:
                     b, self.encoder.units_of(b.body), self.encoder, self.opts.batch_max_bytes
                 )
                 todo.popleft()
-                if self._replace(b, halves):
+                if self.ledger.replace(b, halves):
                     todo.extendleft(reversed(halves))
             elif verdict is Verdict.SPLIT or verdict is Verdict.REJECT:
                 self._reject(i, b, outcome)
@@ -223,7 +213,7 @@ class Sender:
             (verdict, pick(batch, units, indices, self.encoder, str(k)))
             for k, (verdict, indices) in enumerate(outcome.parts)
         ]
-        if not self._replace(batch, [part for _v, part in groups]):
+        if not self.ledger.replace(batch, [part for _v, part in groups]):
             return []  # close gave up on it meanwhile
         again: list[Batch] = []
         delivered = 0

@@ -212,7 +212,6 @@ class Transport:
 
     def send(self, request: Request) -> Answer:
         """POST one batch's body; return the answer or the failure, never raise."""
-        self._deadline.start()  # the whole answer within timeout, however slowly it comes
         try:
             # Either way, urllib3's response: the session's is its ``raw``.
             resp = self._post(request) if self._pool is not None else self._post_by_session(request)
