@@ -734,6 +734,19 @@ def test_http_proxy_from_the_environment(server, make_handler, monkeypatch):
     assert len(server.uuids()) == 3
 
 
+def test_an_answer_that_trickles_in_through_a_proxy_is_cut_at_the_timeout(
+    server, make_handler, monkeypatch
+):
+    _clear_proxies(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", server.url(""))
+    server.then(TRICKLE)  # the proxy's answer: each byte within the timeout, never whole
+    h = make_handler("http://logs.example.invalid/ingest", timeout=0.5)
+    emit(attach(h), 3)
+    assert h.flush(20)
+    assert len(server.uuids()) == 3 and server.arrivals == 2
+    assert h.stats()["retries"] == 1
+
+
 def test_no_proxy_bypasses_the_proxy(server, make_handler, monkeypatch, refused_port):
     _clear_proxies(monkeypatch)
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{refused_port}")  # a proxy that refuses

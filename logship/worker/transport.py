@@ -97,6 +97,14 @@ class _Adapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = pool_classes(self._book, self._deadline)
 
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """requests' manager for ``proxy``, whose pools check the answer's deadline too."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not isinstance(manager, urllib3.ProxyManager):
+            return manager  # a SOCKS proxy's manager: it makes connections its own way
+        manager.pool_classes_by_scheme = pool_classes(self._book, self._deadline)
+        return manager
+
 
 # The certificate's expiry is read after a success at most this often.
 _CERT_CHECK_INTERVAL = 3600.0
