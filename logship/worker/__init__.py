@@ -24,7 +24,7 @@ from logship.pure.event import EventBuilder
 from logship.pure.options import Options
 from logship.pure.protocols import Encoder, Transport
 from logship.pure.protocols.registry import protocol_named
-from logship.pure.redact_url import redact_url, scrub, url_secrets
+from logship.pure.redact_url import redact_url, scrub
 from logship.pure.retry import Backoff
 from logship.pure.sealing import Sealer, parse_key
 from logship.pure.snapshot import resolve_mapping
@@ -38,7 +38,7 @@ from logship.worker.sender import Sender
 from logship.worker.spill.store import SpillStore
 from logship.worker.stream import StreamTransport
 from logship.worker.transport import Transport as HttpTransport
-from logship.worker.transport import check_endpoint
+from logship.worker.transport import check_endpoint, request_secrets
 
 __all__ = ["Worker", "spill_reserve"]
 
@@ -185,7 +185,7 @@ class Worker:
             ",".join(redact_url(u) for u in self.opts.url),
             scrub(
                 f"{type(error).__name__}: {error}",
-                [secret for url in self.opts.url for secret in url_secrets(url)],
+                [secret for url in self.opts.url for secret in request_secrets(self.opts, url)],
             ),
         )
 

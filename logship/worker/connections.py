@@ -85,32 +85,32 @@ class Deadline:
             )
 
 
-class _DeadlineSocket(socket.socket):
-    """A plain socket that checks its :class:`Deadline` before each read."""
+class _ReadsByDeadline:
+    """A socket's reads (``http.client`` reads with ``recv_into``), each after a look at
+    its :class:`Deadline`. Mixed into a plain and a TLS socket class."""
 
     deadline: Deadline
 
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+    def recv_into(self, *args: Any) -> int:
         self.deadline.check()
-        return super().recv_into(buffer, nbytes, flags)
+        return super().recv_into(*args)  # type: ignore[misc,no-any-return]
 
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+    def recv(self, *args: Any) -> bytes:
         self.deadline.check()
-        return super().recv(bufsize, flags)
+        return super().recv(*args)  # type: ignore[misc,no-any-return]
+
+
+class _DeadlineSocket(_ReadsByDeadline, socket.socket):
+    """A plain socket that checks its :class:`Deadline` before each read."""
 
 
 def enforce_deadline(context: ssl.SSLContext, deadline: Deadline) -> None:
     """Make the TLS sockets of ``context`` check ``deadline`` before each read."""
 
-    class DeadlineSSLSocket(ssl.SSLSocket):
-        def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
-            deadline.check()
-            return super().recv_into(buffer, nbytes, flags)
+    class DeadlineSSLSocket(_ReadsByDeadline, ssl.SSLSocket):
+        pass
 
-        def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
-            deadline.check()
-            return super().recv(buflen, flags)
-
+    DeadlineSSLSocket.deadline = deadline
     context.sslsocket_class = DeadlineSSLSocket
 
 

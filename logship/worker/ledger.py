@@ -98,8 +98,9 @@ class Ledger:
         self.max_ready = max_ready
         self.in_flight: Batch | None = None  # the batch the sender is sending
         #: The batches the sender's delivery under way holds: the one taken, and
-        #: every half of a split and part of a per-event answer since. The sender
-        #: rebinds it (never changes it in place); close spills what is outstanding.
+        #: every half of a split and part of a per-event answer since (see
+        #: replace). Rebound, never changed in place; close spills what of it
+        #: is outstanding.
         self.in_hand: list[Batch] = []
         self.outstanding: dict[int, int] = {}  # batch id -> lowest seq it holds
         #: Of those, the batches whose events only memory holds (none on disk):
