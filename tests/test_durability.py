@@ -327,7 +327,10 @@ def test_gunicorn_workers_killed_with_sigkill_lose_no_answered_request(
         if e["logger"] == "example.gunicorn" and "request_id" in e:
             by_id[e["request_id"]].add(e["uuid"])
     assert all(len(u) == 1 for u in by_id.values())
-    assert not regions(str(g.spill))
+    # A dead worker's region that held no answered request's event (a spare it made
+    # ahead, one whose events were all delivered before the kill) is claimed at the
+    # handler's next look at the folder, which the waits above need not have reached.
+    require_within(lambda: not sf.has_regions(str(g.spill)), 30, "every dead region taken over")
 
 
 # -- disks that cannot hold a region --------------------------------------------------------------
