@@ -205,6 +205,10 @@ def new_file_name(folder: str, owner: str, suffix: str = SUFFIX) -> tuple[str, s
     return os.path.join(folder, f"o-{file_id}-{owner}{suffix}"), file_id
 
 
+#: Listings made again when a file changed its name while one was made.
+_LIST_TRIES = 3
+
+
 def list_files(folder: str, suffix: str = SUFFIX) -> list[SpillFile]:
     """Spill files (or region segments, with ``REGION_SUFFIX``) in ``folder``, oldest first.
 
@@ -213,21 +217,28 @@ def list_files(folder: str, suffix: str = SUFFIX) -> list[SpillFile]:
     or counted.
     """
     pattern = _NAMES[suffix]
-    out = []
-    try:
-        entries = list(os.scandir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    for entry in entries:
-        m = pattern.match(entry.name)
-        if not m:
-            continue
+    for _ in range(_LIST_TRIES):
+        out, renamed = [], False
         try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue  # claimed or deleted meanwhile
-        if stat.S_ISREG(st.st_mode):
-            out.append(SpillFile(entry.path, m[1], m[2], m[3], st.st_size, st.st_mtime))
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        for entry in entries:
+            m = pattern.match(entry.name)
+            if not m:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                # Claimed (renamed: listed again under its new name) or deleted
+                # meanwhile: a listing that missed a claimed file would read as
+                # a folder with nothing left in it.
+                renamed = True
+                continue
+            if stat.S_ISREG(st.st_mode):
+                out.append(SpillFile(entry.path, m[1], m[2], m[3], st.st_size, st.st_mtime))
+        if not renamed:
+            break
     out.sort(key=lambda f: f.id)
     return out
 
