@@ -471,6 +471,9 @@ def test_a_steady_rate_with_the_endpoint_down_spills_instead_of_dropping(
     # up, not only by its timer. 100 events every 50 ms is 2,000 a second, a
     # small fraction of what the worker can spill even on a busy machine, but
     # a ring filled every half second, four times before the timer would fire.
+    # Before each burst the ring must have room for it within 1.5 s, less than
+    # the timer's 2 s: a pump woken only by its timer fails that, and a loaded
+    # machine that runs the worker late does not make the test drop events.
     folder = str(tmp_path)
     server.down()
     opts = spill_opts(folder, capacity=1000, batch_max_records=100, flush_interval=2.0)
@@ -478,6 +481,7 @@ def test_a_steady_rate_with_the_endpoint_down_spills_instead_of_dropping(
     log = attach(h)
     pace = threading.Event()
     for c in range(0, 6000, 100):
+        require_within(lambda: h.stats()["queued"] <= 900, 1.5, "room for the next burst")
         for i in range(c, c + 100):
             log.info("ev %d", i)
         pace.wait(0.05)  # the arrival rate of the application, not a wait for the worker
