@@ -671,9 +671,23 @@ def test_token_file_is_sent_as_bearer(server, make_handler, tmp_path):
     assert reqs and all(header(r, "Authorization") == "Bearer from-a-file" for r in reqs)
 
 
-def test_no_authorization_header_without_a_token(server, make_handler, monkeypatch):
+def _authorizations(server, make_handler, url):
+    """The handler for ``url``, and the Authorization headers its requests carried."""
+    h = make_handler(url)
+    emit(attach(h), 2)
+    assert h.flush(5)
+    reqs = snapshot(server)
+    assert reqs
+    return h, {header(r, "Authorization") for r in reqs}
+
+
+def _no_token_from_the_environment(monkeypatch):
     for name in ("LOGSHIP_TOKEN", "LOGSHIP_TOKEN_FILE"):
         monkeypatch.delenv(name, raising=False)
+
+
+def test_no_authorization_header_without_a_token(server, make_handler, monkeypatch):
+    _no_token_from_the_environment(monkeypatch)
     h = make_handler(server.url())
     log = attach(h)
     emit(log, 1)
@@ -697,19 +711,31 @@ def test_token_wins_over_a_netrc_entry(server, make_handler, tmp_path, monkeypat
 
 def test_a_netrc_login_is_used_without_a_token(server, make_handler, tmp_path, monkeypatch):
     """As requests does: the environment (here $NETRC) is read once, when the worker starts."""
-    for name in ("LOGSHIP_TOKEN", "LOGSHIP_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
+    _no_token_from_the_environment(monkeypatch)
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    h = make_handler(server.url())
-    log = attach(h)
-    emit(log, 1)
-    assert h.flush(5)
-    expected = "Basic " + base64.b64encode(b"someone:elsewhere").decode()
-    reqs = snapshot(server)
-    assert reqs and all(header(r, "Authorization") == expected for r in reqs)
+    _, sent = _authorizations(server, make_handler, server.url())
+    assert sent == {"Basic " + base64.b64encode(b"someone:elsewhere").decode()}
+
+
+@pytest.mark.parametrize("proxied", [False, True], ids=["direct", "proxy"])
+def test_a_url_with_a_user_alone_sends_it_with_an_empty_password(
+    server, make_handler, monkeypatch, tmp_path, proxied
+):
+    """``https://TOKEN@host``, as curl sends it: requests alone would send no login at all."""
+    _no_token_from_the_environment(monkeypatch)
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))  # no ~/.netrc login to win
+    _clear_proxies(monkeypatch)
+    if proxied:
+        monkeypatch.setenv("HTTP_PROXY", server.url(""))
+        url = "http://k3y%2Fsecret@logs.example.invalid/ingest"
+    else:
+        url = server.url().replace("://", "://k3y%2Fsecret@")
+    h, sent = _authorizations(server, make_handler, url)
+    assert sent == {"Basic " + base64.b64encode(b"k3y/secret:").decode()}
+    assert "k3y" not in repr(h)
 
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")

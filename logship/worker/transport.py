@@ -161,8 +161,8 @@ class Transport:
         if bundle:
             self.verify = bundle[1]
         self.session.verify = self.verify
-        if not (opts.token or opts.token_file):
-            self.session.auth = requests.utils.get_netrc_auth(url)
+        login = _sent_login(opts, self.url)
+        self.session.auth = login  # through a proxy, requests sends it as Basic auth
         self._book = AddressBook(self._on_dns_fallback)
         self._warner = warner
         self._next_cert_check = 0.0
@@ -175,8 +175,6 @@ class Transport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.headers = {"User-Agent": USER_AGENT, **opts.headers}
-        # Without a token: ~/.netrc's login, else the URL's user and password.
-        login = _login(self.session.auth or requests.utils.get_auth_from_url(self.url))
         self._secrets = _sent_secrets(opts, url, login, self.session.proxies)
         #: Called with each answer's headers and reason phrase (``logship check``
         #: reads the server's ``Date``).
@@ -337,9 +335,26 @@ def request_secrets(opts: Options, url: str) -> list[tuple[str, str]]:
     proxy variables): for ``logship check``, which masks the same secrets in
     its report.
     """
-    from_netrc = None if (opts.token or opts.token_file) else requests.utils.get_netrc_auth(url)
-    login = _login(from_netrc or requests.utils.get_auth_from_url(url))
+    login = _sent_login(opts, url)
     return _sent_secrets(opts, url, login, requests.utils.get_environ_proxies(url))
+
+
+def _sent_login(opts: Options, url: str) -> tuple[str, str] | None:
+    """The login sent as Basic auth to ``url``: None with a token.
+
+    ``~/.netrc``'s login for the host, else the URL's user and password. A
+    user alone (``https://TOKEN@host``) goes with an empty password, as curl
+    sends it: requests would send nothing, and a 401 would be all the user saw.
+    """
+    if opts.token or opts.token_file:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    from_url = (
+        (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
+        if parts.username is not None
+        else None
+    )
+    return _login(requests.utils.get_netrc_auth(url) or from_url)
 
 
 def _sent_secrets(
