@@ -23,6 +23,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from logship.pure.options import CORE_FIELDS
+from logship.pure.snapshot import resolve
 
 __all__ = ["bind", "context", "unbind"]
 
@@ -43,7 +44,11 @@ def _checked(kv: dict[str, Any]) -> dict[str, Any]:
     core = sorted(k for k in kv if k in CORE_FIELDS)
     if core:
         raise ValueError(f"logship: context may not set the core event field(s) {core}")
-    return kv
+    # Resolved once, here, as extra= values are at each call: a list changed
+    # after it was bound ships as it was bound, and no __repr__ of a bound
+    # object ever runs on the worker (or, with durability="crash", inside the
+    # log call's critical section).
+    return {key: resolve(value)[0] for key, value in kv.items()}
 
 
 def _merged(kv: dict[str, Any]) -> Fields:
@@ -60,8 +65,10 @@ def bind(**fields: Any) -> None:
     ``with logship.context(...)``, which restores what was bound before.
 
     Args:
-        **fields: Event fields and their values. Bind strings and numbers:
-            values are read when the event is built, on the worker thread.
+        **fields: Event fields and their values, resolved now as ``extra=``
+            values are at each log call: strings, numbers, booleans and
+            None as they are, dicts, lists and tuples copied, any other
+            object as its ``repr``.
 
     Raises:
         ValueError: A name of a core event field (``message``, ``level``,

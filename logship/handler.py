@@ -216,7 +216,7 @@ class ShipHandler(logging.Handler):
         try:
             if name in _OWN_LOGGERS or name[:8] == "logship.":
                 return False
-        except TypeError:  # not text: a record made by hand (makeLogRecord); the event has its repr
+        except Exception:  # not text: a record made by hand (makeLogRecord); the event has its repr
             pass
         thread = record.thread
         if (thread if thread is not None else _get_ident()) in WORKER_THREADS:

@@ -29,7 +29,6 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgpack
 
-from logship.pure.event import safe_repr
 from logship.pure.journal import FRAME, fallback_fields, record_values
 from logship.ring import Ring
 
@@ -53,7 +52,11 @@ def _packable(value: Any) -> Any:
     The packer packs exact types only (``strict_types``: its fastest): a
     subclass of str, int or float is packed as its plain value (as every
     encoder writes it), a mapping (bound context is a read-only one) as a
-    dict, a tuple as a list, anything else as its repr.
+    dict, a tuple as a list. Anything else can only be a record attribute
+    that a filter or a record factory set (``extra=`` values and bound
+    context are resolved before): it is written as ``<its type>``, not its
+    repr, which would run the application's code inside the ring's lock,
+    where every other logging thread waits.
     """
     if isinstance(value, str):
         return str.__str__(value)
@@ -65,7 +68,7 @@ def _packable(value: Any) -> Any:
         return dict(value)
     if isinstance(value, (list, tuple)):
         return list(value)
-    return safe_repr(value)
+    return f"<{type(value).__name__}>"
 
 
 def _no_segment(frame: bytes) -> int:

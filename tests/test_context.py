@@ -124,6 +124,31 @@ def test_context_is_captured_on_the_callers_thread(server: Any, make_handler: An
     assert sorted(e["i"] for e in shipped(server, 50)) == list(range(50))
 
 
+def test_bound_values_are_resolved_when_bound(server: Any, make_handler: Any) -> None:
+    """A list changed after it was bound ships as bound; an object's repr runs where it is bound."""
+
+    class Ticket:
+        def __init__(self) -> None:
+            self.threads: list[str] = []
+
+        def __repr__(self) -> str:
+            self.threads.append(threading.current_thread().name)
+            return "Ticket(7)"
+
+    h = make_handler(server.url())
+    log = attach(h)
+    steps, ticket = ["parse"], Ticket()
+    with logship.context(steps=steps, ticket=ticket, shape=(1, 2)):
+        assert logship.context.current()["ticket"] == "Ticket(7)"
+        log.info("bound")
+        steps.append("validate")  # after the call: not in the event
+    assert h.flush(10)
+    (event,) = shipped(server, 1)
+    assert event["steps"] == ["parse"] and event["shape"] == [1, 2]
+    assert event["ticket"] == "Ticket(7)"
+    assert ticket.threads == [threading.current_thread().name]
+
+
 def test_no_context_adds_no_field(server: Any, make_handler: Any) -> None:
     h = make_handler(server.url())
     attach(h).info("plain")

@@ -139,14 +139,36 @@ def test_a_values_weight_in_capacity_bytes(value, chars):
     assert resolve(value)[1] == chars
 
 
-def test_a_record_whose_name_is_not_text_ships_and_never_raises(server, make_handler):
-    # A record made by hand, as a program that forwards records from elsewhere makes them.
-    h = make_handler(server.url())
-    for name in (None, 42, ["a"]):
+class _Unhashable:
+    """A record attribute a filter set: it can be neither hashed nor compared."""
+
+    def __repr__(self) -> str:
+        return "Unhashable"
+
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no comparison")
+
+
+@pytest.mark.parametrize("durability", ["memory", "crash"])
+def test_a_record_whose_name_is_not_text_ships_and_never_raises(
+    server, make_handler, tmp_path, durability
+):
+    # A record made by hand, as a program that forwards records from elsewhere
+    # makes them, or one whose name and function a filter replaced.
+    spill = {"spill": True, "spill_dir": str(tmp_path)} if durability == "crash" else {}
+    spill["durability"] = durability
+    h = make_handler(server.url(), **spill)
+    for name in (None, 42, ["a"], _Unhashable()):
         record = logging.makeLogRecord({"name": name, "msg": "odd", "levelno": 20})
+        record.funcName = name
         assert h.handle(record)
     events = flushed(h, server)
-    assert sorted(str(e["logger"]) for e in events) == sorted(["None", "42", "['a']"])
+    shown = sorted(["None", "42", "['a']", "Unhashable"])
+    assert sorted(str(e["logger"]) for e in events) == shown
+    assert sorted(str(e["func"]) for e in events) == shown
     check_identity(h.stats())
 
 

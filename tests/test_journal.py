@@ -107,17 +107,32 @@ class Loud(str):
         ({"s": "\ud800"}, {"s": "\\ud800"}),  # nor a lone surrogate
         ({"sub": Loud("plain")}, {"sub": "plain"}),  # a str subclass: its plain value
         ({"t": (1, 2)}, {"t": [1, 2]}),
-        ({"odd": {1, 2}}, None),  # no mapping or scalar: packed as its repr below
+        # Anything else (only a record attribute a filter set can be): its type, not its
+        # repr, which would run the application's code inside the ring's lock.
+        ({"odd": {1, 2}}, {"odd": "<set>"}),
+        ({"odd": Loud}, {"odd": "<type>"}),
     ],
 )
 def test_values_msgpack_refuses_are_packed_as_the_encoders_write_them(extras, expected):
     seg = Segment()
     write(writer_on(seg), 1, extras=extras)
     (r,) = jr.read_segment(seg.data()).records
-    if expected is None:
-        assert r.extras == {"odd": repr({1, 2})}
-    else:
-        assert r.extras == expected
+    assert r.extras == expected
+
+
+def test_an_odd_record_attribute_runs_no_code_of_its_own_in_the_region():
+    class Watched:
+        def __repr__(self) -> str:
+            raise AssertionError("repr called inside the ring's lock")
+
+        __str__ = __repr__
+
+    seg = Segment()
+    rec = record()
+    rec.funcName = Watched()  # type: ignore[assignment]
+    write(writer_on(seg), 2, rec=rec)
+    (r,) = jr.read_segment(seg.data()).records
+    assert r.seq == 2 and r.record.funcName == "<Watched>"
 
 
 def test_a_record_whose_attributes_cannot_be_read_is_still_written():
