@@ -8,13 +8,16 @@ in ``stats()["last_error"]``.
 from __future__ import annotations
 
 import re
+import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 import trustme
 
-from conftest import attach, check_identity, wait_until
+from conftest import attach, check_identity, require_within, wait_until
 from faultserver import TRICKLE, FaultServer
 
 # requests lets these environment variables replace the trust store; most tests
@@ -165,3 +168,108 @@ def test_an_answer_that_trickles_in_over_tls_is_cut_at_the_timeout(
     assert h.flush(20)
     assert len(tls_server.uuids()) == 3 and tls_server.arrivals == 2
     assert h.stats()["retries"] == 1 and "timed out" in h.stats()["last_error"]
+
+
+class TricklingRelay:
+    """A TCP relay to ``port`` that passes the server's first ``trickled`` connections'
+    bytes on one at a time, 50 ms apart (each well within any timeout, the
+    handshake never whole); later connections, and the client's bytes, go at once."""
+
+    def __init__(self, port: int, trickled: int) -> None:
+        self.upstream, self.trickled = port, trickled
+        self.accepted = 0
+        self.sockets: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stopping = threading.Event()
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            self.sockets += (client, server)
+            slow = self.accepted <= self.trickled
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, slow), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
+        try:
+            while not self.stopping.is_set():
+                data = src.recv(1 if slow else 65536)
+                if not data:
+                    break
+                dst.sendall(data)
+                if slow:
+                    self.stopping.wait(0.05)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept(), which close() does not
+        except OSError:
+            pass
+        self.acceptor.join(5)
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+@pytest.fixture
+def relay(tls_server) -> Iterator[TricklingRelay]:
+    r = TricklingRelay(tls_server.port, trickled=1)
+    yield r
+    r.stop()
+
+
+def test_a_handshake_that_trickles_in_is_cut_at_the_timeout(
+    tls_server, relay, ca_file, make_handler, clean_env
+):
+    # The first connection's handshake, a byte every 50 ms, would take a minute; the
+    # retry's connection is whole. (The timeout bounds the whole handshake, as CPython
+    # takes a socket's timeout for it, not each read alone.)
+    h = make_handler(f"https://127.0.0.1:{relay.port}/app", ca_file=ca_file, timeout=0.5)
+    started = time.monotonic()
+    emit(h, 3)
+    assert h.flush(20)
+    assert len(tls_server.uuids()) == 3 and relay.accepted == 2
+    stats = h.stats()
+    assert stats["retries"] == 1 and stats["shipped"] == 3, stats
+    assert "timed out" in stats["last_error"], stats  # (urllib3's words for it)
+    assert time.monotonic() - started < 10
+
+
+def test_a_forward_handshake_that_trickles_in_is_cut_at_the_timeout(
+    tls_server, ca_file, make_handler, clean_env
+):
+    relay = TricklingRelay(tls_server.port, trickled=1_000)  # every connection
+    try:
+        h = make_handler(
+            f"tls://127.0.0.1:{relay.port}",
+            protocol="forward",
+            ca_file=ca_file,
+            timeout=0.5,
+            shutdown_timeout=0.5,
+        )
+        emit(h, 2)
+        what = "a handshake cut at the timeout"
+        # (CPython's handshake takes the socket's timeout as a bound on the whole of it.)
+        require_within(lambda: h.stats()["last_error_kind"] == "timeout", 10, what)
+        assert "handshake operation timed out" in h.stats()["last_error"]
+        assert h.stats()["pending"] == 2
+        check_identity(h.stats())
+    finally:
+        relay.stop()

@@ -591,7 +591,8 @@ class Options:
     )
     timeout: float = _option(
         10.0,
-        "seconds for one request: to connect, and for the whole answer, however slowly it comes",
+        "seconds for one request: to connect, for the whole TLS handshake, and for the whole "
+        "answer, however slowly it comes",
         positive_seconds,
     )
     retry_max_backoff: float = _option(
