@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,36 @@ def test_no_secret_the_handler_sent_shows_when_the_server_echoes_it(
     for text in shown:
         for secret in hidden:
             assert secret not in text, (secret, text)
+
+
+def test_a_token_replaced_while_its_request_was_out_is_still_masked(
+    server, make_handler, tmp_path, warnings
+):
+    # The answer to a request sent with the old token arrives after the file says the new one.
+    old, new = "old-SECRET-5a6b7c8d", "new-SECRET-1e2f3a4b"
+    path = tmp_path / "token"
+    path.write_text(old)
+    path.chmod(0o600)
+    arrived, rotated = threading.Event(), threading.Event()
+
+    def respond(path_: str, headers: dict[str, str], wire: bytes) -> Action:
+        arrived.set()
+        rotated.wait(10)
+        return echo(path_, headers, wire)
+
+    server.respond = respond
+    folder = str(tmp_path / "spill")
+    h = make_handler(server.url(), token_file=str(path), **spill_opts(folder))
+    attach(h).info("rejected 0")
+    require(arrived.wait(10), "the request never arrived")
+    path.write_text(new)
+    os.utime(path, (1, 1))  # a different mtime, even within the same clock tick
+    rotated.set()
+    require_within(lambda: warnings.about("rejected a batch"), what="the rejection's warning")
+    require(server.requests[0].headers.get("Authorization") == f"Bearer {old}", "old not sent")
+    assert any("you sent: " in m for m in warnings.messages), warnings.messages
+    for text in (*warnings.messages, str(h.stats()), dead_letter_bytes(folder)):
+        assert old not in text and new not in text, text
 
 
 def test_a_servers_words_are_one_printable_line_in_warnings_and_stats(

@@ -8,6 +8,7 @@ previous token, with a warning, instead of sending none.
 from __future__ import annotations
 
 import os
+from collections import deque
 
 from logship.pure.options import Options, check_header_value, read_token_file
 from logship.pure.redact_url import scrub, token_secrets
@@ -28,6 +29,10 @@ def file_mode_problem(path: str) -> str | None:
     return None
 
 
+#: How many replaced tokens are still scrubbed from what servers say.
+_FORMER_KEPT = 4
+
+
 class TokenSource:
     """The current token (or None), read lazily on the worker.
 
@@ -41,6 +46,9 @@ class TokenSource:
         self._file = opts.token_file
         self._mtime: float | None = None
         self._warner = warner
+        # Tokens a rotation replaced: an answer to a request sent before it
+        # may quote one, after the file says the new one.
+        self._former: deque[str] = deque(maxlen=_FORMER_KEPT)
 
     def current(self) -> str | None:
         """The token to send now; re-reads a token file whose modification time changed."""
@@ -55,13 +63,17 @@ class TokenSource:
         return self._token
 
     def scrub(self, text: str, secrets: list[tuple[str, str]]) -> str:
-        """``text`` without the current token (nor the header that carries it), nor the
-        ``(secret, mask)`` pairs of ``secrets``.
+        """``text`` without the current token, nor one a rotation replaced (nor the header
+        that carries them), nor the ``(secret, mask)`` pairs of ``secrets``.
 
         Errors and answers may quote the token or the URL's secrets; ``stats()``,
         warnings and dead letters show what this returns.
         """
-        return scrub(text, [*secrets, *token_secrets(self.current(), self.scheme)])
+        current = self.current()
+        secrets = [*secrets, *token_secrets(current, self.scheme)]
+        for former in self._former:
+            secrets += token_secrets(former, self.scheme)
+        return scrub(text, secrets)
 
     def _reload(self, mtime: float) -> None:
         assert self._file is not None
@@ -78,6 +90,8 @@ class TokenSource:
             )
             self._mtime = mtime
             return
+        if self._token and self._token != token:
+            self._former.append(self._token)
         self._token, self._mtime = token, mtime
         problem = file_mode_problem(self._file)
         if problem:
