@@ -33,12 +33,10 @@ from typing import Any
 
 from peers import BY_KIND, PEER_KINDS, Closer
 
+#: This folder, where every child runs: ``-m`` and ``-c`` put the working directory first on
+#: sys.path, and from the checkout's root they would import its logship/, not the wheel measured.
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-#: Where every child runs: ``-m`` and ``-c`` put the working directory first on
-#: sys.path, and from the checkout's root they would import its logship/
-#: instead of the installed wheel that is measured.
-CHILD_CWD = HERE
 #: The benchmark's receiver: every handler's wire format, and outages.
 PEER_RECEIVER = (sys.executable, os.path.join(HERE, "peer_receivers.py"), "--port", "0")
 _LISTENING = "logship receive: listening on "
@@ -82,10 +80,22 @@ Result = dict[str, Any]
 Measure = Callable[[argparse.Namespace, logging.Handler, logging.Logger], Any]
 
 
-def parse(description: str | None, options: dict[str, Any]) -> argparse.Namespace:
-    """The options every case takes, and ``options`` (name: default, or (default, help))."""
+def case(
+    measure: Measure,
+    doc: str | None,
+    close: bool = True,
+    abandon: bool = False,
+    before: Callable[[argparse.Namespace], None] | None = None,
+    **options: Any,
+) -> None:
+    """Run a case script: parse the options every case takes and ``options`` (name: default, or
+    (default, help)), call ``before``, build the handler, measure, print the result with the
+    handler's ``stats()`` unless it has its own. With ``abandon``, a peer's process ends
+    without closing the handler: the case has what it needs and must not wait for the peer to
+    deliver (or fail to deliver) what it holds. Without ``close``, the handler is left to the
+    interpreter's exit."""
     parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--handler", choices=HANDLER_KINDS, required=True)
     parser.add_argument("--url", help="the live receiver (default: one of the case's own)")
@@ -103,22 +113,7 @@ def parse(description: str | None, options: dict[str, Any]) -> argparse.Namespac
         else:
             kind = type(default) if default is not None else str
             parser.add_argument(flag, type=kind, default=default, help=help_)
-    return parser.parse_args()
-
-
-def case(
-    measure: Measure,
-    doc: str | None,
-    close: bool = True,
-    abandon: bool = False,
-    before: Callable[[argparse.Namespace], None] | None = None,
-    **options: Any,
-) -> None:
-    """Run a case script: parse, call ``before``, build the handler, measure, print the
-    result. With ``abandon``, a peer's process ends without closing the handler: the case has
-    what it needs and must not wait for the peer to deliver (or fail to deliver) what it
-    holds. Without ``close``, the handler is left to the interpreter's exit."""
-    args = parse(doc, options)
+    args = parser.parse_args()
     if before is not None:
         before(args)
     if args.handler in LIVE_KINDS and not args.url:  # run by hand: a receiver of its own
@@ -137,6 +132,7 @@ def case(
     try:
         out = measure(args, handler, bench_logger(handler))
         result = next(out) if isinstance(out, Generator) else out
+        result.setdefault("stats", handler_stats(handler))
         if abandon and args.handler in PEER_KINDS:
             emit_result(result, abandon=True)
     finally:
@@ -246,22 +242,25 @@ def wait_for_receiver(
     handler: logging.Handler,
     args: argparse.Namespace,
     events: int,
+    since: tuple[float, float],
     deadline: float,
     base: int = 0,
     until: Callable[[dict[str, Any]], bool] | None = None,
     extra_quiet: float = 0.0,
-) -> dict[str, Any]:
+) -> Result:
     """Poll the receiver until it counted every event the handler kept (and its ``stats()``
-    satisfy ``until``), or ``deadline``. A peer, which has no ``stats()``, is done once the
-    count has not grown for the longest it holds an event plus :data:`SETTLE_MARGIN` (and
-    ``extra_quiet``): ``settled``. The polling's own CPU is returned, to be left out."""
+    satisfy ``until``), or ``deadline``; without ``--url`` (the NullHandler), done at once. A
+    peer, which has no ``stats()``, is done once the count has not grown for the longest it
+    holds an event plus :data:`SETTLE_MARGIN` (and ``extra_quiet``): ``settled``. From
+    ``since`` (``process_time()``, ``perf_counter()``) to ``done_at``, the last count: the
+    events delivered per second and the CPU per event, the polling's own left out."""
     peer = BY_KIND.get(args.handler)
     quiet = None if peer is None else peer.holds_s + SETTLE_MARGIN + extra_quiet
     poll_cpu = 0.0
     unique, grew_at = -1, time.perf_counter()
     while True:
         c0 = time.thread_time()
-        now_unique = receiver_stats(args.url)["unique"] - base
+        now_unique = receiver_stats(args.url)["unique"] - base if args.url else events
         stats = handler_stats(handler) or {}
         poll_cpu += time.thread_time() - c0
         t = time.perf_counter()
@@ -271,26 +270,34 @@ def wait_for_receiver(
         done = unique >= events - lost_by_handler and (until is None or until(stats))
         settled = not done and quiet is not None and t - grew_at >= quiet
         if done or settled or t >= deadline:
+            cpu0, t0 = since
+            done_at = grew_at if settled else t
             return {
-                "done_at": grew_at if settled else t,
-                "unique": unique,
-                "poll_cpu_s": poll_cpu,
+                "done_at": done_at,
+                "elapsed_s": done_at - t0,
+                # Delivered events only: an event the handler dropped does not count.
+                "events_per_s": min(unique, events) / (done_at - t0),
+                "cpu_us_per_event": (time.process_time() - cpu0 - poll_cpu) / events * 1e6,
+                "received_unique": unique,
                 "timed_out": not (done or settled),
                 "settled": settled,
             }
         time.sleep(0.01)
 
 
-def paced(events: int, rate: float, chunk: int, step: Callable[[int, int], None]) -> float:
-    """Call ``step(start, count)`` for ``events`` in chunks, ``rate`` per second (0: no
-    pause); return the start. A late chunk is followed by shorter pauses, not a slower rate."""
+def paced(
+    first: int, stop: int, rate: float, chunk: int, step: Callable[[int, int], None]
+) -> float:
+    """Call ``step(start, stop)`` over ``range(first, stop)`` in chunks, ``rate`` calls per
+    second (0: no pause); return when it began. A late chunk is followed by shorter pauses,
+    not a slower rate."""
     t0 = time.perf_counter()
-    for start in range(0, events, chunk):
+    for start in range(first, stop, chunk):
         if rate:
-            pause = t0 + start / rate - time.perf_counter()
+            pause = t0 + (start - first) / rate - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
-        step(start, min(chunk, events - start))
+        step(start, min(start + chunk, stop))
     return t0
 
 
@@ -349,7 +356,7 @@ def run_case(script: str, args: list[str], timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, os.path.join(HERE, script), *args]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=CHILD_CWD)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE)
     except subprocess.TimeoutExpired as e:
         return {
             "error": f"timed out after {timeout:.0f} s",
@@ -365,10 +372,14 @@ def run_case(script: str, args: list[str], timeout: float) -> dict[str, Any]:
     return {**result, "wall_s": wall, "exited_at": exited_at}
 
 
-def _last_json(text: str | bytes | None) -> dict[str, Any] | None:
+def _lines(text: str | bytes | None) -> list[str]:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    for line in reversed((text or "").splitlines()):
+    return (text or "").splitlines()
+
+
+def _last_json(text: str | bytes | None) -> dict[str, Any] | None:
+    for line in reversed(_lines(text)):
         try:
             value = json.loads(line) if line.startswith("{") else None
         except json.JSONDecodeError:
@@ -379,17 +390,13 @@ def _last_json(text: str | bytes | None) -> dict[str, Any] | None:
 
 
 def _tail(text: str | bytes | None, lines: int = 15) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return "\n".join((text or "").splitlines()[-lines:])
+    return "\n".join(_lines(text)[-lines:])
 
 
-def receiver_stats(url: str, timeout: float = 2.0) -> dict[str, int]:
+def receiver_stats(url: str) -> dict[str, int]:
     """The counters of the receiver serving ``url`` (``GET /_logship/stats``)."""
     parts = urllib.parse.urlsplit(url)
-    with urllib.request.urlopen(
-        f"{parts.scheme}://{parts.netloc}/_logship/stats", timeout=timeout
-    ) as r:
+    with urllib.request.urlopen(f"{parts.scheme}://{parts.netloc}/_logship/stats", timeout=2) as r:
         data: dict[str, int] = json.load(r)
     return data
 
@@ -407,7 +414,7 @@ def receiver(command: Sequence[str] = PEER_RECEIVER) -> Iterator[str]:
             stderr=errors,
             stdin=subprocess.DEVNULL,
             text=True,
-            cwd=CHILD_CWD,
+            cwd=HERE,
         )
         try:
             # Nothing more is printed after the first line: the pipe need not be drained.

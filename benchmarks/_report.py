@@ -1,11 +1,10 @@
 """The report: tables built from descriptions, as Markdown that reads as text too.
 
-A table is described once (:class:`TableSpec`): its rows (each a case and the
-NullHandler case it is set against), its columns (each a header and what it
-reads from a row), its targets and its notes. :func:`build` makes it from a
-run's results: for each case key, ``{"median": ..., "runs": [...]}``, plus
-``"skipped": reason`` for a peer that could not run. Targets are printed
-next to the figures, never asserted.
+A table is described once (:class:`TableSpec`): its rows (each a case, set against its
+NullHandler case), its columns (a header and what it reads from a row), its targets and
+notes. :func:`build` makes it from a run's results: for each case key, ``{"median": ...,
+"runs": [...]}``, plus ``"skipped": reason`` for one that could not run. Targets are
+printed next to the figures, never asserted.
 """
 
 from __future__ import annotations
@@ -211,11 +210,7 @@ class Target:
 
 #: How a target shows its figure, by the unit its line names.
 UNITS = {"": "{:.2f}x", "/s": "{:,.0f}/s", "µs": "{:.1f} µs", "%": "{:.2%}"}
-TESTS: dict[str, Callable[[float, float], bool]] = {
-    "<=": operator.le,
-    ">=": operator.ge,
-    "==": operator.eq,
-}
+TESTS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq}
 
 
 def target(text: str, rule: str, unit: str = "") -> Target:

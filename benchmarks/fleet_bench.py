@@ -78,33 +78,31 @@ def before(args: argparse.Namespace) -> None:
         args.url, args.balance = (urls[0], None) if args.route == "single" else (urls, args.route)
 
 
-def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Result:
+def measure(args: Any, _handler: logging.Handler, logger: logging.Logger) -> c.Result:
     """Both phases: delivery, then node 0 killed a third of the way through a paced stream
     and started again two thirds in."""
     fleet, tally = args.fleet, Tally(args.fleet)
+    kill, end = 1_000 + args.events, 1_000 + args.events + args.kill_events
+    third = args.kill_events // 3
     held: set[str] = set()
     restarted = 0.0
 
-    def step(start: int, count: int) -> None:
+    def step(start: int, stop: int) -> None:
         nonlocal restarted
-        third = args.kill_events // 3
-        if start <= third < start + count:
+        if start <= kill + third < stop:
             held.update(fleet.kill(0))
-        elif start <= 2 * third < start + count:
+        elif start <= kill + 2 * third < stop:
             fleet.start_node(0)
             restarted = time.perf_counter()
-        c.log_events(logger, kill + start, kill + start + count)
+        c.log_events(logger, start, stop)
 
     c.log_events(logger, 0, 1_000)  # warm-up: connections made, nodes written to once
     tally.wait(0, 1_000, time.perf_counter() + args.deadline)
-    kill = 1_000 + args.events
     t0 = time.perf_counter()
     c.log_events(logger, 1_000, kill)
     counts, done = tally.wait(1_000, kill, time.perf_counter() + args.deadline)
-    c.paced(args.kill_events, args.rate, 100, step)
-    after, recovered = tally.wait(
-        kill, kill + args.kill_events, time.perf_counter() + args.deadline
-    )
+    c.paced(kill, end, args.rate, 100, step)
+    after, recovered = tally.wait(kill, end, time.perf_counter() + args.deadline)
     return {
         "elapsed_s": done - t0,
         "events_per_s": len(counts) / (done - t0),
@@ -113,7 +111,6 @@ def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Re
         "duplicates": sum(after.values()) - len(after),
         "held_at_kill": len(held),
         "recovered_after_s": recovered - restarted,
-        "stats": c.handler_stats(handler),
     }
 
 

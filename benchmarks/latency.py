@@ -66,7 +66,6 @@ def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Re
         "exceptions": c.latency_summary(exc) if exc else None,
         "filter": filter_only(args.calls, message) if args.redact else None,
         "flushed": flushed,
-        "stats": c.handler_stats(handler),
     }
 
 

@@ -10,6 +10,7 @@ and why: ``docs/performance.md``.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import time
@@ -31,29 +32,23 @@ def start_outage(url: str, seconds: float) -> None:
 
 
 def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> Iterator[c.Result]:
-    live = args.handler in c.LIVE_KINDS
-    rate = args.events / args.outage
-    c.log_events(logger, 0, args.warmup)
+    rate, first = args.events / args.outage, args.warmup
+    c.log_events(logger, 0, first)
     time.sleep(0.5)  # let the warm-up go out before the outage
     gc.collect()
     samples: list[int] = []
     rss = [(0, c.rss_bytes())]
 
-    def step(start: int, count: int) -> None:
-        samples.extend(c.timed_calls(logger, args.warmup + start, count)[0])
-        rss.append((start + count, c.rss_bytes()))
+    def step(start: int, stop: int) -> None:
+        samples.extend(c.timed_calls(logger, start, stop - start)[0])
+        rss.append((stop - first, c.rss_bytes()))
 
-    if live:
+    if args.url:
         start_outage(args.url, args.outage)
-    t0 = c.paced(args.events, rate, args.chunk, step)
-    recovered = t0 + args.outage
-    after, first = int(args.after * rate), args.warmup + args.events
-
-    def more(start: int, count: int) -> None:
-        c.log_events(logger, first + start, first + start + count)
-
-    c.paced(after, rate, args.chunk, more)
-    total = first + after
+    cpu0 = time.process_time()
+    t0 = c.paced(first, first + args.events, rate, args.chunk, step)
+    recovered, total = t0 + args.outage, first + args.events + int(args.after * rate)
+    c.paced(first + args.events, total, rate, args.chunk, functools.partial(c.log_events, logger))
     start, end = rss[0][1] / c.MiB, rss[-1][1] / c.MiB
     mid = min(rss, key=lambda p: abs(p[0] - args.events / 2))[1] / c.MiB
     result: c.Result = {
@@ -61,21 +56,22 @@ def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> Iter
         "rss_growth_first_half_mib": mid - start,
         "rss_growth_second_half_mib": end - mid,
     }
-    if live:
+    if args.url:
         deadline = recovered + args.deadline
-        waited = c.wait_for_receiver(handler, args, total, deadline, extra_quiet=args.retrying)
+        waited = c.wait_for_receiver(
+            handler, args, total, (cpu0, t0), deadline, extra_quiet=args.retrying
+        )
         result |= {
             "recovered_after_s": waited["done_at"] - recovered,
             "timed_out": waited["timed_out"],
             "settled": waited["settled"],
         }
-    result["stats"] = c.handler_stats(handler)
     yield result  # the handler is closed here
-    if live:
+    if args.url:
         counts = c.receiver_stats(args.url)
         result |= {
             "lost": total - counts["unique"],
-            "at_close": counts["unique"] - waited["unique"],
+            "at_close": counts["unique"] - waited["received_unique"],
             "duplicates": counts["duplicates"],
         }
 

@@ -187,25 +187,20 @@ def serve_forward(http: PeerServer, host: str) -> None:
         sock.settimeout(0.05)
         return sock
 
-    def read(conn: socket.socket) -> None:
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-        while not http.outage_left() and (data := conn.recv(65536)):
-            unpacker.feed(data)
-            for message in unpacker:
-                if http.outage_left():
-                    return  # the connection is being shut; what it carried is lost
-                try:
-                    records, option = forward_records(message)
-                except (ValueError, TypeError, IndexError, BadRequest):
-                    http.sink.refuse()
-                    return
-                http.sink.accept(keyed([r for r in records if isinstance(r, dict)]), "", 0)
-                if option.get("chunk") is not None:
-                    conn.sendall(msgpack.packb({"ack": option["chunk"]}))
-
     def serve(conn: socket.socket) -> None:
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
         try:
-            read(conn)
+            while not http.outage_left() and (data := conn.recv(65536)):
+                unpacker.feed(data)
+                for message in unpacker:
+                    if http.outage_left():
+                        return  # the connection is being shut; what it carried is lost
+                    records, option = forward_records(message)
+                    http.sink.accept(keyed([r for r in records if isinstance(r, dict)]), "", 0)
+                    if option.get("chunk") is not None:
+                        conn.sendall(msgpack.packb({"ack": option["chunk"]}))
+        except (ValueError, TypeError, IndexError, BadRequest):
+            http.sink.refuse()
         except OSError:
             pass  # shut by the outage, or the client hung up
         finally:

@@ -1,13 +1,11 @@
 """The handlers logship is compared with, each built at its defaults for ``peer_receivers.py``.
 
-Each builder takes the receiver's URL and returns the handler to add to the
-logger and the function that closes it as its documentation says, delivering
-what it holds. Only what the peer cannot do without is set: where to send
-(and, for the standard library, ``method="POST"``; for fluent-logger, its
-structured ``FluentRecordFormatter``; for python-logstash-async, the HTTP
-transport and ``database_path=None``, its in-memory cache: its SQLite cache
-commits once per event). A peer's package is imported by its builder only,
-so that a peer that is not installed costs nothing but its own cases.
+Each builder takes the receiver's URL and returns the handler and what closes it as its
+documentation says, delivering what it holds. Only what the peer cannot do without is set:
+where to send (and the standard library's ``method="POST"``, fluent-logger's structured
+``FluentRecordFormatter``, python-logstash-async's HTTP transport and in-memory cache,
+``database_path=None``: its SQLite cache commits once per event). A peer's package is
+imported by its builder only: one not installed costs nothing but its own cases.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 Closer = Callable[[], None]
-Builder = Callable[[str], "tuple[logging.Handler, Closer]"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +26,7 @@ class Peer:
 
     kind: str
     label: str
-    build: Builder
+    build: Callable[[str], tuple[logging.Handler, Closer]]
     #: The longest the peer holds an event before sending it, by its defaults: how
     #: long to see nothing arrive before taking what did as all there is.
     holds_s: float

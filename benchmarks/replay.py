@@ -33,24 +33,18 @@ def before(args: Any) -> None:
 
 
 def measure(args: Any, handler: logging.Handler, _logger: logging.Logger) -> Iterator[c.Result]:
-    n, (cpu0, t0) = args.on_disk, args.started
+    n, deadline = args.on_disk, args.started[1] + args.deadline
     replayed = lambda stats: stats["replayed"] >= n  # noqa: E731
-    waited = c.wait_for_receiver(handler, args, n, t0 + args.deadline, args.base, until=replayed)
-    cpu = time.process_time() - cpu0 - waited["poll_cpu_s"]
+    waited = c.wait_for_receiver(handler, args, n, args.started, deadline, args.base, replayed)
     emptied_at = None
     while time.perf_counter() < waited["done_at"] + 5.0:
         if not spillfolder.has_spilled(args.spill_dir):
             emptied_at = time.perf_counter()
             break
         time.sleep(0.01)
-    elapsed = waited["done_at"] - t0
     result: c.Result = {
         "on_disk_events": n,
-        "elapsed_s": elapsed,
-        "events_per_s": min(waited["unique"], n) / elapsed,
-        "cpu_us_per_event": cpu / n * 1e6,
-        "received_unique": waited["unique"],
-        "timed_out": waited["timed_out"],
+        **waited,
         # From the last event counted to the last spill file gone.
         "emptied_after_s": None if emptied_at is None else emptied_at - waited["done_at"],
     }

@@ -66,13 +66,11 @@ def run_all(cases: list[Case], repeat: int, peer_repeat: int, budget: float) -> 
     replayed = {c.replays for c in cases if c.replays}
     todo = list(cases)
     runs_of = {c.key: {"": repeat, "peers": peer_repeat, "once": 1}[c.runs] for c in cases}
-    started, n, planned = time.perf_counter(), 0, sum(runs_of[c.key] for c in todo)
+    started, n = time.perf_counter(), 0
     for r in range(repeat):
-        planned -= sum(runs_of[c.key] - r for c in todo if skipped(runs[c.key]))
         todo = [c for c in todo if r < runs_of[c.key] and not skipped(runs[c.key])]
         left = budget - (time.perf_counter() - started)
         if r and sum(took[c.key] for c in todo) > left and any(c.runs for c in todo):
-            planned -= sum(runs_of[c.key] - r for c in todo if c.runs)
             todo = [c for c in todo if not c.runs]
             print(f"(time budget of {budget:.0f} s: the comparison's runs {r + 1}+ skipped)")
         if not todo:
@@ -80,6 +78,7 @@ def run_all(cases: list[Case], repeat: int, peer_repeat: int, budget: float) -> 
         if r and sum(took[c.key] for c in todo) > left:
             print(f"(time budget of {budget:.0f} s spent: {repeat - r} repeat(s) skipped)")
             break
+        planned = n + sum(runs_of[c.key] - r for c in todo)  # the runs done and still to do
         folders: dict[str, str] = {}  # spill folders kept for the case that replays them
         try:
             for case in todo:

@@ -35,7 +35,7 @@ def steps_for(us: float) -> int:
     return round(us * 1_000 * 1_000 / fastest)
 
 
-def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Result:
+def measure(args: Any, _handler: logging.Handler, logger: logging.Logger) -> c.Result:
     first = round(args.warmup * args.rate)  # the first request timed
     stop = first + round(args.seconds * args.rate)  # the first one not timed
     total = stop + round(args.probe * args.rate)
@@ -104,7 +104,6 @@ def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Re
         "probe": summary,
         "logged": total * args.logs,
         "received_unique": c.receiver_stats(args.url)["unique"] if args.url else None,
-        "stats": c.handler_stats(handler),
     }
 
 

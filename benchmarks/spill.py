@@ -46,21 +46,21 @@ def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> Iter
         """When the last count sampled was first seen."""
         return next(t for t, v in spilled if v == spilled[-1][1])
 
-    def step(start: int, count: int) -> None:
+    def step(start: int, stop: int) -> None:
         nonlocal last
         if not checkpoints:
-            samples.extend(c.timed_calls(logger, start, count)[0])
+            samples.extend(c.timed_calls(logger, start, stop - start)[0])
         else:
-            c.log_events(logger, start, start + count)
-            if start + count in checkpoints:
+            c.log_events(logger, start, stop)
+            if stop in checkpoints:
                 now, (before, at) = time.perf_counter(), last
-                growth, last = (c.rss_bytes() - base) / c.MiB, (start + count, now)
-                rate = (start + count - before) / (now - at)
-                points.append({"events": start + count, "growth_mib": growth, "events_per_s": rate})
+                growth, last = (c.rss_bytes() - base) / c.MiB, (stop, now)
+                rate = (stop - before) / (now - at)
+                points.append({"events": stop, "growth_mib": growth, "events_per_s": rate})
         poll()
 
     cpu0 = time.process_time()
-    t0 = c.paced(args.events, args.rate, args.chunk, step)
+    t0 = c.paced(0, args.events, args.rate, args.chunk, step)
     loop_s = time.perf_counter() - t0
     result: c.Result = {"stats_loop_end": c.handler_stats(handler)}
     deadline = time.perf_counter() + _SETTLE_DEADLINE

@@ -16,31 +16,21 @@ import _common as c
 
 
 def measure(args: Any, handler: logging.Handler, logger: logging.Logger) -> c.Result:
-    live, n = args.handler in c.LIVE_KINDS, args.events
-    base = c.receiver_stats(args.url)["unique"] if live else 0
+    n = args.events
+    base = c.receiver_stats(args.url)["unique"] if args.url else 0
     gc.collect()
     peak_before = c.peak_rss_bytes()
     cpu0, main0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
     c.log_events(logger, 0, n)
     t_loop, main_cpu = time.perf_counter(), time.thread_time() - main0
-    waited = {"done_at": t_loop, "unique": n, "poll_cpu_s": 0.0}
-    if live:
-        waited = c.wait_for_receiver(handler, args, n, t_loop + args.deadline, base)
-    cpu = time.process_time() - cpu0 - waited["poll_cpu_s"]
-    elapsed = waited["done_at"] - t0
+    waited = c.wait_for_receiver(handler, args, n, (cpu0, t0), t_loop + args.deadline, base)
     return {
-        "elapsed_s": elapsed,
-        # Delivered events only: an event the handler dropped does not count.
-        "events_per_s": waited["unique"] / elapsed,
+        **waited,
         "loop_events_per_s": n / (t_loop - t0),
-        "cpu_us_per_event": cpu / n * 1e6,
         "main_thread_cpu_us_per_event": main_cpu / n * 1e6,
-        "lost": n - waited["unique"],
-        "timed_out": waited.get("timed_out", False),
-        "settled": waited.get("settled", False),
+        "lost": n - waited["received_unique"],
         "peak_rss_mib": c.peak_rss_bytes() / c.MiB,
         "peak_rss_growth_mib": (c.peak_rss_bytes() - peak_before) / c.MiB,
-        "stats": c.handler_stats(handler),
     }
 
 
