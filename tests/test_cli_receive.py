@@ -164,6 +164,14 @@ BAD = {
     "zstd": (b'{"a": 1}', "application/json", "zstd", "Content-Encoding"),
     "not-gzip": (b'{"a": 1}', "application/json", "gzip", "malformed gzip"),
     "truncated-gzip": (gzip.compress(b'{"a": 1}')[:-6], "application/json", "gzip", "gzip"),
+    # Python's int() refuses more than 4,300 digits: a refusal, never a dropped connection.
+    "json-huge-number": (b'{"a": ' + b"9" * 5000 + b"}", "application/json", None, "malformed"),
+    "json-huge-number-in-array": (
+        b'[{"a": ' + b"9" * 5000 + b"}]",
+        "application/json",
+        None,
+        "malformed",
+    ),
 }
 
 
@@ -352,6 +360,45 @@ def test_echo_escapes_what_a_terminal_would_obey() -> None:
     assert printable("plain text, ünïcödé, tabs\tand\\backslashes") == (
         "plain text, ünïcödé, tabs\\tand\\backslashes"
     )
+
+
+def test_a_content_length_of_many_digits_is_read_as_its_number(receiver: Receiver) -> None:
+    body = b'{"message": "zeros"}'
+    conn = connect(receiver.url)
+    conn.putrequest("POST", "/")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", "0" * 5000 + str(len(body)))
+    conn.endheaders(body)
+    assert conn.getresponse().status == 201
+    conn.close()
+    conn = connect(receiver.url)
+    conn.putrequest("POST", "/")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", "9" * 5000)
+    conn.endheaders()
+    assert conn.getresponse().status == 413
+    conn.close()
+    assert receiver.counts()["events"] == 1 and receiver.counts()["bad_requests"] == 1
+
+
+def test_an_echoed_line_is_bounded_whatever_the_event_holds() -> None:
+    echo = io.StringIO()
+    huge = {"timestamp": "t" * 10_000, "level": "\x01" * 10_000, "message": "\x01" * 3_000_000}
+    with Receiver(echo=echo) as r:
+        assert post(r.url, json.dumps([huge, {"message": "next"}]).encode())[0] == 201
+    first, second = echo.getvalue().splitlines()
+    assert len(first) < 5_000 and first.endswith("…") and first.isprintable()
+    assert second == "- - -: next"
+
+
+def test_a_console_that_cannot_show_a_character_goes_on_printing() -> None:
+    echo = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    with Receiver(echo=echo) as r:
+        assert post(r.url, json.dumps([{"message": "中文 é"}]).encode())[0] == 201
+        assert post(r.url, json.dumps([{"message": "after"}]).encode())[0] == 201
+        echo.flush()
+        shown = echo.buffer.getvalue().decode("latin-1").splitlines()  # type: ignore[attr-defined]
+    assert shown == ["- - -: \\u4e2d\\u6587 é", "- - -: after"]
 
 
 def test_echo_marks_duplicates() -> None:
@@ -571,6 +618,22 @@ def test_usage_errors() -> None:
         with pytest.raises(SystemExit) as exit:
             main(argv)
         assert exit.value.code == 2
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_output_refuses_a_planted_link_or_fifo(
+    tmp_path: Any, planted: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    victim, path = tmp_path / "victim", tmp_path / "events.ndjson"
+    victim.write_text("kept\n")
+    if planted == "symlink":
+        path.symlink_to(victim)
+    else:
+        os.mkfifo(path)  # opened plainly, it would block before the receiver listens
+    assert main(["receive", "--port", "0", "--quiet", "--output", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot open {path}" in err and "not a regular file" in err, err
+    assert victim.read_text() == "kept\n"
 
 
 def test_command_reports_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:

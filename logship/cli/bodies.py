@@ -122,7 +122,7 @@ def decode(
         except json.JSONDecodeError as e:
             if not e.msg.startswith("Extra data"):
                 raise BadRequest(f"malformed JSON body: {e}") from None
-        except (UnicodeDecodeError, RecursionError) as e:
+        except (ValueError, RecursionError) as e:  # bad UTF-8, a number past 4,300 digits
             raise BadRequest(f"malformed JSON body: {e!r}") from None
     # NDJSON, and newline-separated JSON sent as application/json.
     return _objects(_ndjson_values(data))

@@ -26,8 +26,9 @@ from typing import IO, Any, TextIO
 from logship.cli.argtypes import seconds, whole_number
 from logship.cli.bodies import MAX_DECODED_BYTES, BadRequest
 from logship.cli.httpd import STATS_PATH, Limits, Server
-from logship.cli.show import as_text, echo_line, ndjson_line, refusal_line
+from logship.cli.show import DUPLICATE, as_text, echo_line, ndjson_line, refusal_line
 from logship.pure.options import check_header_value, read_token_file
+from logship.worker.spill.safefiles import UnsafeFile, open_file
 
 DEFAULT_PORT = 9880
 COUNT_NAMES = ("events", "unique", "duplicates", "requests", "bad_requests", "bytes")
@@ -134,10 +135,7 @@ class Receiver:
         if self._server is not None:
             raise RuntimeError("logship receive: already started")
         if self.output:
-            # A lone surrogate (valid in a JSON string) is written as its JSON escape.
-            self._out = open(  # noqa: SIM115 (closed by stop)
-                self.output, "a", encoding="utf-8", errors="backslashreplace"
-            )
+            self._out = _open_output(self.output)
         try:
             server = Server(self.host, self.port, self, self.limits)
         except BaseException:
@@ -248,15 +246,17 @@ class Receiver:
             stored = "".join(map(ndjson_line, events)) if self._out is not None else ""
         except ValueError as e:
             raise BadRequest(f"{e}: the output file cannot take it") from None
+        shown = [echo_line(e) for e in events] if self.echo is not None else []
         with self._cond:
             if self._out is not None:
                 # Written before counting: once the counts show an event, the file has it.
                 self._out.write(stored)
                 self._out.flush()
             seen = [e.get("uuid") is not None and self._recent.seen(e["uuid"]) for e in events]
-            if self.echo is not None:
+            if self.echo is not None and shown:
                 lines = "".join(
-                    echo_line(e, dup) + "\n" for e, dup in zip(events, seen, strict=True)
+                    f"{line}{DUPLICATE}\n" if dup else f"{line}\n"
+                    for line, dup in zip(shown, seen, strict=True)
                 )
                 self.echo = _write(self.echo, lines)
             duplicates = sum(seen)
@@ -287,9 +287,30 @@ def _write(stream: TextIO, text: str) -> TextIO | None:
     try:
         stream.write(text)
         stream.flush()
+    except UnicodeEncodeError:
+        # A console that cannot show a character a sender chose (cp1252, Latin-1):
+        # that character escaped, and the printing goes on.
+        encoding = stream.encoding or "ascii"
+        return _write(stream, text.encode(encoding, "backslashreplace").decode(encoding))
     except (OSError, ValueError):
         return None  # keep receiving; only the printing stops
     return stream
+
+
+def _open_output(path: str) -> TextIO:
+    """``path`` opened to append events: a regular file of its own, never a link or a FIFO.
+
+    ``--output`` may name a file in a folder others can write (``/tmp``): a
+    link planted there would have events appended to a file of the planter's
+    choosing, a FIFO would stop the receiver before it listens.
+    """
+    try:
+        fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    except UnsafeFile as e:
+        raise OSError(e.errno, e.strerror, path) from None
+    os.set_blocking(fd, True)
+    # A lone surrogate (valid in a JSON string) is written as its JSON escape.
+    return open(fd, "a", encoding="utf-8", errors="backslashreplace")
 
 
 # -- command line ---------------------------------------------------------------

@@ -17,8 +17,13 @@ from logship.pure.printable import printable
 
 #: How deeply :func:`ndjson_line` follows an event that JSON cannot take as it is.
 MAX_DEPTH = 200
-# A refusal line shows this many characters of the request and of the reason.
+# A refusal line shows this many characters of the request and of the reason, an
+# echoed line of each of its fields but the message.
 _SHOWN_CHARS = 200
+#: The most characters of a message an echoed line shows.
+_MESSAGE_CHARS = 4000
+#: What marks an echoed event whose ``uuid`` was seen before.
+DUPLICATE = " [duplicate]"
 
 
 def as_text(value: Any) -> str:
@@ -35,13 +40,20 @@ def echo_line(event: dict[str, Any], duplicate: bool = False) -> str:
     """One printable line: ``TIMESTAMP LEVEL LOGGER: MESSAGE``, then markers.
 
     `` [exception]`` when the event has one, `` [duplicate]`` when its
-    ``uuid`` was seen before.
+    ``uuid`` was seen before. A sender chooses every part: each is cut
+    (:data:`_SHOWN_CHARS`, the message :data:`_MESSAGE_CHARS`), so that one
+    event can neither flood the console nor hold the receiver while it is
+    escaped.
     """
-    fields = [printable(as_text(event.get(name, "-"))) for name in ("timestamp", "level", "logger")]
-    line = f"{' '.join(fields)}: {printable(as_text(event.get('message', '')))}"
+    fields = [
+        printable(as_text(event.get(name, "-")), _SHOWN_CHARS)
+        for name in ("timestamp", "level", "logger")
+    ]
+    message = printable(as_text(event.get("message", "")), _MESSAGE_CHARS)
+    line = f"{' '.join(fields)}: {message}"
     if "exception" in event:
         line += " [exception]"
-    return line + " [duplicate]" if duplicate else line
+    return line + DUPLICATE if duplicate else line
 
 
 def refusal_line(status: int, reason: str, request: str) -> str:

@@ -27,6 +27,10 @@ def printable(text: str, limit: int | None = None) -> str:
     ``limit`` characters, the last one ``…``: the escapes count, so the
     line stays short whatever the text held.
     """
+    if limit is not None and len(text) > limit:
+        # Each character gives at least one: the first limit + 1 decide the result, and a
+        # huge text costs no more than they do.
+        text = text[: limit + 1]
     if not text.isprintable():
         text = "".join(c if c.isprintable() else _escape(c) for c in text)
     if limit is not None and len(text) > limit:
