@@ -12,6 +12,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import stat
@@ -73,6 +74,8 @@ class Child:
     def _read_out(self) -> None:
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:
+            if not raw.endswith(b"\n"):
+                break  # the last line, cut short by a kill: it says nothing for sure
             with self._cond:
                 self.lines.append(raw.decode().rstrip("\n"))
                 self._cond.notify_all()
@@ -105,7 +108,7 @@ class Child:
 
     def last_emitted(self) -> int:
         with self._cond:
-            emitted = [int(ln.split()[1]) for ln in self.lines if ln.startswith("EMITTED ")]
+            emitted = [int(ln[8:]) for ln in self.lines if re.fullmatch(r"EMITTED \d+", ln)]
         return max(emitted, default=-1)
 
     def send(self, text: str = "go") -> None:
