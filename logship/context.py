@@ -38,7 +38,7 @@ CONTEXT: ContextVar[Fields | None] = ContextVar("logship_context", default=None)
 get_context = CONTEXT.get
 
 
-def _checked(kv: dict[str, Any]) -> dict[str, Any]:
+def _bindable(kv: dict[str, Any]) -> dict[str, Any]:
     # Refused here, where the mistake is made, as `fields=` is at construction:
     # an event's core fields are never replaced.
     core = sorted(k for k in kv if k in CORE_FIELDS)
@@ -85,7 +85,7 @@ def bind(**fields: Any) -> None:
         >>> logship.unbind("tenant")
     """
     if fields:
-        CONTEXT.set(_merged(_checked(fields)))
+        CONTEXT.set(_merged(_bindable(fields)))
 
 
 def unbind(*keys: str) -> None:
@@ -137,7 +137,7 @@ class context:  # lower case: used like a function, `with logship.context(...)`
     __slots__ = ("_fields", "_token")
 
     def __init__(self, **fields: Any) -> None:
-        self._fields = _checked(fields)
+        self._fields = _bindable(fields)
         self._token: Token[Fields | None] | None = None
 
     @staticmethod

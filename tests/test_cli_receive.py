@@ -364,20 +364,12 @@ def test_echo_escapes_what_a_terminal_would_obey() -> None:
 
 def test_a_content_length_of_many_digits_is_read_as_its_number(receiver: Receiver) -> None:
     body = b'{"message": "zeros"}'
-    conn = connect(receiver.url)
-    conn.putrequest("POST", "/")
-    conn.putheader("Content-Type", "application/json")
-    conn.putheader("Content-Length", "0" * 5000 + str(len(body)))
-    conn.endheaders(body)
-    assert conn.getresponse().status == 201
-    conn.close()
-    conn = connect(receiver.url)
-    conn.putrequest("POST", "/")
-    conn.putheader("Content-Type", "application/json")
-    conn.putheader("Content-Length", "9" * 5000)
-    conn.endheaders()
-    assert conn.getresponse().status == 413
-    conn.close()
+    json_type = {"Content-Type": "application/json"}
+    zeros = {**json_type, "Content-Length": "0" * 5000 + str(len(body))}
+    assert request(receiver.url, body=body, headers=zeros)[0] == 201
+    nines = {**json_type, "Content-Length": "9" * 5000}
+    status, said, _ = request(receiver.url, headers=nines)
+    assert status == 413 and b"a 5000-digit number of bytes" in said
     assert receiver.counts()["events"] == 1 and receiver.counts()["bad_requests"] == 1
 
 

@@ -11,7 +11,6 @@ import re
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -242,14 +241,12 @@ def test_a_handshake_that_trickles_in_is_cut_at_the_timeout(
     # retry's connection is whole. (The timeout bounds the whole handshake, as CPython
     # takes a socket's timeout for it, not each read alone.)
     h = make_handler(f"https://127.0.0.1:{relay.port}/app", ca_file=ca_file, timeout=0.5)
-    started = time.monotonic()
     emit(h, 3)
-    assert h.flush(20)
+    assert h.flush(20)  # far less than the trickled handshake would take
     assert len(tls_server.uuids()) == 3 and relay.accepted == 2
     stats = h.stats()
     assert stats["retries"] == 1 and stats["shipped"] == 3, stats
     assert "timed out" in stats["last_error"], stats  # (urllib3's words for it)
-    assert time.monotonic() - started < 10
 
 
 def test_a_forward_handshake_that_trickles_in_is_cut_at_the_timeout(

@@ -331,12 +331,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = lengths.pop()
         if lengths or not (length.isascii() and length.isdigit()):
             raise BadRequest("malformed Content-Length: one number of bytes expected")
-        # int() refuses more than 4,300 digits: a number that long is over any limit.
+        limit = self.server.limits.max_body_bytes
         digits = length.lstrip("0") or "0"
-        n = int(digits) if len(digits) <= 20 else 10**20
-        if n > self.server.limits.max_body_bytes:
-            limit = self.server.limits.max_body_bytes
-            raise BadRequest(f"body of {n} bytes is over the {size_text(limit)} limit", 413)
+        # int() refuses more than 4,300 digits; twenty are already past any limit.
+        n = int(digits) if len(digits) <= 20 else None
+        if n is None or n > limit:
+            shown = n if n is not None else f"a {len(digits)}-digit number of"
+            raise BadRequest(f"body of {shown} bytes is over the {size_text(limit)} limit", 413)
         return n
 
     def _read_body(self) -> bytes:

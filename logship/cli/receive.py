@@ -253,7 +253,7 @@ class Receiver:
                 self._out.write(stored)
                 self._out.flush()
             seen = [e.get("uuid") is not None and self._recent.seen(e["uuid"]) for e in events]
-            if self.echo is not None and shown:
+            if self.echo is not None:
                 lines = "".join(
                     f"{line}{DUPLICATE}\n" if dup else f"{line}\n"
                     for line, dup in zip(shown, seen, strict=True)

@@ -36,11 +36,10 @@ def as_text(value: Any) -> str:
         return f"<{type(value).__name__} nested too deeply to show>"
 
 
-def echo_line(event: dict[str, Any], duplicate: bool = False) -> str:
-    """One printable line: ``TIMESTAMP LEVEL LOGGER: MESSAGE``, then markers.
-
-    `` [exception]`` when the event has one, `` [duplicate]`` when its
-    ``uuid`` was seen before. A sender chooses every part: each is cut
+def echo_line(event: dict[str, Any]) -> str:
+    """One printable line: ``TIMESTAMP LEVEL LOGGER: MESSAGE``, then `` [exception]`` when
+    the event has one (the receiver adds :data:`DUPLICATE` when its ``uuid`` was seen
+    before). A sender chooses every part: each is cut
     (:data:`_SHOWN_CHARS`, the message :data:`_MESSAGE_CHARS`), so that one
     event can neither flood the console nor hold the receiver while it is
     escaped.
@@ -51,9 +50,7 @@ def echo_line(event: dict[str, Any], duplicate: bool = False) -> str:
     ]
     message = printable(as_text(event.get("message", "")), _MESSAGE_CHARS)
     line = f"{' '.join(fields)}: {message}"
-    if "exception" in event:
-        line += " [exception]"
-    return line + DUPLICATE if duplicate else line
+    return line + " [exception]" if "exception" in event else line
 
 
 def refusal_line(status: int, reason: str, request: str) -> str:

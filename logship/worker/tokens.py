@@ -69,11 +69,8 @@ class TokenSource:
         Errors and answers may quote the token or the URL's secrets; ``stats()``,
         warnings and dead letters show what this returns.
         """
-        current = self.current()
-        secrets = [*secrets, *token_secrets(current, self.scheme)]
-        for former in self._former:
-            secrets += token_secrets(former, self.scheme)
-        return scrub(text, secrets)
+        tokens = (self.current(), *self._former)
+        return scrub(text, [*secrets, *(s for t in tokens for s in token_secrets(t, self.scheme))])
 
     def _reload(self, mtime: float) -> None:
         assert self._file is not None
