@@ -30,7 +30,7 @@ LOGGING = {
         # More detail from one part of the application, on the terminal only.
         "billing.db": {"level": "DEBUG", "handlers": ["console"], "propagate": False},
     },
-    "root": {"level": "INFO", "handlers": ["console", "ship"]},
+    "root": {"level": "INFO", "handlers": ["ship", "console"]},
 }
 
 

@@ -47,7 +47,7 @@ logging.config.dictConfig(
                 "level": "INFO",
             },
         },
-        "root": {"level": "INFO", "handlers": ["console", "ship"]},
+        "root": {"level": "INFO", "handlers": ["ship", "console"]},
     }
 )
 

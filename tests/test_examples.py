@@ -130,7 +130,8 @@ def test_flask_app(receiver: Receiver, tmp_path: Path) -> None:
         port = int(p.wait_for(r"Running on http://127\.0\.0\.1:(\d+)")[1])
         assert get(port, "/orders/7", **{"X-Request-ID": "r-7"})[0] == 200
         assert get(port, "/boom")[0] == 500
-        # werkzeug logs a request after its answer is sent (in colours): wait for that line.
+        # werkzeug logs a request after its answer is sent (in colours), on a daemon thread:
+        # wait for that line, printed after "ship" has taken the event.
         p.wait_for(r'GET /boom HTTP/1\.1(\x1b\[[0-9;]*m)?" 500')
         p.send_signal(signal.SIGTERM)  # as `docker stop` would
         assert p.wait(30) == 128 + signal.SIGTERM, p.describe()
@@ -157,8 +158,9 @@ def test_django_app(receiver: Receiver, tmp_path: Path) -> None:
         port = int(p.wait_for(started)[1])
         assert get(port, "/hello/?name=ada") == (200, "hello, ada\n")
         assert get(port, "/boom/")[0] == 500
-        # runserver logs a request after its answer is sent, on the request's thread:
-        # Ctrl-C before that line would end the process without it.
+        # runserver logs a request after its answer is sent, on a daemon thread: Ctrl-C
+        # before that line would end the process without it. The example lists "ship"
+        # before "console", so once the line is printed logship has the event.
         p.wait_for(r'django\.server: "GET /boom/ HTTP/1\.1" 500')
         p.send_signal(signal.SIGINT)  # Ctrl-C: runserver exits normally
         assert p.wait(30) == 0, p.describe()

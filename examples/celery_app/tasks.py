@@ -60,7 +60,7 @@ LOGGING = {
             "fields": {"service": "celery-example", "env": "dev"},
         },
     },
-    "root": {"level": "INFO", "handlers": ["console", "ship"]},
+    "root": {"level": "INFO", "handlers": ["ship", "console"]},
 }
 
 

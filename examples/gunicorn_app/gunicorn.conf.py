@@ -33,7 +33,7 @@ logconfig_dict = {
             # folder under ~/.cache/logship; or "spill_dir" / LOGSHIP_SPILL_DIR).
         },
     },
-    "root": {"level": "INFO", "handlers": ["console", "ship"]},
+    "root": {"level": "INFO", "handlers": ["ship", "console"]},
     "loggers": {
         # gunicorn's own loggers ("Booting worker", errors, the access log) go to the root.
         "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},

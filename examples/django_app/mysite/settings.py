@@ -29,11 +29,12 @@ LOGGING = {
             "level": "INFO",
         },
     },
-    "root": {"handlers": ["console", "ship"], "level": "INFO"},
+    # ship first: a line seen on the terminal has then already been handed to logship.
+    "root": {"handlers": ["ship", "console"], "level": "INFO"},
     "loggers": {
         # django.request (4xx warnings, 5xx errors with tracebacks) reaches the
         # root through "django". runserver's request log does not propagate,
         # so it is routed here explicitly.
-        "django.server": {"handlers": ["console", "ship"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["ship", "console"], "level": "INFO", "propagate": False},
     },
 }
