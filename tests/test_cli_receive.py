@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import math
 import os
 import queue
 import re
@@ -428,6 +429,30 @@ def test_duplicates_are_counted_among_a_recent_window() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="dedupe_window must be a positive whole number"):
             Receiver(dedupe_window=bad)  # type: ignore[arg-type]
+
+
+def strict_json(line: str) -> Any:
+    """``line`` read as strict JSON: ``NaN`` and ``Infinity`` are not JSON."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_output_writes_nan_and_infinities_as_text(tmp_path: Any) -> None:
+    out = tmp_path / "events.ndjson"
+    packed = {"uuid": "f-1", "ratio": math.nan, "deep": [{"top": math.inf}], math.nan: -math.inf}
+    with Receiver(output=str(out)) as r:
+        # Python's JSON reader takes these tokens; the file must still be JSON.
+        body = b'{"uuid": "f-2", "ratio": NaN, "limits": [Infinity, -Infinity, 1.5]}'
+        assert post(r.url, body)[0] == 201
+        assert post(r.url, msgpack.packb(packed), "application/msgpack")[0] == 201
+    lines = [strict_json(line) for line in out.read_text().splitlines()]
+    assert lines == [
+        {"uuid": "f-2", "ratio": "nan", "limits": ["inf", "-inf", 1.5]},
+        {"uuid": "f-1", "ratio": "nan", "deep": [{"top": "inf"}], "NaN": "-inf"},
+    ]
 
 
 def test_output_takes_any_msgpack_map_key(tmp_path: Any) -> None:

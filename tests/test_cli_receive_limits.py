@@ -484,3 +484,22 @@ def test_token_options_exclude_each_other_and_help_says_why(
     for option in ("--max-decoded-mib N", "--read-timeout S", "--max-connections N"):
         assert option in text
     assert "--dedupe-window N" in text
+
+
+@pytest.mark.parametrize("framing", ["Content-Length: {n}", "Transfer-Encoding: chunked"])
+def test_a_body_after_a_get_is_never_read_as_a_request(framing: str) -> None:
+    events = json.dumps(make_events(1)).encode()
+    smuggled = head(length=len(events)) + events
+    if "chunked" in framing:
+        smuggled = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
+    framing = framing.format(n=len(smuggled))
+    get = f"GET /_logship/stats HTTP/1.1\r\nHost: test\r\n{framing}\r\n\r\n".encode()
+    with Receiver() as r:
+        sock = send_raw(r.url, get + smuggled)
+        try:
+            resp = answer(sock)
+            assert (resp.status, resp.getheader("Connection")) == (200, "close")
+            assert sock.recv(1024) == b""  # closed: the POST inside the body got no answer
+        finally:
+            sock.close()
+        assert r.counts()["events"] == 0

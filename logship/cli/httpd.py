@@ -261,6 +261,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         super().send_error(code, message, explain)
 
     def do_GET(self) -> None:
+        if "Content-Length" in self.headers or "Transfer-Encoding" in self.headers:
+            # A GET has no body to read: what a sender put after the head would
+            # be taken for a request of its own. Answer, then close.
+            self.close_connection = True
+            self._body_unread = True
         if self.path.split("?", 1)[0] == STATS_PATH:
             body = json.dumps(self.server.sink.counts()).encode("ascii")
             self._reply(200, body, ctype="application/json")

@@ -11,6 +11,7 @@ keys included.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from logship.pure.printable import printable
@@ -63,13 +64,17 @@ def ndjson_line(event: dict[str, Any]) -> str:
 
     msgpack can carry what JSON cannot: bytes (written as UTF-8 text), map
     keys that are not strings (bytes, numbers, ``None``, extension types;
-    tuples when arrays were decoded as such), at any depth.
+    tuples when arrays were decoded as such), at any depth. NaN and the
+    infinities (a msgpack float, or the ``NaN`` token Python's JSON reader
+    accepts) are written as the text ``"nan"``, ``"inf"``, ``"-inf"``, as
+    the handler ships them: a bare ``NaN`` would make the line unreadable to
+    strict JSON readers (``jq``, most aggregators).
     """
     try:
-        line = json.dumps(event, ensure_ascii=False, default=_json_default)
+        line = json.dumps(event, ensure_ascii=False, default=_json_default, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
         plain = _plain(event, MAX_DEPTH)
-        return json.dumps(plain, ensure_ascii=False, default=_json_default) + "\n"
+        return json.dumps(plain, ensure_ascii=False, default=_json_default, allow_nan=False) + "\n"
     # Whether json.dumps reaches the recursion limit first depends on the
     # interpreter (3.12 counts C recursion apart): the depth is checked
     # whenever the line holds enough brackets to be that deep.
@@ -86,13 +91,16 @@ def _json_default(value: Any) -> Any:
 
 
 def _plain(value: Any, depth: int) -> Any:
-    """``value`` with every map key made a string, ``depth`` levels down at most."""
+    """``value`` with every map key made a string and NaN and infinities text, ``depth``
+    levels down at most."""
     if isinstance(value, (dict, list, tuple)) and depth <= 0:
         raise ValueError(f"an event nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
         return {_key(k): _plain(v, depth - 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v, depth - 1) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     return value
 
 
