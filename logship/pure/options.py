@@ -524,7 +524,7 @@ class Options:
     )
     headers: Mapping[str, str] = _option(
         None,
-        "extra HTTP headers; `repr` shows their names, never their values",
+        "extra HTTP headers; `repr(handler.options)` shows their names, never their values",
         check_headers,
     )
     fields: Mapping[str, Any] = _option(None, "static fields added to every event", check_fields)
