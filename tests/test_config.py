@@ -302,6 +302,22 @@ def test_encoding_and_overflow_outside_the_allowed_set_are_refused(name, value):
         logship.ShipHandler(url=URL, **{name: value})
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        # 1.2 printed beside ('1.2', '1.3') looks like one of them: say it is not a string.
+        ("tls_min_version", 1.2, "must be one of ('1.2', '1.3') (a string), not float: 1.2"),
+        ("protocol", 1, "(a string), not int: 1"),
+        ("durability", True, "(a string), not bool: True"),
+    ],
+)
+def test_a_choice_given_as_another_type_says_the_choices_are_strings(name, value, said):
+    with pytest.raises(ValueError) as refused:
+        logship.ShipHandler(url=URL, **{name: value})
+    assert str(refused.value).startswith(f"logship: option {name!r} must be one of ")
+    assert said in str(refused.value)
+
+
 @pytest.mark.parametrize("name", ["ca_file", "client_cert", "token_file"])
 def test_a_file_option_naming_a_missing_file_is_refused(name, tmp_path):
     with pytest.raises(ValueError, match=name):

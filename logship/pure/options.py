@@ -170,9 +170,16 @@ def _choice(kind: Any) -> Check:
     choices = typing.get_args(kind)
 
     def check(name: str, value: Any) -> Any:
-        if value not in choices:
+        if value in choices:
+            return value
+        if isinstance(value, str) or value is None:
             raise ValueError(f"logship: option {name!r} must be one of {choices}, got {value!r}")
-        return value
+        # tls_min_version=1.2 printed as "got 1.2" beside ('1.2', '1.3') looks
+        # like one of them: say what type it has.
+        raise ValueError(
+            f"logship: option {name!r} must be one of {choices} (a string), "
+            f"not {type(value).__name__}: {value!r}"
+        )
 
     return check
 
@@ -517,7 +524,7 @@ class Options:
     )
     headers: Mapping[str, str] = _option(
         None,
-        "extra HTTP headers; `repr` shows their names, never their values",
+        "extra HTTP headers; `repr(handler.options)` shows their names, never their values",
         check_headers,
     )
     fields: Mapping[str, Any] = _option(None, "static fields added to every event", check_fields)
