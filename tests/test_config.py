@@ -264,6 +264,26 @@ def test_an_option_of_another_protocol_says_which_protocol_it_is_for():
     )
 
 
+@pytest.mark.parametrize(
+    ("protocol", "url", "body"),
+    [
+        ("forward", "tcp://127.0.0.1:24224", "msgpack"),
+        ("splunk", "http://127.0.0.1:8088", "HEC JSON events"),
+        ("elasticsearch", "http://127.0.0.1:9200", "_bulk NDJSON"),
+        ("otlp", "http://127.0.0.1:4318", "OTLP/HTTP JSON"),
+        ("loki", "http://127.0.0.1:3100", "Loki's JSON push"),
+    ],
+)
+@pytest.mark.parametrize("encoding", ["ndjson", "msgpack"])
+def test_an_encoding_a_protocol_would_ignore_is_refused(protocol, url, body, encoding):
+    with pytest.raises(ValueError) as refused:
+        logship.ShipHandler(url=url, protocol=protocol, encoding=encoding)
+    assert str(refused.value) == (
+        f"logship: protocol {protocol!r} takes no option 'encoding' (it sends {body})"
+    )
+    assert build(url=url, protocol=protocol, encoding="json").options.encoding == "json"
+
+
 def test_endpoints_are_in_stats_before_the_first_event():
     h = build(url=["http://ops:s3cr3t@127.0.0.1:9/a", "http://127.0.0.1:9/b"])
     assert [(e["url"], e["state"], e["delivered"]) for e in h.stats()["endpoints"]] == [

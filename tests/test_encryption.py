@@ -149,6 +149,25 @@ def test_dead_letters_are_sealed_too(server, make_handler, tmp_path):
     )
 
 
+def test_replay_without_the_key_says_so_at_once(server, make_handler, tmp_path):
+    folder = str(tmp_path)
+    spill_some(server, make_handler, folder, n=5)
+    without = {k: v for k, v in os.environ.items() if k != "LOGSHIP_SPILL_KEY"}
+    replay = [sys.executable, "-m", "logship", "spill", "replay", "--dir", folder]
+    # A --timeout longer than subprocess.run's: waiting it out fails the test.
+    out = subprocess.run(
+        [*replay, "--url", server.url(), "--timeout", "600"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=without,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "files are encrypted under a key not given (set LOGSHIP_SPILL_KEY)" in out.stdout
+    assert "nothing sent for" not in out.stdout and not server.uuids()
+    assert len(spill_files(folder)) == 1  # left as it was
+
+
 @pytest.mark.parametrize("bad", ["short", "zz" * 32, "00" * 31])
 def test_a_bad_key_fails_at_construction(make_handler, bad):
     with pytest.raises(ValueError, match="spill_key"):

@@ -305,7 +305,8 @@ def _replay_folder(folder: str, target: _Target, timeout: float, protocol: str) 
             elif line != last_line:
                 print(line, flush=True)
             last_line = line
-            adoptable = remaining.files - remaining.live_files
+            # Files under a key not given can never be sent from here: said below.
+            adoptable = remaining.files - remaining.live_files - remaining.locked_files
             if not adoptable and st["pending"] == 0:
                 break
             if st["shipped"] != last_shipped:

@@ -83,6 +83,14 @@ PROTOCOL_SCHEMES: dict[str, tuple[str, ...]] = {
     "otlp": _HTTP_SCHEMES,
     "loki": _HTTP_SCHEMES,
 }
+#: What each protocol but "http" sends, whatever ``encoding`` says.
+PROTOCOL_BODIES: dict[str, str] = {
+    "forward": "msgpack",
+    "splunk": "HEC JSON events",
+    "elasticsearch": "_bulk NDJSON",
+    "otlp": "OTLP/HTTP JSON",
+    "loki": "Loki's JSON push",
+}
 #: The options only some protocols use, and which.
 PROTOCOL_OPTIONS: dict[str, tuple[str, ...]] = {
     "tag": ("forward",),
@@ -720,13 +728,14 @@ def _cross_check(o: Options) -> None:
             f"logship: option 'batch_max_bytes' is {o.batch_max_bytes}; protocol "
             f"{o.protocol!r} takes at most {most} (its servers' message limit)"
         )
-    if "http" not in PROTOCOL_SCHEMES[o.protocol]:  # a stream protocol: no HTTP request
-        if o.headers:
-            raise ValueError(f"logship: protocol {o.protocol!r} takes no option 'headers'")
-        if o.encoding != "json":
-            raise ValueError(
-                f"logship: protocol {o.protocol!r} takes no option 'encoding' (it is msgpack)"
-            )
+    if o.headers and "http" not in PROTOCOL_SCHEMES[o.protocol]:  # a stream: no HTTP request
+        raise ValueError(f"logship: protocol {o.protocol!r} takes no option 'headers'")
+    if o.encoding != "json" and o.protocol in PROTOCOL_BODIES:
+        # Only "http" bodies follow the option; another protocol would ignore it.
+        raise ValueError(
+            f"logship: protocol {o.protocol!r} takes no option 'encoding' "
+            f"(it sends {PROTOCOL_BODIES[o.protocol]})"
+        )
     if o.durability == "crash" and not o.spill:
         raise ValueError(
             "logship: option 'durability' is 'crash', which keeps events in the spill folder: "
