@@ -451,7 +451,7 @@ def test_output_writes_nan_and_infinities_as_text(tmp_path: Any) -> None:
     lines = [strict_json(line) for line in out.read_text().splitlines()]
     assert lines == [
         {"uuid": "f-2", "ratio": "nan", "limits": ["inf", "-inf", 1.5]},
-        {"uuid": "f-1", "ratio": "nan", "deep": [{"top": "inf"}], "NaN": "-inf"},
+        {"uuid": "f-1", "ratio": "nan", "deep": [{"top": "inf"}], "nan": "-inf"},
     ]
 
 

@@ -503,3 +503,16 @@ def test_a_body_after_a_get_is_never_read_as_a_request(framing: str) -> None:
         finally:
             sock.close()
         assert r.counts()["events"] == 0
+
+
+def test_a_get_with_an_empty_length_keeps_its_connection() -> None:
+    get = b"GET /_logship/stats HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n"
+    with Receiver() as r:
+        sock = send_raw(r.url, get)
+        try:
+            resp = answer(sock)
+            assert (resp.status, resp.getheader("Connection")) == (200, None)
+            sock.sendall(get)  # the same connection serves the next request
+            assert answer(sock).status == 200
+        finally:
+            sock.close()

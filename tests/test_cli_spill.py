@@ -68,7 +68,9 @@ def reject_one(server: FaultServer, make_handler: Callable[..., Any], folder: st
     assert os.path.exists(os.path.join(folder, dl.DEAD_LETTER_NAME))
 
 
-def live_writer(server: FaultServer, make_handler: Callable[..., Any], folder: str) -> Any:
+def live_writer(
+    server: FaultServer, make_handler: Callable[..., Any], folder: str, **options: Any
+) -> Any:
     """An open handler of this process with events spilled in its own file."""
     server.default = status(503)
     h = make_handler(
@@ -78,6 +80,7 @@ def live_writer(server: FaultServer, make_handler: Callable[..., Any], folder: s
         capacity=100,
         batch_max_records=5,
         shutdown_timeout=0.5,
+        **options,
     )
     log = attach(h, "live")
     for i in range(0, 300, 10):

@@ -13,8 +13,11 @@ import zlib
 from collections.abc import Iterator
 
 import pytest
+from test_cli_spill import live_writer
 
+from logship.cli import spillinspect as si
 from logship.pure import frames
+from logship.worker.spill import folder as sf
 
 from conftest import attach, check_identity
 from faultserver import status
@@ -163,9 +166,25 @@ def test_replay_without_the_key_says_so_at_once(server, make_handler, tmp_path):
         env=without,
     )
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "files are encrypted under a key not given (set LOGSHIP_SPILL_KEY)" in out.stdout
+    said = "files are encrypted under a key not given (set LOGSHIP_SPILL_KEY to the key"
+    assert said in out.stdout
     assert "nothing sent for" not in out.stdout and not server.uuids()
     assert len(spill_files(folder)) == 1  # left as it was
+
+
+def test_a_live_encrypted_file_counts_as_live_not_as_under_a_key_not_given(
+    server, make_handler, tmp_path
+):
+    # replay stops once every file left is live or under a key not given:
+    # one counted as both would hide a file it could still send.
+    folder = str(tmp_path)
+    live = live_writer(server, make_handler, folder, spill_key=KEY)
+    writing = {f.owner for f in sf.list_files(folder) if f.state == "o"}  # the open handler
+    seen = si.summarize(folder, writing)
+    assert seen.live_files == seen.files >= 1 and seen.locked_files == 0, seen
+    live.close()  # its files are released: now they are under a key not given
+    seen = si.summarize(folder, writing)
+    assert seen.live_files == 0 and seen.locked_files == seen.files >= 1, seen
 
 
 @pytest.mark.parametrize("bad", ["short", "zz" * 32, "00" * 31])

@@ -261,7 +261,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         super().send_error(code, message, explain)
 
     def do_GET(self) -> None:
-        if "Content-Length" in self.headers or "Transfer-Encoding" in self.headers:
+        lengths = self.headers.get_all("Content-Length") or ()
+        if "Transfer-Encoding" in self.headers or any(n.strip() != "0" for n in lengths):
             # A GET has no body to read: what a sender put after the head would
             # be taken for a request of its own. Answer, then close.
             self.close_connection = True

@@ -109,6 +109,8 @@ def _key(key: Any) -> str:
         return key
     if isinstance(key, bytes):
         return key.decode("utf-8", "replace")
-    if key is None or isinstance(key, (bool, int, float)):
+    if isinstance(key, float):
+        return repr(key)  # as json.dumps writes it, and NaN and infinities as values are
+    if key is None or isinstance(key, (bool, int)):
         return json.dumps(key)  # what json.dumps itself makes of such a key
     return as_text(key)

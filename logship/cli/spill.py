@@ -337,7 +337,7 @@ def _report_left(folder: str, sealer: Sealer | None, st: dict[str, Any]) -> int:
     if left.locked_files:
         print(
             f"{folder}: {left.locked_files} files are encrypted under a key not given "
-            "(set LOGSHIP_SPILL_KEY)"
+            "(set LOGSHIP_SPILL_KEY to the key they were written with)"
         )
     return left.files
 

@@ -62,7 +62,7 @@ class FolderSummary:
     oldest: float | None = None  # Unix time of the oldest file
     live_owners: set[int] = dataclasses.field(default_factory=set)  # pids still writing
     live_files: int = 0
-    locked_files: int = 0  # encrypted under a key we do not have
+    locked_files: int = 0  # encrypted under a key we do not have (live ones not counted)
     regions: int = 0  # region segments (durability="crash") of processes that died
     urls: dict[str, str] = dataclasses.field(default_factory=dict)  # path -> recorded endpoint
     refused: str | None = None  # why logship will not use this folder
@@ -90,9 +90,11 @@ def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) 
             out.events += sum(segment.mark.pending(r.seq) for r in segment.records)
     for f in list_files(folder):
         header = file_header(f.path)
-        _count_file(out, f, header, live_tokens)
+        live = _count_file(out, f, header, live_tokens)
         if key_problem(header, sealer):
-            out.locked_files += 1
+            # A live process's file counts as live only: the two counts are
+            # taken from the files, and what is left can be sent.
+            out.locked_files += not live
             continue
         for _offset, batch in spill_frames(f.path, read_acks(f.ack_path), sealer):
             if batch is None:
