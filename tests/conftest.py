@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -107,7 +109,15 @@ def _no_leaked_threads() -> Iterator[None]:
         if not leaked or time.monotonic() > deadline:
             break
         leaked[0].join(0.05)
-    assert not leaked, f"logship threads still running after the test: {leaked}"
+    if leaked:
+        # Where each one waits: what a leak report needs, and the thread may be gone later.
+        frames = sys._current_frames()
+        where = "".join(
+            f"\n{t.name}:\n{''.join(traceback.format_stack(frames[t.ident]))}"
+            for t in leaked
+            if t.ident in frames
+        )
+        pytest.fail(f"logship threads still running after the test: {leaked}{where}")
 
 
 @pytest.fixture
