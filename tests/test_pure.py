@@ -81,7 +81,9 @@ def test_uuid7_strictly_increasing_and_unique_across_four_threads():
         assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
 
 
-def test_uuid7_after_fork_the_child_does_not_repeat_the_parent():
+@pytest.mark.parametrize("later", [0, 1], ids=["same-ms", "next-ms"])
+def test_uuid7_after_fork_the_child_does_not_repeat_the_parent(later: int) -> None:
+    """``next-ms``: each side draws a fresh counter, from random bytes the parent had fetched."""
     ms = now_ms() + 20
     uuid7.uuid7(ms)  # the state both sides would continue from
     r, w = os.pipe()
@@ -91,11 +93,11 @@ def test_uuid7_after_fork_the_child_does_not_repeat_the_parent():
     if pid == 0:  # pragma: no cover - runs in the child
         try:
             os.close(r)
-            os.write(w, json.dumps([uuid7.uuid7(ms) for _ in range(5)]).encode())
+            os.write(w, json.dumps([uuid7.uuid7(ms + later) for _ in range(5)]).encode())
         finally:
             os._exit(0)
     os.close(w)
-    parent_next = [uuid7.uuid7(ms) for _ in range(5)]
+    parent_next = [uuid7.uuid7(ms + later) for _ in range(5)]
     data = b""
     deadline = time.monotonic() + 10
     while True:
