@@ -212,7 +212,9 @@ class Origin(NamedTuple):
     handler or formatter after this one may change it (a coloured
     ``levelname``), and a record waiting in the ring with its ``__dict__`` is
     three objects the garbage collector scans on the application's thread,
-    where this is one tuple of plain values that it stops tracking. A region
+    where this is one. (One it keeps tracking: the collector stops tracking
+    only exact tuples whose items it does not track, and never a subclass;
+    see docs/performance.md on full collections.) A region
     record (``pure.journal``) keeps them too, but not ``levelno`` (None: the
     level's name says it).
     """
