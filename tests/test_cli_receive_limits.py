@@ -516,3 +516,17 @@ def test_a_get_with_an_empty_length_keeps_its_connection() -> None:
             assert answer(sock).status == 200
         finally:
             sock.close()
+
+
+def test_a_get_that_expects_100_continue_gets_its_answer_instead() -> None:
+    get = (
+        b"GET /_logship/stats HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+    )
+    with Receiver() as r:
+        sock = send_raw(r.url, get)
+        try:
+            first = sock.makefile("rb").readline()  # http.client would skip a 100
+            assert first.startswith(b"HTTP/1.1 200 "), first
+        finally:
+            sock.close()

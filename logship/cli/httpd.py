@@ -248,6 +248,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except BadRequest as e:
                 self._refuse(e.status, str(e), close=True, unread=True)
                 return False
+        elif self.command == "GET":
+            return True  # its body is never read (see do_GET): not asked for either
         return super().handle_expect_100()
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
