@@ -263,8 +263,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         super().send_error(code, message, explain)
 
     def do_GET(self) -> None:
-        lengths = self.headers.get_all("Content-Length") or ()
-        if "Transfer-Encoding" in self.headers or any(n.strip() != "0" for n in lengths):
+        if self._declares_body():
             # A GET has no body to read: what a sender put after the head would
             # be taken for a request of its own. Answer, then close.
             self.close_connection = True
@@ -347,6 +346,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             shown = n if n is not None else f"a {len(digits)}-digit number of"
             raise BadRequest(f"body of {shown} bytes is over the {size_text(limit)} limit", 413)
         return n
+
+    def _declares_body(self) -> bool:
+        """Whether a body follows the head (framing that cannot be read counts as one)."""
+        try:
+            return self._body_length() != 0
+        except BadRequest:
+            return True
 
     def _read_body(self) -> bytes:
         """The request's body: ``BadRequest`` if its framing is wrong, ``TimeoutError`` if slow."""

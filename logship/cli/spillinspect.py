@@ -92,9 +92,8 @@ def summarize(folder: str, live_tokens: set[str], sealer: Sealer | None = None) 
         header = file_header(f.path)
         live = _count_file(out, f, header, live_tokens)
         if key_problem(header, sealer):
-            # A live process's file counts as live only: the two counts are
-            # taken from the files, and what is left can be sent.
-            out.locked_files += not live
+            if not live:  # a live process's file counts as live only: what is left can be sent
+                out.locked_files += 1
             continue
         for _offset, batch in spill_frames(f.path, read_acks(f.ack_path), sealer):
             if batch is None:

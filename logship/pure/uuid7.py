@@ -39,19 +39,24 @@ _pool = b""
 _taken = 0
 
 
+def _counter_of(random: bytes) -> int:
+    """A counter from 10 random bytes, its top bit clear: 2**73 steps of headroom."""
+    return int.from_bytes(random, "big") >> (80 - _COUNTER_BITS + 1)
+
+
 def _fresh_counter() -> int:
-    """A random counter with its top bit clear; the caller holds ``_lock``."""
+    """A random counter from the pool; the caller holds ``_lock``."""
     global _pool, _taken
     if _taken >= len(_pool):
         _pool, _taken = os.urandom(10 * _POOL_COUNTERS), 0
     start = _taken
     _taken = start + 10
-    return int.from_bytes(_pool[start : start + 10], "big") >> (80 - _COUNTER_BITS + 1)
+    return _counter_of(_pool[start : start + 10])
 
 
 def new_salt() -> int:
     """A random starting counter with its top bit clear: 2**73 steps of headroom."""
-    return int.from_bytes(os.urandom(10), "big") >> (80 - _COUNTER_BITS + 1)
+    return _counter_of(os.urandom(10))
 
 
 def uuid7_many(unix_ms: list[int]) -> list[str]:
